@@ -1,0 +1,126 @@
+// uvcometd — the Bayeux client on an application-owned libuv loop.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include <uv.h>
+
+#include "uvcometd/error.hpp"
+#include "uvcometd/message.hpp"
+#include "uvcometd/options.hpp"
+
+namespace uvcometd {
+
+class client;
+namespace detail {
+class client_impl;
+}
+
+// Completion of an asynchronous call; runs exactly once, on the loop thread. `err` is empty on
+// success.
+using completion = std::function<void(const error& err)>;
+// Called for every received message whose channel matches the subscription.
+using message_handler = std::function<void(const message& msg)>;
+// Called on every state transition with the new state and the connection type then in use.
+using state_listener = std::function<void(state s, connection_type t, const error& why)>;
+
+// One local subscription. Several may share a channel pattern; the server is subscribed once per
+// pattern and unsubscribed when the last local subscription of the pattern is released. A default
+// constructed subscription is empty. It is a plain value: copying it does not add a subscription.
+class subscription {
+ public:
+  subscription() = default;
+  // True when it refers to a subscription (it may have ended since).
+  explicit operator bool() const noexcept { return id_ != 0; }
+  // The channel pattern it was made with.
+  const std::string& channel() const noexcept { return channel_; }
+  std::uint64_t id() const noexcept { return id_; }
+
+ private:
+  friend class client;
+  subscription(std::uint64_t id, std::string channel) : id_(id), channel_(std::move(channel)) {}
+  std::uint64_t id_ = 0;
+  std::string channel_;
+};
+
+// A Bayeux client. All calls must be made on the loop's thread; the client starts no thread and
+// never blocks. Callbacks run on the loop and may call any method, close() included.
+//
+// Lifetime: the client object may be destroyed at any time; destroying it closes it without
+// running any further callback. The loop must keep running until every handle is closed, which
+// close()'s completion signals: after it, uv_loop_close() returns 0.
+class client {
+ public:
+  // Creates a client on `loop`. Nothing happens on the network until open().
+  // Throws std::system_error(invalid_argument) when the URL is not http(s)://.
+  client(uv_loop_t* loop, options opts);
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  // Handshakes, negotiates the transport and starts the connect cycle. `done` runs once the first
+  // /meta/connect succeeded, or with the error that ended the attempt (a refused handshake ends
+  // it at once; network failures are retried until connection_timeout).
+  // Fails synchronously with invalid_state unless the client is disconnected.
+  std::error_code open(completion done);
+
+  // Subscribes `on_message` to `channel` (exact, "/a/*" one segment, or "/a/**" any depth).
+  // `done` runs when the server confirmed (or refused) the subscription. On refusal the
+  // subscription is removed. Fails synchronously with invalid_channel or invalid_state (before
+  // open() or after close()); then `out` is left untouched.
+  std::error_code subscribe(std::string_view channel, message_handler on_message, completion done,
+                            subscription* out = nullptr);
+
+  // Releases a local subscription: its handler is never called again from now on. When it was
+  // the last one of its channel, the server is unsubscribed and `done` runs on its reply;
+  // otherwise `done` runs on the next loop iteration. invalid_argument if unknown or released.
+  std::error_code unsubscribe(const subscription& sub, completion done);
+
+  // Publishes `json_data` (JSON text) to `channel`. `done` reports the server's answer.
+  // Publishes made in the same loop iteration leave together in one frame.
+  // Fails synchronously with invalid_channel (wildcards, /meta/), invalid_argument (not JSON) or
+  // invalid_state.
+  std::error_code publish(std::string_view channel, std::string_view json_data, completion done);
+
+  // Sends /meta/disconnect when connected (waiting at most options::disconnect_timeout), completes
+  // every pending call with errc::cancelled, drops undelivered messages, and closes every handle;
+  // `done` runs last, after which uv_loop_close() may be called. Calling it again while closing
+  // adds `done`; once closed, `done` runs at once (inside the call). Never fails.
+  void close(completion done = {});
+
+  // Drops the current connection and re-establishes the session at once, e.g. after the
+  // application learned that the network changed. invalid_state unless open.
+  std::error_code reconnect_now();
+
+  // Sets the listener of state transitions (replacing the previous one).
+  void on_state(state_listener listener);
+
+  // Sets the listener told when the server refuses to restore a subscription after a
+  // re-handshake (the subscription has ended; its handler is not called any more).
+  void on_subscription_lost(std::function<void(const subscription& sub, const error& why)> listener);
+
+  // Stops dispatching received messages to handlers until resume(). Messages keep arriving until
+  // the pending buffer reaches max_pending_count; then fetching stops.
+  void pause() noexcept;
+  // Resumes dispatching.
+  void resume() noexcept;
+
+  // Messages received and not yet dispatched.
+  std::size_t pending_count() const noexcept;
+  // The current state.
+  uvcometd::state current_state() const noexcept;
+  // The connection type currently used (the handshake's before negotiation).
+  connection_type current_connection_type() const noexcept;
+  // The clientId the server assigned; empty before the handshake.
+  const std::string& client_id() const noexcept;
+
+ private:
+  std::shared_ptr<detail::client_impl> impl_;
+};
+
+}  // namespace uvcometd

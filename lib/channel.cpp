@@ -1,0 +1,62 @@
+#include "channel.hpp"
+
+#include "uvcometd/error.hpp"
+
+namespace uvcometd::detail {
+
+bool is_valid_channel(std::string_view ch) noexcept {
+  if (ch.size() < 2 || ch[0] != '/' || ch.back() == '/') return false;
+  std::size_t start = 1;
+  while (start <= ch.size()) {
+    auto end = ch.find('/', start);
+    if (end == std::string_view::npos) end = ch.size();
+    const auto seg = ch.substr(start, end - start);
+    if (seg.empty()) return false;
+    const bool last = end == ch.size();
+    if (seg.find('*') != std::string_view::npos && !(last && (seg == "*" || seg == "**"))) {
+      return false;
+    }
+    for (const char c : seg) {
+      // Control characters and spaces have no place in a channel; everything else is the
+      // server's business.
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+    }
+    start = end + 1;
+  }
+  return true;
+}
+
+bool is_wildcard(std::string_view ch) noexcept {
+  return !ch.empty() && ch.back() == '*';
+}
+
+bool is_meta(std::string_view ch) noexcept { return ch.substr(0, 6) == "/meta/"; }
+bool is_service(std::string_view ch) noexcept { return ch.substr(0, 9) == "/service/"; }
+
+std::error_code check_subscribe_channel(std::string_view ch) noexcept {
+  if (!is_valid_channel(ch) || is_meta(ch) || ch == "/meta") return errc::invalid_channel;
+  return {};
+}
+
+std::error_code check_publish_channel(std::string_view ch) noexcept {
+  if (!is_valid_channel(ch) || is_meta(ch) || ch == "/meta" ||
+      ch.find('*') != std::string_view::npos) {
+    return errc::invalid_channel;
+  }
+  return {};
+}
+
+bool channel_matches(std::string_view pattern, std::string_view channel) noexcept {
+  if (pattern.size() >= 2 && pattern.substr(pattern.size() - 2) == "**") {
+    const auto prefix = pattern.substr(0, pattern.size() - 2);  // keeps the trailing '/'
+    return channel.size() > prefix.size() && channel.substr(0, prefix.size()) == prefix;
+  }
+  if (!pattern.empty() && pattern.back() == '*') {
+    const auto prefix = pattern.substr(0, pattern.size() - 1);
+    return channel.size() > prefix.size() && channel.substr(0, prefix.size()) == prefix &&
+           channel.find('/', prefix.size()) == std::string_view::npos;
+  }
+  return pattern == channel;
+}
+
+}  // namespace uvcometd::detail

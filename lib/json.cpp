@@ -1,0 +1,308 @@
+#include "json.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+namespace uvcometd::detail::json {
+namespace {
+
+bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
+
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool read_hex4(std::string_view s, std::size_t pos, unsigned& out) noexcept {
+  if (pos + 4 > s.size()) return false;
+  out = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const int v = hex_value(s[pos + i]);
+    if (v < 0) return false;
+    out = out * 16 + static_cast<unsigned>(v);
+  }
+  return true;
+}
+
+bool skip_literal(std::string_view s, std::size_t& pos, std::string_view lit) noexcept {
+  if (s.substr(pos, lit.size()) != lit) return false;
+  pos += lit.size();
+  return true;
+}
+
+bool skip_number(std::string_view s, std::size_t& pos) noexcept {
+  if (pos < s.size() && s[pos] == '-') ++pos;
+  if (pos >= s.size()) return false;
+  if (s[pos] == '0') {
+    ++pos;
+  } else if (is_digit(s[pos])) {
+    while (pos < s.size() && is_digit(s[pos])) ++pos;
+  } else {
+    return false;
+  }
+  if (pos < s.size() && s[pos] == '.') {
+    ++pos;
+    if (pos >= s.size() || !is_digit(s[pos])) return false;
+    while (pos < s.size() && is_digit(s[pos])) ++pos;
+  }
+  if (pos < s.size() && (s[pos] == 'e' || s[pos] == 'E')) {
+    ++pos;
+    if (pos < s.size() && (s[pos] == '+' || s[pos] == '-')) ++pos;
+    if (pos >= s.size() || !is_digit(s[pos])) return false;
+    while (pos < s.size() && is_digit(s[pos])) ++pos;
+  }
+  return true;
+}
+
+void append_utf8(std::string& out, unsigned cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+}  // namespace
+
+bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
+                 bool& escaped) noexcept {
+  if (pos >= s.size() || s[pos] != '"') return false;
+  const std::size_t start = ++pos;
+  escaped = false;
+  while (pos < s.size()) {
+    const char c = s[pos];
+    if (c == '"') {
+      content = s.substr(start, pos - start);
+      ++pos;
+      return true;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) return false;
+    if (c == '\\') {
+      escaped = true;
+      if (++pos >= s.size()) return false;
+      switch (s[pos]) {
+        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+          ++pos;
+          break;
+        case 'u': {
+          unsigned v;
+          if (!read_hex4(s, pos + 1, v)) return false;
+          pos += 5;
+          break;
+        }
+        default:
+          return false;
+      }
+      continue;
+    }
+    ++pos;
+  }
+  return false;
+}
+
+bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
+  if (depth > max_depth || pos >= s.size()) return false;
+  switch (s[pos]) {
+    case '{': {
+      ++pos;
+      skip_space(s, pos);
+      if (pos < s.size() && s[pos] == '}') {
+        ++pos;
+        return true;
+      }
+      for (;;) {
+        std::string_view key;
+        bool esc;
+        skip_space(s, pos);
+        if (!scan_string(s, pos, key, esc)) return false;
+        skip_space(s, pos);
+        if (pos >= s.size() || s[pos] != ':') return false;
+        ++pos;
+        skip_space(s, pos);
+        if (!skip_value(s, pos, depth + 1)) return false;
+        skip_space(s, pos);
+        if (pos >= s.size()) return false;
+        if (s[pos] == ',') {
+          ++pos;
+          continue;
+        }
+        if (s[pos] == '}') {
+          ++pos;
+          return true;
+        }
+        return false;
+      }
+    }
+    case '[': {
+      ++pos;
+      skip_space(s, pos);
+      if (pos < s.size() && s[pos] == ']') {
+        ++pos;
+        return true;
+      }
+      for (;;) {
+        skip_space(s, pos);
+        if (!skip_value(s, pos, depth + 1)) return false;
+        skip_space(s, pos);
+        if (pos >= s.size()) return false;
+        if (s[pos] == ',') {
+          ++pos;
+          continue;
+        }
+        if (s[pos] == ']') {
+          ++pos;
+          return true;
+        }
+        return false;
+      }
+    }
+    case '"': {
+      std::string_view content;
+      bool esc;
+      return scan_string(s, pos, content, esc);
+    }
+    case 't': return skip_literal(s, pos, "true");
+    case 'f': return skip_literal(s, pos, "false");
+    case 'n': return skip_literal(s, pos, "null");
+    default: return skip_number(s, pos);
+  }
+}
+
+bool unescape(std::string_view raw, std::string& out) {
+  out.clear();
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    const char c = raw[i];
+    if (c != '\\') {
+      out += c;
+      continue;
+    }
+    if (++i >= raw.size()) return false;
+    switch (raw[i]) {
+      case '"': out += '"'; break;
+      case '\\': out += '\\'; break;
+      case '/': out += '/'; break;
+      case 'b': out += '\b'; break;
+      case 'f': out += '\f'; break;
+      case 'n': out += '\n'; break;
+      case 'r': out += '\r'; break;
+      case 't': out += '\t'; break;
+      case 'u': {
+        unsigned cp;
+        if (!read_hex4(raw, i + 1, cp)) return false;
+        i += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+          unsigned lo;
+          if (i + 2 >= raw.size() || raw[i + 1] != '\\' || raw[i + 2] != 'u' ||
+              !read_hex4(raw, i + 3, lo) || lo < 0xDC00 || lo > 0xDFFF) {
+            return false;
+          }
+          i += 6;
+          cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+          return false;
+        }
+        append_utf8(out, cp);
+        break;
+      }
+      default: return false;
+    }
+  }
+  return true;
+}
+
+bool is_valid(std::string_view text) noexcept {
+  std::size_t pos = 0;
+  skip_space(text, pos);
+  if (!skip_value(text, pos)) return false;
+  skip_space(text, pos);
+  return pos == text.size();
+}
+
+bool is_object(std::string_view text) noexcept {
+  std::size_t pos = 0;
+  skip_space(text, pos);
+  return pos < text.size() && text[pos] == '{' && is_valid(text);
+}
+
+void append_string(std::string& out, std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  out += '"';
+  std::size_t run = 0;  // start of the current run of characters needing no escape
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    out.append(s.data() + run, i - run);
+    run = i + 1;
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        out += "\\u00";
+        out += hex[c >> 4];
+        out += hex[c & 0xF];
+    }
+  }
+  out.append(s.data() + run, s.size() - run);
+  out += '"';
+}
+
+bool to_int64(std::string_view raw, std::int64_t& out) noexcept {
+  std::size_t pos = 0;
+  if (!skip_number(raw, pos) || pos != raw.size()) return false;
+  // Integer part only: fractions truncate, exponents are applied, everything saturates.
+  const bool negative = raw[0] == '-';
+  std::size_t i = negative ? 1 : 0;
+  long double value = 0;
+  while (i < raw.size() && is_digit(raw[i])) value = value * 10 + (raw[i++] - '0');
+  long double frac_scale = 1;
+  if (i < raw.size() && raw[i] == '.') {
+    ++i;
+    while (i < raw.size() && is_digit(raw[i])) {
+      frac_scale /= 10;
+      value += (raw[i++] - '0') * frac_scale;
+    }
+  }
+  if (i < raw.size() && (raw[i] == 'e' || raw[i] == 'E')) {
+    ++i;
+    bool exp_neg = false;
+    if (raw[i] == '+' || raw[i] == '-') exp_neg = raw[i++] == '-';
+    long exp = 0;
+    while (i < raw.size() && is_digit(raw[i])) {
+      if (exp < 100000) exp = exp * 10 + (raw[i] - '0');
+      ++i;
+    }
+    value *= std::pow(10.0L, exp_neg ? -exp : exp);
+  }
+  if (negative) value = -value;
+  constexpr auto hi = static_cast<long double>(std::numeric_limits<std::int64_t>::max());
+  constexpr auto lo = static_cast<long double>(std::numeric_limits<std::int64_t>::min());
+  if (!(value < hi)) {
+    out = std::numeric_limits<std::int64_t>::max();
+  } else if (!(value > lo)) {
+    out = std::numeric_limits<std::int64_t>::min();
+  } else {
+    out = static_cast<std::int64_t>(value);
+  }
+  return true;
+}
+
+}  // namespace uvcometd::detail::json

@@ -1,0 +1,1069 @@
+#include "session.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <exception>
+
+#include "channel.hpp"
+#include "json.hpp"
+
+namespace uvcometd::detail {
+namespace {
+
+constexpr std::chrono::milliseconds default_server_timeout{60000};
+
+error make_error(errc code, std::string text) { return error{make_error_code(code), std::move(text)}; }
+
+bool parse_id(std::string_view text, std::uint64_t& out) noexcept {
+  if (text.empty()) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
+
+std::string join_types(const std::vector<std::string>& names) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < names.size(); ++i) out += (i ? "," : "") + names[i];
+  return out + "]";
+}
+
+}  // namespace
+
+session::session(session_host& host, session_config config)
+    : host_(host), cfg_(std::move(config)) {
+  rng_ = cfg_.random_seed != 0
+             ? cfg_.random_seed
+             : static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1u;
+}
+
+session::~session() = default;
+
+// ---------------------------------------------------------------------------------------------
+// user calls
+
+std::error_code session::open(completion_fn done) {
+  if (state_ != state::disconnected) return errc::invalid_state;
+  if (cfg_.connection_types.empty()) return errc::invalid_argument;
+  open_done_ = std::move(done);
+  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
+                                    connection_type::long_polling) != cfg_.connection_types.end();
+  // Every server speaks long-polling, so the handshake uses it unless websocket is the only type
+  // allowed (websocket-only servers exist).
+  type_ = lp_allowed ? connection_type::long_polling : connection_type::websocket;
+  set_state(state::connecting);
+  start_connection_deadline();
+  send_handshake();
+  return {};
+}
+
+std::error_code session::subscribe(std::string_view channel, handler_fn on_message,
+                                   completion_fn done, std::uint64_t* sub_id) {
+  if (!active()) return errc::invalid_state;
+  if (auto ec = check_subscribe_channel(channel)) return ec;
+  if (!on_message) return errc::invalid_argument;
+  auto sub = std::make_shared<local_sub>();
+  sub->id = ++last_sub_id_;
+  sub->pattern = std::string(channel);
+  sub->handler = std::move(on_message);
+  auto [it, inserted] = patterns_.try_emplace(sub->pattern);
+  if (inserted && is_wildcard(channel)) ++wildcard_patterns_;
+  pattern_entry& e = it->second;
+  if (e.server_subscribed && !e.in_flight) {
+    defer(std::move(done), {});  // the server already delivers this channel
+  } else {
+    sub->done = std::move(done);
+    if (!sub->done) sub->done = [](const error&) {};
+  }
+  e.subs.push_back(sub);
+  subs_.emplace(sub->id, sub);
+  if (sub_id) *sub_id = sub->id;
+  reconcile(sub->pattern);
+  return {};
+}
+
+std::error_code session::unsubscribe(std::uint64_t sub_id, completion_fn done) {
+  if (state_ == state::closed || state_ == state::disconnecting) return errc::invalid_state;
+  const auto it = subs_.find(sub_id);
+  if (it == subs_.end()) return errc::invalid_argument;
+  const std::shared_ptr<local_sub> sub = it->second;
+  subs_.erase(it);
+  sub->alive = false;
+  if (sub->done) {
+    defer(std::move(sub->done), make_error(errc::cancelled, "unsubscribed before the server answered"));
+    sub->done = nullptr;
+  }
+  auto pit = patterns_.find(sub->pattern);
+  if (pit == patterns_.end()) {
+    defer(std::move(done), {});
+    return {};
+  }
+  auto& subs = pit->second.subs;
+  subs.erase(std::remove(subs.begin(), subs.end(), sub), subs.end());
+  if (subs.empty()) {
+    pit->second.unsub_waiters.push_back(std::move(done));
+    reconcile(sub->pattern);
+  } else {
+    defer(std::move(done), {});
+  }
+  return {};
+}
+
+std::error_code session::publish(std::string_view channel, std::string_view json_data,
+                                 completion_fn done) {
+  if (!active()) return errc::invalid_state;
+  if (auto ec = check_publish_channel(channel)) return ec;
+  if (!json::is_valid(json_data)) return errc::invalid_argument;
+  if (state_ != state::connected) {
+    if (state_ == state::reconnecting && !cfg_.queue_while_reconnecting) return errc::not_connected;
+    if (cfg_.max_queued_messages != 0 && queue_.size() >= cfg_.max_queued_messages) {
+      return errc::queue_full;
+    }
+  }
+  outgoing m{kind::publish};
+  m.channel = std::string(channel);
+  m.payload = std::string(json_data);
+  m.done = std::move(done);
+  queue_.push_back(std::move(m));
+  host_.request_run();
+  return {};
+}
+
+void session::close(completion_fn done) {
+  if (state_ == state::closed) {
+    // Nothing is left to wait for; the host's handles may be gone, so answer now.
+    if (done && !silenced_) invoke([&] { done({}); });
+    return;
+  }
+  close_dones_.push_back(std::move(done));
+  if (state_ == state::disconnecting) return;
+  const state prev = state_;
+  set_state(state::disconnecting);
+  retry_at_.reset();
+  connection_deadline_.reset();
+  const error cancelled = make_error(errc::cancelled, "the client was closed");
+  complete(open_done_, cancelled);
+  while (!queue_.empty()) {
+    outgoing m = std::move(queue_.front());
+    queue_.pop_front();
+    fail_outgoing(std::move(m), cancelled);
+  }
+  pending_.clear();
+  if (prev == state::connected && !client_id_.empty()) {
+    // Best effort: tell the server, but never wait longer than disconnect_timeout.
+    outgoing m{kind::disconnect};
+    m.channel = "/meta/disconnect";
+    send_alone(std::move(m));
+    disconnect_deadline_ = host_.now() + cfg_.disconnect_timeout;
+    rearm();
+  } else {
+    finish_close();
+  }
+}
+
+void session::pause() noexcept { paused_ = true; }
+
+void session::resume() {
+  paused_ = false;
+  if (!pending_.empty()) host_.request_run();
+}
+
+void session::silence() noexcept { silenced_ = true; }
+
+// ---------------------------------------------------------------------------------------------
+// sending
+
+bool session::active() const noexcept {
+  return state_ == state::connecting || state_ == state::connected ||
+         state_ == state::reconnecting;
+}
+
+void session::send_handshake() {
+  if (!active()) return;
+  retry_at_.reset();
+  client_id_.clear();
+  resubscribes_outstanding_ = 0;
+  // The handshake uses long-polling unless websocket is the only type allowed; negotiation
+  // then picks the preferred type again (so websocket, once it worked, is tried first again).
+  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
+                                    connection_type::long_polling) != cfg_.connection_types.end();
+  const connection_type t = lp_allowed ? connection_type::long_polling : connection_type::websocket;
+  if (t != type_) {
+    host_.abort(type_);
+    drop_requests_of(type_);
+    type_ = t;
+  }
+  outgoing m{kind::handshake};
+  m.channel = "/meta/handshake";
+  send_alone(std::move(m));
+}
+
+void session::send_connect(bool first) {
+  if (!active() || connect_request_ != 0 || client_id_.empty() || resubscribes_outstanding_ > 0) {
+    return;
+  }
+  if (!first && buffer_full()) {
+    connect_wanted_ = true;  // backpressure: fetch again once the application drained the buffer
+    return;
+  }
+  connect_wanted_ = false;
+  retry_at_.reset();
+  outgoing m{kind::connect};
+  m.channel = "/meta/connect";
+  m.first_connect = first;
+  send_alone(std::move(m));
+}
+
+void session::send_alone(outgoing&& m) {
+  m.id = next_id();
+  m.epoch = epoch_;
+  const std::uint64_t request = ++last_request_;
+  m.request = request;
+  std::string frame;
+  frame.reserve(256);
+  frame += '[';
+  encode(m, frame);
+  frame += ']';
+  const auto timeout = request_timeout(m);
+  in_flight_request req{type_, {m.id}, 1};
+  switch (m.k) {
+    case kind::connect: connect_request_ = request; break;
+    case kind::handshake: handshake_request_ = request; break;
+    case kind::disconnect: disconnect_request_ = request; break;
+    default: break;
+  }
+  requests_.emplace(request, std::move(req));
+  awaiting_.emplace(m.id, std::move(m));
+  host_.send(type_, request, std::move(frame), timeout);
+}
+
+void session::flush() {
+  if (queue_.empty() || !active() || client_id_.empty() || handshake_request_ != 0) return;
+  // Long-polling keeps one exchange besides the held connect; what queues meanwhile leaves
+  // together in the next one.
+  if (type_ == connection_type::long_polling && normal_request_ != 0) return;
+  // Until the connect succeeds only (re)subscriptions leave: publishes wait for a session that
+  // is known to work, so they are not thrown at a server that may be gone.
+  const bool subscriptions_only = state_ != state::connected;
+  if (subscriptions_only &&
+      std::none_of(queue_.begin(), queue_.end(), [](const outgoing& m) { return m.k != kind::publish; })) {
+    return;
+  }
+  const std::uint64_t request = ++last_request_;
+  in_flight_request req{type_, {}, 0};
+  std::string frame;
+  frame.reserve(64 + queue_.size() * 128);
+  frame += '[';
+  std::deque<outgoing> held;
+  while (!queue_.empty()) {
+    outgoing m = std::move(queue_.front());
+    queue_.pop_front();
+    if (subscriptions_only && m.k == kind::publish) {
+      held.push_back(std::move(m));
+      continue;
+    }
+    m.id = next_id();
+    m.epoch = epoch_;
+    m.request = request;
+    if (req.ids.size()) frame += ',';
+    encode(m, frame);
+    req.ids.push_back(m.id);
+    awaiting_.emplace(m.id, std::move(m));
+  }
+  frame += ']';
+  queue_ = std::move(held);
+  req.remaining = req.ids.size();
+  if (type_ == connection_type::long_polling) normal_request_ = request;
+  requests_.emplace(request, std::move(req));
+  host_.send(type_, request, std::move(frame), cfg_.max_network_delay);
+}
+
+void session::encode(const outgoing& m, std::string& f) const {
+  f += "{\"channel\":";
+  json::append_string(f, m.channel);
+  f += ",\"id\":\"";
+  f += std::to_string(m.id);
+  f += '"';
+  if (m.k != kind::handshake) {
+    f += ",\"clientId\":";
+    json::append_string(f, client_id_);
+  }
+  switch (m.k) {
+    case kind::handshake:
+      f += ",\"version\":\"1.0\",\"minimumVersion\":\"1.0\",\"supportedConnectionTypes\":[";
+      for (std::size_t i = 0; i < cfg_.connection_types.size(); ++i) {
+        if (i) f += ',';
+        json::append_string(f, to_string(cfg_.connection_types[i]));
+      }
+      f += "],\"advice\":{\"timeout\":60000,\"interval\":0}";
+      if (!cfg_.handshake_ext.empty()) {
+        f += ",\"ext\":";
+        f += cfg_.handshake_ext;
+      }
+      break;
+    case kind::connect:
+      f += ",\"connectionType\":";
+      json::append_string(f, to_string(type_));
+      if (m.first_connect) f += ",\"advice\":{\"timeout\":0}";
+      break;
+    case kind::subscribe:
+    case kind::unsubscribe:
+      f += ",\"subscription\":";
+      json::append_string(f, m.payload);
+      break;
+    case kind::publish:
+      f += ",\"data\":";
+      f += m.payload;
+      break;
+    case kind::disconnect: break;
+  }
+  f += '}';
+}
+
+std::chrono::milliseconds session::request_timeout(const outgoing& m) const {
+  if (m.k == kind::connect && !m.first_connect) {
+    const auto held = advice_.timeout ? std::chrono::milliseconds(*advice_.timeout)
+                                      : default_server_timeout;
+    return held + cfg_.max_network_delay;
+  }
+  if (m.k == kind::disconnect) return cfg_.disconnect_timeout;
+  return cfg_.max_network_delay;
+}
+
+// ---------------------------------------------------------------------------------------------
+// events
+
+void session::on_frame(connection_type t, std::uint64_t request, std::string&& body) {
+  if (state_ == state::closed) return;
+  auto text = std::make_shared<const std::string>(std::move(body));
+  error err = decode_frame(*text, scratch_);
+  if (err) {
+    if (request != 0) {
+      on_request_failed(t, request, err);
+    } else if (t == type_) {
+      // A stream frame we cannot read may have carried replies: the connection is unusable.
+      host_.log(log_level::warning, "malformed frame: " + err.message);
+      host_.abort(t);
+      on_transport_down(t, err, true);
+    }
+    return;
+  }
+  in_flight_request req;
+  bool have_req = false;
+  if (request != 0) {
+    const auto it = requests_.find(request);
+    if (it != requests_.end()) {
+      req = std::move(it->second);
+      requests_.erase(it);
+      have_req = true;
+      release_request_slot(request);
+    }
+  }
+  handle_messages(scratch_, text);
+  if (have_req) {
+    // A request/response exchange is over: whatever it carried and got no reply never will.
+    for (const auto id : req.ids) {
+      const auto it = awaiting_.find(id);
+      if (it == awaiting_.end()) continue;
+      outgoing m = std::move(it->second);
+      awaiting_.erase(it);
+      fail_outgoing(std::move(m),
+                    make_error(errc::no_reply, "the server's response held no reply to " +
+                                                   m.channel + " (id " + std::to_string(id) + ")"));
+    }
+  }
+  flush();
+}
+
+void session::on_request_failed(connection_type t, std::uint64_t request, const error& err) {
+  (void)t;
+  const auto it = requests_.find(request);
+  if (it == requests_.end()) return;
+  in_flight_request req = std::move(it->second);
+  requests_.erase(it);
+  release_request_slot(request);
+  for (const auto id : req.ids) {
+    const auto a = awaiting_.find(id);
+    if (a == awaiting_.end()) continue;
+    outgoing m = std::move(a->second);
+    awaiting_.erase(a);
+    fail_outgoing(std::move(m), err);
+  }
+  flush();
+}
+
+void session::on_transport_up(connection_type t) {
+  if (t == type_) transport_up_ = true;
+}
+
+void session::on_transport_down(connection_type t, const error& err, bool was_up) {
+  if (t != type_) return;
+  transport_up_ = false;
+  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
+                                    connection_type::long_polling) != cfg_.connection_types.end();
+  const bool server_has_lp =
+      server_types_.empty() ||
+      std::find(server_types_.begin(), server_types_.end(), "long-polling") != server_types_.end();
+  // Collect what was in flight on this connection, oldest first.
+  std::vector<std::uint64_t> ids;
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (it->second.type == t) {
+      ids.insert(ids.end(), it->second.ids.begin(), it->second.ids.end());
+      it = requests_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::sort(ids.begin(), ids.end());
+  connect_request_ = handshake_request_ = normal_request_ = 0;
+  if (t == connection_type::websocket && was_up) ++websocket_failures_;
+  // Fall back when websocket never came up, or keeps breaking while HTTP may work.
+  const bool ws_hopeless = (!was_up && !ever_up_on_type_) ||
+                           (cfg_.websocket_failures_before_fallback != 0 &&
+                            websocket_failures_ >= cfg_.websocket_failures_before_fallback);
+  const bool fallback = t == connection_type::websocket && ws_hopeless && lp_allowed &&
+                        server_has_lp && active();
+  std::vector<outgoing> resend;
+  bool lost_session_messages = false;
+  for (const auto id : ids) {
+    const auto a = awaiting_.find(id);
+    if (a == awaiting_.end()) continue;
+    outgoing m = std::move(a->second);
+    awaiting_.erase(a);
+    switch (m.k) {
+      case kind::connect:
+      case kind::handshake: lost_session_messages = true; break;
+      case kind::disconnect: finish_close(); break;
+      default:
+        // Frames that never left (the connection never opened) are sent again on the next one.
+        if (!was_up) resend.push_back(std::move(m));
+        else fail_outgoing(std::move(m), err);
+    }
+  }
+  for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
+  if (!active()) return;
+  if (fallback) {
+    host_.log(log_level::info, "websocket unavailable (" + err.message + "); falling back to long-polling");
+    host_.prepare_transport(connection_type::long_polling, connection_type::websocket);
+    type_ = connection_type::long_polling;
+    websocket_failures_ = 0;
+    websocket_given_up_ = true;
+    // Falling back is progress: long-polling gets a full connection_timeout of its own.
+    connection_deadline_.reset();
+    start_connection_deadline();
+    if (state_ == state::connected) enter_reconnecting(err);
+    else set_state(state_, err, true);  // the listener learns about the transport change
+    if (client_id_.empty()) {
+      send_handshake();
+    } else {
+      send_connect(true);
+      flush();
+    }
+    return;
+  }
+  (void)lost_session_messages;
+  connection_lost(err);
+}
+
+void session::on_timer() {
+  const auto now = host_.now();
+  if (disconnect_deadline_ && now >= *disconnect_deadline_) {
+    disconnect_deadline_.reset();
+    finish_close();
+    return;
+  }
+  if (connection_deadline_ && now >= *connection_deadline_) {
+    connection_deadline_.reset();
+    std::string text = "the session could not be established within " +
+                       std::to_string(cfg_.connection_timeout.count()) + " ms";
+    if (last_failure_) text += "; last failure: " + last_failure_.to_string();
+    fail_session(make_error(errc::connection_timeout, std::move(text)));
+    return;
+  }
+  if (retry_at_ && now >= *retry_at_) {
+    retry_at_.reset();
+    if (retry_is_handshake_ || client_id_.empty()) send_handshake();
+    else send_connect(state_ != state::connected);
+  }
+  rearm();
+}
+
+void session::run_deferred() {
+  auto ready = std::move(deferred_);
+  deferred_.clear();
+  for (auto& [done, err] : ready) complete(done, err);
+  flush();
+  dispatch();
+}
+
+void session::on_transports_closed() {
+  if (state_ == state::closed) return;
+  set_state(state::closed);
+  auto ready = std::move(deferred_);
+  deferred_.clear();
+  for (auto& [done, err] : ready) complete(done, err);
+  auto dones = std::move(close_dones_);
+  close_dones_.clear();
+  for (auto& d : dones) complete(d, {});
+}
+
+// ---------------------------------------------------------------------------------------------
+// replies
+
+void session::release_request_slot(std::uint64_t request) noexcept {
+  if (request == normal_request_) normal_request_ = 0;
+  if (request == connect_request_) connect_request_ = 0;
+  if (request == handshake_request_) handshake_request_ = 0;
+  if (request == disconnect_request_) disconnect_request_ = 0;
+}
+
+void session::drop_requests_of(connection_type t) {
+  for (auto it = requests_.begin(); it != requests_.end();) {
+    if (it->second.type != t) {
+      ++it;
+      continue;
+    }
+    for (const auto id : it->second.ids) {
+      const auto a = awaiting_.find(id);
+      if (a == awaiting_.end()) continue;
+      outgoing m = std::move(a->second);
+      awaiting_.erase(a);
+      if (m.k != kind::connect && m.k != kind::handshake) {
+        fail_outgoing(std::move(m), make_error(errc::transport_error, "connection abandoned"));
+      }
+    }
+    release_request_slot(it->first);
+    it = requests_.erase(it);
+  }
+}
+
+void session::handle_messages(decoded_frame& frame, const std::shared_ptr<const std::string>& text) {
+  std::shared_ptr<const std::deque<std::string>> arena;
+  if (!frame.arena.empty()) arena = std::make_shared<const std::deque<std::string>>(std::move(frame.arena));
+  // Local copy: completions run from here may re-enter the session (never on_frame itself).
+  std::vector<wire_message> messages;
+  messages.swap(frame.messages);
+  bool queued = false;
+  for (const auto& m : messages) {
+    if (m.has_advice) {
+      if (m.adv.reconnect != reconnect_advice::unspecified) advice_.reconnect = m.adv.reconnect;
+      if (m.adv.interval) advice_.interval = m.adv.interval;
+      if (m.adv.timeout) advice_.timeout = m.adv.timeout;
+    }
+    const bool is_reply = m.successful.has_value() || is_meta(m.channel);
+    if (is_reply) {
+      // Faye keeps the publisher's id on delivered messages: a reply must match id and channel.
+      std::uint64_t id;
+      if (!parse_id(m.id, id)) continue;
+      const auto it = awaiting_.find(id);
+      if (it == awaiting_.end() || (!m.channel.empty() && m.channel != it->second.channel)) {
+        continue;
+      }
+      outgoing out = std::move(it->second);
+      awaiting_.erase(it);
+      const auto r = requests_.find(out.request);
+      if (r != requests_.end() && r->second.type != connection_type::long_polling &&
+          --r->second.remaining == 0) {
+        release_request_slot(r->first);
+        requests_.erase(r);
+      }
+      handle_reply(m, std::move(out));
+      continue;
+    }
+    if (!active() || m.channel.empty()) continue;
+    pending_.push_back(pending_message{text, arena,
+                                       message{m.channel, m.data, m.id, m.ext, m.json}});
+    queued = true;
+  }
+  messages.clear();
+  if (frame.messages.capacity() < messages.capacity()) frame.messages.swap(messages);
+  if (queued) {
+    if (buffer_full() && type_ == connection_type::websocket) {
+      host_.pause_receive(type_, true);
+      receive_paused_ = true;
+    }
+    host_.request_run();
+  }
+}
+
+void session::handle_reply(const wire_message& m, outgoing&& out) {
+  error err;
+  if (!*m.successful) {
+    err = m.error.empty() ? make_error(errc::server_error, "refused by the server without an error text")
+                          : parse_server_error(m.error);
+  }
+  switch (out.k) {
+    case kind::handshake: handle_handshake_reply(m, err); break;
+    case kind::connect: handle_connect_reply(m, err); break;
+    case kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
+    case kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
+    case kind::publish: complete(out.done, err); break;
+    case kind::disconnect: finish_close(); break;
+  }
+}
+
+void session::handle_handshake_reply(const wire_message& m, error err) {
+  if (!active()) return;
+  if (!err && m.client_id.empty()) err = make_error(errc::bad_response, "handshake reply without clientId");
+  if (err) {
+    last_failure_ = err;
+    if (state_ == state::connecting && !ever_connected_) {
+      fail_session(err);  // a refused handshake ends open() at once: no retry loop
+      return;
+    }
+    const auto what = m.adv.reconnect == reconnect_advice::none ? reconnect_advice::none
+                                                                 : reconnect_advice::handshake;
+    follow_advice(what, err);
+    return;
+  }
+  client_id_ = std::string(m.client_id);
+  server_types_ = decode_string_array(m.connection_types);
+  std::optional<connection_type> chosen;
+  for (const auto t : cfg_.connection_types) {
+    if (t == connection_type::websocket && websocket_given_up_) continue;
+    if (std::find(server_types_.begin(), server_types_.end(), to_string(t)) != server_types_.end()) {
+      chosen = t;
+      break;
+    }
+  }
+  if (!chosen) {
+    std::vector<std::string> mine;
+    for (const auto t : cfg_.connection_types) mine.emplace_back(to_string(t));
+    fail_session(make_error(errc::no_common_transport,
+                            "the client allows " + join_types(mine) + ", the server offers " +
+                                join_types(server_types_)));
+    return;
+  }
+  if (*chosen != type_) {
+    host_.prepare_transport(*chosen, type_);
+    type_ = *chosen;
+    transport_up_ = false;
+    ever_up_on_type_ = false;
+    if (type_ == connection_type::websocket && connection_deadline_) {
+      // The websocket attempt may use its whole connect timeout before falling back: it must
+      // not eat the session's connection_timeout.
+      connection_deadline_ = host_.now() + cfg_.connection_timeout + cfg_.websocket_connect_timeout;
+      rearm();
+    }
+  }
+  // A new session: the server knows none of our subscriptions. Re-subscribe all of them in one
+  // batch, and connect only once they are answered.
+  ++epoch_;
+  for (auto& [pattern, e] : patterns_) {
+    e.server_subscribed = false;
+    e.in_flight = false;
+  }
+  std::vector<std::string> patterns;
+  patterns.reserve(patterns_.size());
+  for (const auto& p : patterns_) patterns.push_back(p.first);
+  for (const auto& p : patterns) reconcile(p);
+  if (resubscribes_outstanding_ > 0) flush();
+  else send_connect(true);
+}
+
+void session::handle_connect_reply(const wire_message& m, const error& err) {
+  if (!active()) return;
+  if (err) {
+    last_failure_ = err;
+    auto what = m.adv.reconnect;
+    if (what == reconnect_advice::unspecified) {
+      // Unknown-client errors (Faye 401, CometD 402) mean a new handshake whatever the advice.
+      what = (err.server_code == 401 || err.server_code == 402) ? reconnect_advice::handshake
+                                                                 : advice_.reconnect;
+    }
+    follow_advice(what, err);
+    return;
+  }
+  failures_ = 0;
+  last_failure_ = {};
+  connection_deadline_.reset();
+  ever_up_on_type_ = true;
+  websocket_failures_ = 0;
+  if (state_ != state::connected) {
+    ever_connected_ = true;
+    set_state(state::connected);
+    if (!active()) return;
+    complete(open_done_, {});
+    if (!active()) return;
+    // Anything that could not be (re)subscribed while the connection was down goes now.
+    std::vector<std::string> patterns;
+    for (const auto& p : patterns_) patterns.push_back(p.first);
+    for (const auto& p : patterns) reconcile(p);
+    flush();
+  }
+  const auto interval = advice_.interval.value_or(0);
+  if (interval > 0) {
+    retry_at_ = host_.now() + std::chrono::milliseconds(interval);
+    retry_is_handshake_ = false;
+    rearm();
+  } else {
+    send_connect(false);
+  }
+}
+
+void session::handle_subscribe_reply(outgoing&& out, const error& err) {
+  const bool counted = out.resubscribe && out.epoch == epoch_ && resubscribes_outstanding_ > 0;
+  if (counted) --resubscribes_outstanding_;
+  const auto it = patterns_.find(out.payload);
+  if (it != patterns_.end() && out.epoch == epoch_) {
+    pattern_entry& e = it->second;
+    e.in_flight = false;
+    auto subs = e.subs;  // callbacks may subscribe/unsubscribe
+    if (!err) {
+      e.server_subscribed = true;
+      for (auto& s : subs) {
+        if (s->alive && s->done) complete(s->done, {});
+      }
+    } else {
+      // Refused: every local subscription of the pattern ends with the server's error.
+      for (auto& s : subs) {
+        if (!s->alive) continue;
+        s->alive = false;
+        subs_.erase(s->id);
+        auto& v = patterns_[out.payload].subs;
+        v.erase(std::remove(v.begin(), v.end(), s), v.end());
+        if (s->done) {
+          complete(s->done, err);
+        } else {
+          host_.log(log_level::warning, "re-subscribe to " + out.payload + " refused: " + err.to_string());
+          if (subscription_lost_ && !silenced_) invoke([&] { subscription_lost_(s->id, s->pattern, err); });
+        }
+      }
+    }
+    reconcile(out.payload);
+  }
+  if (counted && resubscribes_outstanding_ == 0) send_connect(true);
+}
+
+void session::handle_unsubscribe_reply(outgoing&& out, const error& err) {
+  const auto it = patterns_.find(out.payload);
+  if (it == patterns_.end() || out.epoch != epoch_) return;
+  pattern_entry& e = it->second;
+  e.in_flight = false;
+  // Even a failed unsubscribe ends our interest: no local handler is left for the channel.
+  e.server_subscribed = false;
+  auto waiters = std::move(e.unsub_waiters);
+  e.unsub_waiters.clear();
+  reconcile(out.payload);
+  for (auto& w : waiters) complete(w, err);
+}
+
+void session::fail_outgoing(outgoing&& out, const error& err) {
+  switch (out.k) {
+    case kind::publish: complete(out.done, err); break;
+    case kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
+    case kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
+    case kind::disconnect: finish_close(); break;
+    case kind::handshake:
+      // A client error status on the very first handshake (wrong path, forbidden) will not
+      // change by retrying: end open() with it. 408 and 429 are worth another try.
+      if (state_ == state::connecting && !ever_connected_ && err.code == errc::http_error &&
+          err.http_status >= 400 && err.http_status < 500 && err.http_status != 408 &&
+          err.http_status != 429) {
+        fail_session(err);
+        break;
+      }
+      connection_lost(err);
+      break;
+    case kind::connect: connection_lost(err); break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// reconnection
+
+void session::follow_advice(reconnect_advice what, const error& why) {
+  if (!active()) return;
+  switch (what) {
+    case reconnect_advice::none:
+      fail_session(why);
+      return;
+    case reconnect_advice::handshake:
+      client_id_.clear();
+      enter_reconnecting(why);
+      if (active()) schedule_retry(true);
+      return;
+    case reconnect_advice::retry:
+    case reconnect_advice::unspecified:
+      enter_reconnecting(why);
+      if (active()) schedule_retry(false);
+      return;
+  }
+}
+
+void session::connection_lost(const error& why) {
+  if (!active()) return;
+  last_failure_ = why;
+  resubscribes_outstanding_ = 0;
+  enter_reconnecting(why);
+  if (!active()) return;
+  schedule_retry(client_id_.empty());
+}
+
+void session::enter_reconnecting(const error& why) {
+  if (state_ != state::connected) return;
+  set_state(state::reconnecting, why);
+  if (cfg_.queue_while_reconnecting || !active()) return;
+  // The application asked not to wait: what was queued fails now.
+  std::deque<outgoing> keep;
+  std::vector<outgoing> failed;
+  for (auto& m : queue_) (m.k == kind::publish ? failed.emplace_back(std::move(m)) : keep.emplace_back(std::move(m)));
+  queue_ = std::move(keep);
+  const error e = make_error(errc::not_connected, "connection lost: " + why.to_string());
+  for (auto& m : failed) complete(m.done, e);
+}
+
+std::error_code session::reconnect_now() {
+  if (!active()) return errc::invalid_state;
+  host_.abort(type_);
+  drop_requests_of(type_);
+  transport_up_ = false;
+  resubscribes_outstanding_ = 0;
+  const error why = make_error(errc::transport_error, "reconnect requested by the application");
+  last_failure_ = why;
+  enter_reconnecting(why);
+  if (!active()) return {};
+  failures_ = 0;
+  retry_at_.reset();
+  start_connection_deadline();
+  if (client_id_.empty()) send_handshake();
+  else send_connect(true);
+  return {};
+}
+
+void session::schedule_retry(bool handshake) {
+  ++failures_;
+  const auto delay = std::chrono::milliseconds(advice_.interval.value_or(0)) + backoff_delay();
+  retry_at_ = host_.now() + delay;
+  retry_is_handshake_ = handshake;
+  start_connection_deadline();
+  rearm();
+}
+
+std::chrono::milliseconds session::backoff_delay() {
+  const auto initial = std::max<std::int64_t>(1, cfg_.backoff_initial.count());
+  const auto cap = std::max<std::int64_t>(initial, cfg_.backoff_max.count());
+  const unsigned shift = std::min(failures_ > 0 ? failures_ - 1 : 0u, 30u);
+  const std::int64_t base = std::min<std::int64_t>(cap, initial << shift);
+  // xorshift64*: cheap, deterministic under a fixed seed (tests).
+  rng_ ^= rng_ >> 12;
+  rng_ ^= rng_ << 25;
+  rng_ ^= rng_ >> 27;
+  const double unit = static_cast<double>((rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
+  const double jitter = std::clamp(cfg_.backoff_jitter, 0.0, 1.0);
+  const auto ms = static_cast<std::int64_t>(static_cast<double>(base) * (1.0 - jitter * unit));
+  std::chrono::milliseconds delay(std::max<std::int64_t>(1, ms));
+  if (cfg_.reconnect_delay) {
+    try {
+      delay = std::max(std::chrono::milliseconds(0), cfg_.reconnect_delay(failures_, delay));
+    } catch (...) {
+      host_.log(log_level::error, "reconnect_delay threw; using the default backoff");
+    }
+  }
+  return delay;
+}
+
+void session::fail_session(const error& why) {
+  if (!active()) return;
+  retry_at_.reset();
+  connection_deadline_.reset();
+  set_state(state::failed, why);
+  host_.abort(type_);
+  if (type_ != connection_type::long_polling) host_.abort(connection_type::long_polling);
+  rearm();
+  complete(open_done_, why);
+  cancel_everything(why);
+}
+
+void session::start_connection_deadline() {
+  if (cfg_.connection_timeout.count() <= 0 || connection_deadline_) return;
+  connection_deadline_ = host_.now() + cfg_.connection_timeout;
+  rearm();
+}
+
+void session::rearm() {
+  std::optional<clock::time_point> next;
+  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_}) {
+    if (t && (!next || *t < *next)) next = t;
+  }
+  if (!next) {
+    host_.disarm_timer();
+    return;
+  }
+  const auto now = host_.now();
+  auto delay = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
+  if (delay.count() < 0) delay = std::chrono::milliseconds(0);
+  host_.arm_timer(delay);
+}
+
+// ---------------------------------------------------------------------------------------------
+// subscriptions and dispatch
+
+void session::reconcile(const std::string& pattern) {
+  const auto it = patterns_.find(pattern);
+  if (it == patterns_.end()) return;
+  pattern_entry& e = it->second;
+  if (e.in_flight) return;
+  if (!e.subs.empty() && !e.server_subscribed) {
+    if (!active()) return;
+    e.in_flight = true;
+    outgoing m{kind::subscribe};
+    m.channel = "/meta/subscribe";
+    m.payload = pattern;
+    // After a new handshake the connect waits for these answers.
+    if (state_ == state::reconnecting && !client_id_.empty() && connect_request_ == 0) {
+      m.resubscribe = true;
+      ++resubscribes_outstanding_;
+    }
+    queue_.push_back(std::move(m));
+    host_.request_run();
+  } else if (e.subs.empty() && e.server_subscribed) {
+    if (!active()) return;
+    e.in_flight = true;
+    outgoing m{kind::unsubscribe};
+    m.channel = "/meta/unsubscribe";
+    m.payload = pattern;
+    queue_.push_back(std::move(m));
+    host_.request_run();
+  } else if (e.subs.empty()) {
+    auto waiters = std::move(e.unsub_waiters);
+    if (is_wildcard(pattern) && wildcard_patterns_ > 0) --wildcard_patterns_;
+    patterns_.erase(it);
+    for (auto& w : waiters) defer(std::move(w), {});
+  }
+}
+
+bool session::buffer_full() const noexcept {
+  return cfg_.max_pending_count != 0 && pending_.size() >= cfg_.max_pending_count;
+}
+
+void session::collect_matches(std::string_view channel) {
+  match_buf_.clear();
+  auto add = [this](const std::string& key) {
+    const auto it = patterns_.find(key);
+    if (it == patterns_.end()) return;
+    for (const auto& s : it->second.subs) match_buf_.push_back(s);
+  };
+  match_key_.assign(channel.data(), channel.size());
+  add(match_key_);
+  if (wildcard_patterns_ == 0) return;
+  // "/a/b/c" is matched by "/a/b/*", "/a/b/**", "/a/**" and "/**".
+  auto slash = channel.rfind('/');
+  bool last = true;
+  while (slash != std::string_view::npos) {
+    match_key_.assign(channel.data(), slash + 1);
+    if (last) {
+      match_key_ += '*';
+      add(match_key_);
+      match_key_ += '*';
+    } else {
+      match_key_ += "**";
+    }
+    add(match_key_);
+    last = false;
+    if (slash == 0) break;
+    slash = channel.rfind('/', slash - 1);
+  }
+}
+
+void session::dispatch() {
+  std::size_t n = 0;
+  while (!paused_ && !pending_.empty() && n < cfg_.dispatch_batch && active()) {
+    pending_message pm = std::move(pending_.front());
+    pending_.pop_front();
+    ++n;
+    collect_matches(pm.msg.channel);
+    if (match_buf_.empty()) continue;
+    // A handler may unsubscribe others: each is checked just before its call.
+    auto targets = std::move(match_buf_);
+    match_buf_.clear();
+    for (const auto& s : targets) {
+      if (s->alive && !silenced_) invoke([&] { s->handler(pm.msg); });
+    }
+    targets.clear();
+    if (match_buf_.capacity() < targets.capacity()) match_buf_.swap(targets);
+  }
+  if (!paused_ && !pending_.empty() && active()) host_.request_run();
+  if (!buffer_full()) {
+    if (receive_paused_) {
+      receive_paused_ = false;
+      host_.pause_receive(type_, false);
+    }
+    if (connect_wanted_ && state_ == state::connected) send_connect(false);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// completion
+
+template <typename F>
+void session::invoke(F&& f) noexcept {
+  // No exception may cross into the event loop's C frames.
+  try {
+    f();
+  } catch (const std::exception& e) {
+    host_.log(log_level::error, std::string("a callback threw: ") + e.what());
+  } catch (...) {
+    host_.log(log_level::error, "a callback threw a non-std exception");
+  }
+}
+
+void session::complete(completion_fn& done, const error& err) {
+  if (!done) return;
+  completion_fn f = std::move(done);
+  done = nullptr;
+  if (!silenced_) invoke([&] { f(err); });
+}
+
+void session::defer(completion_fn done, error err) {
+  if (!done) return;
+  deferred_.emplace_back(std::move(done), std::move(err));
+  host_.request_run();
+}
+
+void session::cancel_everything(const error& err) {
+  // Take everything out first: each completion may call back into the session.
+  std::vector<outgoing> victims;
+  for (auto& [id, m] : awaiting_) victims.push_back(std::move(m));
+  awaiting_.clear();
+  requests_.clear();
+  connect_request_ = handshake_request_ = normal_request_ = disconnect_request_ = 0;
+  while (!queue_.empty()) {
+    victims.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  std::sort(victims.begin(), victims.end(),
+            [](const outgoing& a, const outgoing& b) { return a.id < b.id; });
+  auto patterns = std::move(patterns_);
+  patterns_.clear();
+  subs_.clear();
+  wildcard_patterns_ = 0;
+  pending_.clear();
+  for (auto& m : victims) {
+    if (m.k == kind::publish) complete(m.done, err);
+  }
+  for (auto& [p, e] : patterns) {
+    for (auto& s : e.subs) {
+      s->alive = false;
+      complete(s->done, err);
+    }
+    for (auto& w : e.unsub_waiters) complete(w, err);
+  }
+}
+
+void session::finish_close() {
+  if (state_ == state::closed || transports_closing_) return;
+  transports_closing_ = true;
+  retry_at_.reset();
+  connection_deadline_.reset();
+  disconnect_deadline_.reset();
+  host_.disarm_timer();
+  cancel_everything(make_error(errc::cancelled, "the client was closed"));
+  host_.close_transports();
+}
+
+void session::set_state(state s, const error& why, bool force) {
+  if (s == state_ && !force) return;
+  state_ = s;
+  if (!silenced_) invoke([&] { host_.state_changed(s, type_, why); });
+}
+
+}  // namespace uvcometd::detail

@@ -1,0 +1,784 @@
+// Long-polling transport: libcurl's multi-socket API driven by the application's libuv loop.
+//
+// Layout: `long_polling_transport` is a thin handle the session owns; the work happens in
+// `lp_core`, which owns the CURLM, the uv handles and the easy handles. The core frees itself once
+// every uv handle is closed *and* the handle object is gone, so destroying the transport early (even
+// from inside one of its own callbacks) never leaves a uv callback pointing at freed memory.
+//
+// Reentrancy rules:
+// - events are only reported from uv callbacks (poll, timers), after libcurl returned, so the
+//   receiver may call send(), abort() or close() from inside them;
+// - libcurl is never re-entered from one of its own callbacks: the only user code that runs inside
+//   a curl callback would be config.log, and nothing is logged there.
+
+#include <curl/curl.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "transport/transport.hpp"
+
+namespace uvcometd::detail {
+namespace {
+
+// Library policy: libcurl is initialised once per process, on first use, and never cleaned up
+// (curl_global_cleanup is not safe while anything else in the process may still use libcurl).
+void ensure_curl_global_init() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+constexpr std::size_t max_free_requests = 4;  // idle easy handles kept for reuse
+constexpr std::size_t body_excerpt = 200;     // body characters quoted in an HTTP error
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+class lp_core;
+
+// One HTTP exchange; recycled (with its easy handle) through lp_core's free list.
+struct request_ctx {
+  CURL* easy = nullptr;
+  std::uint64_t id = 0;
+  std::string body;  // CURLOPT_POSTFIELDS points here, so it lives as long as the transfer
+  std::string response;
+  header_list headers;
+  std::size_t max_size = 0;
+  bool too_large = false;
+  bool out_of_memory = false;
+  char errbuf[CURL_ERROR_SIZE] = {};
+
+  ~request_ctx() {
+    if (easy) curl_easy_cleanup(easy);
+  }
+};
+
+// A uv_poll_t for one socket curl told us about; freed in its close callback.
+struct poll_ctx {
+  uv_poll_t poll{};
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  int events = 0;  // what curl asked for last (UV_READABLE / UV_WRITABLE)
+  lp_core* owner = nullptr;
+};
+
+// A failure found in send() (e.g. curl_multi_add_handle refused), reported from a timer later.
+struct deferred_failure {
+  std::uint64_t id;
+  error err;
+};
+
+class lp_core {
+ public:
+  lp_core(uv_loop_t* loop, transport_config config, transport_events& events)
+      : loop_(loop), config_(std::move(config)), events_(&events) {
+    ensure_curl_global_init();
+    uv_timer_init(loop_, &curl_timer_);
+    curl_timer_.data = this;
+    uv_timer_init(loop_, &defer_timer_);
+    defer_timer_.data = this;
+    open_handles_ = 2;
+    init_curl();
+  }
+
+  lp_core(const lp_core&) = delete;
+  lp_core& operator=(const lp_core&) = delete;
+
+  void send(std::uint64_t id, std::string body, std::chrono::milliseconds timeout) {
+    if (closed_) return;  // nothing is reported after close()
+    try {
+      start(id, std::move(body), timeout);
+    } catch (const std::bad_alloc&) {
+      // Still exactly one outcome; if even that cannot be queued, the caller gets the exception.
+      defer_failure(id, error(make_error_code(errc::transport_error), std::string()));
+    }
+  }
+
+  // Drops every request in flight and every pending deferred failure, silently.
+  void abort() {
+    ++abort_generation_;  // stops reports being delivered in a loop further up the stack
+    std::vector<std::unique_ptr<request_ctx>> reqs;
+    reqs.swap(active_);
+    for (auto& r : reqs) {
+      if (multi_) curl_multi_remove_handle(multi_, r->easy);
+      recycle(std::move(r));
+    }
+    deferred_.clear();
+  }
+
+  std::string cookie_header() const;
+
+  void close(std::function<void()> done) {
+    if (done) done_.push_back(std::move(done));
+    if (closed_) {
+      if (finished_) schedule_late_done();
+      return;
+    }
+    closed_ = true;
+    events_ = nullptr;
+    abort();
+    free_.clear();  // curl_easy_cleanup of the idle handles, before the share goes
+    if (multi_) {
+      // May still call the socket callback with CURL_POLL_REMOVE; on_socket copes while closed_.
+      curl_multi_cleanup(multi_);
+      multi_ = nullptr;
+    }
+    if (cookie_easy_) {
+      curl_easy_cleanup(cookie_easy_);
+      cookie_easy_ = nullptr;
+    }
+    if (share_) {
+      curl_share_cleanup(share_);
+      share_ = nullptr;
+    }
+    if (header_list_) {
+      curl_slist_free_all(header_list_);
+      header_list_ = nullptr;
+    }
+    // curl removed every socket above; close whatever poll it did not (defensive).
+    for (poll_ctx* p : polls_) close_poll(p);
+    polls_.clear();
+    uv_timer_stop(&curl_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&curl_timer_), on_handle_closed);
+    uv_timer_stop(&defer_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
+  }
+
+  // The transport object is gone: close if needed, and free this once the handles are closed.
+  void detach() {
+    detached_ = true;
+    if (!closed_) close(nullptr);
+    if (finished_) delete this;
+  }
+
+ private:
+  ~lp_core() = default;
+
+  void start(std::uint64_t id, std::string body, std::chrono::milliseconds timeout) {
+    if (!multi_) {
+      defer_failure(id, error(make_error_code(errc::transport_error), init_error_));
+      return;
+    }
+    std::unique_ptr<request_ctx> req = take_request();
+    if (!req) {
+      defer_failure(id, error(make_error_code(errc::transport_error),
+                              "libcurl: could not create an easy handle"));
+      return;
+    }
+    req->id = id;
+    req->body = std::move(body);
+    configure(*req, timeout);
+    active_.reserve(active_.size() + 1);  // the push_back below must not throw once curl owns it
+    CURLMcode rc = curl_multi_add_handle(multi_, req->easy);
+    if (rc != CURLM_OK) {
+      std::string msg = std::string("libcurl: ") + curl_multi_strerror(rc);
+      recycle(std::move(req));
+      defer_failure(id, error(make_error_code(errc::transport_error), std::move(msg)));
+      return;
+    }
+    active_.push_back(std::move(req));
+  }
+
+  void log(std::string_view msg) const {
+    if (!config_.log) return;
+    try {
+      config_.log(log_level::debug, msg);
+    } catch (...) {
+      // A throwing log sink must not break the transport.
+    }
+  }
+
+  void init_curl() {
+    share_ = curl_share_init();
+    multi_ = curl_multi_init();
+    cookie_easy_ = curl_easy_init();
+    if (!share_ || !multi_ || !cookie_easy_) {
+      init_error_ = "libcurl initialisation failed";
+      log(init_error_);
+      if (multi_) curl_multi_cleanup(multi_);
+      multi_ = nullptr;
+      return;
+    }
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    // The jar is read through this handle for cookie_header(); it never transfers anything.
+    curl_easy_setopt(cookie_easy_, CURLOPT_SHARE, share_);
+    curl_easy_setopt(cookie_easy_, CURLOPT_COOKIEFILE, "");
+
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &lp_core::on_socket);
+    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &lp_core::on_curl_timer_set);
+    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
+    // A held /meta/connect occupies one connection; others must not queue behind it.
+    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+
+    curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json;charset=UTF-8");
+    // No "Expect: 100-continue" round trip on large bodies.
+    if (list) list = append_or_fail(list, "Expect:");
+    for (const auto& h : config_.headers) {
+      if (list) list = append_or_fail(list, h.c_str());
+    }
+    header_list_ = list;
+    if (!header_list_) {
+      init_error_ = "libcurl: out of memory building the request headers";
+      curl_multi_cleanup(multi_);
+      multi_ = nullptr;
+    }
+  }
+
+  static curl_slist* append_or_fail(curl_slist* list, const char* h) {
+    curl_slist* next = curl_slist_append(list, h);
+    if (!next) curl_slist_free_all(list);
+    return next;
+  }
+
+  std::unique_ptr<request_ctx> take_request() {
+    if (!free_.empty()) {
+      auto r = std::move(free_.back());
+      free_.pop_back();
+      return r;
+    }
+    auto r = std::make_unique<request_ctx>();
+    r->easy = curl_easy_init();
+    if (!r->easy) return nullptr;
+    return r;
+  }
+
+  void recycle(std::unique_ptr<request_ctx> r) {
+    if (closed_ || free_.size() >= max_free_requests) return;  // the unique_ptr cleans it up
+    std::string().swap(r->body);  // a big publish should not pin its memory
+    std::string().swap(r->response);
+    r->headers.clear();
+    free_.push_back(std::move(r));
+  }
+
+  // Sets every option on each use, so a recycled handle carries nothing over.
+  void configure(request_ctx& r, std::chrono::milliseconds timeout) {
+    CURL* e = r.easy;
+    r.response.clear();
+    r.headers.clear();
+    r.too_large = false;
+    r.out_of_memory = false;
+    r.errbuf[0] = '\0';
+    r.max_size = config_.max_message_size;
+
+    curl_easy_setopt(e, CURLOPT_URL, config_.url.c_str());
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+#endif
+    curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(&r));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "uvcometd");
+    curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+    // 0 or less means no deadline (curl's own meaning of 0).
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
+    if (config_.connect_timeout.count() > 0)
+      curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &lp_core::on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, static_cast<void*>(&r));
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &lp_core::on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&r));
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r.errbuf);
+    curl_easy_setopt(e, CURLOPT_SHARE, share_);
+    curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, config_.tls_verify ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, config_.tls_verify ? 2L : 0L);
+    if (!config_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, config_.ca_file.c_str());
+  }
+
+  void defer_failure(std::uint64_t id, error err) {
+    deferred_.push_back(deferred_failure{id, std::move(err)});
+    uv_timer_start(&defer_timer_, &lp_core::on_defer_timer, 0, 0);
+  }
+
+  // --- libcurl callbacks: no libcurl calls, no user code, no exceptions out ---
+
+  static size_t on_write(char* data, size_t size, size_t n, void* userp) {
+    auto* r = static_cast<request_ctx*>(userp);
+    const size_t len = size * n;
+    if (r->max_size != 0 && r->response.size() + len > r->max_size) {
+      r->too_large = true;
+      return 0;  // CURLE_WRITE_ERROR ends the transfer
+    }
+    try {
+      r->response.append(data, len);
+    } catch (...) {
+      r->out_of_memory = true;
+      return 0;
+    }
+    return len;
+  }
+
+  static size_t on_header(char* data, size_t size, size_t n, void* userp) {
+    auto* r = static_cast<request_ctx*>(userp);
+    const size_t len = size * n;
+    try {
+      std::string_view line(data, len);
+      if (line.rfind("HTTP/", 0) == 0) {
+        r->headers.clear();  // a new response (after 100 Continue, say) starts a new block
+      } else if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
+        if (!r->headers.empty()) {  // obsolete line folding
+          auto& v = r->headers.back().second;
+          v.append(" ").append(trim(line));
+        }
+      } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
+        r->headers.emplace_back(std::string(trim(line.substr(0, colon))),
+                                std::string(trim(line.substr(colon + 1))));
+      }
+    } catch (...) {
+      r->out_of_memory = true;
+      return 0;
+    }
+    return len;
+  }
+
+  static int on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
+    auto* self = static_cast<lp_core*>(userp);
+    auto* p = static_cast<poll_ctx*>(socketp);
+    if (what == CURL_POLL_REMOVE) {
+      if (p) {
+        // Not while curl_multi_cleanup runs: the multi is half torn down then.
+        if (self->multi_ && !self->closed_) curl_multi_assign(self->multi_, fd, nullptr);
+        self->polls_.erase(std::remove(self->polls_.begin(), self->polls_.end(), p),
+                           self->polls_.end());
+        self->close_poll(p);
+      }
+      return 0;
+    }
+    if (self->closed_) return 0;  // tearing down: start nothing new
+    if (!p) {
+      p = new (std::nothrow) poll_ctx;
+      if (!p) return -1;
+      p->fd = fd;
+      p->owner = self;
+      p->poll.data = p;
+      if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
+        delete p;
+        return -1;  // aborts the transfers; they complete with an error
+      }
+      self->open_handles_++;
+      try {
+        self->polls_.push_back(p);
+      } catch (...) {
+        self->close_poll(p);
+        return -1;
+      }
+      curl_multi_assign(self->multi_, fd, p);
+    }
+    p->events = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) p->events |= UV_READABLE;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) p->events |= UV_WRITABLE;
+    return uv_poll_start(&p->poll, p->events, &lp_core::on_poll) == 0 ? 0 : -1;
+  }
+
+  static int on_curl_timer_set(CURLM* /*multi*/, long timeout_ms, void* userp) {
+    auto* self = static_cast<lp_core*>(userp);
+    if (self->closed_) return 0;
+    if (timeout_ms < 0) {
+      uv_timer_stop(&self->curl_timer_);
+    } else {
+      uv_timer_start(&self->curl_timer_, &lp_core::on_curl_timeout, static_cast<uint64_t>(timeout_ms), 0);
+    }
+    return 0;
+  }
+
+  // --- uv callbacks: drive libcurl, then report ---
+
+  static void on_poll(uv_poll_t* handle, int status, int events) {
+    auto* p = static_cast<poll_ctx*>(handle->data);
+    int flags = 0;
+    if (status < 0) {
+      flags = CURL_CSELECT_ERR;  // libuv stopped the poll; let curl fail or retry the socket
+    } else {
+      if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+      if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+    }
+    p->owner->socket_action(p->fd, flags);
+    // libuv stopped this poll on the error. curl only calls the socket callback when its wishes
+    // change, so if it kept the socket as it was, watch it again rather than stall until the
+    // deadline. (The poll_ctx is freed in its close callback, never before this returns.)
+    if (status < 0 && p->events != 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(handle)) &&
+        !uv_is_active(reinterpret_cast<uv_handle_t*>(handle))) {
+      uv_poll_start(&p->poll, p->events, &lp_core::on_poll);
+    }
+  }
+
+  static void on_curl_timeout(uv_timer_t* handle) {
+    static_cast<lp_core*>(handle->data)->socket_action(CURL_SOCKET_TIMEOUT, 0);
+  }
+
+  static void on_defer_timer(uv_timer_t* handle) {
+    auto* self = static_cast<lp_core*>(handle->data);
+    try {
+      std::vector<deferred_failure> items;
+      items.swap(self->deferred_);
+      const auto generation = self->abort_generation_;
+      for (auto& f : items) {
+        if (self->closed_ || self->abort_generation_ != generation) return;
+        self->report_failure(f.id, f.err);
+      }
+    } catch (...) {
+      self->log("long-polling: unexpected exception in a deferred report");
+    }
+  }
+
+  void socket_action(curl_socket_t fd, int flags) {
+    if (!multi_) return;
+    try {
+      int running = 0;
+      CURLMcode rc = curl_multi_socket_action(multi_, fd, flags, &running);
+      if (rc != CURLM_OK) {
+        // The multi handle is unusable: fail everything in flight.
+        fail_all(std::string("libcurl: ") + curl_multi_strerror(rc));
+        return;
+      }
+      drain();
+    } catch (...) {
+      log("long-polling: unexpected exception while driving libcurl");
+    }
+  }
+
+  void drain() {
+    CURLMsg* msg = nullptr;
+    int left = 0;
+    while (multi_ && !closed_ && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
+      if (msg->msg != CURLMSG_DONE) continue;
+      // The message dies with curl_multi_remove_handle: copy it first.
+      CURL* easy = msg->easy_handle;
+      CURLcode result = msg->data.result;
+      curl_multi_remove_handle(multi_, easy);
+      auto it = std::find_if(active_.begin(), active_.end(),
+                             [easy](const auto& r) { return r->easy == easy; });
+      if (it == active_.end()) continue;
+      std::unique_ptr<request_ctx> req = std::move(*it);
+      active_.erase(it);
+      complete(std::move(req), result);
+    }
+  }
+
+  // Reports one finished transfer. The request goes back to the free list *before* the receiver
+  // runs, so the receiver's next send() can reuse it.
+  void complete(std::unique_ptr<request_ctx> req, CURLcode result) {
+    const std::uint64_t id = req->id;
+    bool is_frame = false;
+    std::string body;
+    header_list headers;
+    error err;
+    try {
+      long status = 0;
+      curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE, &status);
+      if (result != CURLE_OK) {
+        err = curl_failure(*req, result);
+      } else if (status < 200 || status > 299) {
+        std::string msg = "HTTP " + std::to_string(status) + " from server";
+        std::string_view excerpt = trim(req->response);
+        if (!excerpt.empty()) msg.append(": ").append(excerpt.substr(0, body_excerpt));
+        err = error(make_error_code(errc::http_error), std::move(msg));
+        err.http_status = static_cast<int>(status);
+      } else if (req->response.empty()) {
+        err = error(make_error_code(errc::bad_response),
+                    "empty response body (HTTP " + std::to_string(status) + ")");
+      } else {
+        is_frame = true;
+        body = std::move(req->response);
+        headers = std::move(req->headers);
+      }
+    } catch (...) {
+      is_frame = false;
+      err = error(make_error_code(errc::transport_error), std::string());
+    }
+    recycle(std::move(req));
+    if (is_frame) {
+      if (!events_) return;
+      try {
+        events_->on_frame(id, std::move(body), headers);
+      } catch (...) {
+        log("long-polling: on_frame threw an exception");
+      }
+    } else {
+      report_failure(id, err);
+    }
+  }
+
+  error curl_failure(const request_ctx& r, CURLcode result) const {
+    if (result == CURLE_WRITE_ERROR && r.too_large) {
+      return error(make_error_code(errc::message_too_large),
+                   "response larger than " + std::to_string(r.max_size) + " bytes");
+    }
+    if (r.out_of_memory) return error(make_error_code(errc::transport_error), "out of memory");
+    std::string what;
+    switch (result) {
+      case CURLE_COULDNT_RESOLVE_HOST:
+      case CURLE_COULDNT_RESOLVE_PROXY:
+        what = "could not resolve host";
+        break;
+      case CURLE_COULDNT_CONNECT: {
+        long os_errno = 0;
+        curl_easy_getinfo(r.easy, CURLINFO_OS_ERRNO, &os_errno);
+        what = os_errno == ECONNREFUSED ? "connection refused" : "could not connect";
+        break;
+      }
+      case CURLE_OPERATION_TIMEDOUT:
+        what = "timed out";
+        break;
+      case CURLE_GOT_NOTHING:
+      case CURLE_SEND_ERROR:
+      case CURLE_RECV_ERROR:
+      case CURLE_PARTIAL_FILE:
+        what = "connection lost";
+        break;
+      case CURLE_SSL_CONNECT_ERROR:
+      case CURLE_PEER_FAILED_VERIFICATION:
+      case CURLE_SSL_CACERT_BADFILE:
+      case CURLE_SSL_CERTPROBLEM:
+        what = "TLS error";
+        break;
+      default:
+        what = "transport error";
+        break;
+    }
+    what.append(": ").append(r.errbuf[0] ? r.errbuf : curl_easy_strerror(result));
+    while (!what.empty() && what.back() == '\n') what.pop_back();  // curl ends some with '\n'
+    const errc code = result == CURLE_OPERATION_TIMEDOUT ? errc::timeout : errc::transport_error;
+    return error(make_error_code(code), std::move(what));
+  }
+
+  void report_failure(std::uint64_t id, const error& err) {
+    if (!events_) return;
+    if (config_.log) {
+      try {
+        log("long-polling: request " + std::to_string(id) + " failed: " + err.message);
+      } catch (...) {
+        // Out of memory for the log line: still report the failure.
+      }
+      if (!events_) return;  // the log sink closed us
+    }
+    try {
+      events_->on_request_failed(id, err);
+    } catch (...) {
+      log("long-polling: on_request_failed threw an exception");
+    }
+  }
+
+  void fail_all(const std::string& msg) {
+    std::vector<std::unique_ptr<request_ctx>> reqs;
+    reqs.swap(active_);
+    std::vector<std::uint64_t> ids;
+    for (auto& r : reqs) {
+      curl_multi_remove_handle(multi_, r->easy);
+      ids.push_back(r->id);
+      recycle(std::move(r));
+    }
+    const auto generation = abort_generation_;
+    for (auto id : ids) {
+      if (closed_ || abort_generation_ != generation) return;
+      report_failure(id, error(make_error_code(errc::transport_error), msg));
+    }
+  }
+
+  // --- handle life cycle ---
+
+  void close_poll(poll_ctx* p) {
+    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&p->poll))) return;
+    uv_poll_stop(&p->poll);  // before curl closes the fd
+    uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
+      auto* pc = static_cast<poll_ctx*>(h->data);
+      lp_core* owner = pc->owner;
+      delete pc;
+      owner->handle_closed();
+    });
+  }
+
+  static void on_handle_closed(uv_handle_t* h) { static_cast<lp_core*>(h->data)->handle_closed(); }
+
+  void handle_closed() {
+    if (--open_handles_ > 0 || !closed_) return;
+    finished_ = true;
+    run_done();
+  }
+
+  // Runs the close() completions; may free this (so nothing touches members afterwards).
+  void run_done() {
+    std::vector<std::function<void()>> dones;
+    dones.swap(done_);
+    const bool free_self = detached_;  // read before done() may destroy the transport object
+    for (auto& d : dones) {
+      try {
+        d();
+      } catch (...) {
+        // Nothing sensible to do with it from a uv callback.
+      }
+    }
+    if (free_self) delete this;
+  }
+
+  // close() called again after everything closed: run `done` from a one-off timer.
+  void schedule_late_done() {
+    struct late {
+      uv_timer_t timer{};
+      std::vector<std::function<void()>> dones;
+    };
+    auto* l = new late;
+    l->dones.swap(done_);
+    l->timer.data = l;
+    uv_timer_init(loop_, &l->timer);
+    uv_timer_start(&l->timer, [](uv_timer_t* t) {
+      uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) {
+        auto* lp = static_cast<late*>(h->data);
+        for (auto& d : lp->dones) {
+          try {
+            d();
+          } catch (...) {
+          }
+        }
+        delete lp;
+      });
+    }, 0, 0);
+  }
+
+  uv_loop_t* loop_;
+  transport_config config_;
+  transport_events* events_;  // null once closed: nothing is reported after close()
+  CURLM* multi_ = nullptr;
+  CURLSH* share_ = nullptr;
+  CURL* cookie_easy_ = nullptr;
+  curl_slist* header_list_ = nullptr;
+  std::string init_error_;
+  uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
+  uv_timer_t defer_timer_{};  // reports failures found inside send()
+  std::vector<std::unique_ptr<request_ctx>> active_;
+  std::vector<std::unique_ptr<request_ctx>> free_;
+  std::vector<poll_ctx*> polls_;
+  std::vector<deferred_failure> deferred_;
+  std::vector<std::function<void()>> done_;
+  std::uint64_t abort_generation_ = 0;
+  int open_handles_ = 0;
+  bool closed_ = false;
+  bool finished_ = false;  // every uv handle closed
+  bool detached_ = false;  // the transport object is gone
+};
+
+std::string lp_core::cookie_header() const {
+  if (!cookie_easy_) return {};
+  curl_slist* cookies = nullptr;
+  if (curl_easy_getinfo(cookie_easy_, CURLINFO_COOKIELIST, &cookies) != CURLE_OK || !cookies) return {};
+
+  std::string host, path = "/";
+  bool https = false;
+  if (CURLU* u = curl_url()) {
+    if (curl_url_set(u, CURLUPART_URL, config_.url.c_str(), 0) == CURLUE_OK) {
+      char* part = nullptr;
+      if (curl_url_get(u, CURLUPART_HOST, &part, 0) == CURLUE_OK) host = lower(part);
+      curl_free(part);
+      part = nullptr;
+      if (curl_url_get(u, CURLUPART_PATH, &part, 0) == CURLUE_OK && part && *part) path = part;
+      curl_free(part);
+      part = nullptr;
+      if (curl_url_get(u, CURLUPART_SCHEME, &part, 0) == CURLUE_OK) https = lower(part) == "https";
+      curl_free(part);
+    }
+    curl_url_cleanup(u);
+  }
+
+  // Netscape format: domain, tailmatch, path, secure, expires, name, value (tab separated).
+  std::string out;
+  const auto now = static_cast<long long>(std::time(nullptr));
+  try {
+    for (curl_slist* c = cookies; c; c = c->next) {
+      std::vector<std::string_view> f;
+      std::string_view line(c->data);
+      for (std::size_t start = 0;;) {
+        std::size_t tab = line.find('\t', start);
+        f.push_back(line.substr(start, tab == std::string_view::npos ? std::string_view::npos : tab - start));
+        if (tab == std::string_view::npos) break;
+        start = tab + 1;
+      }
+      if (f.size() < 7) continue;
+      std::string_view domain = f[0];
+      if (domain.rfind("#HttpOnly_", 0) == 0) domain.remove_prefix(10);
+      while (!domain.empty() && domain.front() == '.') domain.remove_prefix(1);
+      const std::string d = lower(domain);
+      const bool tail = f[1] == "TRUE";
+      const bool domain_ok =
+          host == d || (tail && host.size() > d.size() &&
+                        host.compare(host.size() - d.size(), d.size(), d) == 0 &&
+                        host[host.size() - d.size() - 1] == '.');
+      if (!domain_ok) continue;
+      if (path.rfind(f[2], 0) != 0) continue;  // cookie path must prefix the URL path
+      if (f[3] == "TRUE" && !https) continue;
+      long long expires = 0;
+      for (char ch : f[4]) {
+        if (ch < '0' || ch > '9') break;
+        expires = expires * 10 + (ch - '0');
+      }
+      if (expires != 0 && expires <= now) continue;
+      if (!out.empty()) out += "; ";
+      out.append(f[5]).append("=").append(f[6]);
+    }
+  } catch (...) {
+    curl_slist_free_all(cookies);
+    throw;
+  }
+  curl_slist_free_all(cookies);
+  return out;
+}
+
+// The object the session holds. It may be destroyed at any time on the loop thread; the documented
+// rule (see transport::close) is to destroy it only after close()'s `done` ran, but an earlier
+// destruction just closes silently and lets the core finish closing on its own.
+class long_polling_transport final : public transport {
+ public:
+  long_polling_transport(uv_loop_t* loop, transport_config config, transport_events& events)
+      : core_(new lp_core(loop, std::move(config), events)) {}
+  ~long_polling_transport() override { core_->detach(); }
+
+  long_polling_transport(const long_polling_transport&) = delete;
+  long_polling_transport& operator=(const long_polling_transport&) = delete;
+
+  connection_type type() const noexcept override { return connection_type::long_polling; }
+  void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout) override {
+    core_->send(request, std::move(body), timeout);
+  }
+  void abort() override { core_->abort(); }
+  std::string cookie_header() const override { return core_->cookie_header(); }
+  void close(std::function<void()> done) override { core_->close(std::move(done)); }
+
+ private:
+  lp_core* core_;  // frees itself (see lp_core::detach)
+};
+
+}  // namespace
+
+// `loop` must outlive the transport's close; the transport object may be destroyed once close()'s
+// `done` ran (destroying it earlier is tolerated: it closes silently).
+std::unique_ptr<transport> make_long_polling_transport(uv_loop_t* loop, transport_config config,
+                                                       transport_events& events) {
+  return std::make_unique<long_polling_transport>(loop, std::move(config), events);
+}
+
+}  // namespace uvcometd::detail

@@ -1,0 +1,1028 @@
+// Websocket transport: libwebsockets 4.1 driven by the application's libuv loop (foreign loop).
+//
+// - One lws context per transport, created on the first send(), so a client that never uses
+//   websocket pays nothing but four idle uv timers. lws_service() is never called: lws adds its
+//   own uv handles to the loop.
+// - Frames queue in `out_` and leave one per CLIENT_WRITEABLE. Incoming messages are reassembled
+//   from fragments and checked against max_message_size before each append.
+// - Events are delivered straight from lws/uv callbacks, except while one of our own entry points
+//   (send, abort, close, pause_receive) is on the stack: lws can report a connection error from
+//   inside lws_client_connect_via_info, so those go through a 0 ms timer, and so does everything
+//   after them (order is kept).
+// - Each connection attempt gets an id, stored as the wsi's opaque user data. Callbacks of a wsi
+//   that is no longer the current connection (aborted, timed out) are ignored and close it.
+// - Ping: lws 4.1 dropped ws_ping_pong_interval; its replacement (the retry/idle "validity"
+//   policy) hangs up without telling why. So the transport pings on its own uv timer
+//   (websocket_tuning::ping_interval, 15 s) and turns lws's validity checks off; no pong or data
+//   for two intervals is reported as errc::timeout.
+// - Host names are resolved with uv_getaddrinfo (Debian's lws 4.1 has no async DNS and would
+//   block the loop in getaddrinfo); lws gets the first address, the Host header keeps the name.
+// - lws logging is process-global in 4.1 (lws_set_log_level); see quiet_lws_logging().
+#include "transport/websocket.hpp"
+
+#include <libwebsockets.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "transport/transport.hpp"
+
+#if LWS_LIBRARY_VERSION_MAJOR < 4 || \
+    (LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR < 1)
+#error "uvcometd needs libwebsockets 4.1 or later"
+#endif
+
+// 4.1.x on a foreign loop never finishes a single lws_context_destroy(); see close().
+#if LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR == 1
+#define UVCOMETD_LWS_TWO_STEP_DESTROY 1
+#else
+#define UVCOMETD_LWS_TWO_STEP_DESTROY 0
+#endif
+
+namespace uvcometd::detail {
+namespace {
+
+// lws's per-thread buffer; it also holds the upgrade request, so it bounds headers + cookies.
+constexpr int serv_buf_size = 16 * 1024;
+// Without a limit lws sizes its fd table from `ulimit -n`; a transport needs the connection, a
+// previous one still closing, and lws's event pipe.
+constexpr unsigned fd_limit = 16;
+// How often close() looks whether lws's uv handles are gone (4.1 two-step destroy).
+constexpr std::uint64_t teardown_poll_ms = 5;
+constexpr const char* protocol_name = "uvcometd-bayeux";
+
+// Zero hangup time disables lws's own ping/idle-hangup ("validity") for our connections.
+const lws_retry_bo_t no_validity_policy = {};
+
+void lws_log_nowhere(int, const char*) {}
+
+// lws 4.1 logs to stderr by default (a notice on every context creation) and its log settings are
+// process-global. Once, when the first context is created, errors-only to a sink that drops them:
+// the library prints nothing, and lws's log level cannot be routed per client anyway.
+void quiet_lws_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_nowhere); });
+}
+
+bool has_ctl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+struct ws_endpoint {
+  bool tls = false;
+  std::string address;  // for connect(): host without IPv6 brackets
+  std::string host;     // Host header: the URL's authority
+  int port = 0;
+  std::string path;      // path and query
+  bool numeric = false;  // address is an IP literal: no name resolution
+};
+
+// http(s)://host[:port]/path (ws/wss accepted too) → where the upgrade goes.
+std::optional<ws_endpoint> parse_endpoint(std::string_view url, std::string& why) {
+  const auto sep = url.find("://");
+  if (sep == std::string_view::npos || has_ctl(url) || url.find(' ') != std::string_view::npos) {
+    why = "invalid URL '" + std::string(url) + "'";
+    return std::nullopt;
+  }
+  std::string scheme(url.substr(0, sep));
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  ws_endpoint ep;
+  if (scheme == "https" || scheme == "wss") {
+    ep.tls = true;
+  } else if (scheme != "http" && scheme != "ws") {
+    why = "unsupported URL scheme '" + scheme + "'";
+    return std::nullopt;
+  }
+  std::string_view rest = url.substr(sep + 3);
+  const auto auth_end = rest.find_first_of("/?#");
+  const std::string_view authority = rest.substr(0, auth_end);
+  std::string_view tail = auth_end == std::string_view::npos ? "" : rest.substr(auth_end);
+  if (const auto hash = tail.find('#'); hash != std::string_view::npos) tail = tail.substr(0, hash);
+  if (authority.find('@') != std::string_view::npos) {
+    why = "credentials in the URL are not supported";
+    return std::nullopt;
+  }
+  std::string_view host = authority, port;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) {
+      why = "invalid IPv6 host in '" + std::string(url) + "'";
+      return std::nullopt;
+    }
+    host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') {
+        why = "invalid host in '" + std::string(url) + "'";
+        return std::nullopt;
+      }
+      port = after.substr(1);
+    }
+  } else if (const auto colon = authority.find(':'); colon != std::string_view::npos) {
+    host = authority.substr(0, colon);
+    port = authority.substr(colon + 1);
+  }
+  if (host.empty()) {
+    why = "no host in '" + std::string(url) + "'";
+    return std::nullopt;
+  }
+  ep.port = ep.tls ? 443 : 80;
+  if (!port.empty()) {
+    int p = 0;
+    for (char c : port) {
+      if (c < '0' || c > '9' || p > 65535) {
+        p = -1;
+        break;
+      }
+      p = p * 10 + (c - '0');
+    }
+    if (p <= 0 || p > 65535) {
+      why = "invalid port in '" + std::string(url) + "'";
+      return std::nullopt;
+    }
+    ep.port = p;
+  }
+  ep.address = std::string(host);
+  ep.host = std::string(authority);
+  unsigned char probe[sizeof(in6_addr)];
+  ep.numeric = uv_inet_pton(AF_INET, ep.address.c_str(), probe) == 0 ||
+               uv_inet_pton(AF_INET6, ep.address.c_str(), probe) == 0;
+  if (tail.empty()) {
+    ep.path = "/";
+  } else if (tail.front() == '?') {
+    ep.path = "/" + std::string(tail);
+  } else {
+    ep.path = std::string(tail);
+  }
+  return ep;
+}
+
+error make_error(errc code, std::string message) {
+  return error{make_error_code(code), std::move(message)};
+}
+
+// The transport's state. It lives on the heap apart from the transport object so that it can
+// finish closing its handles after the owner has dropped the transport.
+class websocket_core {
+ public:
+  websocket_core(uv_loop_t* loop, transport_config config, transport_events& events,
+                 const websocket_tuning& tuning);
+  websocket_core(const websocket_core&) = delete;
+  websocket_core& operator=(const websocket_core&) = delete;
+
+  void send(std::string body);
+  void abort();
+  void pause_receive(bool paused);
+  void set_cookie_header(std::string cookies) { cookie_ = std::move(cookies); }
+  void close(std::function<void()> done);
+  // The transport object is gone: report nothing more, close if needed, free self when closed.
+  void detach();
+
+ private:
+  enum class phase { open, closing, closed };
+
+  struct event {
+    enum class kind { up, frame, down } what;
+    std::string body;
+    error err;
+    bool was_up = false;
+  };
+
+  // A host name being resolved for connection `conn` (lws 4.1 as Debian builds it would call a
+  // blocking getaddrinfo() on the loop thread, so names are resolved here, off the loop).
+  struct dns_query {
+    uv_getaddrinfo_t req;
+    websocket_core* self;
+    std::uint64_t conn;
+  };
+
+  // Marks our own entry points: events raised meanwhile are deferred.
+  class api_scope {
+   public:
+    explicit api_scope(websocket_core& c) : c_(c) { ++c_.api_depth_; }
+    ~api_scope() { --c_.api_depth_; }
+    api_scope(const api_scope&) = delete;
+    api_scope& operator=(const api_scope&) = delete;
+
+   private:
+    websocket_core& c_;
+  };
+
+  ~websocket_core() = default;
+
+  void log(log_level level, std::string_view msg) const;
+  bool create_context();
+  void open_connection();
+  void connect_to(const char* address);
+  void cancel_dns();
+  void maybe_finished();
+  void connection_lost(error err);
+  void fail_quietly(const char* what, const char* detail = nullptr) noexcept;
+  void drop_connection();
+  void kill(lws* wsi);
+  void emit(event ev);
+  void deliver(event& ev);
+  bool lws_handles_remain() const;
+  void finish_teardown();
+  std::string describe() const { return config_.url; }
+
+  int on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len);
+  int on_append_headers(lws* wsi, void* in, std::size_t len);
+  int on_writeable(lws* wsi);
+  int on_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len);
+
+  static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                          std::size_t len);
+  static void on_defer_timer(uv_timer_t* t);
+  static void on_connect_timer(uv_timer_t* t);
+  static void on_ping_timer(uv_timer_t* t);
+  static void on_teardown_timer(uv_timer_t* t);
+  static void on_teardown_poll(uv_timer_t* t);
+  static void on_handle_closed(uv_handle_t* h);
+  static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
+
+  uv_loop_t* loop_;
+  transport_config config_;
+  transport_events* events_;  // null once closed or detached
+  websocket_tuning tuning_;
+  std::optional<ws_endpoint> endpoint_;
+  std::string endpoint_error_;
+  std::vector<std::pair<std::string, std::string>> headers_;  // {"Name:", "value"}
+  std::string cookie_;
+  lws_protocols protocols_[2];
+
+  lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
+
+  std::uint64_t conn_ = 0;  // current connection attempt; 0 when none
+  std::uint64_t next_conn_ = 1;
+  lws* wsi_ = nullptr;     // wsi of conn_ once known
+  lws* cb_wsi_ = nullptr;  // wsi whose lws callback is on the stack (it closes by returning -1)
+  bool up_ = false;
+  bool paused_ = false;
+  bool ping_due_ = false;
+  std::uint64_t last_rx_ms_ = 0;
+  std::string peer_close_;       // the server's close frame, for the on_down message
+  std::deque<std::string> out_;  // frames, each with LWS_PRE bytes of headroom in front
+  std::string rx_;
+
+  std::deque<event> deferred_;
+  int api_depth_ = 0;
+  std::vector<dns_query*> dns_;  // in flight (cancelled ones too, until their callback)
+
+  phase phase_ = phase::open;
+  std::vector<std::function<void()>> done_;
+  bool detached_ = false;
+  bool in_final_ = false;
+  int open_handles_ = 0;
+  bool handles_closed_ = false;
+  std::uint64_t teardown_polls_ = 0;
+
+  uv_timer_t defer_timer_;
+  uv_timer_t connect_timer_;
+  uv_timer_t ping_timer_;
+  uv_timer_t teardown_timer_;
+};
+
+websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transport_events& events,
+                               const websocket_tuning& tuning)
+    : loop_(loop), config_(std::move(config)), events_(&events), tuning_(tuning) {
+  endpoint_ = parse_endpoint(config_.url, endpoint_error_);
+  for (const auto& line : config_.headers) {
+    const auto colon = line.find(':');
+    const std::string_view name = colon == std::string::npos
+                                      ? std::string_view{}
+                                      : trim(std::string_view(line).substr(0, colon));
+    if (name.empty() || has_ctl(line) || name.find(' ') != std::string_view::npos) {
+      log(log_level::warning, "websocket: ignoring malformed header '" + line + "'");
+      continue;
+    }
+    headers_.emplace_back(std::string(name) + ":",
+                          std::string(trim(std::string_view(line).substr(colon + 1))));
+  }
+  std::memset(protocols_, 0, sizeof protocols_);
+  protocols_[0].name = protocol_name;
+  protocols_[0].callback = &websocket_core::lws_callback;
+  protocols_[0].rx_buffer_size = std::max<std::size_t>(tuning_.rx_chunk_size, 128);
+
+  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
+    uv_timer_init(loop_, t);
+    t->data = this;
+    ++open_handles_;
+  }
+}
+
+void websocket_core::log(log_level level, std::string_view msg) const {
+  if (!config_.log) return;
+  try {
+    config_.log(level, msg);
+  } catch (...) {
+    // A throwing log sink must not break the transport.
+  }
+}
+
+// ---- entry points -------------------------------------------------------------------------------
+
+void websocket_core::send(std::string body) {
+  api_scope scope(*this);
+  if (phase_ != phase::open) return;
+  std::string frame;
+  frame.reserve(LWS_PRE + body.size());
+  frame.append(LWS_PRE, '\0');
+  frame.append(body);
+  out_.push_back(std::move(frame));
+  if (conn_ == 0) {
+    open_connection();
+  } else if (up_ && wsi_) {
+    lws_callback_on_writable(wsi_);
+  }
+}
+
+void websocket_core::abort() {
+  api_scope scope(*this);
+  if (phase_ != phase::open) return;
+  deferred_.clear();
+  drop_connection();
+}
+
+void websocket_core::pause_receive(bool paused) {
+  api_scope scope(*this);
+  if (phase_ != phase::open || paused == paused_) return;
+  paused_ = paused;
+  last_rx_ms_ = uv_now(loop_);  // no pong can arrive while paused: restart the dead-peer clock
+  if (!up_ || !wsi_) return;    // applied when the next connection is established
+  lws_rx_flow_control(wsi_, paused ? 0 : 1);
+  // lws parses data it already read from its idle handle, which only runs after lws's own I/O:
+  // wake it through its event pipe.
+  if (!paused) lws_cancel_service(ctx_);
+}
+
+void websocket_core::close(std::function<void()> done) {
+  api_scope scope(*this);
+  if (phase_ == phase::closed) return;  // every handle is closed: nothing could run `done`
+  if (done) done_.push_back(std::move(done));
+  if (phase_ == phase::closing) return;
+  phase_ = phase::closing;
+  events_ = nullptr;
+  deferred_.clear();
+  uv_timer_stop(&defer_timer_);
+  // The context's destruction ends the connection; no kill needed (and no lws call here, as we
+  // may be inside an lws callback).
+  wsi_ = nullptr;
+  drop_connection();
+  // lws_context_destroy must not run inside an lws callback: start from our own uv callback.
+  uv_timer_start(&teardown_timer_, &websocket_core::on_teardown_timer, 0, 0);
+}
+
+void websocket_core::detach() {
+  detached_ = true;
+  events_ = nullptr;
+  if (phase_ == phase::open) {
+    close(nullptr);
+  } else if (phase_ == phase::closed && !in_final_) {
+    delete this;
+  }
+}
+
+// ---- connection ---------------------------------------------------------------------------------
+
+bool websocket_core::create_context() {
+  quiet_lws_logging();
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_LIBUV;
+  if (endpoint_ && endpoint_->tls) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    // ca_file replaces the system store rather than adding to it.
+    if (!config_.ca_file.empty()) info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+  }
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols_;
+  void* loops[1] = {loop_};
+  info.foreign_loops = loops;
+  info.pcontext = &ctx_;
+  info.user = this;
+  info.pt_serv_buf_size = serv_buf_size;
+  info.fd_limit_per_thread = fd_limit;
+  info.count_threads = 1;
+  if (!config_.ca_file.empty()) info.client_ssl_ca_filepath = config_.ca_file.c_str();
+  // lws has connect/handshake timeouts of its own (20 s); keep them behind ours.
+  const auto connect_s = static_cast<unsigned>(
+      std::clamp<long long>(config_.connect_timeout.count() / 1000 + 5, 0, 86400));
+  info.timeout_secs = std::max(20u, connect_s);
+  info.connect_timeout_secs = std::max(20u, connect_s);
+  ctx_ = lws_create_context(&info);
+  if (!ctx_) {
+    log(log_level::error,
+        "websocket: lws_create_context failed (is the libwebsockets libuv plugin installed?)");
+    return false;
+  }
+  return true;
+}
+
+void websocket_core::open_connection() {
+  if (!endpoint_) {
+    out_.clear();
+    emit({event::kind::down,
+          {},
+          make_error(errc::transport_error, "websocket: " + endpoint_error_),
+          false});
+    return;
+  }
+  if (!ctx_ && !create_context()) {
+    out_.clear();
+    emit({event::kind::down,
+          {},
+          make_error(errc::transport_error, "websocket: could not create the lws context"),
+          false});
+    return;
+  }
+  const std::uint64_t id = next_conn_++;
+  conn_ = id;
+  wsi_ = nullptr;
+  up_ = false;
+  ping_due_ = false;
+  rx_.clear();
+  peer_close_.clear();
+  if (config_.connect_timeout.count() > 0) {
+    uv_timer_start(&connect_timer_, &websocket_core::on_connect_timer,
+                   static_cast<std::uint64_t>(config_.connect_timeout.count()), 0);
+  }
+
+  if (endpoint_->numeric) {
+    connect_to(endpoint_->address.c_str());
+    return;
+  }
+  auto q = std::make_unique<dns_query>();
+  q->self = this;
+  q->conn = id;
+  q->req.data = q.get();
+  addrinfo hints;
+  std::memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_ADDRCONFIG;
+  dns_.reserve(dns_.size() + 1);
+  const int rc = uv_getaddrinfo(loop_, &q->req, &websocket_core::on_resolved,
+                                endpoint_->address.c_str(), nullptr, &hints);
+  if (rc != 0) {
+    connection_lost(
+        make_error(errc::transport_error,
+                   "websocket: could not resolve " + endpoint_->address + ": " + uv_strerror(rc)));
+    return;
+  }
+  dns_.push_back(q.release());
+}
+
+void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+  std::unique_ptr<dns_query> q(static_cast<dns_query*>(req->data));
+  websocket_core* self = q->self;
+  self->dns_.erase(std::find(self->dns_.begin(), self->dns_.end(), q.get()));
+  try {
+    if (self->phase_ == phase::open && q->conn == self->conn_) {
+      char ip[INET6_ADDRSTRLEN] = "";
+      if (status == 0 && res && res->ai_family == AF_INET6) {
+        uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(res->ai_addr), ip, sizeof ip);
+      } else if (status == 0 && res && res->ai_family == AF_INET) {
+        uv_ip4_name(reinterpret_cast<const sockaddr_in*>(res->ai_addr), ip, sizeof ip);
+      }
+      if (ip[0] != '\0') {
+        self->connect_to(ip);  // the first address only, as lws would
+      } else {
+        self->connection_lost(make_error(
+            errc::transport_error, "websocket: could not resolve " + self->endpoint_->address +
+                                       ": " + (status < 0 ? uv_strerror(status) : "no address")));
+      }
+    }
+  } catch (...) {
+    self->fail_quietly("websocket: internal error after name resolution");
+  }
+  uv_freeaddrinfo(res);
+  self->maybe_finished();
+}
+
+void websocket_core::connect_to(const char* address) {
+  const std::uint64_t id = conn_;
+  lws_client_connect_info ci;
+  std::memset(&ci, 0, sizeof ci);
+  ci.context = ctx_;
+  ci.address = address;
+  ci.port = endpoint_->port;
+  ci.path = endpoint_->path.c_str();
+  ci.host = endpoint_->host.c_str();
+  ci.ietf_version_or_minus_one = -1;
+  ci.local_protocol_name = protocol_name;
+  ci.opaque_user_data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(id));
+  ci.retry_and_idle_policy = &no_validity_policy;
+  if (endpoint_->tls) {
+    ci.ssl_connection = LCCSCF_USE_SSL;
+    if (!config_.tls_verify) {
+      ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                           LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+    ci.alpn = "http/1.1";  // lws 4.1 cannot upgrade to websocket over h2
+  }
+  lws* wsi = lws_client_connect_via_info(&ci);
+  if (conn_ != id) return;  // failed inside the call, already reported
+  if (!wsi) {
+    connection_lost(
+        make_error(errc::transport_error, "websocket: could not connect to " + describe()));
+    return;
+  }
+  wsi_ = wsi;
+  log(log_level::debug, "websocket: connecting to " + describe());
+}
+
+// The current connection ended: drop it and report once.
+void websocket_core::connection_lost(error err) {
+  if (conn_ == 0) return;
+  const bool was_up = up_;
+  log(log_level::debug, "websocket: connection down: " + err.message);
+  drop_connection();
+  emit({event::kind::down, {}, std::move(err), was_up});
+}
+
+// Forgets the current connection (killing its wsi) and the frames not sent on it.
+void websocket_core::drop_connection() {
+  if (wsi_ && wsi_ != cb_wsi_) kill(wsi_);
+  cancel_dns();
+  conn_ = 0;
+  wsi_ = nullptr;
+  up_ = false;
+  ping_due_ = false;
+  out_.clear();
+  std::string().swap(rx_);  // a large partial message should not stay allocated
+  uv_timer_stop(&connect_timer_);
+  uv_timer_stop(&ping_timer_);
+}
+
+// A query already running in the thread pool cannot be cancelled; its callback then sees that
+// its connection is gone.
+void websocket_core::cancel_dns() {
+  for (dns_query* q : dns_) uv_cancel(reinterpret_cast<uv_req_t*>(&q->req));
+}
+
+void websocket_core::kill(lws* wsi) {
+  lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+  // lws 4.1 only looks at its timeouts after its own I/O: wake it through its event pipe, or the
+  // kill waits for the next packet.
+  lws_cancel_service(ctx_);
+}
+
+// ---- events -------------------------------------------------------------------------------------
+
+void websocket_core::emit(event ev) {
+  if (!events_) return;
+  // on_down from inside lws's close path is deferred too: a receiver that reconnects (send) or
+  // closes from on_down then never does so while lws is tearing that wsi down.
+  if (api_depth_ > 0 || !deferred_.empty() || (ev.what == event::kind::down && cb_wsi_)) {
+    deferred_.push_back(std::move(ev));
+    uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
+    return;
+  }
+  deliver(ev);
+}
+
+void websocket_core::deliver(event& ev) {
+  if (!events_) return;
+  try {
+    switch (ev.what) {
+      case event::kind::up:
+        events_->on_up();
+        break;
+      case event::kind::frame:
+        events_->on_frame(0, std::move(ev.body), {});
+        break;
+      case event::kind::down:
+        events_->on_down(ev.err, ev.was_up);
+        break;
+    }
+  } catch (const std::exception& e) {
+    log(log_level::error, std::string("websocket: event handler threw: ") + e.what());
+    if (ev.what != event::kind::down) {
+      connection_lost(make_error(errc::transport_error,
+                                 std::string("websocket: event handler threw: ") + e.what()));
+    }
+  } catch (...) {
+    log(log_level::error, "websocket: event handler threw");
+    if (ev.what != event::kind::down) {
+      connection_lost(make_error(errc::transport_error, "websocket: event handler threw"));
+    }
+  }
+}
+
+void websocket_core::on_defer_timer(uv_timer_t* t) {
+  auto* self = static_cast<websocket_core*>(t->data);
+  try {
+    while (!self->deferred_.empty() && self->events_) {
+      event ev = std::move(self->deferred_.front());
+      self->deferred_.pop_front();
+      self->deliver(ev);  // may call back into us; abort/close clear deferred_
+    }
+  } catch (...) {
+    self->fail_quietly("websocket: internal error while reporting an event");
+  }
+}
+
+void websocket_core::on_connect_timer(uv_timer_t* t) {
+  auto* self = static_cast<websocket_core*>(t->data);
+  try {
+    if (self->conn_ == 0 || self->up_) return;
+    self->connection_lost(make_error(
+        errc::timeout, "websocket: connection to " + self->describe() + " not established within " +
+                           std::to_string(self->config_.connect_timeout.count()) + " ms"));
+  } catch (...) {
+    self->fail_quietly("websocket: internal error in the connect timer");
+  }
+}
+
+void websocket_core::on_ping_timer(uv_timer_t* t) {
+  auto* self = static_cast<websocket_core*>(t->data);
+  try {
+    if (self->conn_ == 0 || !self->up_ || !self->wsi_) return;
+    const std::uint64_t now = uv_now(self->loop_);
+    const auto interval = static_cast<std::uint64_t>(self->tuning_.ping_interval.count());
+    if (self->paused_) {
+      self->last_rx_ms_ = now;  // not reading: a pong could not be seen
+      return;
+    }
+    if (now - self->last_rx_ms_ >= 2 * interval) {
+      self->connection_lost(
+          make_error(errc::timeout, "websocket: no pong or data from the server for " +
+                                        std::to_string(now - self->last_rx_ms_) + " ms"));
+      return;
+    }
+    self->ping_due_ = true;
+    lws_callback_on_writable(self->wsi_);
+  } catch (...) {
+    self->fail_quietly("websocket: internal error in the ping timer");
+  }
+}
+
+// ---- lws callbacks ------------------------------------------------------------------------------
+
+int websocket_core::lws_callback(lws* wsi, lws_callback_reasons reason, void*, void* in,
+                                 std::size_t len) {
+  lws_context* cx = wsi ? lws_get_context(wsi) : nullptr;
+  auto* self = cx ? static_cast<websocket_core*>(lws_context_user(cx)) : nullptr;
+  if (!self) return 0;
+  lws* outer = self->cb_wsi_;
+  self->cb_wsi_ = wsi;
+  int rc;
+  try {
+    rc = self->on_lws(wsi, reason, in, len);
+  } catch (const std::exception& e) {
+    self->fail_quietly("websocket: internal error: ", e.what());
+    rc = -1;
+  } catch (...) {
+    self->fail_quietly("websocket: internal error");
+    rc = -1;
+  }
+  self->cb_wsi_ = outer;
+  return rc;
+}
+
+// Last resort inside a C callback: end the connection, and let nothing escape (not even
+// bad_alloc while building the report).
+void websocket_core::fail_quietly(const char* what, const char* detail) noexcept {
+  try {
+    connection_lost(make_error(errc::transport_error, std::string(what) + (detail ? detail : "")));
+  } catch (...) {
+    try {
+      drop_connection();
+    } catch (...) {
+    }
+  }
+}
+
+int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len) {
+  // Only reasons about a client connection carry our connection id.
+  switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_WSI_DESTROY:
+      break;
+    default:
+      return 0;
+  }
+  const auto id =
+      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi)));
+  const bool current = id != 0 && id == conn_ && phase_ == phase::open;
+  if (current && !wsi_) wsi_ = wsi;  // callbacks from inside lws_client_connect_via_info
+
+  switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+      if (!current) return -1;
+      return on_append_headers(wsi, in, len);
+
+    case LWS_CALLBACK_CLIENT_ESTABLISHED: {
+      if (!current) return -1;
+      up_ = true;
+      uv_timer_stop(&connect_timer_);
+      last_rx_ms_ = uv_now(loop_);
+      if (tuning_.ping_interval.count() > 0) {
+        const auto iv = static_cast<std::uint64_t>(tuning_.ping_interval.count());
+        uv_timer_start(&ping_timer_, &websocket_core::on_ping_timer, iv, iv);
+      }
+      if (paused_) lws_rx_flow_control(wsi, 0);
+      log(log_level::debug, "websocket: connected to " + describe());
+      emit({event::kind::up, {}, {}, false});
+      if (conn_ != id) return -1;  // aborted or closed from on_up
+      if (!out_.empty()) lws_callback_on_writable(wsi);
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+      if (!current) return -1;
+      return on_writeable(wsi);
+
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      if (!current) return -1;
+      return on_receive(wsi, id, in, len);
+
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+      if (!current) return -1;
+      last_rx_ms_ = uv_now(loop_);
+      return 0;
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (current && in && len >= 2) {
+        const auto* p = static_cast<const unsigned char*>(in);
+        peer_close_ = " (close code " + std::to_string((p[0] << 8) | p[1]);
+        if (len > 2)
+          peer_close_ += ": " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
+        peer_close_ += ")";
+      }
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+      if (!current) return 0;
+      const unsigned status = lws_http_client_http_response(wsi);
+      std::string msg;
+      if (status != 0 && status != 101) {
+        msg = "websocket upgrade refused: HTTP " + std::to_string(status) + " from " + describe();
+      } else {
+        msg = "websocket: connection to " + describe() + " failed";
+        if (in) msg += ": " + std::string(static_cast<const char*>(in));
+      }
+      wsi_ = nullptr;  // lws frees it after this callback
+      connection_lost(make_error(errc::transport_error, std::move(msg)));
+      return 0;
+    }
+
+    case LWS_CALLBACK_CLIENT_CLOSED:
+      if (!current) return 0;
+      wsi_ = nullptr;
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: connection closed by " + describe() + peer_close_));
+      return 0;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+      if (id != 0 && id == conn_) {
+        // Destroyed without CLIENT_CLOSED / CONNECTION_ERROR (lws's own timeouts, ...).
+        wsi_ = nullptr;
+        if (current)
+          connection_lost(make_error(errc::transport_error,
+                                     "websocket: connection to " + describe() + " lost"));
+      }
+      return 0;
+
+    default:
+      return 0;
+  }
+}
+
+int websocket_core::on_append_headers(lws* wsi, void* in, std::size_t len) {
+  auto** p = static_cast<unsigned char**>(in);
+  unsigned char* end = *p + len;
+  auto add = [&](const std::string& name, const std::string& value) {
+    return lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(name.c_str()),
+                                       reinterpret_cast<const unsigned char*>(value.data()),
+                                       static_cast<int>(value.size()), p, end) == 0;
+  };
+  for (const auto& [name, value] : headers_) {
+    if (!add(name, value)) {
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: the upgrade request headers do not fit in " +
+                                     std::to_string(serv_buf_size) + " bytes"));
+      return -1;
+    }
+  }
+  if (!cookie_.empty()) {
+    if (has_ctl(cookie_)) {
+      log(log_level::warning, "websocket: ignoring a cookie header with control characters");
+    } else if (!add("cookie:", cookie_)) {
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: the upgrade request headers do not fit in " +
+                                     std::to_string(serv_buf_size) + " bytes"));
+      return -1;
+    }
+  }
+  return 0;
+}
+
+int websocket_core::on_writeable(lws* wsi) {
+  if (ping_due_) {
+    ping_due_ = false;
+    unsigned char buf[LWS_PRE + 1];
+    if (lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0) {
+      connection_lost(make_error(errc::transport_error, "websocket: sending a ping failed"));
+      return -1;
+    }
+  } else if (!out_.empty()) {
+    std::string frame = std::move(out_.front());
+    out_.pop_front();
+    const std::size_t n = frame.size() - LWS_PRE;
+    auto* data = reinterpret_cast<unsigned char*>(&frame[LWS_PRE]);
+    if (lws_write(wsi, data, n, LWS_WRITE_TEXT) < static_cast<int>(n)) {
+      connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
+      return -1;
+    }
+  }
+  if (ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
+  return 0;
+}
+
+int websocket_core::on_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len) {
+  last_rx_ms_ = uv_now(loop_);
+  const std::size_t max = config_.max_message_size;  // 0: no limit
+  const std::size_t remaining = lws_remaining_packet_payload(wsi);
+  // Checked before appending, with the size the peer announces for the rest of this frame: a
+  // huge claim is refused without allocating anything for it.
+  if (max != 0 && (len > max - rx_.size() || remaining > max - rx_.size() - len)) {
+    const std::size_t claimed = rx_.size() + len + remaining;
+    // No lws_close_reason(1009) here: in 4.1.6 it crashes lws's parser (ASan SEGV) when called
+    // from this callback mid-frame. Returning -1 closes without a status.
+    connection_lost(make_error(errc::message_too_large, "websocket: incoming message of at least " +
+                                                            std::to_string(claimed) +
+                                                            " bytes exceeds max_message_size " +
+                                                            std::to_string(max)));
+    return -1;
+  }
+  rx_.append(static_cast<const char*>(in), len);
+  if (lws_is_final_fragment(wsi) && remaining == 0) {
+    std::string frame;
+    frame.swap(rx_);
+    emit({event::kind::frame, std::move(frame), {}, false});
+    if (conn_ != id) return -1;  // aborted, closed or failed from on_frame
+  }
+  return 0;
+}
+
+// ---- teardown -----------------------------------------------------------------------------------
+//
+// lws 4.1.6 on a foreign loop (checked with valgrind and ASan on Debian's 4.1.6-3):
+// - one lws_context_destroy() closes lws's uv handles but never frees the context (4.1 calls the
+//   last destroy stage only for loops lws owns);
+// - a second one after those handles have closed frees it synchronously (ctx_ becomes null);
+// - a second one while their close callbacks are pending crashes (the plugin holding the callbacks
+//   is unloaded).
+// So: first destroy from our own uv callback, then poll until no handle on the loop has
+// data == context (lws's idle and timer handles do; a private 4.1 detail), then destroy again.
+
+void websocket_core::on_teardown_timer(uv_timer_t* t) {
+  auto* self = static_cast<websocket_core*>(t->data);
+  if (!self->ctx_) {
+    self->finish_teardown();
+    return;
+  }
+  lws_context_destroy(self->ctx_);
+  if (!self->ctx_) {
+    self->finish_teardown();
+    return;
+  }
+  uv_timer_start(&self->teardown_timer_, &websocket_core::on_teardown_poll, teardown_poll_ms,
+                 teardown_poll_ms);
+}
+
+void websocket_core::on_teardown_poll(uv_timer_t* t) {
+  auto* self = static_cast<websocket_core*>(t->data);
+#if UVCOMETD_LWS_TWO_STEP_DESTROY
+  if (self->ctx_ && !self->lws_handles_remain()) lws_context_destroy(self->ctx_);
+#endif
+  if (self->ctx_) {
+    // Waiting on lws; a context that never lets go would keep the loop alive, so say so.
+    if (++self->teardown_polls_ == 5000 / teardown_poll_ms) {
+      self->log(log_level::warning,
+                "websocket: libwebsockets context still not destroyed after 5 s");
+    }
+    return;
+  }
+  uv_timer_stop(&self->teardown_timer_);
+  self->finish_teardown();
+}
+
+bool websocket_core::lws_handles_remain() const {
+  struct probe {
+    const void* ctx;
+    bool found;
+  } p{ctx_, false};
+  uv_walk(
+      loop_,
+      [](uv_handle_t* h, void* arg) {
+        auto* pr = static_cast<probe*>(arg);
+        if (h->data == pr->ctx) pr->found = true;
+      },
+      &p);
+  return p.found;
+}
+
+void websocket_core::finish_teardown() {
+  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
+    uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
+  }
+}
+
+void websocket_core::on_handle_closed(uv_handle_t* h) {
+  auto* self = static_cast<websocket_core*>(h->data);
+  if (--self->open_handles_ > 0) return;
+  self->handles_closed_ = true;
+  self->maybe_finished();
+}
+
+// Closing ends when every handle is closed and no name resolution is pending (a pending uv
+// request would make uv_loop_close() fail).
+void websocket_core::maybe_finished() {
+  if (!handles_closed_ || !dns_.empty() || phase_ != phase::closing) return;
+  phase_ = phase::closed;
+  auto done = std::move(done_);
+  in_final_ = true;
+  for (auto& fn : done) {
+    try {
+      fn();
+    } catch (...) {
+      log(log_level::error, "websocket: close callback threw");
+    }
+  }
+  in_final_ = false;
+  if (detached_) delete this;
+}
+
+// ---- the transport object -----------------------------------------------------------------------
+
+class websocket_transport final : public transport {
+ public:
+  websocket_transport(uv_loop_t* loop, transport_config config, transport_events& events,
+                      const websocket_tuning& tuning)
+      : core_(new websocket_core(loop, std::move(config), events, tuning)) {}
+  ~websocket_transport() override { core_->detach(); }
+  websocket_transport(const websocket_transport&) = delete;
+  websocket_transport& operator=(const websocket_transport&) = delete;
+
+  connection_type type() const noexcept override { return connection_type::websocket; }
+  void send(std::uint64_t, std::string body, std::chrono::milliseconds) override {
+    core_->send(std::move(body));
+  }
+  void abort() override { core_->abort(); }
+  void pause_receive(bool paused) override { core_->pause_receive(paused); }
+  void set_cookie_header(std::string cookies) override {
+    core_->set_cookie_header(std::move(cookies));
+  }
+  void close(std::function<void()> done) override { core_->close(std::move(done)); }
+
+ private:
+  websocket_core* core_;  // frees itself once detached and closed
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
+                                                    transport_events& events,
+                                                    const websocket_tuning& tuning) {
+  return std::make_unique<websocket_transport>(loop, std::move(config), events, tuning);
+}
+
+std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
+                                                    transport_events& events) {
+  websocket_tuning tuning;
+  tuning.ping_interval = config.ping_interval;
+  return make_websocket_transport(loop, std::move(config), events, tuning);
+}
+
+}  // namespace uvcometd::detail

@@ -1,0 +1,28 @@
+// Websocket transport internals: knobs the client options do not expose, so tests can turn them
+// down. make_websocket_transport() (transport.hpp) uses the defaults.
+#pragma once
+
+#include <uv.h>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+
+#include "transport/transport.hpp"
+
+namespace uvcometd::detail {
+
+struct websocket_tuning {
+  // A ping goes out this often while the connection is up; no pong or data for two intervals
+  // ends the connection with errc::timeout. Zero disables pings and the dead-peer check.
+  std::chrono::milliseconds ping_interval{15000};
+  // At most this many bytes of a message per lws receive callback: larger messages arrive in
+  // parts and are reassembled (this is lws's per-connection receive buffer).
+  std::size_t rx_chunk_size = 16u * 1024u;
+};
+
+std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
+                                                    transport_events& events,
+                                                    const websocket_tuning& tuning);
+
+}  // namespace uvcometd::detail

@@ -1,0 +1,65 @@
+// Test helpers: a libuv loop the tests own, run until a condition holds or a deadline passes.
+#pragma once
+
+#include <chrono>
+#include <functional>
+
+#include <uv.h>
+
+namespace uvcometd::test {
+
+class test_loop {
+ public:
+  test_loop() { uv_loop_init(&loop_); }
+  ~test_loop() {
+    if (!closed_) close();
+  }
+  test_loop(const test_loop&) = delete;
+  test_loop& operator=(const test_loop&) = delete;
+
+  uv_loop_t* get() noexcept { return &loop_; }
+
+  // Runs the loop until `pred()` is true (checked every few ms) or `limit` passed. Returns pred().
+  bool run_until(const std::function<bool()>& pred,
+                 std::chrono::milliseconds limit = std::chrono::seconds(15)) {
+    if (pred()) return true;
+    struct ctx_t {
+      const std::function<bool()>* pred;
+      std::chrono::steady_clock::time_point deadline;
+    } ctx{&pred, std::chrono::steady_clock::now() + limit};
+    uv_timer_t poll;
+    uv_timer_init(&loop_, &poll);
+    poll.data = &ctx;
+    uv_timer_start(
+        &poll,
+        [](uv_timer_t* t) {
+          auto* c = static_cast<ctx_t*>(t->data);
+          if ((*c->pred)() || std::chrono::steady_clock::now() >= c->deadline) uv_stop(t->loop);
+        },
+        2, 2);
+    uv_run(&loop_, UV_RUN_DEFAULT);
+    uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
+    uv_run(&loop_, UV_RUN_NOWAIT);
+    return pred();
+  }
+
+  // Runs for `d` whatever happens.
+  void run_for(std::chrono::milliseconds d) {
+    run_until([] { return false; }, d);
+  }
+
+  // Runs the loop until no handle is left (bounded), then closes it; returns uv_loop_close's result.
+  int close() {
+    for (int i = 0; i < 2000 && uv_loop_alive(&loop_); ++i) {
+      uv_run(&loop_, UV_RUN_ONCE);
+    }
+    closed_ = true;
+    return uv_loop_close(&loop_);
+  }
+
+ private:
+  uv_loop_t loop_{};
+  bool closed_ = false;
+};
+
+}  // namespace uvcometd::test

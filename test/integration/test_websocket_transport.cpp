@@ -1,0 +1,674 @@
+// The websocket transport alone, against real peers: Faye 1.4.3 (websocket on /bayeux), the
+// CometD Node.js server (refuses the upgrade) and a raw websocket peer (test/servers/
+// ws-fragment-server.js) for what a library would not do. Every test ends with uv_loop_close()==0.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "server_process.hpp"
+#include "transport/transport.hpp"
+#include "transport/websocket.hpp"
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+using uvcometd::errc;
+using uvcometd::error;
+using uvcometd::detail::header_list;
+using uvcometd::detail::make_websocket_transport;
+using uvcometd::detail::transport;
+using uvcometd::detail::transport_config;
+using uvcometd::detail::transport_events;
+using uvcometd::detail::websocket_tuning;
+using uvcometd::test::server_process;
+
+namespace {
+
+std::string handshake_with_id(int id) {
+  return R"([{"channel":"/meta/handshake","version":"1.0",)"
+         R"("supportedConnectionTypes":["websocket"],"id":")" +
+         std::to_string(id) + R"("}])";
+}
+
+const std::string handshake_frame = handshake_with_id(1);
+
+// The certificate ws-fragment-server.js serves with --tls 1 (self-signed, CA, IP 127.0.0.1).
+const char* const test_cert_pem = R"(-----BEGIN CERTIFICATE-----
+MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz
+MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d
+UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J
+MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD
+VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI
+zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt
+ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==
+-----END CERTIFICATE-----
+)";
+
+struct down_event {
+  error err;
+  bool was_up;
+};
+
+// Records what the transport reports; hooks let a test act from inside a callback.
+struct recorder : transport_events {
+  std::vector<std::string> frames;
+  std::vector<down_event> downs;
+  int ups = 0;
+  int failed_requests = 0;
+  bool inside_api = false;  // set by tests around their calls: events must not arrive then
+  bool event_inside_api = false;
+  std::function<void(const std::string&)> frame_hook;
+  std::function<void()> up_hook;
+  std::function<void()> down_hook;
+
+  void on_frame(std::uint64_t request, std::string&& body, const header_list&) override {
+    event_inside_api |= inside_api;
+    CHECK(request == 0);
+    frames.push_back(std::move(body));
+    if (frame_hook) frame_hook(frames.back());
+  }
+  void on_request_failed(std::uint64_t, const error&) override { ++failed_requests; }
+  void on_up() override {
+    event_inside_api |= inside_api;
+    ++ups;
+    if (up_hook) up_hook();
+  }
+  void on_down(const error& err, bool was_up) override {
+    event_inside_api |= inside_api;
+    downs.push_back({err, was_up});
+    if (down_hook) down_hook();
+  }
+};
+
+// Runs the loop until `pred` holds or `limit` passes; returns pred().
+bool run_until(uv_loop_t* loop, const std::function<bool()>& pred,
+               std::chrono::milliseconds limit = 10s) {
+  struct state {
+    const std::function<bool()>* pred;
+    std::uint64_t deadline;
+  } st{&pred, uv_now(loop) + static_cast<std::uint64_t>(limit.count())};
+  uv_timer_t check;
+  uv_timer_init(loop, &check);
+  check.data = &st;
+  uv_timer_start(
+      &check,
+      [](uv_timer_t* t) {
+        auto* s = static_cast<state*>(t->data);
+        if ((*s->pred)() || uv_now(t->loop) >= s->deadline) uv_stop(t->loop);
+      },
+      2, 2);
+  if (!pred()) uv_run(loop, UV_RUN_DEFAULT);
+  uv_close(reinterpret_cast<uv_handle_t*>(&check), nullptr);
+  uv_run(loop, UV_RUN_NOWAIT);
+  return pred();
+}
+
+// Runs the loop for `d` whatever happens.
+void run_for(uv_loop_t* loop, std::chrono::milliseconds d) {
+  run_until(
+      loop, [] { return false; }, d);
+}
+
+transport_config config_for(const std::string& url) {
+  transport_config c;
+  c.url = url;
+  c.connect_timeout = 5000ms;
+  return c;
+}
+
+// Closes the transport, runs the loop dry and checks that nothing is left on it.
+void close_and_finish(uv_loop_t* loop, std::unique_ptr<transport>& t) {
+  bool done = false;
+  t->close([&] { done = true; });
+  CHECK_FALSE(done);  // never synchronously
+  uv_run(loop, UV_RUN_DEFAULT);
+  CHECK(done);
+  t.reset();
+  REQUIRE(uv_loop_close(loop) == 0);
+}
+
+json reply_of(const std::string& frame) {
+  json j = json::parse(frame);
+  REQUIRE(j.is_array());
+  REQUIRE(!j.empty());
+  return j[0];
+}
+
+}  // namespace
+
+TEST_CASE("websocket: handshake and connect over websocket to Faye", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  CHECK(t->type() == uvcometd::connection_type::websocket);
+
+  rec.inside_api = true;
+  t->send(0, handshake_frame, 5s);
+  rec.inside_api = false;
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
+  REQUIRE(rec.downs.empty());
+  CHECK(rec.ups == 1);
+  const json hs = reply_of(rec.frames[0]);
+  CHECK(hs["channel"] == "/meta/handshake");
+  CHECK(hs["successful"] == true);
+  const std::string client_id = hs["clientId"];
+
+  t->send(0,
+          R"([{"channel":"/meta/connect","clientId":")" + client_id +
+              R"(","connectionType":"websocket","advice":{"timeout":0},"id":"2"}])",
+          5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 2 || !rec.downs.empty(); }));
+  const json connect = reply_of(rec.frames[1]);
+  CHECK(connect["channel"] == "/meta/connect");
+  CHECK(connect["id"] == "2");
+  CHECK(connect["successful"] == true);
+  CHECK(rec.downs.empty());
+  CHECK(rec.ups == 1);
+  CHECK_FALSE(rec.event_inside_api);
+  close_and_finish(&loop, t);
+  CHECK(rec.downs.empty());  // close() reports nothing
+}
+
+TEST_CASE("websocket: frames sent before the connection is up all arrive", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  for (int id = 1; id <= 5; ++id) t->send(0, handshake_with_id(id), 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 5 || !rec.downs.empty(); }));
+  REQUIRE(rec.downs.empty());
+  std::vector<std::string> ids;
+  for (const auto& f : rec.frames) {
+    const json r = reply_of(f);
+    CHECK(r["successful"] == true);
+    ids.push_back(r["id"]);
+  }
+  std::sort(ids.begin(), ids.end());
+  CHECK(ids == std::vector<std::string>{"1", "2", "3", "4", "5"});
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a refused upgrade reports the HTTP status", "[websocket]") {
+  server_process server("cometd-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+  CHECK(rec.ups == 0);
+  CHECK(rec.frames.empty());
+  REQUIRE(rec.downs.size() == 1);
+  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK_FALSE(rec.downs[0].was_up);
+  CHECK_THAT(rec.downs[0].err.message, Catch::Contains("websocket upgrade refused: HTTP 400"));
+  run_for(&loop, 50ms);
+  CHECK(rec.downs.size() == 1);  // exactly once
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a connection error is reported, never from inside send()", "[websocket]") {
+  // A port nobody listens on: find one by binding and closing.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  socklen_t alen = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) == 0);
+  const int port = ntohs(addr.sin_port);
+  ::close(fd);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(
+      &loop, config_for("http://127.0.0.1:" + std::to_string(port) + "/bayeux"), rec);
+  rec.inside_api = true;
+  t->send(0, handshake_frame, 5s);
+  rec.inside_api = false;
+  REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+  CHECK_FALSE(rec.event_inside_api);
+  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK_FALSE(rec.downs[0].was_up);
+
+  SECTION("an invalid URL too") {
+    recorder rec2;
+    auto t2 = make_websocket_transport(&loop, config_for("ftp://example.invalid/x"), rec2);
+    rec2.inside_api = true;
+    t2->send(0, handshake_frame, 5s);
+    rec2.inside_api = false;
+    CHECK(rec2.downs.empty());
+    REQUIRE(run_until(&loop, [&] { return !rec2.downs.empty(); }));
+    CHECK_FALSE(rec2.event_inside_api);
+    CHECK(rec2.downs[0].err.code == errc::transport_error);
+    CHECK_THAT(rec2.downs[0].err.message, Catch::Contains("scheme"));
+    bool done2 = false;
+    t2->close([&] { done2 = true; });
+    run_until(&loop, [&] { return done2; });
+    CHECK(done2);
+  }
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a peer that never answers the upgrade times out", "[websocket]") {
+  // A listener that never accepts: the kernel completes the TCP handshake, nobody answers.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(fd, 4) == 0);
+  socklen_t alen = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &alen) == 0);
+  const int port = ntohs(addr.sin_port);
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto config = config_for("http://127.0.0.1:" + std::to_string(port) + "/bayeux");
+  config.connect_timeout = 300ms;
+  auto t = make_websocket_transport(&loop, config, rec);
+  const auto start = std::chrono::steady_clock::now();
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(
+      &loop, [&] { return !rec.downs.empty(); }, 5s));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  CHECK(elapsed >= 290ms);
+  CHECK(elapsed < 2s);
+  REQUIRE(rec.downs.size() == 1);
+  CHECK(rec.downs[0].err.code == errc::timeout);
+  CHECK_FALSE(rec.downs[0].was_up);
+  CHECK(rec.ups == 0);
+  close_and_finish(&loop, t);
+  ::close(fd);
+}
+
+TEST_CASE("websocket: an oversized message ends the connection", "[websocket]") {
+  SECTION("a Faye reply above max_message_size") {
+    server_process server("faye-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    auto config = config_for(server.url());
+    config.max_message_size = 64;
+    auto t = make_websocket_transport(&loop, config, rec);
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+    CHECK(rec.frames.empty());
+    CHECK(rec.ups == 1);
+    CHECK(rec.downs[0].err.code == errc::message_too_large);
+    CHECK(rec.downs[0].was_up);
+
+    // The transport is usable again: a later send opens a new connection.
+    rec.downs.clear();
+    auto t2 = make_websocket_transport(&loop, config_for(server.url()), rec);
+    t2->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
+    CHECK(rec.downs.empty());
+    bool done2 = false;
+    t2->close([&] { done2 = true; });
+    close_and_finish(&loop, t);
+    CHECK(done2);
+  }
+  SECTION("a frame header claiming 1 TiB is refused without allocating it") {
+    server_process server("ws-fragment-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/huge"), rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+    CHECK(rec.frames.empty());
+    CHECK(rec.downs[0].err.code == errc::message_too_large);
+    CHECK(rec.downs[0].was_up);
+    close_and_finish(&loop, t);
+  }
+}
+
+TEST_CASE("websocket: fragmented messages are reassembled", "[websocket]") {
+  SECTION("continuation frames with a ping in between") {
+    server_process server("ws-fragment-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/fragment"), rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }));
+    REQUIRE(rec.downs.empty());
+    REQUIRE(rec.frames.size() == 1);
+    const json m = reply_of(rec.frames[0]);
+    CHECK(m["channel"] == "/frag");
+    CHECK(m["data"] == std::string(3000, 'x'));
+    CHECK(m["parts"] == 3);
+    close_and_finish(&loop, t);
+  }
+  SECTION("a reply larger than lws's receive buffer") {
+    server_process server("faye-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    websocket_tuning tuning;
+    tuning.rx_chunk_size = 128;  // the handshake reply is ~300 bytes: three receive callbacks
+    auto t = make_websocket_transport(&loop, config_for(server.url()), rec, tuning);
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }));
+    REQUIRE(rec.frames.size() == 1);
+    CHECK(rec.frames[0].size() > 2 * 128);
+    CHECK(reply_of(rec.frames[0])["successful"] == true);
+    close_and_finish(&loop, t);
+  }
+}
+
+TEST_CASE("websocket: close() ends a live connection and frees everything", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+
+  SECTION("from outside any callback") {
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    close_and_finish(&loop, t);
+    CHECK(rec.downs.empty());
+  }
+  SECTION("from inside on_frame, with frames still queued") {
+    bool done = false;
+    rec.frame_hook = [&](const std::string&) {
+      if (done || rec.frames.size() > 1) return;
+      t->send(0, handshake_with_id(7), 5s);  // dropped by the close below
+      t->close([&] { done = true; });
+      CHECK_FALSE(done);
+    };
+    t->send(0, handshake_frame, 5s);
+    uv_run(&loop, UV_RUN_DEFAULT);  // returns once the transport has closed every handle
+    CHECK(done);
+    CHECK(rec.frames.size() == 1);
+    CHECK(rec.downs.empty());
+    t.reset();
+    REQUIRE(uv_loop_close(&loop) == 0);
+  }
+  SECTION("before the connection is up") {
+    t->send(0, handshake_frame, 5s);
+    close_and_finish(&loop, t);
+    CHECK(rec.ups == 0);
+    CHECK(rec.frames.empty());
+    CHECK(rec.downs.empty());
+  }
+  SECTION("without ever connecting") { close_and_finish(&loop, t); }
+  SECTION("by destroying the transport: it still closes its handles") {
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    t.reset();
+    uv_run(&loop, UV_RUN_DEFAULT);
+    REQUIRE(uv_loop_close(&loop) == 0);
+  }
+}
+
+TEST_CASE("websocket: a server that goes away is reported, and send() reconnects", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+
+  server.stop();
+  REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+  REQUIRE(rec.downs.size() == 1);
+  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK(rec.downs[0].was_up);
+
+  server.restart();
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 2 || rec.downs.size() > 1; }));
+  CHECK(rec.ups == 2);
+  CHECK(reply_of(rec.frames[1])["successful"] == true);
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: send() from inside on_down opens a new connection", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  rec.down_hook = [&] {
+    if (rec.downs.size() == 1) t->send(0, handshake_with_id(2), 5s);
+  };
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+  server.control("/control/drop", "{}");  // cuts every TCP connection, the server stays up
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 2 || rec.downs.size() > 1; }));
+  REQUIRE(rec.downs.size() == 1);
+  CHECK(rec.downs[0].was_up);
+  CHECK(rec.ups == 2);
+  CHECK(reply_of(rec.frames[1])["id"] == "2");
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a close frame from the server is reported with its code", "[websocket]") {
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/close"), rec);
+  t->send(0, "[]", 5s);
+  REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+  CHECK(rec.downs[0].was_up);
+  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK_THAT(rec.downs[0].err.message, Catch::Contains("4000") && Catch::Contains("bye"));
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: pings keep a quiet connection up; a silent peer times out", "[websocket]") {
+  websocket_tuning tuning;
+  tuning.ping_interval = 100ms;
+  SECTION("Faye answers pings") {
+    server_process server("faye-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    auto t = make_websocket_transport(&loop, config_for(server.url()), rec, tuning);
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 700ms);  // 7 intervals without data
+    CHECK(rec.downs.empty());
+    close_and_finish(&loop, t);
+  }
+  SECTION("a peer that never answers") {
+    server_process server("ws-fragment-server.js");
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    recorder rec;
+    auto t =
+        make_websocket_transport(&loop, config_for(server.base_url() + "/silent"), rec, tuning);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.ups == 1; }));
+    const auto start = std::chrono::steady_clock::now();
+    REQUIRE(run_until(
+        &loop, [&] { return !rec.downs.empty(); }, 3s));
+    CHECK(std::chrono::steady_clock::now() - start < 1s);
+    CHECK(rec.downs[0].err.code == errc::timeout);
+    CHECK(rec.downs[0].was_up);
+    close_and_finish(&loop, t);
+  }
+}
+
+TEST_CASE("websocket: abort() drops the connection silently", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+
+  SECTION("from outside a callback, then a new connection") {
+    t->abort();
+    run_for(&loop, 100ms);
+    CHECK(rec.downs.empty());
+    t->send(0, handshake_with_id(2), 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 2 || !rec.downs.empty(); }));
+    CHECK(rec.ups == 2);
+    CHECK(reply_of(rec.frames[1])["id"] == "2");
+  }
+  SECTION("from inside on_frame, then send() from the same callback") {
+    rec.frame_hook = [&](const std::string&) {
+      if (rec.frames.size() != 2) return;
+      t->abort();
+      t->send(0, handshake_with_id(3), 5s);
+    };
+    t->send(0, handshake_with_id(2), 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 3 || !rec.downs.empty(); }));
+    CHECK(rec.downs.empty());
+    CHECK(rec.ups == 2);
+    CHECK(reply_of(rec.frames[2])["id"] == "3");
+  }
+  close_and_finish(&loop, t);
+  CHECK(rec.downs.empty());
+}
+
+TEST_CASE("websocket: pause_receive holds frames back until resumed", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  t->send(0, handshake_frame, 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+  t->pause_receive(true);
+  t->send(0, handshake_with_id(2), 5s);
+  run_for(&loop, 300ms);
+  CHECK(rec.frames.size() == 1);
+  t->pause_receive(false);
+  REQUIRE(run_until(
+      &loop, [&] { return rec.frames.size() == 2 || !rec.downs.empty(); }, 2s));
+  CHECK(reply_of(rec.frames[1])["id"] == "2");
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: the upgrade carries the configured headers and cookies", "[websocket]") {
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto config = config_for(server.base_url() + "/headers?x=1");
+  config.headers = {"X-Test: one", "Authorization: Bearer abc", "malformed line"};
+  auto t = make_websocket_transport(&loop, config, rec);
+  t->set_cookie_header("BAYEUX_BROWSER=123; other=x");
+  t->send(0, "[]", 5s);
+  REQUIRE(run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }));
+  REQUIRE(rec.frames.size() == 1);
+  const json h = json::parse(rec.frames[0]);
+  CHECK(h["x-test"] == "one");
+  CHECK(h["authorization"] == "Bearer abc");
+  CHECK(h["cookie"] == "BAYEUX_BROWSER=123; other=x");
+  CHECK(h["host"] == "127.0.0.1:" + std::to_string(server.port()));
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: wss verifies the server certificate unless told not to", "[websocket]") {
+  server_process server("ws-fragment-server.js", {"--tls", "1"});
+  const std::string url = "https://127.0.0.1:" + std::to_string(server.port()) + "/headers";
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto config = config_for(url);
+  config.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
+
+  SECTION("a self-signed certificate is refused by default") {
+    auto t = make_websocket_transport(&loop, config, rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(
+        &loop, [&] { return !rec.downs.empty() || !rec.frames.empty(); }, 40s));
+    CHECK(rec.frames.empty());
+    REQUIRE(rec.downs.size() == 1);
+    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK_FALSE(rec.downs[0].was_up);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("failed"));
+    close_and_finish(&loop, t);
+  }
+  SECTION("tls_verify = false accepts it") {
+    config.tls_verify = false;
+    auto t = make_websocket_transport(&loop, config, rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(
+        &loop, [&] { return !rec.downs.empty() || !rec.frames.empty(); }, 40s));
+    REQUIRE(rec.frames.size() == 1);
+    CHECK(json::parse(rec.frames[0])["host"] == "127.0.0.1:" + std::to_string(server.port()));
+    close_and_finish(&loop, t);
+  }
+  SECTION("ca_file makes it trusted, with verification on") {
+    char path[] = "/tmp/uvcometd-ws-ca-XXXXXX";
+    const int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    const std::string pem = test_cert_pem;
+    REQUIRE(::write(fd, pem.data(), pem.size()) == static_cast<ssize_t>(pem.size()));
+    ::close(fd);
+    config.ca_file = path;
+    auto t = make_websocket_transport(&loop, config, rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(
+        &loop, [&] { return !rec.downs.empty() || !rec.frames.empty(); }, 40s));
+    ::unlink(path);
+    CHECK(rec.downs.empty());
+    CHECK(rec.frames.size() == 1);
+    close_and_finish(&loop, t);
+  }
+}
+
+TEST_CASE("websocket: host names are resolved off the loop", "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  const std::string port = std::to_string(server.port());
+
+  SECTION("localhost") {
+    auto t =
+        make_websocket_transport(&loop, config_for("http://localhost:" + port + "/bayeux"), rec);
+    t->send(0, handshake_frame, 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }));
+    REQUIRE(rec.frames.size() == 1);
+    CHECK(reply_of(rec.frames[0])["successful"] == true);
+    close_and_finish(&loop, t);
+  }
+  SECTION("a name that does not resolve") {
+    auto t = make_websocket_transport(&loop, config_for("http://nonexistent.invalid/bayeux"), rec);
+    rec.inside_api = true;
+    t->send(0, handshake_frame, 5s);
+    rec.inside_api = false;
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+    CHECK_FALSE(rec.event_inside_api);
+    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK_FALSE(rec.downs[0].was_up);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("resolve"));
+    close_and_finish(&loop, t);
+  }
+  SECTION("close() while resolving") {
+    auto t =
+        make_websocket_transport(&loop, config_for("http://localhost:" + port + "/bayeux"), rec);
+    t->send(0, handshake_frame, 5s);
+    close_and_finish(&loop, t);
+    CHECK(rec.downs.empty());
+  }
+}

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Builds uvcometd with ASan+UBSan and runs every test, then builds the consumer project.
+#
+#   test/run-tests.sh [MESON_TEST_ARGS...]     e.g. test/run-tests.sh --suite unit
+#
+# On a Debian bookworm machine it first installs what is missing (apt, then npm ci for the test
+# servers). The last line is "N passed, N failed"; the exit status is non-zero if anything failed.
+# Environment: UVCOMETD_BUILD_DIR (default build-asan), UVCOMETD_CONSUMER_BUILD_DIR (default
+# test/consumer/build), UVCOMETD_SKIP_INSTALL=1,
+# UVCOMETD_SKIP_CONSUMER=1.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT" || exit 1
+BUILD=${UVCOMETD_BUILD_DIR:-build-asan}
+CONSUMER_SRC=test/consumer
+CONSUMER_BUILD=${UVCOMETD_CONSUMER_BUILD_DIR:-test/consumer/build}
+
+log() { printf '[run-tests] %s\n' "$*" >&2; }
+
+# shellcheck source=SCRIPTDIR/../samples/install-deps.sh
+. "$ROOT/samples/install-deps.sh"
+# shellcheck disable=SC2119
+if ! uvcometd_install_deps; then
+  log "installing the build dependencies failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+if ! uvcometd_npm_ci "$ROOT/test/servers"; then
+  log "npm ci for the test servers failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+export UVCOMETD_SERVERS_DIR="$ROOT/test/servers"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:abort_on_error=1:detect_leaks=1:print_summary=1:print_stacktrace=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_summary=1:print_stacktrace=1}
+export LSAN_OPTIONS=${LSAN_OPTIONS:-print_suppressions=0}
+
+# meson setup, or reconfigure an existing build dir (wiping it if that fails).
+setup() {
+  local dir=$1 src=$2
+  shift 2
+  if [ -f "$dir/meson-private/coredata.dat" ]; then
+    meson setup --reconfigure "$dir" "$src" "$@" || meson setup --wipe "$dir" "$src" "$@"
+  else
+    meson setup "$dir" "$src" "$@"
+  fi
+}
+
+passed=0
+failed=0
+status=0
+
+# 1. The library and its tests, sanitized.
+built=0
+if setup "$BUILD" . -Db_sanitize=address,undefined -Dwerror=true \
+     --wrap-mode=nodownload >&2 && meson compile -C "$BUILD" >&2; then
+  built=1
+else
+  log "building $BUILD failed"
+  failed=$((failed + 1))
+  status=1
+fi
+
+if [ "$built" = 1 ]; then
+  rm -f "$BUILD/meson-logs/testlog.json"
+  meson test -C "$BUILD" --print-errorlogs "$@"
+  rc=$?
+  [ "$rc" -eq 0 ] || status=1
+  counts=
+  if [ -f "$BUILD/meson-logs/testlog.json" ]; then
+    counts=$(python3 - "$BUILD/meson-logs/testlog.json" <<'EOF'
+import json, sys
+ok = bad = skipped = 0
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            result = json.loads(line).get("result", "")
+        except ValueError:
+            continue
+        if result in ("OK", "EXPECTEDFAIL"):
+            ok += 1
+        elif result == "SKIP":
+            skipped += 1
+        else:  # FAIL, TIMEOUT, UNEXPECTEDPASS, ERROR
+            bad += 1
+print(ok, bad, skipped)
+EOF
+    )
+  fi
+  if [ -n "$counts" ]; then
+    read -r ok bad skipped <<<"$counts"
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+    [ "$skipped" -eq 0 ] || log "$skipped test(s) skipped"
+  elif [ "$rc" -ne 0 ]; then
+    failed=$((failed + 1))  # meson test itself failed without a log
+  fi
+  if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+    failed=1  # e.g. a bad argument: never report success for a failed run
+  fi
+fi
+
+# 2. A downstream project building against the tree through a meson subproject (one test).
+if [ "${UVCOMETD_SKIP_CONSUMER:-0}" != 1 ]; then
+  # The subproject is a symlink to the repository root; recreate it if the checkout lost it.
+  if [ ! -e "$CONSUMER_SRC/subprojects/uvcometd/meson.build" ]; then
+    mkdir -p "$CONSUMER_SRC/subprojects"
+    rm -rf "$CONSUMER_SRC/subprojects/uvcometd"
+    ln -s ../../.. "$CONSUMER_SRC/subprojects/uvcometd"
+  fi
+  log "building the consumer project ($CONSUMER_SRC)"
+  if setup "$CONSUMER_BUILD" "$CONSUMER_SRC" --force-fallback-for=uvcometd \
+       --wrap-mode=nodownload >&2 &&
+     meson compile -C "$CONSUMER_BUILD" >&2 &&
+     out=$("$CONSUMER_BUILD/uvcometd-consumer") && [ "$out" = ok ]; then
+    log "consumer: OK"
+    passed=$((passed + 1))
+  else
+    log "consumer: FAIL"
+    failed=$((failed + 1))
+    status=1
+  fi
+fi
+
+[ "$failed" -eq 0 ] || status=1
+echo "$passed passed, $failed failed"
+exit "$status"

@@ -1,0 +1,132 @@
+'use strict';
+// cometd-nodejs-server 1.2.1 Bayeux server for the uvcometd tests: long-polling only at
+// http://127.0.0.1:<port>/cometd (and /cometd/*), plus a control API under /control/.
+// A websocket upgrade is left to the library, which answers HTTP 400 (tests rely on it).
+//
+//   node cometd-server.js [--timeout SECONDS] [--max-interval MS] [--port N]
+//
+// Prints "PORT <n>" on stdout once listening, nothing else. DEBUG=1 logs to stderr.
+//
+// Test features (the error strings are the library's own):
+//   publish to /forbidden/**       -> error "403::publish_denied"   (security policy canPublish)
+//   subscribe to /private/**       -> error "403::subscribe_denied" (security policy canSubscribe)
+//   POST /control/publish     {"channel","data","count"} -> {"published":N}
+//   POST /control/advice-none {"enabled":bool}  -> {"enabled":bool}; while enabled every
+//        /meta/connect fails at once with "403::session terminated by test", advice reconnect none
+//   POST /control/expire      -> {"expired":N}: removes every session as if it had timed out
+//        (a held connect is released; the next one gets "402::session_unknown" + handshake advice)
+//   POST /control/drop        -> {"dropped":N}: destroys every other TCP connection
+//   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,
+//                                  "subscriptions":{"<channel pattern>":<subscribers>,...}}
+
+const http = require('http');
+const cometdLib = require('cometd-nodejs-server');
+const common = require('./common');
+
+const opts = common.parseArgs(process.argv.slice(2), { timeout: 5, maxInterval: 10000, port: 0 },
+  'cometd-server.js', ' [--max-interval MS]');
+
+const cometd = cometdLib.createCometDServer({
+  timeout: Math.round(opts.timeout * 1000),
+  maxInterval: opts.maxInterval,
+});
+
+const state = {
+  adviceNone: false,
+  sessions: new Map(),   // id -> ServerSession
+  handshakes: 0,
+  connects: 0,
+};
+
+const TERMINATED = '403::session terminated by test';
+
+cometd.addListener('sessionAdded', session => {
+  ++state.handshakes;
+  state.sessions.set(session.id, session);
+});
+cometd.addListener('sessionRemoved', session => state.sessions.delete(session.id));
+
+cometd.policy = {
+  canPublish(session, message, channel, callback) {
+    callback(undefined, !common.under('/forbidden', channel.name));
+  },
+  canSubscribe(session, message, channel, callback) {
+    callback(undefined, !common.under('/private', channel.name));
+  },
+};
+
+cometd.addExtension({
+  incoming(server, session, message, callback) {
+    if (message.channel === '/meta/connect') {
+      ++state.connects;
+      // Refusing the message fails the connect at once (not held); outgoing rewrites the reply.
+      if (state.adviceNone) return callback(undefined, false);
+    }
+    callback(undefined, true);
+  },
+  outgoing(server, sender, session, message, callback) {
+    if (message.channel === '/meta/connect' && state.adviceNone) {
+      message.successful = false;
+      message.error = TERMINATED;
+      message.advice = { reconnect: 'none' };
+    }
+    callback(undefined, true);
+  },
+});
+
+// Subscribers per channel pattern, from the sessions' own subscription lists.
+function subscriptionCounts() {
+  const counts = {};
+  for (const session of state.sessions.values()) {
+    for (const channel of session.subscriptions) counts[channel.name] = (counts[channel.name] || 0) + 1;
+  }
+  return counts;
+}
+
+const server = http.createServer();
+const sockets = common.trackSockets(server);
+
+const routes = {
+  'POST /control/publish': async body => {
+    const { channel, items } = common.publications(body);
+    const serverChannel = cometd.createServerChannel(channel);
+    await Promise.all(items.map(data => new Promise((resolve, reject) => {
+      serverChannel.publish(null, data, (failure) => {
+        if (failure) reject(new Error('publish failed: ' + (failure.message || failure)));
+        else resolve();
+      });
+    })));
+    return { published: items.length };
+  },
+  'POST /control/advice-none': async body => {
+    state.adviceNone = !!body.enabled;
+    return { enabled: state.adviceNone };
+  },
+  'POST /control/expire': async () => {
+    const sessions = Array.from(state.sessions.values());
+    for (const session of sessions) {
+      // What the sweeper does on expiry, then release a held /meta/connect like a disconnect.
+      cometd._removeServerSession(session, true);
+      session._flush();
+    }
+    state.sessions.clear();
+    return { expired: sessions.length };
+  },
+  'POST /control/drop': async (body, req) => ({ dropped: sockets.dropAll(req.socket) }),
+  'GET /control/stats': async () => ({
+    clients: state.sessions.size,
+    handshakes: state.handshakes,
+    connects: state.connects,
+    subscriptions: subscriptionCounts(),
+  }),
+};
+
+server.on('request', (req, res) => {
+  common.debug('http', req.method, req.url);
+  if (common.handleControl(req, res, routes)) return;
+  const path = new URL(req.url, 'http://127.0.0.1').pathname;
+  if (path === '/cometd' || path.startsWith('/cometd/')) return cometd.handle(req, res);
+  common.sendJson(res, 404, { error: 'not found' });
+});
+
+common.listen(server, opts.port, () => cometd.close());

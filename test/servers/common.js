@@ -1,0 +1,179 @@
+'use strict';
+// Shared plumbing of the test servers: command line, quiet stdout, control-API helpers, signals.
+// stdout carries exactly one line, "PORT <n>"; diagnostics go to stderr and only when DEBUG=1.
+
+const DEBUG = process.env.DEBUG === '1' || process.env.DEBUG === 'true';
+
+function debug(...args) {
+  if (DEBUG) process.stderr.write('[' + new Date().toISOString() + '] ' + args.map(a =>
+    typeof a === 'string' ? a : JSON.stringify(a)).join(' ') + '\n');
+}
+
+// Libraries sometimes console.log (faye on a bad websocket frame): keep stdout clean so that an
+// undrained pipe can never block the server.
+function quietConsole() {
+  const toStderr = (...args) => { if (DEBUG) console.error(...args); };
+  console.log = toStderr;
+  console.info = toStderr;
+  console.debug = toStderr;
+  console.warn = toStderr;
+  process.stdout.on('error', () => {});
+}
+
+function usage(script, extra) {
+  process.stderr.write(`usage: node ${script} [--timeout SECONDS] [--port N]${extra || ''}\n`);
+  process.exit(2);
+}
+
+// Parses "--name value" / "--name=value" options; `spec` maps a name to its default (numbers).
+function parseArgs(argv, spec, script, extraUsage) {
+  const out = Object.assign({}, spec);
+  for (let i = 0; i < argv.length; ++i) {
+    let arg = argv[i], value;
+    if (arg === '-h' || arg === '--help') usage(script, extraUsage);
+    const eq = arg.indexOf('=');
+    if (arg.startsWith('--') && eq > 0) {
+      value = arg.slice(eq + 1);
+      arg = arg.slice(0, eq);
+    }
+    const name = arg.replace(/^--/, '').replace(/-([a-z])/g, (m, c) => c.toUpperCase());
+    if (!arg.startsWith('--') || !(name in spec)) {
+      process.stderr.write(`unknown option ${arg}\n`);
+      usage(script, extraUsage);
+    }
+    if (value === undefined) {
+      if (i + 1 >= argv.length) usage(script, extraUsage);
+      value = argv[++i];
+    }
+    const n = Number(value);
+    if (value === '' || !Number.isFinite(n) || n < 0) {
+      process.stderr.write(`bad value for ${arg}: ${value}\n`);
+      usage(script, extraUsage);
+    }
+    out[name] = n;
+  }
+  return out;
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on('data', c => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function sendJson(res, status, obj) {
+  const body = JSON.stringify(obj);
+  res.writeHead(status, {
+    'Content-Type': 'application/json',
+    'Content-Length': Buffer.byteLength(body).toString(),
+    'Cache-Control': 'no-cache, no-store',
+  });
+  res.end(body);
+}
+
+// The messages a /control/publish request asks for: `count` copies of `data`, each object copy
+// with its 0-based "seq" merged in when count > 1.
+function publications(body) {
+  const channel = body.channel;
+  if (typeof channel !== 'string' || !channel.startsWith('/') || channel.includes('*')) {
+    throw new Error('"channel" must be a channel name');
+  }
+  const count = body.count === undefined ? 1 : Number(body.count);
+  if (!Number.isInteger(count) || count < 0 || count > 1000000) {
+    throw new Error('"count" must be an integer >= 0');
+  }
+  const data = body.data === undefined ? null : body.data;
+  const isObject = data !== null && typeof data === 'object' && !Array.isArray(data);
+  const out = [];
+  for (let i = 0; i < count; ++i) {
+    out.push(count > 1 && isObject ? Object.assign({}, data, { seq: i }) : data);
+  }
+  return { channel, items: out };
+}
+
+// Serves /control/* with `routes` ({'POST /control/publish': async (body, req) => result}).
+// Returns true when the request was a control request.
+function handleControl(req, res, routes) {
+  const path = new URL(req.url, 'http://127.0.0.1').pathname;
+  if (path !== '/control' && !path.startsWith('/control/')) return false;
+  const route = routes[req.method + ' ' + path];
+  if (!route) {
+    sendJson(res, 404, { error: 'no such control endpoint: ' + req.method + ' ' + path });
+    return true;
+  }
+  readBody(req).then(text => {
+    let body = {};
+    if (text.trim() !== '') {
+      try {
+        body = JSON.parse(text);
+      } catch (e) {
+        throw Object.assign(new Error('bad JSON body: ' + e.message), { status: 400 });
+      }
+    }
+    if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw Object.assign(new Error('the body must be a JSON object'), { status: 400 });
+    }
+    return route(body, req);
+  }).then(result => {
+    debug('control', req.method, path, '->', result);
+    sendJson(res, 200, result);
+  }, err => {
+    debug('control', req.method, path, 'failed:', String(err && err.message || err));
+    sendJson(res, err && err.status || 500, { error: String(err && err.message || err) });
+  });
+  return true;
+}
+
+// Tracks sockets so that /control/drop can cut every connection (a network failure).
+function trackSockets(server) {
+  const sockets = new Set();
+  server.on('connection', s => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  return {
+    dropAll(except) {
+      let n = 0;
+      for (const s of sockets) {
+        if (s === except) continue;
+        s.destroy();
+        ++n;
+      }
+      return n;
+    },
+  };
+}
+
+function listen(server, port, onExit) {
+  server.requestTimeout = 0;
+  server.keepAliveTimeout = 60000;
+  server.timeout = 0;
+  server.on('error', err => {
+    process.stderr.write('server error: ' + (err && err.stack || err) + '\n');
+    process.exit(1);
+  });
+  const stop = sig => {
+    debug('exiting on', sig);
+    try { if (onExit) onExit(); } catch (e) { /* ignore */ }
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => stop('SIGHUP'));
+  server.listen(port, '127.0.0.1', () => {
+    process.stdout.write('PORT ' + server.address().port + '\n');
+    quietConsole();
+    debug('listening on 127.0.0.1:' + server.address().port);
+  });
+}
+
+// Is `channel` (a name or a pattern such as /a/** or /a/*) inside the `/prefix/**` tree?
+function under(prefix, channel) {
+  return typeof channel === 'string' && channel.startsWith(prefix + '/');
+}
+
+module.exports = { DEBUG, debug, parseArgs, handleControl, sendJson, publications, trackSockets,
+                   listen, under, quietConsole };

@@ -1,0 +1,112 @@
+'use strict';
+// Raw websocket peer for the websocket transport tests: frames are built by hand so that the
+// server can do what a library would not (fragments, huge length claims, no pongs).
+//
+//   node ws-fragment-server.js [--port N] [--tls 1]
+//
+// Prints "PORT <n>" on stdout once listening. With --tls 1 it serves wss:// with TEST_CERT below
+// (self-signed, CA:TRUE, for IP 127.0.0.1 and DNS localhost, valid until 2126; the websocket test
+// embeds the same PEM as its ca_file). A test key, never a secret.
+//
+// Every upgrade is accepted; the request path picks what the server does right after the 101:
+//   /fragment  one text message in three fragments (text FIN=0, ping, continuation FIN=0,
+//              continuation FIN=1): [{"channel":"/frag","data":"<3000 x>","parts":3}]
+//   /headers   one text message: the upgrade request's headers as a JSON object
+//   /huge      a text frame header announcing 2^40 bytes, then 64 KiB of payload, then silence
+//   /close     a close frame (code 4000, reason "bye"), then ends the connection
+//   /silent    nothing at all, and never answers a ping
+// Anything else is refused with HTTP 404.
+
+const crypto = require('crypto');
+const http = require('http');
+const https = require('https');
+const common = require('./common');
+
+const opts = common.parseArgs(process.argv.slice(2), { port: 0, tls: 0 }, 'ws-fragment-server.js',
+  ' [--tls 1]');
+
+const TEST_CERT =
+  '-----BEGIN CERTIFICATE-----\n' +
+  'MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw\n' +
+  'FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz\n' +
+  'MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n' +
+  'PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d\n' +
+  'UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J\n' +
+  'MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD\n' +
+  'VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n' +
+  'zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt\n' +
+  'ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==\n' +
+  '-----END CERTIFICATE-----\n';
+const TEST_KEY =
+  '-----BEGIN PRIVATE KEY-----\n' +
+  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEt7Vxx6HQps+RoH\n' +
+  'zSDQV9wR7sOUh+U8DKhi45T6E2GhRANCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0\n' +
+  'NDCJF0aEZantldKp1Cm2tg2dUYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhN\n' +
+  '-----END PRIVATE KEY-----\n';
+
+function frame(opcode, fin, payload) {
+  const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
+  let head;
+  if (body.length < 126) {
+    head = Buffer.from([(fin ? 0x80 : 0) | opcode, body.length]);
+  } else if (body.length < 65536) {
+    head = Buffer.from([(fin ? 0x80 : 0) | opcode, 126, body.length >> 8, body.length & 0xff]);
+  } else {
+    head = Buffer.alloc(10);
+    head[0] = (fin ? 0x80 : 0) | opcode;
+    head[1] = 127;
+    head.writeBigUInt64BE(BigInt(body.length), 2);
+  }
+  return Buffer.concat([head, body]);
+}
+
+const behaviours = {
+  '/fragment': socket => {
+    const parts = ['[{"channel":"/frag",', '"data":"' + 'x'.repeat(3000) + '",', '"parts":3}]'];
+    socket.write(frame(0x1, false, parts[0]));
+    socket.write(frame(0x9, true, 'between'));   // a control frame inside the message is legal
+    socket.write(frame(0x0, false, parts[1]));
+    setTimeout(() => socket.write(frame(0x0, true, parts[2])), 50);  // the rest arrives later
+  },
+  '/headers': (socket, req) => socket.write(frame(0x1, true, JSON.stringify(req.headers))),
+  '/huge': socket => {
+    const head = Buffer.alloc(10);
+    head[0] = 0x81;
+    head[1] = 127;
+    head.writeBigUInt64BE(1n << 40n, 2);
+    socket.write(Buffer.concat([head, Buffer.alloc(65536, 0x78)]));
+  },
+  '/close': socket => {
+    const payload = Buffer.concat([Buffer.from([4000 >> 8, 4000 & 0xff]), Buffer.from('bye')]);
+    socket.write(frame(0x8, true, payload));
+    setTimeout(() => socket.end(), 50);
+  },
+  '/silent': () => {},
+};
+
+const onRequest = (req, res) => {
+  res.writeHead(404);
+  res.end();
+};
+const server = opts.tls ? https.createServer({ cert: TEST_CERT, key: TEST_KEY }, onRequest)
+                        : http.createServer(onRequest);
+
+server.on('upgrade', (req, socket) => {
+  socket.on('error', () => {});
+  const path = new URL(req.url, 'http://127.0.0.1').pathname;
+  const behaviour = behaviours[path];
+  const key = req.headers['sec-websocket-key'];
+  if (!behaviour || !key) {
+    socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    return;
+  }
+  const accept = crypto.createHash('sha1')
+    .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
+               'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
+  common.debug('upgrade', path);
+  socket.on('data', () => {});  // read and drop whatever the client sends (pings included)
+  behaviour(socket, req);
+});
+
+common.listen(server, opts.port);

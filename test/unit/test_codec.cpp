@@ -1,0 +1,329 @@
+// Frame decoding (lib/codec.*): the frames Faye and CometD really send (see
+// shared/reference/server-exchanges.md) become wire_message views with the right fields;
+// malformed frames become errc::bad_response with a message saying what is wrong.
+#include <catch2/catch.hpp>
+
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "codec.hpp"
+
+using uvcometd::errc;
+using uvcometd::detail::decode_frame;
+using uvcometd::detail::decode_string_array;
+using uvcometd::detail::decoded_frame;
+using uvcometd::detail::reconnect_advice;
+
+namespace {
+
+// A decoded frame together with the text its views point into.
+struct held_frame : decoded_frame {
+  std::string text;
+};
+
+// Decodes `text`, requiring success.
+std::unique_ptr<held_frame> decoded(std::string text) {
+  auto f = std::make_unique<held_frame>();
+  f->text = std::move(text);
+  const auto err = decode_frame(f->text, *f);
+  INFO("frame: " << f->text << "\nerror: " << err.to_string());
+  REQUIRE_FALSE(err);
+  return f;
+}
+
+// Decodes `text`, requiring errc::bad_response; returns the error's message.
+std::string rejection(const std::string& text) {
+  decoded_frame f;
+  const auto err = decode_frame(text, f);
+  INFO("frame: " << text);
+  REQUIRE(err.code == errc::bad_response);
+  CHECK_FALSE(err.message.empty());
+  return err.message;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+std::string nested_arrays(int depth) {
+  return std::string(static_cast<std::size_t>(depth), '[') +
+         std::string(static_cast<std::size_t>(depth), ']');
+}
+
+const std::string faye_handshake_reply =
+    R"([{"id":"1","channel":"/meta/handshake","successful":true,"version":"1.0",)"
+    R"("supportedConnectionTypes":["long-polling","cross-origin-long-polling","callback-polling",)"
+    R"("websocket","eventsource","in-process"],"clientId":"fo8b7vgpm78obnken0i3zjijvepuho0",)"
+    R"("advice":{"reconnect":"retry","interval":0,"timeout":3000}}])";
+
+}  // namespace
+
+TEST_CASE("Faye's handshake reply decodes into its fields", "[codec]") {
+  const auto f = decoded(faye_handshake_reply);
+  REQUIRE(f->messages.size() == 1);
+  const auto& m = f->messages[0];
+  CHECK(m.channel == "/meta/handshake");
+  CHECK(m.id == "1");
+  CHECK(m.client_id == "fo8b7vgpm78obnken0i3zjijvepuho0");
+  REQUIRE(m.successful.has_value());
+  CHECK(*m.successful);
+  CHECK(m.error.empty());
+  CHECK(m.data.empty());
+  CHECK(m.has_advice);
+  CHECK(m.adv.reconnect == reconnect_advice::retry);
+  CHECK(m.adv.interval == 0);
+  CHECK(m.adv.timeout == 3000);
+  CHECK(m.connection_types ==
+        R"(["long-polling","cross-origin-long-polling","callback-polling","websocket","eventsource","in-process"])");
+  CHECK(decode_string_array(m.connection_types) ==
+        std::vector<std::string>{"long-polling", "cross-origin-long-polling", "callback-polling",
+                                 "websocket", "eventsource", "in-process"});
+  CHECK(m.json == faye_handshake_reply.substr(1, faye_handshake_reply.size() - 2));
+}
+
+TEST_CASE("CometD's handshake reply decodes with its single connection type", "[codec]") {
+  const auto f = decoded(
+      R"([{"id":"1","channel":"/meta/handshake","successful":true,"clientId":"8d558cfbb86b2fc5037c4a19650eafca65d343a2","version":"1.0","supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry","timeout":3000,"interval":0}}])");
+  REQUIRE(f->messages.size() == 1);
+  const auto& m = f->messages[0];
+  CHECK(m.client_id == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
+  CHECK(decode_string_array(m.connection_types) == std::vector<std::string>{"long-polling"});
+  CHECK(m.adv.timeout == 3000);
+  CHECK(m.adv.interval == 0);
+}
+
+TEST_CASE("Faye's connect reply followed by a delivered message keeps both, data verbatim",
+          "[codec]") {
+  const auto f = decoded(
+      R"([{"id":"5","clientId":"6uvykvq","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","interval":0,"timeout":3000}},)"
+      R"({"channel":"/foo/bar","data":{"hello":"world"},"id":"4"}])");
+  REQUIRE(f->messages.size() == 2);
+  const auto& reply = f->messages[0];
+  CHECK(reply.channel == "/meta/connect");
+  CHECK(reply.id == "5");
+  CHECK(reply.client_id == "6uvykvq");
+  CHECK(reply.successful == true);
+  const auto& data = f->messages[1];
+  CHECK(data.channel == "/foo/bar");
+  CHECK(data.data == R"({"hello":"world"})");
+  CHECK(data.id == "4");  // Faye keeps the publisher's id
+  CHECK_FALSE(data.successful.has_value());
+  CHECK_FALSE(data.has_advice);
+  CHECK(data.json == R"({"channel":"/foo/bar","data":{"hello":"world"},"id":"4"})");
+}
+
+TEST_CASE("CometD's publish reply with a delivered message placed before the reply", "[codec]") {
+  const auto f = decoded(
+      R"([{"channel":"/foo/bar","data":{"hello":"world"}},{"id":"4","channel":"/foo/bar","successful":true}])");
+  REQUIRE(f->messages.size() == 2);
+  CHECK(f->messages[0].data == R"({"hello":"world"})");
+  CHECK(f->messages[0].id.empty());
+  CHECK(f->messages[0].client_id.empty());
+  CHECK(f->messages[1].id == "4");
+  CHECK(f->messages[1].successful == true);
+  CHECK(f->messages[1].data.empty());
+}
+
+TEST_CASE("a subscribe reply carries its subscription", "[codec]") {
+  const auto f = decoded(
+      R"([{"id":"3","clientId":"6uvykvq","channel":"/meta/subscribe","successful":true,"subscription":"/foo/bar"}])");
+  REQUIRE(f->messages.size() == 1);
+  CHECK(f->messages[0].subscription == "/foo/bar");
+}
+
+TEST_CASE("refusals decode with their error text and advice", "[codec]") {
+  SECTION("Faye, unknown client") {
+    const auto f = decoded(
+        R"([{"id":"12","channel":"/meta/connect","successful":false,"error":"401:nosuchclient:Unknown client","advice":{"reconnect":"handshake"}}])");
+    const auto& m = f->messages.at(0);
+    CHECK(m.successful == false);
+    CHECK(m.error == "401:nosuchclient:Unknown client");
+    CHECK(m.has_advice);
+    CHECK(m.adv.reconnect == reconnect_advice::handshake);
+    CHECK_FALSE(m.adv.interval.has_value());
+    CHECK_FALSE(m.adv.timeout.has_value());
+  }
+  SECTION("CometD, session unknown") {
+    const auto f = decoded(
+        R"([{"id":"12","channel":"/meta/connect","successful":false,"error":"402::session_unknown","advice":{"reconnect":"handshake","interval":0}}])");
+    const auto& m = f->messages.at(0);
+    CHECK(m.error == "402::session_unknown");
+    CHECK(m.adv.reconnect == reconnect_advice::handshake);
+    CHECK(m.adv.interval == 0);
+  }
+  SECTION("advice none") {
+    const auto f = decoded(
+        R"([{"id":"9","channel":"/meta/connect","successful":false,"error":"403::ended","advice":{"reconnect":"none"}}])");
+    CHECK(f->messages.at(0).adv.reconnect == reconnect_advice::none);
+  }
+  SECTION("CometD's multiple-clients advice keeps interval and ignores unknown fields") {
+    const auto f = decoded(
+        R"([{"id":"7","channel":"/meta/connect","successful":true,"advice":{"multiple-clients":true,"hosts":["a","b"],"reconnect":"retry","interval":2000}}])");
+    const auto& m = f->messages.at(0);
+    CHECK(m.adv.reconnect == reconnect_advice::retry);
+    CHECK(m.adv.interval == 2000);
+  }
+}
+
+TEST_CASE("replies without a channel are kept when they say successful", "[codec]") {
+  SECTION("Faye 405") {
+    const auto f = decoded(
+        R"([{"id":"11","clientId":"abc","successful":false,"error":"405::Invalid channel"}])");
+    REQUIRE(f->messages.size() == 1);
+    CHECK(f->messages[0].channel.empty());
+    CHECK(f->messages[0].id == "11");
+    CHECK(f->messages[0].error == "405::Invalid channel");
+  }
+  SECTION("CometD 400") {
+    const auto f = decoded(R"([{"id":"11","successful":false,"error":"400::channel_missing"}])");
+    REQUIRE(f->messages.size() == 1);
+    CHECK(f->messages[0].successful == false);
+  }
+}
+
+TEST_CASE("escaped strings are decoded, raw values are kept as sent", "[codec]") {
+  const std::string text =
+      R"([{"channel":"\/foo\/bar","id":"\u0034\u0032","clientId":"a\"b","data":{"t":"caf\u00e9 \"q\""},"ext":{"x":1}}])";
+  const auto f = decoded(text);
+  REQUIRE(f->messages.size() == 1);
+  const auto& m = f->messages[0];
+  CHECK(m.channel == "/foo/bar");
+  CHECK(m.id == "42");
+  CHECK(m.client_id == "a\"b");
+  CHECK(m.data == R"({"t":"caf\u00e9 \"q\""})");  // data stays raw JSON text
+  CHECK(m.ext == R"({"x":1})");
+}
+
+TEST_CASE("escaped strings of many messages stay valid together", "[codec]") {
+  // Decoded strings live in the frame's arena: adding more must not move earlier ones.
+  std::string text = "[";
+  for (int i = 0; i < 200; ++i) {
+    if (i) text += ',';
+    text += R"({"channel":"\/c\/)" + std::to_string(i) + R"(","data":)" + std::to_string(i) + "}";
+  }
+  text += "]";
+  const auto f = decoded(text);
+  REQUIRE(f->messages.size() == 200);
+  for (int i = 0; i < 200; ++i) {
+    CHECK(f->messages[static_cast<std::size_t>(i)].channel == "/c/" + std::to_string(i));
+  }
+}
+
+TEST_CASE("a numeric id is kept as its text", "[codec]") {
+  const auto f = decoded(R"([{"id":17,"channel":"/meta/connect","successful":true}])");
+  CHECK(f->messages.at(0).id == "17");
+}
+
+TEST_CASE("a single object is accepted as a one-message frame", "[codec]") {
+  const auto f = decoded(R"( {"channel":"/foo","data":[1,2]} )");
+  REQUIRE(f->messages.size() == 1);
+  CHECK(f->messages[0].channel == "/foo");
+  CHECK(f->messages[0].data == "[1,2]");
+}
+
+TEST_CASE("an empty array is a frame of zero messages", "[codec]") {
+  CHECK(decoded("[]")->messages.empty());
+  CHECK(decoded(" [ ] \n")->messages.empty());
+}
+
+TEST_CASE("decoding a frame forgets the previous one", "[codec]") {
+  decoded_frame f;
+  REQUIRE_FALSE(decode_frame(R"([{"channel":"/a"},{"channel":"/b"}])", f));
+  REQUIRE_FALSE(decode_frame(R"([{"channel":"/c"}])", f));
+  REQUIRE(f.messages.size() == 1);
+  CHECK(f.messages[0].channel == "/c");
+}
+
+TEST_CASE("advice numbers are clamped: huge ones saturate, negative ones become 0, fractions "
+          "truncate", "[codec]") {
+  const auto f = decoded(
+      R"([{"channel":"/meta/connect","successful":true,"advice":{"interval":1e999,"timeout":123456789012345678901234567890}},)"
+      R"({"channel":"/meta/connect","successful":true,"advice":{"interval":-5,"timeout":2500.9}}])");
+  REQUIRE(f->messages.size() == 2);
+  CHECK(f->messages[0].adv.interval == std::numeric_limits<std::int64_t>::max());
+  CHECK(f->messages[0].adv.timeout == std::numeric_limits<std::int64_t>::max());
+  CHECK(f->messages[1].adv.interval == 0);
+  CHECK(f->messages[1].adv.timeout == 2500);
+}
+
+TEST_CASE("advice values of the wrong type are ignored, not fatal", "[codec]") {
+  const auto f = decoded(
+      R"([{"channel":"/meta/connect","successful":true,"advice":{"reconnect":"sometimes","interval":"2000","timeout":null}}])");
+  const auto& m = f->messages.at(0);
+  CHECK(m.has_advice);
+  CHECK(m.adv.reconnect == reconnect_advice::unspecified);
+  CHECK_FALSE(m.adv.interval.has_value());
+  CHECK_FALSE(m.adv.timeout.has_value());
+}
+
+TEST_CASE("a frame that is not a JSON array of objects is a bad response", "[codec]") {
+  CHECK(contains(rejection(""), "empty"));
+  CHECK(contains(rejection("   "), "empty"));
+  CHECK(contains(rejection("Bad request"), "not a JSON array"));
+  CHECK(contains(rejection("\"hello\""), "not a JSON array"));
+  CHECK(contains(rejection("42"), "not a JSON array"));
+  CHECK(contains(rejection("/**/cb([]);"), "not a JSON array"));
+  CHECK(contains(rejection("[1]"), "message 0 is not an object"));
+  CHECK(contains(rejection(R"([{"channel":"/a"},"x"])"), "message 1 is not an object"));
+}
+
+TEST_CASE("a truncated frame is a bad response", "[codec]") {
+  const std::string full = faye_handshake_reply;
+  // Every proper prefix of a valid frame is malformed.
+  for (std::size_t n = 1; n < full.size(); ++n) {
+    decoded_frame f;
+    const auto err = decode_frame(full.substr(0, n), f);
+    INFO("prefix of " << n << " bytes");
+    CHECK(err.code == errc::bad_response);
+  }
+  CHECK(contains(rejection(R"([{"id":"4","channel":"/foo/bar","successful":tr)"), "successful"));
+  CHECK(contains(rejection(R"([{"channel":"/a"})"), "truncated"));
+}
+
+TEST_CASE("fields of the wrong type are a bad response that names the field", "[codec]") {
+  CHECK(contains(rejection(R"([{"id":"4","channel":"/foo/bar","successful":"yes"}])"),
+                 "successful"));
+  CHECK(contains(rejection(R"([{"id":"4","channel":42}])"), "channel"));
+  CHECK(contains(rejection(R"([{"channel":"/a","clientId":7}])"), "clientId"));
+  CHECK(contains(rejection(R"([{"channel":"/a","successful":1}])"), "successful"));
+}
+
+TEST_CASE("a message with neither channel nor successful is a bad response", "[codec]") {
+  CHECK(contains(rejection(R"([{"id":"4","data":{}}])"), "no channel"));
+  CHECK(contains(rejection("[{}]"), "no channel"));
+}
+
+TEST_CASE("separators and trailing data are checked", "[codec]") {
+  CHECK(contains(rejection(R"([{"channel":"/a"} {"channel":"/b"}])"), "after message 0"));
+  CHECK(contains(rejection(R"([{"channel":"/a"},])"), "message 1"));
+  CHECK(contains(rejection(R"([{"channel":"/a"}] x)"), "trailing"));
+  CHECK(contains(rejection(R"([{"channel":"/a" "data":1}])"), "message 0"));
+  CHECK(contains(rejection(R"([{"channel" "/a"}])"), "':'"));
+  CHECK(contains(rejection(R"([{channel:"/a"}])"), "member name"));
+}
+
+TEST_CASE("malformed values inside data or ext are a bad response", "[codec]") {
+  rejection(R"([{"channel":"/a","data":{"x":01}}])");
+  rejection(R"([{"channel":"/a","data":"bad \x escape"}])");
+  rejection(R"([{"channel":"/a","ext":{"k"}}])");
+  rejection(R"([{"channel":"/a","error":"unterminated}])");
+  rejection(R"([{"channel":"/a","advice":{"timeout":}}])");
+}
+
+TEST_CASE("deep nesting in data is a bad response, moderate nesting is fine", "[codec]") {
+  rejection(R"([{"channel":"/a","data":)" + nested_arrays(300) + "}]");
+  rejection(R"([{"channel":"/a","data":)" + nested_arrays(100000) + "}]");
+  const auto f = decoded(R"([{"channel":"/a","data":)" + nested_arrays(200) + "}]");
+  CHECK(f->messages.at(0).data == nested_arrays(200));
+}
+
+TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other values",
+          "[codec]") {
+  CHECK(decode_string_array(R"(["long-polling", 5, {"a":1}, "web\u0073ocket", null])") ==
+        std::vector<std::string>{"long-polling", "websocket"});
+  CHECK(decode_string_array("[]").empty());
+  CHECK(decode_string_array("").empty());
+  CHECK(decode_string_array("\"websocket\"").empty());
+}

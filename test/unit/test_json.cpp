@@ -1,0 +1,239 @@
+// The strict JSON scanner (lib/json.*): validation, string scanning and decoding, encoding,
+// integer conversion.
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "json.hpp"
+
+namespace json = uvcometd::detail::json;
+
+namespace {
+
+std::string nested_arrays(int depth) {
+  return std::string(static_cast<std::size_t>(depth), '[') +
+         std::string(static_cast<std::size_t>(depth), ']');
+}
+
+std::string nested_objects(int depth) {
+  std::string s;
+  for (int i = 0; i < depth; ++i) s += "{\"k\":";
+  s += "1";
+  for (int i = 0; i < depth; ++i) s += '}';
+  return s;
+}
+
+std::int64_t int64_of(std::string_view raw) {
+  std::int64_t v = -12345;
+  REQUIRE(json::to_int64(raw, v));
+  return v;
+}
+
+constexpr auto int64_max = std::numeric_limits<std::int64_t>::max();
+constexpr auto int64_min = std::numeric_limits<std::int64_t>::min();
+
+}  // namespace
+
+TEST_CASE("well-formed JSON values are valid", "[json]") {
+  const std::string text = GENERATE(as<std::string>{},
+      "0", "-0", "1e5", "1E+5", "-1.5e-3", "123456789012345678901234567890", "0.25",
+      "true", "false", "null", "\"\"", "\"plain\"", "[]", "{}", " [ 1 , 2 ] ",
+      "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}", "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
+      "\"\\u00e9\\u20AC\"", "\"\\ud83d\\ude00\"", "\"caf\xc3\xa9\"", "\n\t{}\r\n");
+  INFO("text: " << text);
+  CHECK(json::is_valid(text));
+}
+
+TEST_CASE("malformed numbers are invalid", "[json]") {
+  const std::string text = GENERATE(as<std::string>{},
+      "01", "-01", "1.", "-", "+1", ".5", "1e", "1e+", "0x10", "1.e5", "--1", "NaN",
+      "Infinity", "[01]", "{\"a\":1.}");
+  INFO("text: " << text);
+  CHECK_FALSE(json::is_valid(text));
+}
+
+TEST_CASE("malformed strings, literals and structures are invalid", "[json]") {
+  const std::string text = GENERATE(as<std::string>{},
+      "", "   ", "\"unterminated", "\"bad escape \\x\"", "\"short \\u12\"", "\"\\uZZZZ\"",
+      std::string("\"control \x01 char\""), "\"raw\nnewline\"", std::string("\"nul \0\"", 7),
+      "tru", "nul", "True", "[1,]", "[,1]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}",
+      "{\"a\":1,}", "{'a':1}", "[", "{", "]");
+  INFO("text: " << text);
+  CHECK_FALSE(json::is_valid(text));
+}
+
+TEST_CASE("a value followed by anything but whitespace is invalid", "[json]") {
+  const std::string text = GENERATE(as<std::string>{}, "{} x", "[] []", "1 2", "\"a\"\"b\"",
+                                    "null,", "true}");
+  INFO("text: " << text);
+  CHECK_FALSE(json::is_valid(text));
+}
+
+TEST_CASE("nesting 200 levels deep is accepted", "[json]") {
+  CHECK(json::is_valid(nested_arrays(200)));
+  CHECK(json::is_valid(nested_objects(200)));
+}
+
+TEST_CASE("nesting 300 levels deep is rejected without exhausting the stack", "[json]") {
+  CHECK_FALSE(json::is_valid(nested_arrays(300)));
+  CHECK_FALSE(json::is_valid(nested_objects(300)));
+  // Far deeper than any stack would survive if the scanner recursed without a limit.
+  CHECK_FALSE(json::is_valid(nested_arrays(1000000)));
+}
+
+TEST_CASE("skip_value stops just past the value and leaves what follows", "[json]") {
+  const std::string s = "{\"a\":[1,2]} ,rest";
+  std::size_t pos = 0;
+  REQUIRE(json::skip_value(s, pos));
+  CHECK(pos == 11);
+  CHECK(s.substr(pos) == " ,rest");
+}
+
+TEST_CASE("scan_string gives the raw content and says whether it has escapes", "[json]") {
+  std::string_view content;
+  bool escaped = true;
+  {
+    const std::string s = "\"plain text\":1";
+    std::size_t pos = 0;
+    REQUIRE(json::scan_string(s, pos, content, escaped));
+    CHECK(content == "plain text");
+    CHECK_FALSE(escaped);
+    CHECK(pos == 12);
+  }
+  {
+    const std::string s = R"("a\"b\\c")";
+    std::size_t pos = 0;
+    REQUIRE(json::scan_string(s, pos, content, escaped));
+    CHECK(content == R"(a\"b\\c)");
+    CHECK(escaped);
+    CHECK(pos == s.size());
+  }
+  {
+    const std::string s = "no quote";
+    std::size_t pos = 0;
+    CHECK_FALSE(json::scan_string(s, pos, content, escaped));
+  }
+}
+
+TEST_CASE("unescape decodes every JSON escape into UTF-8", "[json]") {
+  std::string out;
+  REQUIRE(json::unescape(R"(a\"b\\c\/d\be\ff\ng\rh\ti)", out));
+  CHECK(out == "a\"b\\c/d\be\ff\ng\rh\ti");
+  REQUIRE(json::unescape(R"(\u0041\u00e9\u20ac)", out));
+  CHECK(out == "A\xc3\xa9\xe2\x82\xac");
+  REQUIRE(json::unescape(R"(\u0000)", out));
+  CHECK(out == std::string(1, '\0'));
+}
+
+TEST_CASE("unescape joins a surrogate pair into one 4-byte UTF-8 character", "[json]") {
+  std::string out;
+  REQUIRE(json::unescape(R"(x\ud83d\ude00y)", out));
+  CHECK(out == "x\xf0\x9f\x98\x80y");
+  REQUIRE(json::unescape(R"(\uDBFF\uDFFF)", out));  // U+10FFFF, the last code point
+  CHECK(out == "\xf4\x8f\xbf\xbf");
+}
+
+TEST_CASE("unescape rejects lone surrogates and invalid escapes", "[json]") {
+  const std::string raw = GENERATE(as<std::string>{},
+      R"(\ud800)", R"(\ud800x)", R"(\ud800\u0041)", R"(\udc00)", R"(\ude00\ud83d)",
+      R"(\ud83d\n)", R"(\x)", R"(\u12)", R"(\u12G4)", "trailing\\");
+  INFO("raw: " << raw);
+  std::string out;
+  CHECK_FALSE(json::unescape(raw, out));
+}
+
+TEST_CASE("append_string escapes what JSON requires and round-trips through unescape",
+          "[json]") {
+  std::string original;
+  for (int c = 1; c < 0x20; ++c) original += static_cast<char>(c);
+  original += "\"quote\" back\\slash /slash caf\xc3\xa9 \xf0\x9f\x98\x80 ";
+  original += std::string(1, '\0');
+  original += "end";
+
+  std::string out = "prefix:";
+  json::append_string(out, original);
+  REQUIRE(out.rfind("prefix:", 0) == 0);
+  const std::string literal = out.substr(7);
+  INFO("literal: " << literal);
+  CHECK(json::is_valid(literal));
+  for (const char c : literal) CHECK(static_cast<unsigned char>(c) >= 0x20);
+
+  std::size_t pos = 0;
+  std::string_view content;
+  bool escaped = false;
+  REQUIRE(json::scan_string(literal, pos, content, escaped));
+  CHECK(pos == literal.size());
+  CHECK(escaped);
+  std::string back;
+  REQUIRE(json::unescape(content, back));
+  CHECK(back == original);
+}
+
+TEST_CASE("append_string uses the short escapes and leaves plain text untouched", "[json]") {
+  std::string out;
+  json::append_string(out, "a\nb\tc\"d\\e\x01");
+  CHECK(out == R"("a\nb\tc\"d\\e\u0001")");
+  out.clear();
+  json::append_string(out, "/meta/handshake");
+  CHECK(out == "\"/meta/handshake\"");
+  out.clear();
+  json::append_string(out, "");
+  CHECK(out == "\"\"");
+}
+
+TEST_CASE("is_object accepts exactly one object", "[json]") {
+  CHECK(json::is_object("{}"));
+  CHECK(json::is_object("  {\"auth\":{\"token\":\"x\"}} "));
+  CHECK_FALSE(json::is_object("[]"));
+  CHECK_FALSE(json::is_object("\"{}\""));
+  CHECK_FALSE(json::is_object("{} {}"));
+  CHECK_FALSE(json::is_object("{"));
+  CHECK_FALSE(json::is_object(""));
+}
+
+TEST_CASE("to_int64 converts integers exactly", "[json]") {
+  CHECK(int64_of("0") == 0);
+  CHECK(int64_of("-0") == 0);
+  CHECK(int64_of("3000") == 3000);
+  CHECK(int64_of("-42") == -42);
+  CHECK(int64_of("9223372036854775806") == int64_max - 1);
+  CHECK(int64_of("-9223372036854775807") == int64_min + 1);
+}
+
+TEST_CASE("to_int64 applies exponents and truncates fractions toward zero", "[json]") {
+  CHECK(int64_of("1e5") == 100000);
+  CHECK(int64_of("1E+2") == 100);
+  CHECK(int64_of("1.5e1") == 15);
+  CHECK(int64_of("2500e-3") == 2);
+  CHECK(int64_of("1.9") == 1);
+  CHECK(int64_of("-1.9") == -1);
+  CHECK(int64_of("0.999") == 0);
+  CHECK(int64_of("1e-400") == 0);
+}
+
+TEST_CASE("to_int64 saturates numbers beyond the int64 range", "[json]") {
+  CHECK(int64_of("9223372036854775807") == int64_max);
+  CHECK(int64_of("9223372036854775808") == int64_max);
+  CHECK(int64_of("123456789012345678901234567890") == int64_max);
+  CHECK(int64_of("1e400") == int64_max);
+  CHECK(int64_of("1e999999999") == int64_max);
+  CHECK(int64_of("-9223372036854775808") == int64_min);
+  CHECK(int64_of("-1e400") == int64_min);
+  CHECK(int64_of(std::string(5000, '9')) == int64_max);
+}
+
+TEST_CASE("to_int64 of zero with a huge exponent is zero", "[json]") {
+  // 0 × 10^5000: the scale overflows long double to infinity, and 0 × inf must not become NaN.
+  CHECK(int64_of("0e5000") == 0);
+  CHECK(int64_of("-0.0e99999") == 0);
+}
+
+TEST_CASE("to_int64 rejects text that is not a JSON number", "[json]") {
+  const std::string raw = GENERATE(as<std::string>{}, "", "-", "01", "1.", "abc", "\"5\"",
+                                   "5 ", " 5", "1e", "true", "null");
+  INFO("raw: '" << raw << "'");
+  std::int64_t v = 7;
+  CHECK_FALSE(json::to_int64(raw, v));
+}

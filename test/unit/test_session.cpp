@@ -1,0 +1,1332 @@
+// The sans-I/O Bayeux state machine (lib/session.*), driven through a scripted host with a fake
+// clock. Server replies reproduce what Faye 1.4.3 and cometd-nodejs-server 1.2.1 really send
+// (shared/reference/server-exchanges.md).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "scripted_host.hpp"
+
+using namespace uvcometd_test;
+
+namespace {
+
+// A subscription handler that records what it receives.
+struct inbox {
+  std::vector<std::string> channels, data, ids;
+  std::function<void(const uvcometd::message&)> then;
+  detail::handler_fn fn() {
+    return [this](const uvcometd::message& m) {
+      channels.emplace_back(m.channel);
+      data.emplace_back(m.data);
+      ids.emplace_back(m.id);
+      if (then) then(m);
+    };
+  }
+  std::size_t size() const { return channels.size(); }
+};
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// open() against a server whose handshake reply is `handshake(id)`, through the first connect;
+// returns with the session connected and its held /meta/connect in flight.
+template <typename Handshake>
+void open_and_connect(harness& h, outcome& open, Handshake handshake) {
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, handshake(hs.id()));
+  const sent_frame first = h.last();
+  REQUIRE(first.channel() == "/meta/connect");
+  h.reply(first, ok_replies(first));
+  h.loop();
+  REQUIRE(h.s->current_state() == state::connected);
+  REQUIRE(open.ok_once());
+  REQUIRE(h.last().channel() == "/meta/connect");
+}
+
+void open_cometd(harness& h, outcome& open) {
+  open_and_connect(h, open, [](const std::string& id) { return cometd_handshake_reply(id); });
+}
+
+void open_faye(harness& h, outcome& open) {
+  open_and_connect(h, open, [](const std::string& id) { return faye_handshake_reply(id); });
+}
+
+// subscribe() and the server's successful reply; requires an idle session.
+std::uint64_t subscribe_ok(harness& h, const std::string& channel, detail::handler_fn fn,
+                           outcome& done) {
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe(channel, std::move(fn), done.cb(), &id));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.channel() == "/meta/subscribe");
+  h.reply(f, ok_replies(f));
+  h.loop();
+  REQUIRE(done.ok_once());
+  return id;
+}
+
+// The held connect's reply, carrying `before` (data messages) ahead of the reply object.
+std::string connect_reply_after(const sent_frame& held, const std::vector<std::string>& before) {
+  std::string out = "[";
+  for (const auto& m : before) out += m + ",";
+  return out + ok_reply_object(held, 0) + "]";
+}
+
+// The held connect's reply followed by `after` (Faye's order: reply first, then deliveries).
+std::string connect_reply_before(const sent_frame& held, const std::vector<std::string>& after) {
+  std::string out = "[" + ok_reply_object(held, 0);
+  for (const auto& m : after) out += "," + m;
+  return out + "]";
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// open(): handshake, negotiation, first connect
+
+TEST_CASE("open() sends the handshake alone over long-polling with version, types and advice",
+          "[session]") {
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  REQUIRE(h.sent_count() == 1);
+  const auto& hs = h.last();
+  CHECK(hs.type == connection_type::long_polling);
+  REQUIRE(hs.size() == 1);
+  CHECK(hs.channel() == "/meta/handshake");
+  CHECK(hs.get(0, "version") == "1.0");
+  CHECK(hs.get(0, "supportedConnectionTypes") == R"(["websocket","long-polling"])");
+  CHECK(hs.msg(0)["advice"].IsObject());
+  CHECK(hs.msg(0)["advice"].HasMember("timeout"));
+  CHECK_FALSE(hs.has(0, "clientId"));
+  CHECK_FALSE(hs.has(0, "ext"));
+  CHECK_FALSE(hs.id().empty());
+  CHECK(hs.timeout == 10000ms);
+  CHECK(h.states() == std::vector<state>{state::connecting});
+  CHECK(h.host.states.back().type == connection_type::long_polling);
+  CHECK(open.calls == 0);
+}
+
+TEST_CASE("the handshake carries the configured ext object", "[session]") {
+  auto cfg = test_config();
+  cfg.handshake_ext = R"({"auth":{"token":"s3cr\"t"}})";
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  CHECK(h.last().get(0, "ext") == R"({"auth":{"token":"s3cr\"t"}})");
+}
+
+TEST_CASE("open() twice, or calls before open(), are refused synchronously", "[session]") {
+  harness h;
+  outcome a, b, c;
+  CHECK(h.s->publish("/foo", "1", a.cb()) == errc::invalid_state);
+  std::uint64_t id = 0;
+  CHECK(h.s->subscribe("/foo", [](const uvcometd::message&) {}, a.cb(), &id) ==
+        errc::invalid_state);
+  REQUIRE_FALSE(h.s->open(b.cb()));
+  CHECK(h.s->open(c.cb()) == errc::invalid_state);
+  h.loop();
+  CHECK(a.calls == 0);
+  CHECK(c.calls == 0);
+  CHECK(h.sent_count() == 1);
+}
+
+TEST_CASE("Faye offers websocket: the first connect goes alone over websocket with advice "
+          "timeout 0, then open() completes once",
+          "[session]") {
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, faye_handshake_reply(hs.id(), "t1lmkjv"));
+
+  REQUIRE(h.sent_count() == 2);
+  const sent_frame first = h.last();
+  CHECK(first.type == connection_type::websocket);
+  REQUIRE(first.size() == 1);
+  CHECK(first.channel() == "/meta/connect");
+  CHECK(first.get(0, "clientId") == "t1lmkjv");
+  CHECK(first.get(0, "connectionType") == "websocket");
+  CHECK(first.get(0, "advice") == R"({"timeout":0})");
+  CHECK(h.host.prepared ==
+        std::vector<std::pair<connection_type, connection_type>>{
+            {connection_type::websocket, connection_type::long_polling}});
+  CHECK(open.calls == 0);
+  CHECK(h.s->current_state() == state::connecting);
+
+  h.reply(first, ok_replies(first));  // pushed on the websocket
+  h.loop();
+  CHECK(open.ok_once());
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.s->current_type() == connection_type::websocket);
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected});
+  CHECK(h.host.states.back().type == connection_type::websocket);
+
+  // The next connect is held: no advice timeout 0, deadline = server timeout + network delay.
+  REQUIRE(h.sent_count() == 3);
+  const sent_frame held = h.last();
+  CHECK(held.type == connection_type::websocket);
+  REQUIRE(held.size() == 1);
+  CHECK(held.channel() == "/meta/connect");
+  CHECK_FALSE(held.has(0, "advice"));
+  CHECK(held.id() != first.id());
+  CHECK(held.timeout == 3000ms + 10000ms);
+
+  h.advance(1h);
+  CHECK(open.calls == 1);
+}
+
+TEST_CASE("CometD offers only long-polling: the session connects over long-polling",
+          "[session]") {
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  const sent_frame first = h.last();
+  CHECK(first.type == connection_type::long_polling);
+  CHECK(first.get(0, "connectionType") == "long-polling");
+  CHECK(first.get(0, "advice") == R"({"timeout":0})");
+  CHECK(first.get(0, "clientId") == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
+  CHECK(h.host.prepared.empty());
+  // CometD's connect reply carries no clientId.
+  h.reply(first, R"([{"id":")" + first.id() +
+                     R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","timeout":3000,"interval":0}}])");
+  h.loop();
+  CHECK(open.ok_once());
+  CHECK(h.s->current_type() == connection_type::long_polling);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK_FALSE(h.last().has(0, "advice"));
+  CHECK(h.last().type == connection_type::long_polling);
+}
+
+TEST_CASE("forced websocket: the handshake goes over websocket and a long-polling-only server "
+          "fails open() with no_common_transport",
+          "[session]") {
+  auto cfg = test_config();
+  cfg.connection_types = {connection_type::websocket};
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  CHECK(hs.type == connection_type::websocket);
+  CHECK(hs.get(0, "supportedConnectionTypes") == R"(["websocket"])");
+
+  // CometD answers ["long-polling"] even to a client that asked only for websocket.
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  h.loop();
+  REQUIRE(open.failed_once(errc::no_common_transport));
+  INFO(open.err.message);
+  CHECK(contains(open.err.message, "websocket"));
+  CHECK(contains(open.err.message, "long-polling"));
+  CHECK(h.s->current_state() == state::failed);
+  CHECK(h.host.states.back().s == state::failed);
+  CHECK(h.host.states.back().why.code == errc::no_common_transport);
+  CHECK(h.sent_count() == 1);
+  h.advance(1h);
+  CHECK(h.sent_count() == 1);
+  CHECK(open.calls == 1);
+}
+
+TEST_CASE("a refused handshake ends open() with the server's error and is not retried",
+          "[session]") {
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, refusal(hs, 0, "403::denied", R"({"reconnect":"handshake"})"));
+  h.loop();
+  REQUIRE(open.failed_once(errc::server_error));
+  CHECK(open.err.server_code == 403);
+  CHECK(open.err.message == "denied");
+  CHECK(h.s->current_state() == state::failed);
+  h.advance(10min);
+  CHECK(h.sent_count() == 1);
+  CHECK(open.calls == 1);
+}
+
+TEST_CASE("a handshake lost to transport failures is retried with backoff until "
+          "connection_timeout",
+          "[session]") {
+  harness h;  // connection_timeout 10 s, backoff from 250 ms, jitter 0.5
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const auto t0 = h.host.now_;
+  h.fail(h.last(), errc::transport_error, "connection refused");
+  CHECK(h.s->current_state() == state::connecting);
+
+  h.advance(124ms);  // backoff 250 ms randomised down by at most half
+  CHECK(h.sent_count() == 1);
+  h.advance(126ms);
+  REQUIRE(h.sent_count() == 2);
+  CHECK(h.last().channel() == "/meta/handshake");
+  CHECK(h.last().size() == 1);
+
+  std::size_t failed = 1;
+  for (int i = 0; i < 400 && h.s->current_state() == state::connecting; ++i) {
+    while (failed < h.sent_count()) {
+      const sent_frame f = h.sent(failed++);
+      CHECK(f.channel() == "/meta/handshake");
+      h.fail(f, errc::transport_error, "connection refused");
+    }
+    h.advance(50ms);
+  }
+  CHECK(h.s->current_state() == state::failed);
+  CHECK(h.host.now_ - t0 >= 10000ms);
+  CHECK(h.host.now_ - t0 <= 10050ms);
+  CHECK(h.sent_count() >= 4);
+  REQUIRE(open.failed_once(errc::connection_timeout));
+  INFO(open.err.message);
+  CHECK(contains(open.err.message, "connection refused"));
+  CHECK(h.host.states.back().why.code == errc::connection_timeout);
+
+  const auto sends = h.sent_count();
+  h.advance(10min);
+  CHECK(h.sent_count() == sends);
+  CHECK(open.calls == 1);
+}
+
+TEST_CASE("the backoff doubles on each consecutive failure up to backoff_max", "[session]") {
+  auto cfg = test_config();
+  cfg.backoff_jitter = 0;
+  cfg.backoff_max = 1000ms;
+  cfg.connection_timeout = 0ms;  // retry forever
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  for (const auto delay : {250ms, 500ms, 1000ms, 1000ms}) {
+    INFO("expected delay " << delay.count() << " ms");
+    const auto before = h.sent_count();
+    h.fail(h.last(), errc::timeout, "request timed out");
+    h.advance(delay - 1ms);
+    CHECK(h.sent_count() == before);
+    h.advance(1ms);
+    REQUIRE(h.sent_count() == before + 1);
+    CHECK(h.last().channel() == "/meta/handshake");
+  }
+  CHECK(open.calls == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// advice
+
+TEST_CASE("a connect refused with advice retry reconnects after interval plus backoff",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.reply(held, refusal(held, 0, "500::busy", R"({"reconnect":"retry","interval":1000})"));
+  h.loop();
+  CHECK(h.s->current_state() == state::reconnecting);
+  CHECK(h.host.states.back().why.server_code == 500);
+  const auto sends = h.sent_count();
+  h.advance(1124ms);  // interval 1000 + backoff in [125, 250]
+  CHECK(h.sent_count() == sends);
+  h.advance(126ms);
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame again = h.last();
+  CHECK(again.channel() == "/meta/connect");
+  CHECK(again.size() == 1);
+  CHECK(again.get(0, "clientId") == held.get(0, "clientId"));
+  h.reply(again, ok_replies(again));
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
+                                         state::reconnecting, state::connected});
+  CHECK(open.calls == 1);
+}
+
+TEST_CASE("Faye's unknown client (advice handshake) re-handshakes, re-subscribes every channel "
+          "in one frame, and connects only after the subscribe replies",
+          "[session]") {
+  harness h;
+  outcome open, sub_a, sub_b;
+  open_faye(h, open);
+  inbox a, b;
+  std::uint64_t ida = 0, idb = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", a.fn(), sub_a.cb(), &ida));
+  REQUIRE_FALSE(h.s->subscribe("/chat/*", b.fn(), sub_b.cb(), &idb));
+  h.loop();
+  const sent_frame subs = h.last();
+  REQUIRE(subs.size() == 2);
+  h.reply(subs, ok_replies(subs));
+  h.loop();
+  REQUIRE(sub_a.ok_once());
+  REQUIRE(sub_b.ok_once());
+
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, refusal(held, 0, "401:abc:Unknown client", R"({"reconnect":"handshake"})"));
+  h.loop();
+  CHECK(h.s->current_state() == state::reconnecting);
+  CHECK(h.host.states.back().why.server_code == 401);
+
+  const auto before = h.sent_count();
+  h.advance(250ms);
+  REQUIRE(h.sent_count() == before + 1);
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  CHECK(hs.type == connection_type::long_polling);  // Faye handshakes over HTTP
+
+  h.reply(hs, faye_handshake_reply(hs.id(), "newclient"));
+  h.loop();
+  REQUIRE(h.sent_count() == before + 2);
+  const sent_frame resub = h.last();
+  REQUIRE(resub.size() == 2);
+  std::vector<std::string> patterns{resub.get(0, "subscription"), resub.get(1, "subscription")};
+  std::sort(patterns.begin(), patterns.end());
+  CHECK(patterns == std::vector<std::string>{"/chat/*", "/foo/bar"});
+  CHECK(resub.channel(0) == "/meta/subscribe");
+  CHECK(resub.channel(1) == "/meta/subscribe");
+  CHECK(resub.get(0, "clientId") == "newclient");
+  CHECK(h.count_on("/meta/connect", before) == 0);
+  CHECK(h.s->current_state() == state::reconnecting);
+
+  h.reply(resub, ok_replies(resub));
+  h.loop();
+  REQUIRE(h.sent_count() == before + 3);
+  const sent_frame connect = h.last();
+  CHECK(connect.channel() == "/meta/connect");
+  CHECK(connect.size() == 1);
+  CHECK(connect.get(0, "clientId") == "newclient");
+  CHECK(h.s->current_state() == state::reconnecting);
+
+  h.reply(connect, ok_replies(connect));
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
+                                         state::reconnecting, state::connected});
+  CHECK(sub_a.calls == 1);
+  CHECK(sub_b.calls == 1);
+  CHECK(open.calls == 1);
+
+  h.push(connection_type::websocket, "[" + data_message("/chat/room", "{\"x\":1}") + "]");
+  h.loop();
+  CHECK(b.channels == std::vector<std::string>{"/chat/room"});
+}
+
+TEST_CASE("CometD's 402::session_unknown connect refusal leads to a new handshake", "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.loop();
+  CHECK(h.s->current_state() == state::reconnecting);
+  h.advance(250ms);
+  REQUIRE(h.last().channel() == "/meta/handshake");
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id(), "second"));
+  const sent_frame connect = h.last();
+  REQUIRE(connect.channel() == "/meta/connect");
+  CHECK(connect.get(0, "clientId") == "second");
+  h.reply(connect, ok_replies(connect));
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.s->client_id() == "second");
+}
+
+TEST_CASE("a connect refused with advice none fails the session and every pending call",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, pub, sub;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  REQUIRE_FALSE(h.s->publish("/foo/bar", R"({"a":1})", pub.cb()));
+  h.loop();
+  REQUIRE(h.last().channel() == "/foo/bar");
+  std::uint64_t sid = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/*", [](const uvcometd::message&) {}, sub.cb(), &sid));
+  h.loop();  // queued behind the publish on long-polling
+  const auto sends = h.sent_count();
+
+  h.reply(held, refusal(held, 0, "403::session ended", R"({"reconnect":"none"})"));
+  h.loop();
+  CHECK(h.s->current_state() == state::failed);
+  CHECK(h.host.states.back().s == state::failed);
+  CHECK(h.host.states.back().why.server_code == 403);
+  CHECK(pub.calls == 1);
+  CHECK(pub.err.server_code == 403);
+  CHECK(sub.calls == 1);
+  CHECK(sub.err.server_code == 403);
+  CHECK(open.calls == 1);
+
+  h.advance(10min);
+  CHECK(h.sent_count() == sends);
+  outcome late;
+  CHECK(h.s->publish("/foo/bar", "1", late.cb()) == errc::invalid_state);
+  h.loop();
+  CHECK(late.calls == 0);
+  CHECK(pub.calls == 1);
+  CHECK(sub.calls == 1);
+}
+
+TEST_CASE("advice interval on a successful connect delays the next connect", "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.reply(held, R"([{"id":")" + held.id() +
+                    R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","interval":2000,"timeout":3000}}])");
+  h.loop();
+  const auto sends = h.sent_count();
+  h.advance(1999ms);
+  CHECK(h.sent_count() == sends);
+  h.advance(1ms);
+  REQUIRE(h.sent_count() == sends + 1);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK(h.last().size() == 1);
+  CHECK_FALSE(h.last().has(0, "advice"));
+  CHECK(h.s->current_state() == state::connected);
+}
+
+// ---------------------------------------------------------------------------------------------
+// replies, batching, delivery
+
+TEST_CASE("a delivered message carrying a pending publish's id does not complete the publish",
+          "[session]") {
+  auto cfg = long_polling_only();
+  harness h(cfg);
+  outcome open, sub, pub;
+  open_faye(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  const sent_frame held = h.last_on("/meta/connect");
+  REQUIRE_FALSE(h.s->publish("/foo/bar", R"({"hello":"world"})", pub.cb()));
+  h.loop();
+  const sent_frame p = h.last();
+  REQUIRE(p.channel() == "/foo/bar");
+
+  // Faye delivers the published message with the publisher's id, here in the held connect's reply.
+  h.reply(held, connect_reply_before(held, {data_message("/foo/bar", R"({"hello":"world"})", p.id())}));
+  CHECK(pub.calls == 0);
+  h.loop();
+  CHECK(pub.calls == 0);
+  REQUIRE(in.size() == 1);
+  CHECK(in.data[0] == R"({"hello":"world"})");
+  CHECK(in.ids[0] == p.id());
+
+  h.reply(p, ok_replies(p));
+  h.loop();
+  CHECK(pub.ok_once());
+  CHECK(in.size() == 1);
+}
+
+TEST_CASE("publishes issued in one loop iteration leave in one frame", "[session]") {
+  harness h(long_polling_only());
+  outcome open, a, b, c;
+  open_cometd(h, open);
+  const auto sends = h.sent_count();
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", a.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/b", R"("two")", b.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/c", R"({"n":3})", c.cb()));
+  CHECK(h.sent_count() == sends);  // nothing leaves before the loop runs
+  REQUIRE(h.host.run_requested);
+  h.loop();
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame f = h.last();
+  CHECK(f.type == connection_type::long_polling);
+  REQUIRE(f.size() == 3);
+  CHECK(f.channel(0) == "/foo/a");
+  CHECK(f.channel(1) == "/foo/b");
+  CHECK(f.channel(2) == "/foo/c");
+  CHECK(f.get(0, "data") == "1");
+  CHECK(f.get(1, "data") == "two");
+  CHECK(f.get(2, "data") == R"({"n":3})");
+  CHECK(f.get(0, "clientId") == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
+  CHECK(f.timeout == 10000ms);
+  h.reply(f, ok_replies(f));
+  CHECK(a.ok_once());
+  CHECK(b.ok_once());
+  CHECK(c.ok_once());
+}
+
+TEST_CASE("over long-polling, publishes issued while a frame is in flight leave together in the "
+          "next one, and the held connect always travels alone",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, a, b, c;
+  open_cometd(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", a.cb()));
+  h.loop();
+  const sent_frame first = h.last();
+  REQUIRE(first.size() == 1);
+  const auto sends = h.sent_count();
+  REQUIRE_FALSE(h.s->publish("/foo/b", "2", b.cb()));
+  h.loop();
+  REQUIRE_FALSE(h.s->publish("/foo/c", "3", c.cb()));
+  h.loop();
+  CHECK(h.sent_count() == sends);  // one exchange besides the held connect
+
+  h.reply(first, ok_replies(first));
+  CHECK(a.ok_once());
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame second = h.last();
+  REQUIRE(second.size() == 2);
+  CHECK(second.channel(0) == "/foo/b");
+  CHECK(second.channel(1) == "/foo/c");
+  h.reply(second, ok_replies(second));
+  CHECK(b.ok_once());
+  CHECK(c.ok_once());
+
+  // Meanwhile the held connect is answered and re-sent: each time alone.
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, ok_replies(held));
+  for (const auto& f : h.host.sends) {
+    if (f.carries("/meta/connect") || f.carries("/meta/handshake")) {
+      INFO(f.text);
+      CHECK(f.size() == 1);
+    }
+  }
+  CHECK(h.count_on("/meta/connect") == 3);
+}
+
+TEST_CASE("data messages placed before the replies in a publish response are delivered on the "
+          "next loop iteration",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub, pub;
+  open_cometd(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  REQUIRE_FALSE(h.s->publish("/foo/bar", R"({"hello":"world"})", pub.cb()));
+  h.loop();
+  const sent_frame p = h.last();
+  // CometD: queued messages come back in any response, before the replies, without id/clientId.
+  h.reply(p, "[" + data_message("/foo/bar", R"({"hello":"world"})") + "," + ok_reply_object(p, 0) + "]");
+  CHECK(pub.ok_once());
+  CHECK(in.size() == 0);
+  CHECK(h.s->pending_count() == 1);
+  h.loop();
+  REQUIRE(in.size() == 1);
+  CHECK(in.channels[0] == "/foo/bar");
+  CHECK(in.data[0] == R"({"hello":"world"})");
+  CHECK(in.ids[0].empty());
+  CHECK(h.s->pending_count() == 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// subscriptions
+
+TEST_CASE("two local subscriptions on one channel make one /meta/subscribe and both complete",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, s1, s2;
+  open_cometd(h, open);
+  inbox i1, i2;
+  std::uint64_t id1 = 0, id2 = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", i1.fn(), s1.cb(), &id1));
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", i2.fn(), s2.cb(), &id2));
+  CHECK(id1 != id2);
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 1);
+  CHECK(f.channel() == "/meta/subscribe");
+  CHECK(f.get(0, "subscription") == "/foo/bar");
+  h.reply(f, ok_replies(f));
+  h.loop();
+  CHECK(s1.ok_once());
+  CHECK(s2.ok_once());
+  CHECK(h.count_on("/meta/subscribe") == 1);
+
+  // A third one on the already subscribed channel completes without asking the server.
+  outcome s3;
+  inbox i3;
+  std::uint64_t id3 = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", i3.fn(), s3.cb(), &id3));
+  CHECK(s3.calls == 0);
+  h.loop();
+  CHECK(s3.ok_once());
+  CHECK(h.count_on("/meta/subscribe") == 1);
+}
+
+TEST_CASE("unsubscribing one of two local subscriptions sends nothing; the last one sends "
+          "/meta/unsubscribe and completes on its reply",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, s1, s2, u1, u2;
+  open_cometd(h, open);
+  inbox i1, i2;
+  const auto id1 = subscribe_ok(h, "/foo/bar", i1.fn(), s1);
+  const auto id2 = subscribe_ok(h, "/foo/bar", i2.fn(), s2);
+  const auto sends = h.sent_count();
+
+  REQUIRE_FALSE(h.s->unsubscribe(id1, u1.cb()));
+  h.loop();
+  CHECK(u1.ok_once());
+  CHECK(h.sent_count() == sends);
+
+  // Only the remaining handler receives.
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, connect_reply_after(held, {data_message("/foo/bar", "1")}));
+  h.loop();
+  CHECK(i1.size() == 0);
+  CHECK(i2.size() == 1);
+
+  const auto sends2 = h.sent_count();
+  REQUIRE_FALSE(h.s->unsubscribe(id2, u2.cb()));
+  h.loop();
+  REQUIRE(h.sent_count() == sends2 + 1);
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 1);
+  CHECK(f.channel() == "/meta/unsubscribe");
+  CHECK(f.get(0, "subscription") == "/foo/bar");
+  CHECK(u2.calls == 0);
+  h.reply(f, ok_replies(f));
+  h.loop();
+  CHECK(u2.ok_once());
+  CHECK(s1.calls == 1);
+  CHECK(s2.calls == 1);
+
+  outcome again;
+  CHECK(h.s->unsubscribe(id2, again.cb()) == errc::invalid_argument);
+  h.loop();
+  CHECK(again.calls == 0);
+}
+
+TEST_CASE("wildcard subscriptions receive the channels they match, each handler once",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, s1, s2, s3, s4;
+  open_cometd(h, open);
+  inbox one, any, exact, root;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/a/*", one.fn(), s1.cb(), &id));
+  REQUIRE_FALSE(h.s->subscribe("/a/**", any.fn(), s2.cb(), &id));
+  REQUIRE_FALSE(h.s->subscribe("/a/b", exact.fn(), s3.cb(), &id));
+  REQUIRE_FALSE(h.s->subscribe("/**", root.fn(), s4.cb(), &id));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 4);
+  h.reply(f, ok_replies(f));
+  h.loop();
+
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, connect_reply_after(held, {data_message("/a/b", "1"), data_message("/a/b/c", "2"),
+                                           data_message("/a", "3"), data_message("/b/x", "4")}));
+  h.loop();
+  CHECK(one.channels == std::vector<std::string>{"/a/b"});
+  CHECK(any.channels == std::vector<std::string>{"/a/b", "/a/b/c"});
+  CHECK(exact.channels == std::vector<std::string>{"/a/b"});
+  CHECK(root.channels == std::vector<std::string>{"/a/b", "/a/b/c", "/a", "/b/x"});
+}
+
+TEST_CASE("a subscribe refused by the server completes with its error and its handler never "
+          "runs",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/secret", in.fn(), sub.cb(), &id));
+  h.loop();
+  const sent_frame f = h.last();
+  h.reply(f, refusal(f, 0, "403:/secret:Forbidden channel"));
+  h.loop();
+  REQUIRE(sub.failed_once(errc::server_error));
+  CHECK(sub.err.server_code == 403);
+  CHECK(sub.err.args == std::vector<std::string>{"/secret"});
+  CHECK(sub.err.message == "Forbidden channel");
+
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, connect_reply_after(held, {data_message("/secret", "1")}));
+  h.loop();
+  CHECK(in.size() == 0);
+  CHECK(sub.calls == 1);
+}
+
+TEST_CASE("invalid channels and data fail synchronously and their callbacks never run",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, cb;
+  open_cometd(h, open);
+  const auto sends = h.sent_count();
+  inbox in;
+  std::uint64_t id = 0;
+  CHECK(h.s->subscribe("/meta/connect", in.fn(), cb.cb(), &id) == errc::invalid_channel);
+  CHECK(h.s->subscribe("no-slash", in.fn(), cb.cb(), &id) == errc::invalid_channel);
+  CHECK(h.s->subscribe("/a/*x", in.fn(), cb.cb(), &id) == errc::invalid_channel);
+  CHECK(h.s->publish("/foo/*", "1", cb.cb()) == errc::invalid_channel);
+  CHECK(h.s->publish("/meta/xxx", "1", cb.cb()) == errc::invalid_channel);
+  CHECK(h.s->publish("/foo", "{bad json", cb.cb()) == errc::invalid_argument);
+  CHECK(h.s->publish("/foo", "", cb.cb()) == errc::invalid_argument);
+  h.loop();
+  h.advance(1min);
+  CHECK(cb.calls == 0);
+  CHECK(h.count_on("/meta/subscribe", sends) == 0);
+  CHECK(h.count_on("/foo/*", sends) + h.count_on("/meta/xxx", sends) + h.count_on("/foo", sends) == 0);
+}
+
+TEST_CASE("a subscribe issued while the handshake is in flight is sent once", "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  inbox in;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", in.fn(), sub.cb(), &id));
+  h.loop();
+  CHECK(h.sent_count() == 1);  // nothing but the handshake before a clientId exists
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  h.loop();
+  CHECK(h.count_on("/meta/subscribe") == 1);
+  const sent_frame f = h.last_on("/meta/subscribe");
+  h.reply(f, ok_replies(f));
+  h.loop();
+  CHECK(sub.ok_once());
+}
+
+// ---------------------------------------------------------------------------------------------
+// exactly-once completions
+
+TEST_CASE("a response that lacks a message's reply completes it with no_reply", "[session]") {
+  harness h(long_polling_only());
+  outcome open, a, b;
+  open_cometd(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", a.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/b", "2", b.cb()));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 2);
+  h.reply(f, "[" + ok_reply_object(f, 0) + "]");
+  CHECK(a.ok_once());
+  REQUIRE(b.failed_once(errc::no_reply));
+  INFO(b.err.message);
+  CHECK(contains(b.err.message, "/foo/b"));
+  h.loop();
+  h.advance(1min);
+  CHECK(a.calls == 1);
+  CHECK(b.calls == 1);
+}
+
+TEST_CASE("a failed request completes every message of its batch once with that error",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub, p1, p2;
+  open_cometd(h, open);
+  inbox in;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", in.fn(), sub.cb(), &id));
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "1", p1.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/baz", "2", p2.cb()));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 3);
+
+  SECTION("HTTP 500 with an empty body, reported by the transport") {
+    h.fail(f, errc::http_error, "HTTP 500 Internal Server Error (empty body)");
+    for (auto* o : {&sub, &p1, &p2}) {
+      CHECK(o->failed_once(errc::http_error));
+      CHECK(o->err.message == "HTTP 500 Internal Server Error (empty body)");
+    }
+  }
+  SECTION("an empty body handed over as a frame") {
+    h.reply(f, "");
+    for (auto* o : {&sub, &p1, &p2}) CHECK(o->failed_once(errc::bad_response));
+  }
+  // The session itself is unharmed, and nothing completes twice.
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, connect_reply_after(held, {data_message("/foo/bar", "1")}));
+  h.reply(f, ok_replies(f));  // a late duplicate answer is ignored
+  h.loop();
+  h.advance(1min);
+  CHECK(sub.calls == 1);
+  CHECK(p1.calls == 1);
+  CHECK(p2.calls == 1);
+  CHECK(in.size() == 0);
+}
+
+TEST_CASE("a held connect lost to the transport reconnects with a new connect, not a handshake",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.fail(held, errc::transport_error, "connection reset by peer");
+  CHECK(h.s->current_state() == state::reconnecting);
+  h.advance(250ms);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK(h.count_on("/meta/handshake") == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// close()
+
+TEST_CASE("close() when connected sends /meta/disconnect alone, cancels pending calls, and "
+          "completes last after the transports closed",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, inflight, queued, done;
+  open_cometd(h, open);
+  std::vector<std::string> order;
+  inflight.then = [&] { order.push_back("publish"); };
+  done.then = [&] { order.push_back("close"); };
+  h.host.on_state = [&](state s, connection_type, const uvcometd::error&) {
+    if (s == state::closed) order.push_back("closed");
+  };
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", inflight.cb()));
+  h.loop();
+  REQUIRE_FALSE(h.s->publish("/foo/b", "2", queued.cb()));  // not flushed yet
+  const auto sends = h.sent_count();
+
+  h.s->close(done.cb());
+  CHECK(h.s->current_state() == state::disconnecting);
+  CHECK(queued.failed_once(errc::cancelled));
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame bye = h.last();
+  REQUIRE(bye.size() == 1);
+  CHECK(bye.channel() == "/meta/disconnect");
+  CHECK(bye.get(0, "clientId") == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
+  CHECK(h.host.close_transports_calls == 0);
+
+  SECTION("the server answers the disconnect") {
+    h.reply(bye, ok_replies(bye));
+  }
+  SECTION("the server never answers: disconnect_timeout") {
+    h.advance(1999ms);
+    CHECK(h.host.close_transports_calls == 0);
+    h.advance(1ms);
+  }
+  CHECK(h.host.close_transports_calls == 1);
+  CHECK(inflight.failed_once(errc::cancelled));
+  CHECK(done.calls == 0);
+  CHECK(h.s->current_state() == state::disconnecting);
+
+  h.s->on_transports_closed();
+  CHECK(h.s->current_state() == state::closed);
+  CHECK(done.ok_once());
+  CHECK(order == std::vector<std::string>{"publish", "closed", "close"});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
+                                         state::disconnecting, state::closed});
+  h.loop();
+  h.advance(1h);
+  CHECK(h.sent_count() == sends + 1);
+  CHECK(done.calls == 1);
+  CHECK(queued.calls == 1);
+  CHECK(inflight.calls == 1);
+  CHECK(open.calls == 1);
+
+  outcome after;
+  h.s->close(after.cb());
+  CHECK(after.ok_once());
+}
+
+TEST_CASE("close() during the handshake cancels open() and sends no disconnect", "[session]") {
+  harness h;
+  outcome open, done, done2;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.s->close(done.cb());
+  h.s->close(done2.cb());
+  CHECK(open.failed_once(errc::cancelled));
+  CHECK(h.sent_count() == 1);
+  CHECK(h.host.close_transports_calls == 1);
+  CHECK(done.calls == 0);
+  // A late handshake reply changes nothing.
+  const sent_frame hs = h.last();
+  h.reply(hs, faye_handshake_reply(hs.id()));
+  CHECK(h.sent_count() == 1);
+  h.s->on_transports_closed();
+  CHECK(done.ok_once());
+  CHECK(done2.ok_once());
+  CHECK(open.calls == 1);
+  CHECK(h.s->current_state() == state::closed);
+}
+
+TEST_CASE("close() from inside a message handler", "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub, pub, done;
+  open_cometd(h, open);
+  inbox in;
+  in.then = [&](const uvcometd::message&) { h.s->close(done.cb()); };
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "0", pub.cb()));
+  h.loop();
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, connect_reply_after(held, {data_message("/foo/bar", "1"), data_message("/foo/bar", "2")}));
+  h.loop();
+  CHECK(in.size() == 1);  // delivery stops once the client is closing
+  CHECK(h.s->current_state() == state::disconnecting);
+  const sent_frame bye = h.last();
+  REQUIRE(bye.channel() == "/meta/disconnect");
+  h.reply(bye, ok_replies(bye));
+  h.s->on_transports_closed();
+  h.loop();
+  CHECK(done.ok_once());
+  CHECK(pub.failed_once(errc::cancelled));
+  CHECK(sub.calls == 1);
+  CHECK(in.size() == 1);
+}
+
+TEST_CASE("close() from inside a publish completion", "[session]") {
+  harness h(long_polling_only());
+  outcome open, pub, other, done;
+  open_cometd(h, open);
+  pub.then = [&] { h.s->close(done.cb()); };
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", pub.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/b", "2", other.cb()));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 2);
+  h.reply(f, ok_replies(f));
+  CHECK(pub.ok_once());
+  CHECK(other.calls == 1);  // answered in the same frame, after close(): completes once either way
+  const sent_frame bye = h.last_on("/meta/disconnect");
+  h.reply(bye, ok_replies(bye));
+  CHECK(h.host.close_transports_calls == 1);
+  h.s->on_transports_closed();
+  CHECK(done.ok_once());
+  CHECK(pub.calls == 1);
+  CHECK(other.calls == 1);
+}
+
+TEST_CASE("close() from inside the state listener when connected", "[session]") {
+  harness h(long_polling_only());
+  outcome open, done;
+  bool closing = false;
+  h.host.on_state = [&](state s, connection_type, const uvcometd::error&) {
+    if (s == state::connected && !closing) {
+      closing = true;
+      h.s->close(done.cb());
+    }
+  };
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  const sent_frame first = h.last();
+  h.reply(first, ok_replies(first));
+  h.loop();
+  CHECK(open.calls == 1);
+  const sent_frame bye = h.last();
+  REQUIRE(bye.channel() == "/meta/disconnect");
+  CHECK(h.count_on("/meta/connect") == 1);  // no held connect after close()
+  h.reply(bye, ok_replies(bye));
+  h.s->on_transports_closed();
+  h.loop();
+  CHECK(done.ok_once());
+  CHECK(open.calls == 1);
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
+                                         state::disconnecting, state::closed});
+}
+
+TEST_CASE("close() from inside the state listener during open() stops everything, "
+          "arming no timer after the transports were told to close",
+          "[session]") {
+  harness h;
+  outcome open, done;
+  bool closing = false;
+  h.host.on_state = [&](state s, connection_type, const uvcometd::error&) {
+    if (s == state::connecting && !closing) {
+      closing = true;
+      h.s->close(done.cb());
+    }
+  };
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  CHECK(open.failed_once(errc::cancelled));
+  CHECK(h.sent_count() == 0);
+  CHECK(h.host.close_transports_calls == 1);
+  CHECK(h.host.arms_after_close == 0);
+  h.s->on_transports_closed();
+  h.advance(1min);
+  CHECK(done.ok_once());
+  CHECK(open.calls == 1);
+  CHECK(h.sent_count() == 0);
+  CHECK(h.s->current_state() == state::closed);
+}
+
+// ---------------------------------------------------------------------------------------------
+// the pending buffer and backpressure
+
+namespace {
+
+// Connected to CometD with max_pending_count 3, paused, and the held connect answered by `frame`
+// built from five deliveries on /foo/bar: checks that nothing is dropped, that no connect is sent
+// while the buffer is full, and that draining it sends the connect.
+void check_backpressure(bool deliveries_first) {
+  auto cfg = long_polling_only();
+  cfg.max_pending_count = 3;
+  harness h(cfg);
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  h.s->pause();
+  const sent_frame held = h.last_on("/meta/connect");
+  std::vector<std::string> five;
+  for (int i = 1; i <= 5; ++i) five.push_back(data_message("/foo/bar", std::to_string(i)));
+  const auto sends = h.sent_count();
+  h.reply(held, deliveries_first ? connect_reply_after(held, five) : connect_reply_before(held, five));
+  CHECK(h.s->pending_count() == 5);  // nothing dropped above the cap
+  h.loop();
+  CHECK(in.size() == 0);  // paused
+  CHECK(h.s->pending_count() == 5);
+  CHECK(h.count_on("/meta/connect", sends) == 0);  // backpressure: no new fetch while full
+  h.advance(1min);
+  CHECK(h.count_on("/meta/connect", sends) == 0);
+  CHECK(h.s->current_state() == state::connected);
+
+  h.s->resume();
+  h.loop();
+  CHECK(in.data == std::vector<std::string>{"1", "2", "3", "4", "5"});
+  CHECK(h.s->pending_count() == 0);
+  CHECK(h.count_on("/meta/connect", sends) == 1);
+  CHECK(h.last().channel() == "/meta/connect");
+}
+
+}  // namespace
+
+TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
+          "(CometD: deliveries before the connect reply)",
+          "[session]") {
+  check_backpressure(true);
+}
+
+TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
+          "(Faye: the connect reply before the deliveries)",
+          "[session]") {
+  check_backpressure(false);
+}
+
+TEST_CASE("over websocket a full pending buffer pauses reading until it drains", "[session]") {
+  auto cfg = test_config();
+  cfg.max_pending_count = 3;
+  harness h(cfg);
+  outcome open, sub;
+  open_faye(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  std::string frame = "[";
+  for (int i = 1; i <= 4; ++i) frame += (i > 1 ? "," : "") + data_message("/foo/bar", std::to_string(i));
+  h.push(connection_type::websocket, frame + "]");
+  CHECK(h.s->pending_count() == 4);
+  REQUIRE_FALSE(h.host.receive_pauses.empty());
+  CHECK(h.host.receive_pauses.back() == std::make_pair(connection_type::websocket, true));
+  h.loop();
+  CHECK(in.size() == 4);
+  CHECK(h.host.receive_pauses.back() == std::make_pair(connection_type::websocket, false));
+}
+
+// ---------------------------------------------------------------------------------------------
+// malformed frames
+
+TEST_CASE("a malformed response fails the messages of its request with bad_response",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, pub;
+  open_cometd(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "1", pub.cb()));
+  h.loop();
+  const sent_frame p = h.last();
+  const std::string id = p.id();
+  const std::string body = GENERATE_COPY(values<std::string>({
+      "Bad request",                                                       // Faye's HTTP 400 text
+      R"("hello")",                                                        // not an array
+      "42",                                                                // not an array
+      R"([{"id":")" + id + R"(","channel":"/foo/bar","successful":tr)",  // truncated
+      R"([{"id":")" + id + R"(","channel":"/foo/bar","successful":"yes"}])",  // wrong type
+      R"([{"id":")" + id + R"(","channel":42,"successful":true}])",           // wrong type
+      R"([{"id":")" + id + R"(","data":{}}])",                                // no channel
+      "<html><body>502 Bad Gateway</body></html>",
+  }));
+  INFO("body: " << body);
+  h.reply(p, body);
+  REQUIRE(pub.failed_once(errc::bad_response));
+  CHECK_FALSE(pub.err.message.empty());
+  h.loop();
+  h.advance(1min);
+  CHECK(pub.calls == 1);
+  CHECK(h.s->current_state() == state::connected);
+}
+
+TEST_CASE("a malformed connect response reconnects", "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.reply(held, "[{\"id\":");
+  CHECK(h.s->current_state() == state::reconnecting);
+  CHECK(h.host.states.back().why.code == errc::bad_response);
+  h.advance(250ms);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK(h.last().request != held.request);
+}
+
+TEST_CASE("a malformed websocket frame drops the connection: its calls fail once and the "
+          "session reconnects",
+          "[session]") {
+  harness h;
+  outcome open, pub;
+  open_faye(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "1", pub.cb()));
+  h.loop();
+  REQUIRE(h.last().type == connection_type::websocket);
+  h.push(connection_type::websocket, "[{\"channel\":\"/foo/bar\",");
+  CHECK(std::find(h.host.aborts.begin(), h.host.aborts.end(), connection_type::websocket) !=
+        h.host.aborts.end());
+  CHECK(pub.failed_once(errc::bad_response));
+  CHECK(h.s->current_state() == state::reconnecting);
+  const auto sends = h.sent_count();
+  h.advance(250ms);
+  REQUIRE(h.sent_count() == sends + 1);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK(h.last().type == connection_type::websocket);
+  h.reply(h.last(), ok_replies(h.last()));
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(pub.calls == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// websocket fallback
+
+TEST_CASE("a websocket that never opens falls back to long-polling", "[session]") {
+  harness h;
+  outcome open, pub;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, faye_handshake_reply(hs.id()));
+  const sent_frame ws_connect = h.last();
+  REQUIRE(ws_connect.type == connection_type::websocket);
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "1", pub.cb()));
+  h.loop();
+  const auto sends = h.sent_count();
+
+  h.s->on_transport_down(connection_type::websocket,
+                         uvcometd::error{uvcometd::make_error_code(errc::transport_error),
+                                         "websocket upgrade refused: HTTP 400"},
+                         false);
+  h.loop();
+  const auto& ev = h.host.states.back();
+  CHECK(ev.type == connection_type::long_polling);
+  CHECK(ev.s == state::connecting);
+  CHECK(ev.why.message == "websocket upgrade refused: HTTP 400");
+  CHECK(h.s->current_type() == connection_type::long_polling);
+  CHECK(std::find(h.host.prepared.begin(), h.host.prepared.end(),
+                  std::make_pair(connection_type::long_polling, connection_type::websocket)) !=
+        h.host.prepared.end());
+
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame connect = h.last();
+  CHECK(connect.type == connection_type::long_polling);
+  REQUIRE(connect.size() == 1);
+  CHECK(connect.channel() == "/meta/connect");
+  CHECK(connect.get(0, "connectionType") == "long-polling");
+  CHECK(connect.get(0, "advice") == R"({"timeout":0})");
+  CHECK(connect.get(0, "clientId") == "fo8b7vgpm78obnken0i3zjijvepuho0");
+  CHECK(pub.calls == 0);
+
+  h.reply(connect, ok_replies(connect));
+  h.loop();
+  CHECK(open.ok_once());
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.host.states.back().type == connection_type::long_polling);
+  const sent_frame p = h.last_on("/foo/bar");
+  CHECK(p.type == connection_type::long_polling);
+  h.reply(p, ok_replies(p));
+  CHECK(pub.ok_once());
+  CHECK(h.last_on("/meta/connect").type == connection_type::long_polling);
+  CHECK(h.count_on("/meta/handshake") == 1);
+  for (std::size_t i = sends; i < h.sent_count(); ++i) {
+    CHECK(h.sent(i).type == connection_type::long_polling);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// re-subscription after a transient failure
+
+TEST_CASE("a re-subscribe lost to a transport failure is sent again, not silently dropped",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.advance(250ms);
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, cometd_handshake_reply(hs.id(), "second"));
+  h.loop();
+  const sent_frame resub = h.last();
+  REQUIRE(resub.channel() == "/meta/subscribe");
+  const auto mark = h.sent_count();
+  h.fail(resub, errc::transport_error, "connection reset by peer");
+  h.loop();
+
+  // Play the server for a while: answer every frame sent so far (each answered connect is
+  // followed by a new one, answered on the next round), leaving the last connect held.
+  std::size_t answered = mark;
+  for (int round = 0; round < 20; ++round) {
+    const std::size_t upto = h.sent_count();
+    while (answered < upto) {
+      const sent_frame f = h.sent(answered++);
+      h.reply(f, ok_replies(f));
+      h.loop();
+    }
+    h.advance(250ms);
+  }
+  CHECK(h.count_on("/meta/subscribe", mark) >= 1);
+  CHECK(sub.calls == 1);  // the user's subscribe completed long ago; no second completion
+  const sent_frame last_connect = h.last_on("/meta/connect");
+  h.reply(last_connect, connect_reply_after(last_connect, {data_message("/foo/bar", "1")}));
+  h.loop();
+  CHECK(in.size() == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile values (kept last: before a fix they are undefined behaviour, which UBSan may abort on)
+
+TEST_CASE("a huge advice interval from the server does not overflow the clock", "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const sent_frame held = h.last();
+  h.reply(held, R"([{"id":")" + held.id() +
+                    R"(","channel":"/meta/connect","successful":true,"advice":{"interval":1e30}}])");
+  h.loop();
+  const auto sends = h.sent_count();
+  REQUIRE_FALSE(h.host.arms.empty());
+  CHECK(h.host.arms.back().count() > 60000);
+  h.advance(1h);
+  CHECK(h.sent_count() == sends);  // a later connect, not an immediate one
+  CHECK(h.s->current_state() == state::connected);
+}
+
+TEST_CASE("a huge advice timeout from the server gives the held connect a positive deadline",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, R"([{"id":")" + hs.id() +
+                  R"(","channel":"/meta/handshake","successful":true,"clientId":"c1","version":"1.0","supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry","timeout":9223372036854775807,"interval":0}}])");
+  const sent_frame first = h.last();
+  h.reply(first, R"([{"id":")" + first.id() + R"(","channel":"/meta/connect","successful":true}])");
+  h.loop();
+  const sent_frame held = h.last();
+  REQUIRE(held.channel() == "/meta/connect");
+  CHECK(held.timeout.count() >= 10000);
+}
+
+TEST_CASE("a meta reply without \"successful\" fails its call with bad_response", "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/bar", in.fn(), sub.cb(), &id));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.channel() == "/meta/subscribe");
+  h.reply(f, R"([{"id":")" + f.id() + R"(","channel":"/meta/subscribe","subscription":"/foo/bar"}])");
+  h.loop();
+  CHECK(sub.calls == 1);
+  CHECK(sub.err.code == errc::bad_response);
+}
