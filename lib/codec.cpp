@@ -1,5 +1,7 @@
 #include "codec.hpp"
 
+#include <algorithm>
+
 #include "json.hpp"
 
 namespace uvcometd::detail {
@@ -49,7 +51,11 @@ bool read_advice(std::string_view s, std::size_t& pos, advice& adv) {
       else if (val == "\"none\"") adv.reconnect = reconnect_advice::none;
     } else if (key == "interval" || key == "timeout") {
       std::int64_t n;
-      if (json::to_int64(val, n)) (key == "interval" ? adv.interval : adv.timeout) = n < 0 ? 0 : n;
+      // A day at most: larger values are nonsense and would overflow clock arithmetic.
+      constexpr std::int64_t max_ms = 24LL * 3600 * 1000;
+      if (json::to_int64(val, n)) {
+        (key == "interval" ? adv.interval : adv.timeout) = std::clamp<std::int64_t>(n, 0, max_ms);
+      }
     }
     json::skip_space(obj, i);
     if (i < obj.size() && obj[i] == ',') {

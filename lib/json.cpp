@@ -281,6 +281,10 @@ bool to_int64(std::string_view raw, std::int64_t& out) noexcept {
       value += (raw[i++] - '0') * frac_scale;
     }
   }
+  if (value == 0) {  // zero stays zero whatever the exponent (0e5000 would be 0 * inf)
+    out = 0;
+    return true;
+  }
   if (i < raw.size() && (raw[i] == 'e' || raw[i] == 'E')) {
     ++i;
     bool exp_neg = false;

@@ -50,6 +50,7 @@ std::error_code session::open(completion_fn done) {
   // allowed (websocket-only servers exist).
   type_ = lp_allowed ? connection_type::long_polling : connection_type::websocket;
   set_state(state::connecting);
+  if (!active()) return {};  // the listener closed the client
   start_connection_deadline();
   send_handshake();
   return {};
@@ -185,7 +186,8 @@ void session::send_handshake() {
   // then picks the preferred type again (so websocket, once it worked, is tried first again).
   const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
                                     connection_type::long_polling) != cfg_.connection_types.end();
-  const connection_type t = lp_allowed ? connection_type::long_polling : connection_type::websocket;
+  const connection_type t = lp_allowed || probe_lp_handshake_ ? connection_type::long_polling
+                                                               : connection_type::websocket;
   if (t != type_) {
     host_.abort(type_);
     drop_requests_of(type_);
@@ -358,6 +360,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     }
   }
   handle_messages(scratch_, text);
+  if (connect_wanted_ && state_ == state::connected) send_connect(false);
   if (have_req) {
     // A request/response exchange is over: whatever it carried and got no reply never will.
     for (const auto id : req.ids) {
@@ -422,15 +425,15 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
   const bool fallback = t == connection_type::websocket && ws_hopeless && lp_allowed &&
                         server_has_lp && active();
   std::vector<outgoing> resend;
-  bool lost_session_messages = false;
+  bool lost_handshake = false;
   for (const auto id : ids) {
     const auto a = awaiting_.find(id);
     if (a == awaiting_.end()) continue;
     outgoing m = std::move(a->second);
     awaiting_.erase(a);
     switch (m.k) {
-      case kind::connect:
-      case kind::handshake: lost_session_messages = true; break;
+      case kind::connect: break;
+      case kind::handshake: lost_handshake = true; break;
       case kind::disconnect: finish_close(); break;
       default:
         // Frames that never left (the connection never opened) are sent again on the next one.
@@ -459,7 +462,7 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
     }
     return;
   }
-  (void)lost_session_messages;
+  if (lost_handshake && !was_up && !lp_allowed && !ever_connected_) probe_lp_handshake_ = true;
   connection_lost(err);
 }
 
@@ -586,7 +589,9 @@ void session::handle_messages(decoded_frame& frame, const std::shared_ptr<const 
 
 void session::handle_reply(const wire_message& m, outgoing&& out) {
   error err;
-  if (!*m.successful) {
+  if (!m.successful.has_value()) {
+    err = make_error(errc::bad_response, "reply to " + out.channel + " without \"successful\"");
+  } else if (!*m.successful) {
     err = m.error.empty() ? make_error(errc::server_error, "refused by the server without an error text")
                           : parse_server_error(m.error);
   }
@@ -603,6 +608,7 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
 void session::handle_handshake_reply(const wire_message& m, error err) {
   if (!active()) return;
   if (!err && m.client_id.empty()) err = make_error(errc::bad_response, "handshake reply without clientId");
+  probe_lp_handshake_ = false;
   if (err) {
     last_failure_ = err;
     if (state_ == state::connecting && !ever_connected_) {
@@ -647,6 +653,13 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
   // A new session: the server knows none of our subscriptions. Re-subscribe all of them in one
   // batch, and connect only once they are answered.
   ++epoch_;
+  // Unsent (un)subscribe messages belong to the old session; reconcile below decides anew.
+  std::deque<outgoing> keep;
+  for (auto& q : queue_) {
+    if (q.k == kind::publish) keep.push_back(std::move(q));
+  }
+  queue_ = std::move(keep);
+  resubscribes_outstanding_ = 0;
   for (auto& [pattern, e] : patterns_) {
     e.server_subscribed = false;
     e.in_flight = false;
@@ -672,6 +685,11 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
     follow_advice(what, err);
     return;
   }
+  if (m.adv.reconnect == reconnect_advice::none) {
+    // "none" MUST NOT be retried, even when it comes with a successful connect.
+    fail_session(make_error(errc::session_ended, "the server advised reconnect \"none\""));
+    return;
+  }
   failures_ = 0;
   last_failure_ = {};
   connection_deadline_.reset();
@@ -695,7 +713,8 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
     retry_is_handshake_ = false;
     rearm();
   } else {
-    send_connect(false);
+    // Sent once the whole frame is handled: its data messages may fill the pending buffer.
+    connect_wanted_ = true;
   }
 }
 
@@ -704,31 +723,38 @@ void session::handle_subscribe_reply(outgoing&& out, const error& err) {
   if (counted) --resubscribes_outstanding_;
   const auto it = patterns_.find(out.payload);
   if (it != patterns_.end() && out.epoch == epoch_) {
-    pattern_entry& e = it->second;
-    e.in_flight = false;
-    auto subs = e.subs;  // callbacks may subscribe/unsubscribe
+    it->second.in_flight = false;
+    const auto subs = it->second.subs;  // callbacks may subscribe/unsubscribe: work on a copy
+    // A subscription the server had confirmed before survives a transport failure of its
+    // re-subscribe: the next successful connect subscribes it again (not at once, which could
+    // spin against a dead server). A refusal, or a failed first subscribe, ends the local
+    // subscription with the error.
+    const bool refused = err.code == errc::server_error;
+    std::vector<std::shared_ptr<local_sub>> ended;
     if (!err) {
-      e.server_subscribed = true;
-      for (auto& s : subs) {
-        if (s->alive && s->done) complete(s->done, {});
-      }
+      it->second.server_subscribed = true;
     } else {
-      // Refused: every local subscription of the pattern ends with the server's error.
-      for (auto& s : subs) {
-        if (!s->alive) continue;
-        s->alive = false;
-        subs_.erase(s->id);
-        auto& v = patterns_[out.payload].subs;
-        v.erase(std::remove(v.begin(), v.end(), s), v.end());
-        if (s->done) {
-          complete(s->done, err);
-        } else {
-          host_.log(log_level::warning, "re-subscribe to " + out.payload + " refused: " + err.to_string());
-          if (subscription_lost_ && !silenced_) invoke([&] { subscription_lost_(s->id, s->pattern, err); });
-        }
+      auto& v = it->second.subs;
+      for (const auto& sp : subs) {
+        if (!sp->alive || (!refused && !sp->done)) continue;
+        sp->alive = false;
+        subs_.erase(sp->id);
+        v.erase(std::remove(v.begin(), v.end(), sp), v.end());
+        ended.push_back(sp);
       }
     }
-    reconcile(out.payload);
+    if (!err || refused || it->second.subs.empty()) reconcile(out.payload);
+    // Callbacks last: the bookkeeping above is complete whatever they do.
+    for (const auto& sp : (err ? ended : subs)) {
+      if (!err) {
+        if (sp->alive && sp->done) complete(sp->done, {});
+      } else if (sp->done) {
+        complete(sp->done, err);
+      } else {
+        host_.log(log_level::warning, "re-subscribe to " + out.payload + " refused: " + err.to_string());
+        if (subscription_lost_ && !silenced_) invoke([&] { subscription_lost_(sp->id, sp->pattern, err); });
+      }
+    }
   }
   if (counted && resubscribes_outstanding_ == 0) send_connect(true);
 }
@@ -755,6 +781,12 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
     case kind::handshake:
       // A client error status on the very first handshake (wrong path, forbidden) will not
       // change by retrying: end open() with it. 408 and 429 are worth another try.
+      if (probe_lp_handshake_) {
+        // The server does not speak long-polling either: back to websocket attempts.
+        probe_lp_handshake_ = false;
+        connection_lost(err);
+        break;
+      }
       if (state_ == state::connecting && !ever_connected_ && err.code == errc::http_error &&
           err.http_status >= 400 && err.http_status < 500 && err.http_status != 408 &&
           err.http_status != 429) {
@@ -880,6 +912,7 @@ void session::start_connection_deadline() {
 }
 
 void session::rearm() {
+  if (transports_closing_ || state_ == state::closed) return;
   std::optional<clock::time_point> next;
   for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_}) {
     if (t && (!next || *t < *next)) next = t;

@@ -222,7 +222,10 @@ class session {
   std::vector<completion_fn> close_dones_;
   std::function<void(std::uint64_t, const std::string&, const error&)> subscription_lost_;
   unsigned websocket_failures_ = 0;  // consecutive websocket drops without a successful connect
-  bool websocket_given_up_ = false;  // fell back from websocket: negotiation skips it from now on
+  bool websocket_given_up_ = false;
+  // A websocket-only client whose websocket handshake could not connect asks over long-polling
+  // once, to learn what the server offers (no_common_transport) or to proceed with websocket.
+  bool probe_lp_handshake_ = false;  // fell back from websocket: negotiation skips it from now on
 
   // Outgoing messages waiting for the next flush, and messages sent and awaiting their reply.
   std::deque<outgoing> queue_;

@@ -24,7 +24,7 @@ enum class errc {
   connection_timeout,    // the session could not be (re-)established within connection_timeout
   no_common_transport,   // the server offers none of the connection types the client allows
   message_too_large,     // an incoming frame exceeded the configured size limit
-  session_ended,         // the server advised reconnect "none": the session is over
+  session_ended,         // a successful reply advised reconnect "none": the session is over
   not_connected,         // publish while reconnecting with queueing turned off
   queue_full,            // too many messages already wait for the connection to come back
 };
@@ -48,7 +48,7 @@ struct error {
 
   // True when this is a failure.
   explicit operator bool() const noexcept { return static_cast<bool>(code); }
-  // One line for humans: "server_error 403 [/foo]: Forbidden channel".
+  // One line for humans: "refused by the server 403 [/foo]: Forbidden channel".
   std::string to_string() const;
 };
 

@@ -222,9 +222,16 @@ struct harness {
   }
   // A frame pushed on a stream connection, answering no request.
   void push(connection_type t, std::string body) { s->on_frame(t, 0, std::move(body)); }
-  void fail(const sent_frame& req, errc code, std::string text) {
-    s->on_request_failed(req.type, req.request,
-                         uvcometd::error{uvcometd::make_error_code(code), std::move(text)});
+  void fail(const sent_frame& req, errc code, std::string text, int http_status = 0) {
+    uvcometd::error e{uvcometd::make_error_code(code), std::move(text)};
+    e.http_status = http_status;
+    s->on_request_failed(req.type, req.request, e);
+  }
+  // A stream connection went away (or never opened: was_up false).
+  void down(connection_type t, std::string text, bool was_up) {
+    s->on_transport_down(
+        t, uvcometd::error{uvcometd::make_error_code(errc::transport_error), std::move(text)},
+        was_up);
   }
 
   std::vector<state> states() const {

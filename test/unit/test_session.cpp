@@ -137,7 +137,7 @@ TEST_CASE("open() twice, or calls before open(), are refused synchronously", "[s
   CHECK(h.sent_count() == 1);
 }
 
-TEST_CASE("Faye offers websocket: the first connect goes alone over websocket with advice "
+TEST_CASE("Faye offers websocket, so the first connect goes alone over websocket with advice "
           "timeout 0, then open() completes once",
           "[session]") {
   harness h;
@@ -182,7 +182,7 @@ TEST_CASE("Faye offers websocket: the first connect goes alone over websocket wi
   CHECK(open.calls == 1);
 }
 
-TEST_CASE("CometD offers only long-polling: the session connects over long-polling",
+TEST_CASE("CometD offers only long-polling, so the session connects over long-polling",
           "[session]") {
   harness h;
   outcome open;
@@ -206,7 +206,7 @@ TEST_CASE("CometD offers only long-polling: the session connects over long-polli
   CHECK(h.last().type == connection_type::long_polling);
 }
 
-TEST_CASE("forced websocket: the handshake goes over websocket and a long-polling-only server "
+TEST_CASE("forced websocket, the handshake goes over websocket and a long-polling-only server "
           "fails open() with no_common_transport",
           "[session]") {
   auto cfg = test_config();
@@ -411,7 +411,7 @@ TEST_CASE("Faye's unknown client (advice handshake) re-handshakes, re-subscribes
   CHECK(b.channels == std::vector<std::string>{"/chat/room"});
 }
 
-TEST_CASE("CometD's 402::session_unknown connect refusal leads to a new handshake", "[session]") {
+TEST_CASE("CometD's 402 session_unknown connect refusal leads to a new handshake", "[session]") {
   harness h(long_polling_only());
   outcome open;
   open_cometd(h, open);
@@ -1083,13 +1083,13 @@ void check_backpressure(bool deliveries_first) {
 }  // namespace
 
 TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
-          "(CometD: deliveries before the connect reply)",
+          "(CometD order, deliveries before the connect reply)",
           "[session]") {
   check_backpressure(true);
 }
 
 TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
-          "(Faye: the connect reply before the deliveries)",
+          "(Faye order, the connect reply before the deliveries)",
           "[session]") {
   check_backpressure(false);
 }
@@ -1158,7 +1158,7 @@ TEST_CASE("a malformed connect response reconnects", "[session]") {
   CHECK(h.last().request != held.request);
 }
 
-TEST_CASE("a malformed websocket frame drops the connection: its calls fail once and the "
+TEST_CASE("a malformed websocket frame drops the connection, its calls fail once and the "
           "session reconnects",
           "[session]") {
   harness h;
@@ -1240,7 +1240,8 @@ TEST_CASE("a websocket that never opens falls back to long-polling", "[session]"
 // ---------------------------------------------------------------------------------------------
 // re-subscription after a transient failure
 
-TEST_CASE("a re-subscribe lost to a transport failure is sent again, not silently dropped",
+TEST_CASE("a re-subscribe lost to a transport failure is sent again, the subscription survives "
+          "a network blip",
           "[session]") {
   harness h(long_polling_only());
   outcome open, sub;
@@ -1278,6 +1279,219 @@ TEST_CASE("a re-subscribe lost to a transport failure is sent again, not silentl
   h.reply(last_connect, connect_reply_after(last_connect, {data_message("/foo/bar", "1")}));
   h.loop();
   CHECK(in.size() == 1);
+}
+
+TEST_CASE("a re-subscribe refused by the server reports the subscription lost once, and its "
+          "handler never runs again",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  const auto sid = subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  std::vector<std::pair<std::uint64_t, std::string>> lost;
+  uvcometd::error lost_err;
+  h.s->on_subscription_lost([&](std::uint64_t id, const std::string& pattern, const uvcometd::error& e) {
+    lost.emplace_back(id, pattern);
+    lost_err = e;
+  });
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.advance(250ms);
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, cometd_handshake_reply(hs.id(), "second"));
+  h.loop();
+  const sent_frame resub = h.last();
+  REQUIRE(resub.channel() == "/meta/subscribe");
+  h.reply(resub, refusal(resub, 0, "403:/foo/bar:Forbidden channel"));
+  h.loop();
+  REQUIRE(lost.size() == 1);
+  CHECK(lost[0] == std::make_pair(sid, std::string("/foo/bar")));
+  CHECK(lost_err.server_code == 403);
+  CHECK(sub.calls == 1);  // the original subscribe() completed once, long ago
+
+  const sent_frame connect = h.last();
+  REQUIRE(connect.channel() == "/meta/connect");  // the refusal does not block the session
+  h.reply(connect, connect_reply_after(connect, {data_message("/foo/bar", "1")}));
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(in.size() == 0);
+  CHECK(lost.size() == 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// before the session is connected, and reconnection policies
+
+TEST_CASE("publishes issued before the first connect succeeds wait for it; subscribes do not",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, pub, sub;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/bar", "1", pub.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  h.loop();
+  const sent_frame first = h.last_on("/meta/connect");
+  CHECK(h.count_on("/foo/bar") == 0);
+  inbox in;
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/*", in.fn(), sub.cb(), &id));
+  h.loop();
+  const sent_frame s1 = h.last();
+  REQUIRE(s1.size() == 1);
+  CHECK(s1.channel() == "/meta/subscribe");
+  h.reply(s1, ok_replies(s1));
+  h.loop();
+  CHECK(sub.ok_once());
+  CHECK(h.count_on("/foo/bar") == 0);
+
+  h.reply(first, ok_replies(first));
+  h.loop();
+  CHECK(open.ok_once());
+  const sent_frame p = h.last_on("/foo/bar");
+  CHECK(p.size() == 1);
+  h.reply(p, ok_replies(p));
+  CHECK(pub.ok_once());
+}
+
+TEST_CASE("max_queued_messages caps the publishes waiting for a connection", "[session]") {
+  auto cfg = long_polling_only();
+  cfg.max_queued_messages = 2;
+  harness h(cfg);
+  outcome open, a, b, c;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo", "1", a.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo", "2", b.cb()));
+  CHECK(h.s->publish("/foo", "3", c.cb()) == errc::queue_full);
+  h.loop();
+  h.advance(1s);
+  CHECK(c.calls == 0);
+  CHECK(a.calls == 0);
+  CHECK(b.calls == 0);
+}
+
+TEST_CASE("with queue_while_reconnecting off, publishes fail with not_connected while "
+          "reconnecting",
+          "[session]") {
+  auto cfg = long_polling_only();
+  cfg.queue_while_reconnecting = false;
+  harness h(cfg);
+  outcome open, queued, late;
+  open_cometd(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo", "1", queued.cb()));  // still in the queue
+  const sent_frame held = h.last();
+  h.reply(held, refusal(held, 0, "500::busy", R"({"reconnect":"retry"})"));
+  CHECK(h.s->current_state() == state::reconnecting);
+  CHECK(queued.failed_once(errc::not_connected));
+  CHECK(h.s->publish("/foo", "2", late.cb()) == errc::not_connected);
+  h.loop();
+  h.advance(1s);
+  CHECK(late.calls == 0);
+  CHECK(queued.calls == 1);
+  CHECK(h.count_on("/foo") == 0);
+}
+
+TEST_CASE("an HTTP client error on the first handshake ends open() at once", "[session]") {
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.fail(h.last(), errc::http_error, "HTTP 404 Not Found", 404);
+  REQUIRE(open.failed_once(errc::http_error));
+  CHECK(open.err.http_status == 404);
+  CHECK(h.s->current_state() == state::failed);
+  h.advance(1min);
+  CHECK(h.sent_count() == 1);
+}
+
+TEST_CASE("HTTP 503, 429 and 408 on the first handshake are retried", "[session]") {
+  const int status = GENERATE(503, 429, 408);
+  INFO("HTTP " << status);
+  harness h;
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.fail(h.last(), errc::http_error, "HTTP " + std::to_string(status), status);
+  CHECK(open.calls == 0);
+  CHECK(h.s->current_state() == state::connecting);
+  h.advance(250ms);
+  CHECK(h.sent_count() == 2);
+  CHECK(h.last().channel() == "/meta/handshake");
+}
+
+TEST_CASE("reconnect_delay replaces the backoff", "[session]") {
+  auto cfg = test_config();
+  std::vector<unsigned> attempts;
+  cfg.reconnect_delay = [&](unsigned n, ms) {
+    attempts.push_back(n);
+    return ms(1000 * n);
+  };
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.fail(h.last(), errc::transport_error, "refused");
+  h.advance(999ms);
+  CHECK(h.sent_count() == 1);
+  h.advance(1ms);
+  REQUIRE(h.sent_count() == 2);
+  h.fail(h.last(), errc::transport_error, "refused");
+  h.advance(1999ms);
+  CHECK(h.sent_count() == 2);
+  h.advance(1ms);
+  CHECK(h.sent_count() == 3);
+  CHECK(attempts == std::vector<unsigned>{1, 2});
+}
+
+TEST_CASE("reconnect_now() drops the connection and reconnects at once", "[session]") {
+  harness h(long_polling_only());
+  outcome open, pub;
+  open_cometd(h, open);
+  REQUIRE_FALSE(h.s->publish("/foo", "1", pub.cb()));
+  h.loop();
+  const auto sends = h.sent_count();
+  REQUIRE_FALSE(h.s->reconnect_now());
+  CHECK(std::find(h.host.aborts.begin(), h.host.aborts.end(), connection_type::long_polling) !=
+        h.host.aborts.end());
+  CHECK(pub.failed_once(errc::transport_error));
+  CHECK(h.s->current_state() == state::reconnecting);
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame c = h.last();
+  CHECK(c.channel() == "/meta/connect");
+  CHECK(c.get(0, "advice") == R"({"timeout":0})");
+  h.reply(c, ok_replies(c));
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(pub.calls == 1);
+}
+
+TEST_CASE("a websocket that keeps dropping after it worked falls back to long-polling on the "
+          "third drop",
+          "[session]") {
+  harness h;
+  outcome open;
+  open_faye(h, open);
+  REQUIRE(h.s->current_type() == connection_type::websocket);
+  for (int drop = 1; drop <= 2; ++drop) {
+    INFO("drop " << drop);
+    h.down(connection_type::websocket, "connection reset", true);
+    CHECK(h.s->current_state() == state::reconnecting);
+    CHECK(h.s->current_type() == connection_type::websocket);
+    const auto sends = h.sent_count();
+    h.advance(1s);
+    REQUIRE(h.sent_count() == sends + 1);
+    CHECK(h.last().channel() == "/meta/connect");
+    CHECK(h.last().type == connection_type::websocket);
+  }
+  const auto sends = h.sent_count();
+  h.down(connection_type::websocket, "connection reset", true);
+  CHECK(h.s->current_type() == connection_type::long_polling);
+  CHECK(h.host.states.back().type == connection_type::long_polling);
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame c = h.last();
+  CHECK(c.channel() == "/meta/connect");
+  CHECK(c.type == connection_type::long_polling);
+  h.reply(c, ok_replies(c));
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.count_on("/meta/handshake") == 1);
 }
 
 // ---------------------------------------------------------------------------------------------
