@@ -7,6 +7,7 @@
 // the loop is about to wait for I/O, so a pipe sees each batch of messages without a write per
 // line. If the reader of stdout goes away (EPIPE; SIGPIPE is ignored) the client closes quietly
 // and exits 0, as a consumer like `head -n 3` expects; any other write error exits 1.
+#include <cstdint>
 #include <unistd.h>
 #include <uv.h>
 
@@ -77,10 +78,11 @@ class app {
   bool start() {
     if (!init_signal(&sigint_, SIGINT) || !init_signal(&sigterm_, SIGTERM)) return false;
     if (isatty(STDOUT_FILENO) == 0) {
-      if (uv_prepare_init(loop_, &flusher_) == 0) {
+      // Output to a pipe or file is buffered and flushed at most every flush_period, so a
+      // reader sees lines promptly without a write per message.
+      if (uv_timer_init(loop_, &flusher_) == 0) {
         flusher_.data = this;
         flusher_ready_ = true;
-        uv_prepare_start(&flusher_, [](uv_prepare_t* h) { static_cast<app*>(h->data)->flush(); });
         uv_unref(reinterpret_cast<uv_handle_t*>(&flusher_));  // never keeps the loop alive
       }
     }
@@ -247,6 +249,14 @@ class app {
       return;
     }
     dirty_ = true;
+    if (flusher_ready_ && !flush_armed_) {
+      flush_armed_ = true;
+      uv_timer_start(&flusher_, [](uv_timer_t* h) {
+        auto* self = static_cast<app*>(h->data);
+        self->flush_armed_ = false;
+        self->flush();
+      }, flush_period_ms, 0);
+    }
   }
 
   void flush() {
@@ -291,8 +301,10 @@ class app {
   uv_signal_t sigint_{};
   uv_signal_t sigterm_{};
   std::vector<uv_signal_t*> signals_;  // the initialised ones
-  uv_prepare_t flusher_{};
+  static constexpr std::uint64_t flush_period_ms = 20;
+  uv_timer_t flusher_{};
   bool flusher_ready_ = false;
+  bool flush_armed_ = false;
 
   int exit_code_ = exit_done;
   bool finishing_ = false;
