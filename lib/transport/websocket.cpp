@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <exception>
@@ -35,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -244,6 +246,10 @@ class websocket_core {
   void emit(event ev);
   void deliver(event& ev);
   bool lws_handles_remain() const;
+  void close_orphaned_watchers();
+  // Every wsi this context created: lws 4.1.6 leaves the uv_poll watcher of a connection that
+  // failed before the upgrade completed open (never closed, never freed); teardown closes those.
+  std::unordered_set<const void*> wsis_;
   void finish_teardown();
   std::string describe() const { return config_.url; }
 
@@ -543,6 +549,7 @@ void websocket_core::connect_to(const char* address) {
     ci.alpn = "http/1.1";  // lws 4.1 cannot upgrade to websocket over h2
   }
   lws* wsi = lws_client_connect_via_info(&ci);
+  if (wsi) wsis_.insert(wsi);
   if (conn_ != id) return;  // failed inside the call, already reported
   if (!wsi) {
     connection_lost(
@@ -731,6 +738,7 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
     default:
       return 0;
   }
+  wsis_.insert(wsi);
   const auto id =
       static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi)));
   const bool current = id != 0 && id == conn_ && phase_ == phase::open;
@@ -953,7 +961,35 @@ bool websocket_core::lws_handles_remain() const {
   return p.found;
 }
 
+void websocket_core::close_orphaned_watchers() {
+  // Runs once the context is destroyed, so lws will never touch these handles again. A watcher
+  // lws still used would be active; the orphans are stopped, not closing, and point at one of our
+  // (dead) wsis. lws allocated them with its realloc-based allocator: free() releases them.
+  struct probe {
+    const std::unordered_set<const void*>* wsis;
+    std::vector<uv_handle_t*> found;
+  } p{&wsis_, {}};
+  uv_walk(
+      loop_,
+      [](uv_handle_t* h, void* arg) {
+        auto* pr = static_cast<probe*>(arg);
+        if (h->type == UV_POLL && !uv_is_closing(h) && !uv_is_active(h) && pr->wsis->count(h->data)) {
+          pr->found.push_back(h);
+        }
+      },
+      &p);
+  for (uv_handle_t* h : p.found) uv_close(h, [](uv_handle_t* closed) { std::free(closed); });
+  if (!p.found.empty()) {
+    log(log_level::debug, "websocket: closed " + std::to_string(p.found.size()) +
+                              " watcher(s) libwebsockets left open");
+  }
+  wsis_.clear();
+}
+
 void websocket_core::finish_teardown() {
+#if UVCOMETD_LWS_TWO_STEP_DESTROY
+  if (!ctx_) close_orphaned_watchers();
+#endif
   for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
     uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
   }
