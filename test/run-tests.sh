@@ -71,7 +71,7 @@ if [ "$built" = 1 ]; then
   counts=
   if [ -f "$BUILD/meson-logs/testlog.json" ]; then
     counts=$(python3 - "$BUILD/meson-logs/testlog.json" <<'EOF'
-import json, sys
+import json, re, sys
 ok = bad = skipped = 0
 with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
     for line in f:
@@ -79,10 +79,20 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
         if not line:
             continue
         try:
-            result = json.loads(line).get("result", "")
+            entry = json.loads(line)
         except ValueError:
             continue
-        if result in ("OK", "EXPECTEDFAIL"):
+        result = entry.get("result", "")
+        # Each meson test runs one Catch2 file: count its test cases when its summary is there.
+        out = entry.get("stdout", "") or ""
+        m = re.search(r"All tests passed \([0-9]+ assertions? in ([0-9]+) test cases?\)", out)
+        m2 = re.search(r"test cases:\s*([0-9]+)\s*\|\s*([0-9]+) passed\s*\|\s*([0-9]+) failed", out)
+        if result == "OK" and m:
+            ok += int(m.group(1))
+        elif result != "SKIP" and m2:
+            ok += int(m2.group(2))
+            bad += max(int(m2.group(3)), 0 if result == "OK" else 1)
+        elif result in ("OK", "EXPECTEDFAIL"):
             ok += 1
         elif result == "SKIP":
             skipped += 1

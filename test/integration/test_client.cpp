@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "client_helpers.hpp"
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
 #include "uvcometd/client.hpp"
@@ -21,18 +22,12 @@ using uvcometd::test::test_loop;
 
 namespace {
 
-struct peer {
-  const char* script;
-  std::vector<connection_type> types;
-  const char* name;
-};
-
-// Every scenario runs on each server and transport the server offers.
-peer pick_peer() {
-  return GENERATE(peer{"faye-server.js", {connection_type::long_polling}, "faye long-polling"},
-                  peer{"faye-server.js", {connection_type::websocket}, "faye websocket"},
-                  peer{"cometd-server.js", {connection_type::long_polling}, "cometd long-polling"});
-}
+using uvcometd::test::peer;
+using uvcometd::test::pick_peer;
+using uvcometd::test::received;
+using uvcometd::test::open_and_wait;
+using uvcometd::test::subscribe_and_wait;
+using uvcometd::test::close_and_wait;
 
 uvcometd::options make_options(const server_process& srv, const peer& p) {
   uvcometd::options o;
@@ -40,50 +35,6 @@ uvcometd::options make_options(const server_process& srv, const peer& p) {
   o.connection_types = p.types;
   o.connection_timeout = 10s;
   return o;
-}
-
-struct received {
-  std::vector<std::string> channels;
-  std::vector<std::string> data;
-};
-
-// Opens `c` and waits for the outcome.
-uvcometd::error open_and_wait(test_loop& loop, uvcometd::client& c) {
-  bool done = false;
-  uvcometd::error result;
-  REQUIRE_FALSE(c.open([&](const uvcometd::error& e) {
-    result = e;
-    done = true;
-  }));
-  REQUIRE(loop.run_until([&] { return done; }, 20s));
-  return result;
-}
-
-void subscribe_and_wait(test_loop& loop, uvcometd::client& c, const std::string& channel,
-                        received& into, uvcometd::subscription* sub = nullptr) {
-  bool done = false;
-  uvcometd::error result;
-  REQUIRE_FALSE(c.subscribe(
-      channel,
-      [&into](const uvcometd::message& m) {
-        into.channels.emplace_back(m.channel);
-        into.data.emplace_back(m.data);
-      },
-      [&](const uvcometd::error& e) {
-        result = e;
-        done = true;
-      },
-      sub));
-  REQUIRE(loop.run_until([&] { return done; }));
-  INFO(result.to_string());
-  REQUIRE_FALSE(result);
-}
-
-void close_and_wait(test_loop& loop, uvcometd::client& c) {
-  int closes = 0;
-  c.close([&](const uvcometd::error&) { ++closes; });
-  REQUIRE(loop.run_until([&] { return closes == 1; }));
-  CHECK(c.current_state() == uvcometd::state::closed);
 }
 
 }  // namespace
