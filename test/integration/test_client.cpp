@@ -450,3 +450,47 @@ TEST_CASE("destroying an open client without close() releases everything", "[int
   }
   CHECK(loop.close() == 0);
 }
+
+TEST_CASE("a pending buffer left full past the session lifetime re-establishes the session and "
+          "reports it",
+          "[integration]") {
+  // Long-polling only: the held buffer stops the connect cycle, so the server expires the session.
+  const peer p = GENERATE(uvcometd::test::faye_long_polling(), uvcometd::test::cometd_long_polling());
+  INFO(p.name);
+  server_process srv(p.script, p.faye() ? std::vector<std::string>{"--timeout", "1"}
+                                        : std::vector<std::string>{"--timeout", "1", "--max-interval", "1000"});
+  test_loop loop;
+  {
+    auto o = make_options(srv, p);
+    o.max_pending_count = 3;
+    uvcometd::client c(loop.get(), o);
+    uvcometd::test::state_recorder states;
+    states.attach(c);
+    REQUIRE_FALSE(open_and_wait(loop, c));
+    const std::string first_id = c.client_id();
+    received got;
+    subscribe_and_wait(loop, c, "/full", got);
+    c.pause();
+    srv.publish("/full", R"({"k":1})", 10);
+    REQUIRE(loop.run_until([&] { return c.pending_count() >= 3; }));
+    const auto mark = states.size();
+    loop.run_for(3500ms);  // well past the server's session lifetime, nothing fetched
+    CHECK(states.size() == mark);  // nothing happens while the application holds the buffer
+    c.resume();
+    INFO(states.describe(mark));
+    REQUIRE(loop.run_until([&] { return states.saw_then(uvcometd::state::reconnecting,
+                                                        uvcometd::state::connected, mark); }));
+    const auto lost_at = *states.find(uvcometd::state::reconnecting, mark);
+    CHECK(states.events[lost_at].why.code == errc::server_error);  // unknown client / session_unknown
+    CHECK(c.client_id() != first_id);
+    CHECK(got.data.size() >= 3);  // what was held is delivered, never dropped
+    // Re-subscribed: the same handler gets what is published now.
+    REQUIRE(uvcometd::test::wait_server_subscribed(loop, srv, "/full"));
+    const auto before = got.data.size();
+    srv.publish("/full", R"("after")");
+    REQUIRE(loop.run_until([&] { return got.data.size() > before; }));
+    CHECK(got.data.back() == R"("after")");
+    close_and_wait(loop, c);
+  }
+  CHECK(loop.close() == 0);
+}
