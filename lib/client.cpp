@@ -98,8 +98,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   clock::time_point now() override { return clock::now(); }
 
   void send(connection_type t, std::uint64_t request, std::string&& frame,
-            std::chrono::milliseconds timeout) override {
-    transport_for(t).send(request, std::move(frame), timeout);
+            std::chrono::milliseconds timeout, bool alone) override {
+    transport_for(t).send(request, std::move(frame), timeout, alone);
   }
 
   void abort(connection_type t) override {

@@ -234,7 +234,7 @@ void session::send_alone(outgoing&& m) {
   }
   requests_.emplace(request, std::move(req));
   awaiting_.emplace(m.id, std::move(m));
-  host_.send(type_, request, std::move(frame), timeout);
+  host_.send(type_, request, std::move(frame), timeout, true);
 }
 
 void session::flush() {
@@ -275,7 +275,7 @@ void session::flush() {
   req.remaining = req.ids.size();
   if (type_ == connection_type::long_polling) normal_request_ = request;
   requests_.emplace(request, std::move(req));
-  host_.send(type_, request, std::move(frame), cfg_.max_network_delay);
+  host_.send(type_, request, std::move(frame), cfg_.max_network_delay, false);
 }
 
 void session::encode(const outgoing& m, std::string& f) const {

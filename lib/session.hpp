@@ -34,8 +34,10 @@ class session_host {
   // Sends one frame on the transport of type `t`. The outcome comes back through
   // session::on_frame / on_request_failed (request/response transports) or on_frame(…, 0, …) /
   // on_transport_down (stream transports). `timeout` is the request's whole deadline.
+  // `alone`: the frame must travel by itself (connect, handshake, disconnect); others may be
+  // merged by stream transports.
   virtual void send(connection_type t, std::uint64_t request, std::string&& frame,
-                    std::chrono::milliseconds timeout) = 0;
+                    std::chrono::milliseconds timeout, bool alone) = 0;
   // Drops every exchange in flight on `t` without reporting them (retries, close).
   virtual void abort(connection_type t) = 0;
   // Arms the session's single timer (replacing any previous arming); session::on_timer on expiry.

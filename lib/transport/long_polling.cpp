@@ -761,7 +761,8 @@ class long_polling_transport final : public transport {
   long_polling_transport& operator=(const long_polling_transport&) = delete;
 
   connection_type type() const noexcept override { return connection_type::long_polling; }
-  void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout) override {
+  void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout,
+            bool /*alone: every POST is its own exchange*/ = false) override {
     core_->send(request, std::move(body), timeout);
   }
   void abort() override { core_->abort(); }

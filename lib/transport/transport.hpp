@@ -66,7 +66,11 @@ class transport {
   // Sends one frame. Long-polling: one HTTP POST with `timeout` as its whole deadline; the result
   // is exactly one on_frame(request, ...) or on_request_failed(request, ...). Websocket: queued
   // and written when the connection is up (opening it if needed); `timeout` and `request` unused.
-  virtual void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout) = 0;
+  // A frame not marked `alone` may be merged with other such frames queued while the socket is
+  // not writable (they leave together as one JSON array); an `alone` frame (/meta/connect,
+  // handshake, disconnect) always travels by itself.
+  virtual void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout,
+                    bool alone = false) = 0;
 
   // Aborts every request in flight / drops the connection without reporting anything for them.
   virtual void abort() = 0;

@@ -193,7 +193,7 @@ class websocket_core {
   websocket_core(const websocket_core&) = delete;
   websocket_core& operator=(const websocket_core&) = delete;
 
-  void send(std::string body);
+  void send(std::string body, bool alone);
   void abort();
   void pause_receive(bool paused);
   void set_cookie_header(std::string cookies) { cookie_ = std::move(cookies); }
@@ -290,6 +290,7 @@ class websocket_core {
   std::uint64_t last_rx_ms_ = 0;
   std::string peer_close_;       // the server's close frame, for the on_down message
   std::deque<std::string> out_;  // frames, each with LWS_PRE bytes of headroom in front
+  bool last_mergeable_ = false;  // the newest frame in out_ may take more messages
   std::string rx_;
 
   std::deque<event> deferred_;
@@ -349,9 +350,18 @@ void websocket_core::log(log_level level, std::string_view msg) const {
 
 // ---- entry points -------------------------------------------------------------------------------
 
-void websocket_core::send(std::string body) {
+void websocket_core::send(std::string body, bool alone) {
   api_scope scope(*this);
   if (phase_ != phase::open) return;
+  const bool mergeable = !alone && body.size() > 2 && body.front() == '[' && body.back() == ']';
+  if (mergeable && last_mergeable_ && !out_.empty()) {
+    // Not written yet: "[a,b]" + "[c]" leave together as "[a,b,c]".
+    std::string& last = out_.back();
+    last.back() = ',';
+    last.append(body, 1, std::string::npos);
+    return;  // a write is already requested for the queued frame
+  }
+  last_mergeable_ = mergeable;
   std::string frame;
   frame.reserve(LWS_PRE + body.size());
   frame.append(LWS_PRE, '\0');
@@ -866,6 +876,7 @@ int websocket_core::on_writeable(lws* wsi) {
   } else if (!out_.empty()) {
     std::string frame = std::move(out_.front());
     out_.pop_front();
+    if (out_.empty()) last_mergeable_ = false;
     const std::size_t n = frame.size() - LWS_PRE;
     auto* data = reinterpret_cast<unsigned char*>(&frame[LWS_PRE]);
     if (lws_write(wsi, data, n, LWS_WRITE_TEXT) < static_cast<int>(n)) {
@@ -1032,8 +1043,8 @@ class websocket_transport final : public transport {
   websocket_transport& operator=(const websocket_transport&) = delete;
 
   connection_type type() const noexcept override { return connection_type::websocket; }
-  void send(std::uint64_t, std::string body, std::chrono::milliseconds) override {
-    core_->send(std::move(body));
+  void send(std::uint64_t, std::string body, std::chrono::milliseconds, bool alone = false) override {
+    core_->send(std::move(body), alone);
   }
   void abort() override { core_->abort(); }
   void pause_receive(bool paused) override { core_->pause_receive(paused); }

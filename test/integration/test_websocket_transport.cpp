@@ -190,7 +190,7 @@ TEST_CASE("websocket: frames sent before the connection is up all arrive", "[web
   uv_loop_init(&loop);
   recorder rec;
   auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
-  for (int id = 1; id <= 5; ++id) t->send(0, handshake_with_id(id), 5s);
+  for (int id = 1; id <= 5; ++id) t->send(0, handshake_with_id(id), 5s, /*alone=*/true);
   REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 5 || !rec.downs.empty(); }));
   REQUIRE(rec.downs.empty());
   std::vector<std::string> ids;
@@ -201,6 +201,49 @@ TEST_CASE("websocket: frames sent before the connection is up all arrive", "[web
   }
   std::sort(ids.begin(), ids.end());
   CHECK(ids == std::vector<std::string>{"1", "2", "3", "4", "5"});
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: frames queued while the socket is not writable leave together, except "
+          "those sent alone",
+          "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.url()), rec);
+  t->send(0, handshake_frame, 5s, true);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
+  REQUIRE(rec.downs.empty());
+  const std::string client_id = reply_of(rec.frames[0])["clientId"];
+  auto publish = [&](const char* id) {
+    return R"([{"channel":"/merge/x","clientId":")" + client_id + R"(","data":1,"id":")" + id +
+           R"("}])";
+  };
+  // All in one go: nothing is written before the loop runs again.
+  t->send(0, publish("p1"), 5s);
+  t->send(0, publish("p2"), 5s);
+  t->send(0, R"([{"channel":"/meta/connect","clientId":")" + client_id +
+                 R"(","connectionType":"websocket","advice":{"timeout":0},"id":"c1"}])",
+          5s, true);
+  t->send(0, publish("p3"), 5s);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() >= 4 || !rec.downs.empty(); }, 3s));
+  run_for(&loop, 200ms);
+  REQUIRE(rec.downs.empty());
+  // Faye answers each frame with one frame of replies: p1+p2 merged, the connect alone, p3.
+  REQUIRE(rec.frames.size() == 4);
+  const json merged = json::parse(rec.frames[1]);
+  REQUIRE(merged.size() == 2);
+  CHECK(merged[0]["id"] == "p1");
+  CHECK(merged[1]["id"] == "p2");
+  // Faye may answer these two in either order; each came in a frame of its own.
+  const json a = json::parse(rec.frames[2]);
+  const json b = json::parse(rec.frames[3]);
+  REQUIRE(a.size() == 1);
+  REQUIRE(b.size() == 1);
+  std::vector<std::string> ids{a[0]["id"], b[0]["id"]};
+  std::sort(ids.begin(), ids.end());
+  CHECK(ids == std::vector<std::string>{"c1", "p3"});
   close_and_finish(&loop, t);
 }
 

@@ -34,6 +34,7 @@ struct sent_frame {
   std::uint64_t request = 0;
   std::string text;
   ms timeout{0};
+  bool alone = false;  // the session asked for the frame to travel by itself
   std::shared_ptr<rapidjson::Document> doc;
 
   std::size_t size() const { return doc->IsArray() ? doc->Size() : 0; }
@@ -108,9 +109,11 @@ class scripted_host final : public detail::session_host {
 
   detail::clock::time_point now() override { return now_; }
 
-  void send(connection_type t, std::uint64_t request, std::string&& frame, ms timeout) override {
+  void send(connection_type t, std::uint64_t request, std::string&& frame, ms timeout,
+            bool alone) override {
     sent_frame f;
     f.type = t;
+    f.alone = alone;
     f.request = request;
     f.text = std::move(frame);
     f.timeout = timeout;
@@ -119,6 +122,15 @@ class scripted_host final : public detail::session_host {
     INFO("frame sent: " << f.text);
     CHECK_FALSE(f.doc->HasParseError());  // the session only ever sends valid JSON
     CHECK(f.doc->IsArray());
+    if (f.doc->IsArray() && f.doc->Size() > 0 && (*f.doc)[0].IsObject() &&
+        (*f.doc)[0].HasMember("channel") && (*f.doc)[0]["channel"].IsString()) {
+      // /meta/connect, handshake and disconnect must never be merged with anything.
+      const std::string ch = (*f.doc)[0]["channel"].GetString();
+      const bool must_be_alone =
+          ch == "/meta/connect" || ch == "/meta/handshake" || ch == "/meta/disconnect";
+      CHECK(alone == must_be_alone);
+      if (must_be_alone) CHECK(f.doc->Size() == 1);
+    }
     if (close_transports_calls > 0) ++sends_after_close;
     sends.push_back(std::move(f));
   }
