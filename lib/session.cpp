@@ -44,11 +44,7 @@ std::error_code session::open(completion_fn done) {
   if (state_ != state::disconnected) return errc::invalid_state;
   if (cfg_.connection_types.empty()) return errc::invalid_argument;
   open_done_ = std::move(done);
-  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
-                                    connection_type::long_polling) != cfg_.connection_types.end();
-  // Every server speaks long-polling, so the handshake uses it unless websocket is the only type
-  // allowed (websocket-only servers exist).
-  type_ = lp_allowed ? connection_type::long_polling : connection_type::websocket;
+  type_ = handshake_type();
   set_state(state::connecting);
   if (!active()) return {};  // the listener closed the client
   start_connection_deadline();
@@ -172,6 +168,19 @@ void session::silence() noexcept { silenced_ = true; }
 // ---------------------------------------------------------------------------------------------
 // sending
 
+bool session::allows(connection_type t) const noexcept {
+  return std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(), t) !=
+         cfg_.connection_types.end();
+}
+
+connection_type session::handshake_type() const noexcept {
+  // Every server speaks long-polling, so the handshake uses it unless websocket is the only type
+  // allowed (websocket-only servers exist) and no long-polling probe was asked for.
+  return allows(connection_type::long_polling) || probe_lp_handshake_
+             ? connection_type::long_polling
+             : connection_type::websocket;
+}
+
 bool session::active() const noexcept {
   return state_ == state::connecting || state_ == state::connected ||
          state_ == state::reconnecting;
@@ -182,12 +191,9 @@ void session::send_handshake() {
   retry_at_.reset();
   client_id_.clear();
   resubscribes_outstanding_ = 0;
-  // The handshake uses long-polling unless websocket is the only type allowed; negotiation
-  // then picks the preferred type again (so websocket, once it worked, is tried first again).
-  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
-                                    connection_type::long_polling) != cfg_.connection_types.end();
-  const connection_type t = lp_allowed || probe_lp_handshake_ ? connection_type::long_polling
-                                                               : connection_type::websocket;
+  // Negotiation after the handshake picks the preferred type again (so websocket, once it
+  // worked, is tried first again).
+  const connection_type t = handshake_type();
   if (t != type_) {
     host_.abort(type_);
     drop_requests_of(type_);
@@ -400,8 +406,7 @@ void session::on_transport_up(connection_type t) {
 void session::on_transport_down(connection_type t, const error& err, bool was_up) {
   if (t != type_) return;
   transport_up_ = false;
-  const bool lp_allowed = std::find(cfg_.connection_types.begin(), cfg_.connection_types.end(),
-                                    connection_type::long_polling) != cfg_.connection_types.end();
+  const bool lp_allowed = allows(connection_type::long_polling);
   const bool server_has_lp =
       server_types_.empty() ||
       std::find(server_types_.begin(), server_types_.end(), "long-polling") != server_types_.end();
@@ -664,10 +669,7 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
     e.server_subscribed = false;
     e.in_flight = false;
   }
-  std::vector<std::string> patterns;
-  patterns.reserve(patterns_.size());
-  for (const auto& p : patterns_) patterns.push_back(p.first);
-  for (const auto& p : patterns) reconcile(p);
+  reconcile_all();
   if (resubscribes_outstanding_ > 0) flush();
   else send_connect(true);
 }
@@ -702,9 +704,7 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
     complete(open_done_, {});
     if (!active()) return;
     // Anything that could not be (re)subscribed while the connection was down goes now.
-    std::vector<std::string> patterns;
-    for (const auto& p : patterns_) patterns.push_back(p.first);
-    for (const auto& p : patterns) reconcile(p);
+    reconcile_all();
     flush();
   }
   const auto interval = advice_.interval.value_or(0);
@@ -779,14 +779,14 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
     case kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
     case kind::disconnect: finish_close(); break;
     case kind::handshake:
-      // A client error status on the very first handshake (wrong path, forbidden) will not
-      // change by retrying: end open() with it. 408 and 429 are worth another try.
       if (probe_lp_handshake_) {
         // The server does not speak long-polling either: back to websocket attempts.
         probe_lp_handshake_ = false;
         connection_lost(err);
         break;
       }
+      // A client error status on the very first handshake (wrong path, forbidden) will not
+      // change by retrying: end open() with it. 408 and 429 are worth another try.
       if (state_ == state::connecting && !ever_connected_ && err.code == errc::http_error &&
           err.http_status >= 400 && err.http_status < 500 && err.http_status != 408 &&
           err.http_status != 429) {
@@ -929,6 +929,14 @@ void session::rearm() {
 
 // ---------------------------------------------------------------------------------------------
 // subscriptions and dispatch
+
+void session::reconcile_all() {
+  // reconcile() may erase entries: walk a copy of the keys.
+  std::vector<std::string> patterns;
+  patterns.reserve(patterns_.size());
+  for (const auto& p : patterns_) patterns.push_back(p.first);
+  for (const auto& p : patterns) reconcile(p);
+}
 
 void session::reconcile(const std::string& pattern) {
   const auto it = patterns_.find(pattern);

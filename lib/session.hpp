@@ -164,6 +164,8 @@ class session {
 
   // transitions and sending
   bool active() const noexcept;
+  bool allows(connection_type t) const noexcept;
+  connection_type handshake_type() const noexcept;
   void set_state(state s, const error& why = {}, bool force = false);
   void send_handshake();
   void send_connect(bool first);
@@ -196,6 +198,7 @@ class session {
 
   // subscriptions and dispatch
   void reconcile(const std::string& pattern);
+  void reconcile_all();
   void collect_matches(std::string_view channel);
   void dispatch();
   bool buffer_full() const noexcept;
