@@ -3,7 +3,7 @@
 // http://127.0.0.1:<port>/cometd (and /cometd/*), plus a control API under /control/.
 // A websocket upgrade is left to the library, which answers HTTP 400 (tests rely on it).
 //
-//   node cometd-server.js [--timeout SECONDS] [--max-interval MS] [--port N]
+//   node cometd-server.js [--timeout SECONDS] [--max-interval MS] [--port N] [--ack 0|1]
 //
 // Prints "PORT <n>" on stdout once listening, nothing else. DEBUG=1 logs to stderr.
 //
@@ -18,13 +18,25 @@
 //   POST /control/drop        -> {"dropped":N}: destroys every other TCP connection
 //   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,
 //                                  "subscriptions":{"<channel pattern>":<subscribers>,...}}
+//
+// --ack 1 (default 0) installs the library's AcknowledgedMessagesExtension (ack-extension.js),
+// for the sessions whose handshake carries ext.ack === true (the others are unaffected):
+//   - the handshake reply carries ext.ack = true;
+//   - each /meta/connect reply carries ext.ack = <batch number> (1, 2, 3... per session);
+//   - the client sends, in ext.ack of its next /meta/connect, the last batch number it received;
+//     the messages of the batches up to it are then forgotten;
+//   - messages are delivered only in /meta/connect replies (never in the reply of another
+//     request), and each connect reply carries every message not yet acknowledged (so a connect
+//     acking N-1 after reply N gets reply N's messages again, then the new ones); when unacked
+//     messages are pending the connect is answered at once instead of being held.
 
 const http = require('http');
 const cometdLib = require('cometd-nodejs-server');
 const common = require('./common');
 
-const opts = common.parseArgs(process.argv.slice(2), { timeout: 5, maxInterval: 10000, port: 0 },
-  'cometd-server.js', ' [--max-interval MS]');
+const opts = common.parseArgs(process.argv.slice(2),
+  { timeout: 5, maxInterval: 10000, port: 0, ack: 0 }, 'cometd-server.js',
+  ' [--max-interval MS] [--ack 0|1]');
 
 const cometd = cometdLib.createCometDServer({
   timeout: Math.round(opts.timeout * 1000),
@@ -39,6 +51,11 @@ const state = {
 };
 
 const TERMINATED = '403::session terminated by test';
+
+if (opts.ack) {
+  const { AcknowledgedMessagesExtension } = require('cometd-nodejs-server/ack-extension');
+  cometd.addExtension(new AcknowledgedMessagesExtension());
+}
 
 cometd.addListener('sessionAdded', session => {
   ++state.handshakes;
