@@ -2,10 +2,13 @@
 // transports, and owns the user's callbacks.
 #include "uvcometd/client.hpp"
 
+#include <algorithm>
 #include <exception>
 
 #include "channel.hpp"
+#include "extension_pipeline.hpp"
 #include "json.hpp"
+#include "uvcometd/extension.hpp"
 #include "session.hpp"
 #include "transport/transport.hpp"
 
@@ -53,6 +56,9 @@ session_config make_session_config(const options& o) {
   c.max_queued_messages = o.max_queued_messages;
   c.websocket_failures_before_fallback = o.websocket_failures_before_fallback;
   c.websocket_connect_timeout = o.websocket_connect_timeout;
+  c.has_auth = static_cast<bool>(o.auth);
+  c.notify_delivered = c.has_auth || std::any_of(o.extensions.begin(), o.extensions.end(),
+                                                 [](const auto& e) { return e != nullptr; });
   return c;
 }
 
@@ -70,12 +76,39 @@ const options& validated(const options& o) {
   return o;
 }
 
+// "Name: value" lines as {name, value} pairs (lines without a colon are kept whole as a name, and
+// the transports skip them as malformed).
+header_list parse_header_lines(const std::vector<std::string>& lines) {
+  header_list out;
+  for (const auto& line : lines) {
+    const auto colon = line.find(':');
+    std::string_view name = std::string_view(line).substr(0, colon);
+    std::string_view value = colon == std::string::npos ? std::string_view{} : std::string_view(line).substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
+    out.emplace_back(std::string(name), std::string(value));
+  }
+  return out;
+}
+
+std::string id_of(const bayeux_message& m) {
+  if (auto s = m.string_field("id")) return *s;
+  return std::string(m.field("id"));
+}
+
 }  // namespace
 
 class client_impl final : public session_host, public std::enable_shared_from_this<client_impl> {
  public:
   client_impl(uv_loop_t* loop, const options& opts)
       : loop_(loop), opts_(validated(opts)), session_(*this, make_session_config(opts_)) {
+    base_headers_ = parse_header_lines(opts_.headers);
+    if (std::any_of(opts_.extensions.begin(), opts_.extensions.end(), [](const auto& e) { return e != nullptr; }) ||
+        opts_.auth) {
+      pipeline_ = std::make_unique<extension_pipeline>(
+          opts_.extensions, opts_.auth, [this](log_level l, std::string_view t) { log(l, t); });
+    }
+    applied_headers_[0] = applied_headers_[1] = base_headers_;
     uv_timer_init(loop_, &timer_);
     uv_idle_init(loop_, &idle_);
     timer_.data = this;
@@ -99,11 +132,52 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   void send(connection_type t, std::uint64_t request, std::string&& frame,
             std::chrono::milliseconds timeout, bool alone) override {
-    transport_for(t).send(request, std::move(frame), timeout, alone);
+    if (!pipeline_) {
+      send_frame(t, request, std::move(frame), timeout, alone, nullptr);
+      return;
+    }
+    message_batch batch;
+    batch.transport = t;
+    batch.headers = base_headers_;
+    if (!split_frame(frame, batch.messages)) {
+      // Our own encoder wrote it: cannot happen, but never send what extensions did not see.
+      post([this, t, request] {
+        session_.on_request_failed(t, request, error(make_error_code(errc::extension_error),
+                                                     "internal: an outgoing frame is not a message array"));
+      });
+      return;
+    }
+    std::vector<std::string> ids;
+    ids.reserve(batch.messages.size());
+    for (const auto& m : batch.messages) ids.push_back(id_of(m));
+    pipeline_->push(direction::outgoing, std::move(batch), static_cast<std::uint64_t>(t),
+                    [this, t, request, timeout, alone, ids = std::move(ids)](message_batch&& b, const error& err) {
+                      finish_outgoing(t, request, timeout, alone, ids, std::move(b), err);
+                    });
   }
 
   void abort(connection_type t) override {
+    if (pipeline_) pipeline_->cancel(direction::outgoing, static_cast<std::uint64_t>(t));
     if (auto* tr = existing(t)) tr->abort();
+  }
+
+  void authenticate() override {
+    // Never from inside the session's call: it may finish at once.
+    post([this] {
+      std::weak_ptr<client_impl> weak = self_;
+      auto done = [this, weak, called = std::make_shared<bool>(false)](const error& err) {
+        if (weak.expired() || *called) return;
+        *called = true;
+        post([this, err] { session_.on_authenticated(err); });
+      };
+      try {
+        opts_.auth->authenticate(done);
+      } catch (const std::exception& e) {
+        done(error(make_error_code(errc::authentication_failed), std::string("authenticate() threw: ") + e.what()));
+      } catch (...) {
+        done(error(make_error_code(errc::authentication_failed), "authenticate() threw"));
+      }
+    });
   }
 
   void arm_timer(std::chrono::milliseconds delay) override {
@@ -127,7 +201,24 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     if (auto* tr = existing(t)) tr->pause_receive(paused);
   }
 
+  void delivered(const message& msg) override {
+    const auto tell = [&](extension& e) {
+      try {
+        e.delivered(msg);
+      } catch (const std::exception& ex) {
+        log(log_level::error, std::string("an extension's delivered() threw: ") + ex.what());
+      } catch (...) {
+        log(log_level::error, "an extension's delivered() threw");
+      }
+    };
+    for (const auto& e : opts_.extensions) {
+      if (e) tell(*e);
+    }
+    if (opts_.auth) tell(*opts_.auth);
+  }
+
   void close_transports() override {
+    if (pipeline_) pipeline_->cancel_all();
     uv_timer_stop(&timer_);
     transports_open_ = 0;
     for (auto* tr : {lp_.get(), ws_.get()}) {
@@ -154,23 +245,174 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
  private:
-  // Routes one transport's events to the session, tagged with its type.
+  // Routes one transport's events to the session, tagged with its type. With extensions, every
+  // event queues behind the frames before it, so none overtakes a frame an extension holds.
   struct events_adapter final : transport_events {
     client_impl* self = nullptr;
     connection_type type = connection_type::long_polling;
-    void on_frame(std::uint64_t request, std::string&& body, const header_list&) override {
-      self->guarded([&] { self->session_.on_frame(type, request, std::move(body)); });
+    void on_frame(std::uint64_t request, std::string&& body, const header_list& headers) override {
+      self->guarded([&] { self->received(type, request, std::move(body), headers); });
     }
     void on_request_failed(std::uint64_t request, const error& err) override {
-      self->guarded([&] { self->session_.on_request_failed(type, request, err); });
+      self->guarded([&] {
+        self->in_order(type, [s = self, t = type, request, err] { s->session_.on_request_failed(t, request, err); });
+      });
     }
     void on_up() override {
-      self->guarded([&] { self->session_.on_transport_up(type); });
+      self->guarded([&] { self->in_order(type, [s = self, t = type] { s->session_.on_transport_up(t); }); });
     }
     void on_down(const error& err, bool was_up) override {
-      self->guarded([&] { self->session_.on_transport_down(type, err, was_up); });
+      self->guarded([&] {
+        self->in_order(type, [s = self, t = type, err, was_up] { s->session_.on_transport_down(t, err, was_up); });
+      });
     }
   };
+
+  // Runs `f` now, or (with extensions) once the incoming frames queued before it are through.
+  void in_order(connection_type t, std::function<void()> f) {
+    if (!pipeline_) {
+      f();
+      return;
+    }
+    const event_scope scope(*this);
+    pipeline_->push(direction::incoming, std::nullopt, static_cast<std::uint64_t>(t),
+                    [this, f = std::move(f)](message_batch&&, const error&) { deliver(f); });
+  }
+
+  // Marks a transport event in progress (the session may be entered directly).
+  struct event_scope {
+    explicit event_scope(client_impl& c) : c_(c), prev_(c.in_event_) { c.in_event_ = true; }
+    ~event_scope() { c_.in_event_ = prev_; }
+    client_impl& c_;
+    bool prev_;
+  };
+
+  // From a transport event with nothing posted before: now. From a late extension continuation
+  // (the session is not re-entrant for frames), or behind earlier posted work: on the next loop
+  // iteration, in order.
+  void deliver(const std::function<void()>& f) {
+    if (in_event_ && posted_.empty()) f();
+    else post(f);
+  }
+
+  void received(connection_type t, std::uint64_t request, std::string&& body, const header_list& headers) {
+    if (opts_.frame_decoder) {
+      std::string json;
+      error err;
+      try {
+        err = opts_.frame_decoder(body, json);
+      } catch (const std::exception& e) {
+        err = error(make_error_code(errc::bad_response), std::string("the frame decoder threw: ") + e.what());
+      } catch (...) {
+        err = error(make_error_code(errc::bad_response), "the frame decoder threw");
+      }
+      if (err) {
+        log(log_level::warning, "the frame decoder failed: " + err.to_string());
+        in_order(t, [this, t, request, err] { session_.on_bad_frame(t, request, err); });
+        return;
+      }
+      body = std::move(json);
+    }
+    if (!pipeline_) {
+      session_.on_frame(t, request, std::move(body));
+      return;
+    }
+    message_batch batch;
+    batch.transport = t;
+    batch.headers = headers;
+    if (!split_frame(body, batch.messages)) {
+      // The session reports what is wrong with it.
+      in_order(t, [this, t, request, text = std::make_shared<std::string>(std::move(body))] {
+        session_.on_frame(t, request, std::move(*text));
+      });
+      return;
+    }
+    const event_scope scope(*this);
+    pipeline_->push(direction::incoming, std::move(batch), static_cast<std::uint64_t>(t),
+                    [this, t, request](message_batch&& b, const error& err) {
+                      finish_incoming(t, request, std::move(b), err);
+                    });
+  }
+
+  void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b, const error& err) {
+    if (err) {
+      log(log_level::error, "an incoming extension failed: " + err.to_string());
+      deliver([this, t, request, err] { session_.on_bad_frame(t, request, err); });
+      return;
+    }
+    auto text = std::make_shared<std::string>();
+    auto resend = std::make_shared<std::vector<std::string>>(std::move(b.resend_ids));
+    auto messages = std::make_shared<std::vector<bayeux_message>>(std::move(b.messages));
+    deliver([this, t, request, text, resend, messages] {
+      // Replies whose message goes out again are not reported.
+      for (const auto& id : *resend) {
+        if (!session_.resend(id)) continue;
+        messages->erase(std::remove_if(messages->begin(), messages->end(),
+                                       [&](const bayeux_message& m) {
+                                         return m.successful().has_value() && id_of(m) == id;
+                                       }),
+                        messages->end());
+      }
+      session_.on_frame(t, request, join_frame(*messages));
+    });
+  }
+
+  void finish_outgoing(connection_type t, std::uint64_t request, std::chrono::milliseconds timeout,
+                       bool alone, const std::vector<std::string>& ids, message_batch&& b,
+                       const error& err) {
+    if (err) {
+      post([this, t, request, err] { session_.on_request_failed(t, request, err); });
+      return;
+    }
+    std::vector<std::string> kept;
+    kept.reserve(b.messages.size());
+    for (const auto& m : b.messages) kept.push_back(id_of(m));
+    const error dropped(make_error_code(errc::dropped_by_extension), "an outgoing extension dropped the message");
+    if (b.messages.empty()) {
+      post([this, t, request, dropped] { session_.on_request_failed(t, request, dropped); });
+      return;
+    }
+    for (const auto& id : ids) {
+      if (std::find(kept.begin(), kept.end(), id) != kept.end()) continue;
+      post([this, request, id, dropped] { session_.on_dropped(request, id, dropped); });
+    }
+    send_frame(t, request, join_frame(b.messages), timeout, alone, &b.headers);
+  }
+
+  void send_frame(connection_type t, std::uint64_t request, std::string&& frame,
+                  std::chrono::milliseconds timeout, bool alone, const header_list* headers) {
+    transport& tr = transport_for(t);
+    if (headers) {
+      auto& applied = applied_headers_[t == connection_type::websocket ? 1 : 0];
+      if (*headers != applied) {
+        applied = *headers;
+        tr.set_headers(applied);
+      }
+    }
+    if (opts_.frame_encoder) {
+      std::string wire;
+      error err;
+      try {
+        err = opts_.frame_encoder(frame, wire);
+      } catch (const std::exception& e) {
+        err = error(make_error_code(errc::invalid_argument), std::string("the frame encoder threw: ") + e.what());
+      } catch (...) {
+        err = error(make_error_code(errc::invalid_argument), "the frame encoder threw");
+      }
+      if (err) {
+        post([this, t, request, err] { session_.on_request_failed(t, request, err); });
+        return;
+      }
+      frame = std::move(wire);
+    }
+    tr.send(request, std::move(frame), timeout, alone);
+  }
+
+  // Runs `f` on the next loop iteration, before the session's deferred work.
+  void post(std::function<void()> f) {
+    posted_.push_back(std::move(f));
+    request_run();
+  }
 
   template <typename F>
   void guarded(F&& f) noexcept {
@@ -240,6 +482,14 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   static void on_idle(uv_idle_t* h) {
     auto* self = static_cast<client_impl*>(h->data);
     uv_idle_stop(h);
+    if (!self->posted_.empty()) {
+      auto posted = std::move(self->posted_);
+      self->posted_.clear();
+      for (auto& f : posted) {
+        if (self->closing_handles_) break;
+        self->guarded(f);
+      }
+    }
     self->guarded([&] { self->session_.run_deferred(); });
   }
 
@@ -250,6 +500,11 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   uv_idle_t idle_{};
   events_adapter lp_events_, ws_events_;
   std::unique_ptr<transport> lp_, ws_;
+  std::unique_ptr<extension_pipeline> pipeline_;  // null without extensions: frames bypass it
+  header_list base_headers_;                      // options::headers as pairs
+  header_list applied_headers_[2];                // last given to long-polling, websocket
+  std::vector<std::function<void()>> posted_;
+  bool in_event_ = false;                         // inside a transport's frame event
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
   int transports_open_ = 0;

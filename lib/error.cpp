@@ -26,6 +26,9 @@ class category_impl final : public std::error_category {
       case errc::session_ended: return "session ended by the server";
       case errc::not_connected: return "not connected";
       case errc::queue_full: return "outgoing queue full";
+      case errc::dropped_by_extension: return "dropped by an extension";
+      case errc::extension_error: return "extension error";
+      case errc::authentication_failed: return "authentication failed";
     }
     return "unknown uvcometd error";
   }

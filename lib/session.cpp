@@ -143,6 +143,7 @@ void session::close(completion_fn done) {
     queue_.pop_front();
     fail_outgoing(std::move(m), cancelled);
   }
+  cancel_auth_waiters(cancelled);
   pending_.clear();
   if (prev == state::connected && !client_id_.empty()) {
     // Best effort: tell the server, but never wait longer than disconnect_timeout.
@@ -344,14 +345,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   auto text = std::make_shared<const std::string>(std::move(body));
   error err = decode_frame(*text, scratch_);
   if (err) {
-    if (request != 0) {
-      on_request_failed(t, request, err);
-    } else if (t == type_) {
-      // A stream frame we cannot read may have carried replies: the connection is unusable.
-      host_.log(log_level::warning, "malformed frame: " + err.message);
-      host_.abort(t);
-      on_transport_down(t, err, true);
-    }
+    on_bad_frame(t, request, err);
     return;
   }
   in_flight_request req;
@@ -380,6 +374,58 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     }
   }
   flush();
+}
+
+void session::on_bad_frame(connection_type t, std::uint64_t request, const error& err) {
+  if (state_ == state::closed) return;
+  if (request != 0) {
+    on_request_failed(t, request, err);
+  } else if (t == type_) {
+    // A stream frame we cannot read may have carried replies: the connection is unusable.
+    host_.log(log_level::warning, "unusable frame: " + err.message);
+    host_.abort(t);
+    on_transport_down(t, err, true);
+  }
+}
+
+void session::on_dropped(std::uint64_t request, std::string_view id_text, const error& err) {
+  std::uint64_t id;
+  if (!parse_id(id_text, id)) return;
+  const auto it = awaiting_.find(id);
+  if (it == awaiting_.end() || it->second.request != request) return;
+  outgoing m = std::move(it->second);
+  awaiting_.erase(it);
+  const auto r = requests_.find(request);
+  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
+      --r->second.remaining == 0) {
+    release_request_slot(request);
+    requests_.erase(r);
+  }
+  fail_outgoing(std::move(m), err);
+}
+
+bool session::resend(std::string_view id_text) {
+  std::uint64_t id;
+  if (!parse_id(id_text, id) || !active()) return false;
+  const auto it = awaiting_.find(id);
+  if (it == awaiting_.end()) return false;
+  const outgoing& o = it->second;
+  if (o.resent || (o.k != kind::publish && o.k != kind::subscribe && o.k != kind::unsubscribe)) {
+    return false;
+  }
+  outgoing m = std::move(it->second);
+  awaiting_.erase(it);
+  const auto r = requests_.find(m.request);
+  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
+      --r->second.remaining == 0) {
+    release_request_slot(r->first);
+    requests_.erase(r);
+  }
+  m.resent = true;
+  m.request = 0;
+  queue_.push_front(std::move(m));
+  host_.request_run();
+  return true;
 }
 
 void session::on_request_failed(connection_type t, std::uint64_t request, const error& err) {
@@ -488,6 +534,7 @@ void session::on_timer() {
   }
   if (retry_at_ && now >= *retry_at_) {
     retry_at_.reset();
+    auth_used_ = false;  // a backoff delay passed: a new failure may ask for credentials again
     if (retry_is_handshake_ || client_id_.empty()) send_handshake();
     else send_connect(state_ != state::connected);
   }
@@ -616,13 +663,15 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
   probe_lp_handshake_ = false;
   if (err) {
     last_failure_ = err;
-    if (state_ == state::connecting && !ever_connected_) {
-      fail_session(err);  // a refused handshake ends open() at once: no retry loop
+    if (is_auth_failure(err) && m.adv.reconnect != reconnect_advice::none &&
+        authenticate_then([this](const error& e) {
+          if (!active()) return;
+          if (e) handshake_refused(reconnect_advice::handshake, e);
+          else send_handshake();  // the one retry with fresh credentials
+        })) {
       return;
     }
-    const auto what = m.adv.reconnect == reconnect_advice::none ? reconnect_advice::none
-                                                                 : reconnect_advice::handshake;
-    follow_advice(what, err);
+    handshake_refused(m.adv.reconnect, err);
     return;
   }
   client_id_ = std::string(m.client_id);
@@ -674,17 +723,50 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
   else send_connect(true);
 }
 
+void session::handshake_refused(reconnect_advice advised, const error& err) {
+  last_failure_ = err;
+  if (state_ == state::connecting && !ever_connected_) {
+    fail_session(err);  // a refused handshake ends open() at once: no retry loop
+    return;
+  }
+  follow_advice(advised == reconnect_advice::none ? reconnect_advice::none : reconnect_advice::handshake,
+                err);
+}
+
+void session::connect_refused(reconnect_advice what, const error& err) {
+  last_failure_ = err;
+  if (what != reconnect_advice::none && is_auth_failure(err) && can_authenticate()) {
+    enter_reconnecting(err);
+    if (!active()) return;
+    if (what == reconnect_advice::handshake) client_id_.clear();
+    retry_at_.reset();
+    const bool started = authenticate_then([this](const error& e) {
+      if (!active()) return;
+      if (e) {
+        last_failure_ = e;
+        if (!ever_connected_) fail_session(e);
+        else schedule_retry(client_id_.empty());
+        return;
+      }
+      // The one retry with fresh credentials.
+      if (client_id_.empty()) send_handshake();
+      else send_connect(true);
+    });
+    if (started) return;
+  }
+  follow_advice(what, err);
+}
+
 void session::handle_connect_reply(const wire_message& m, const error& err) {
   if (!active()) return;
   if (err) {
-    last_failure_ = err;
     auto what = m.adv.reconnect;
     if (what == reconnect_advice::unspecified) {
       // Unknown-client errors (Faye 401, CometD 402) mean a new handshake whatever the advice.
       what = (err.server_code == 401 || err.server_code == 402) ? reconnect_advice::handshake
                                                                  : advice_.reconnect;
     }
-    follow_advice(what, err);
+    connect_refused(what, err);
     return;
   }
   if (m.adv.reconnect == reconnect_advice::none) {
@@ -694,6 +776,7 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
   }
   failures_ = 0;
   last_failure_ = {};
+  auth_used_ = false;
   connection_deadline_.reset();
   ever_up_on_type_ = true;
   websocket_failures_ = 0;
@@ -773,6 +856,37 @@ void session::handle_unsubscribe_reply(outgoing&& out, const error& err) {
 }
 
 void session::fail_outgoing(outgoing&& out, const error& err) {
+  if (is_auth_failure(err) && cfg_.has_auth && out.k != kind::disconnect) {
+    // HTTP 401/403: fresh credentials, then the same message once more.
+    if (out.k == kind::handshake) {
+      if (authenticate_then([this](const error& e) {
+            if (!active()) return;
+            if (e) handshake_refused(reconnect_advice::handshake, e);
+            else send_handshake();
+          })) {
+        return;
+      }
+    } else if (out.k == kind::connect) {
+      if (can_authenticate()) {
+        connect_refused(reconnect_advice::retry, err);
+        return;
+      }
+    } else if (!out.auth_retried) {
+      out.auth_retried = true;
+      auto held = std::make_shared<outgoing>(std::move(out));
+      const bool started = authenticate_then([this, held](const error& e) {
+        if (e || !active()) {
+          fail_outgoing(std::move(*held), e ? e : make_error(errc::cancelled, "the client was closed"));
+          return;
+        }
+        held->request = 0;
+        queue_.push_front(std::move(*held));
+        host_.request_run();
+      });
+      if (started) return;
+      out = std::move(*held);
+    }
+  }
   switch (out.k) {
     case kind::publish: complete(out.done, err); break;
     case kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
@@ -1012,7 +1126,10 @@ void session::dispatch() {
     pending_.pop_front();
     ++n;
     collect_matches(pm.msg.channel);
-    if (match_buf_.empty()) continue;
+    if (match_buf_.empty()) {
+      if (cfg_.notify_delivered && !silenced_) host_.delivered(pm.msg);
+      continue;
+    }
     // A handler may unsubscribe others: each is checked just before its call.
     auto targets = std::move(match_buf_);
     match_buf_.clear();
@@ -1021,6 +1138,7 @@ void session::dispatch() {
     }
     targets.clear();
     if (match_buf_.capacity() < targets.capacity()) match_buf_.swap(targets);
+    if (cfg_.notify_delivered && !silenced_) host_.delivered(pm.msg);
   }
   if (!paused_ && !pending_.empty() && active()) host_.request_run();
   if (!buffer_full()) {
@@ -1060,7 +1178,51 @@ void session::defer(completion_fn done, error err) {
   host_.request_run();
 }
 
+bool session::is_auth_failure(const error& err) noexcept {
+  return (err.code == errc::server_error && (err.server_code == 401 || err.server_code == 403)) ||
+         (err.code == errc::http_error && (err.http_status == 401 || err.http_status == 403));
+}
+
+bool session::authenticate_then(std::function<void(const error&)> then) {
+  if (!cfg_.has_auth) return false;
+  if (!auth_in_flight_) {
+    if (auth_used_) return false;  // once per success or backoff delay: never a tight loop
+    auth_used_ = true;
+    auth_in_flight_ = true;
+    auth_waiters_.push_back(std::move(then));
+    host_.log(log_level::info, "authentication failure: asking the auth extension for credentials");
+    host_.authenticate();
+    return true;
+  }
+  auth_waiters_.push_back(std::move(then));
+  return true;
+}
+
+void session::on_authenticated(const error& err) {
+  if (!auth_in_flight_) return;
+  auth_in_flight_ = false;
+  error e;
+  if (err) {
+    e = err;
+    if (e.code != errc::authentication_failed) {
+      e = make_error(errc::authentication_failed, "authenticate() failed: " + err.to_string());
+    }
+  }
+  auto waiters = std::move(auth_waiters_);
+  auth_waiters_.clear();
+  for (auto& w : waiters) w(e);
+}
+
+void session::cancel_auth_waiters(const error& err) {
+  if (auth_waiters_.empty()) return;
+  auth_in_flight_ = false;  // its answer, when it comes, is ignored
+  auto waiters = std::move(auth_waiters_);
+  auth_waiters_.clear();
+  for (auto& w : waiters) w(err);
+}
+
 void session::cancel_everything(const error& err) {
+  cancel_auth_waiters(err);
   // Take everything out first: each completion may call back into the session.
   std::vector<outgoing> victims;
   for (auto& [id, m] : awaiting_) victims.push_back(std::move(m));

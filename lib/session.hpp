@@ -53,6 +53,12 @@ class session_host {
   // session::on_transports_closed().
   virtual void close_transports() = 0;
   virtual void state_changed(state s, connection_type t, const error& why) = 0;
+  // Asks the auth extension for fresh credentials; the answer comes back through
+  // session::on_authenticated (never from inside this call). Only called when
+  // session_config::has_auth.
+  virtual void authenticate() {}
+  // A data message was handed to every matching handler (session_config::notify_delivered).
+  virtual void delivered(const message& msg) { (void)msg; }
   virtual void log(log_level level, std::string_view text) { (void)level, (void)text; }
 };
 
@@ -74,6 +80,10 @@ struct session_config {
   unsigned websocket_failures_before_fallback = 3;
   std::chrono::milliseconds websocket_connect_timeout{10000};
   std::uint64_t random_seed = 0;  // 0: seeded from the clock
+  // An auth extension is configured: authentication failures call host.authenticate().
+  bool has_auth = false;
+  // Tell the host of every dispatched message (extensions want to know).
+  bool notify_delivered = false;
   // Messages handed to handlers per run_deferred() before yielding to the loop.
   std::size_t dispatch_batch = 1024;
 };
@@ -118,6 +128,17 @@ class session {
   void on_timer();
   void run_deferred();
   void on_transports_closed();
+  // A frame that could not be used (a frame decoder or an incoming extension failed): a
+  // request's exchange fails with `err`; a stream connection is dropped.
+  void on_bad_frame(connection_type t, std::uint64_t request, const error& err);
+  // An outgoing extension removed the message `id` from the frame of `request`.
+  void on_dropped(std::uint64_t request, std::string_view id, const error& err);
+  // An incoming extension asked to send again the message that the reply with `id` answers.
+  // True when accepted (a publish, subscribe or unsubscribe awaiting its reply, not resent
+  // before): the message is queued again and its reply must be ignored.
+  bool resend(std::string_view id);
+  // The auth extension's authenticate() finished.
+  void on_authenticated(const error& err);
 
  private:
   enum class kind : std::uint8_t { handshake, connect, subscribe, unsubscribe, publish, disconnect };
@@ -133,6 +154,8 @@ class session {
     std::uint64_t epoch = 0;    // handshake generation it belongs to
     bool first_connect = false;
     bool resubscribe = false;
+    bool resent = false;        // an extension had it sent again once already
+    bool auth_retried = false;  // sent again once after authenticate()
   };
 
   struct in_flight_request {
@@ -203,6 +226,14 @@ class session {
   void dispatch();
   bool buffer_full() const noexcept;
 
+  // authentication
+  static bool is_auth_failure(const error& err) noexcept;
+  bool authenticate_then(std::function<void(const error&)> then);
+  void cancel_auth_waiters(const error& err);
+  bool can_authenticate() const noexcept { return cfg_.has_auth && (auth_in_flight_ || !auth_used_); }
+  void handshake_refused(reconnect_advice advised, const error& err);
+  void connect_refused(reconnect_advice what, const error& err);
+
   // completion
   template <typename F>
   void invoke(F&& f) noexcept;
@@ -262,6 +293,11 @@ class session {
   std::unordered_map<std::uint64_t, std::shared_ptr<local_sub>> subs_;
   std::size_t wildcard_patterns_ = 0;
   std::uint64_t last_sub_id_ = 0;
+
+  // authenticate() in flight and what waits for it; used since the last success.
+  bool auth_in_flight_ = false;
+  bool auth_used_ = false;
+  std::vector<std::function<void(const error&)>> auth_waiters_;
 
   std::deque<pending_message> pending_;
   std::vector<std::pair<completion_fn, error>> deferred_;

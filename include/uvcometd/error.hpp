@@ -27,6 +27,9 @@ enum class errc {
   session_ended,         // a successful reply advised reconnect "none": the session is over
   not_connected,         // publish while reconnecting with queueing turned off
   queue_full,            // too many messages already wait for the connection to come back
+  dropped_by_extension,  // an outgoing extension removed the message from its batch
+  extension_error,       // an extension failed or threw (its text is in error::message)
+  authentication_failed, // the auth extension's authenticate() failed
 };
 
 // The error category of uvcometd ("uvcometd").

@@ -4,12 +4,17 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace uvcometd {
+
+class extension;
+class auth_extension;
+struct error;
 
 // A Bayeux connection type the client can use.
 enum class connection_type { long_polling, websocket };
@@ -106,6 +111,21 @@ struct options {
 
   // How long close() waits for the server's /meta/disconnect reply.
   std::chrono::milliseconds disconnect_timeout{2000};
+
+  // Extensions over every outgoing and incoming batch, in registration order (extension.hpp). The
+  // client shares ownership. Stateful ones (ack_extension, replay_extension) belong to one client.
+  std::vector<std::shared_ptr<extension>> extensions;
+  // The auth extension: runs after the others on outgoing batches, and is asked for fresh
+  // credentials after an authentication failure. Null: none.
+  std::shared_ptr<auth_extension> auth;
+
+  // Whole-frame codec (the seed's json_dumps/json_loads), for servers that frame messages in
+  // something other than plain JSON text. `frame_encoder` turns the JSON array the client wrote
+  // into the bytes sent; `frame_decoder` turns the bytes received into the JSON array text the
+  // client reads. An error fails the frame like a malformed one. Empty (the default): frames
+  // travel as they are and the client's own strict JSON scanner reads them in place, no copy.
+  std::function<error(std::string_view json, std::string& wire)> frame_encoder;
+  std::function<error(std::string_view wire, std::string& json)> frame_decoder;
 
   // Log sink; libcurl's and libwebsockets' logs go here too. Empty: no logging.
   std::function<void(log_level, std::string_view)> log;

@@ -57,9 +57,14 @@ std::string lower(std::string_view s) {
 
 class lp_core;
 
+bool has_ctl(std::string_view s) {
+  return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+}
+
 // One HTTP exchange; recycled (with its easy handle) through lp_core's free list.
 struct request_ctx {
   CURL* easy = nullptr;
+  std::shared_ptr<curl_slist> request_headers;  // the list CURLOPT_HTTPHEADER points to
   std::uint64_t id = 0;
   std::string body;  // CURLOPT_POSTFIELDS points here, so it lives as long as the transfer
   std::string response;
@@ -151,10 +156,7 @@ class lp_core {
       curl_share_cleanup(share_);
       share_ = nullptr;
     }
-    if (header_list_) {
-      curl_slist_free_all(header_list_);
-      header_list_ = nullptr;
-    }
+    header_list_.reset();
     // curl removed every socket above; close whatever poll it did not (defensive).
     for (poll_ctx* p : polls_) close_poll(p);
     polls_.clear();
@@ -199,10 +201,11 @@ class lp_core {
     active_.push_back(std::move(req));
   }
 
-  void log(std::string_view msg) const {
+  void log(std::string_view msg) const { log(log_level::debug, msg); }
+  void log(log_level level, std::string_view msg) const {
     if (!config_.log) return;
     try {
-      config_.log(log_level::debug, msg);
+      config_.log(level, msg);
     } catch (...) {
       // A throwing log sink must not break the transport.
     }
@@ -231,19 +234,42 @@ class lp_core {
     // A held /meta/connect occupies one connection; others must not queue behind it.
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 
-    curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json;charset=UTF-8");
-    // No "Expect: 100-continue" round trip on large bodies.
-    if (list) list = append_or_fail(list, "Expect:");
-    for (const auto& h : config_.headers) {
-      if (list) list = append_or_fail(list, h.c_str());
-    }
-    header_list_ = list;
+    header_list_ = build_headers(config_.headers);
     if (!header_list_) {
       init_error_ = "libcurl: out of memory building the request headers";
       curl_multi_cleanup(multi_);
       multi_ = nullptr;
     }
   }
+
+  // The request header list: ours, then `lines` ("Name: value"). Null when out of memory.
+  static std::shared_ptr<curl_slist> build_headers(const std::vector<std::string>& lines) {
+    curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json;charset=UTF-8");
+    // No "Expect: 100-continue" round trip on large bodies.
+    if (list) list = append_or_fail(list, "Expect:");
+    for (const auto& h : lines) {
+      if (list) list = append_or_fail(list, h.c_str());
+    }
+    if (!list) return nullptr;
+    return std::shared_ptr<curl_slist>(list, &curl_slist_free_all);
+  }
+
+ public:
+  void set_headers(const header_list& headers) {
+    std::vector<std::string> lines;
+    for (const auto& [name, value] : headers) {
+      const bool bad_name = name.empty() || name.find_first_of(" \t:") != std::string::npos;
+      if (bad_name || has_ctl(name) || has_ctl(value)) {
+        log(log_level::warning, "long-polling: ignoring malformed header '" + name + "'");
+        continue;
+      }
+      lines.push_back(name + ": " + value);
+    }
+    if (auto list = build_headers(lines)) header_list_ = std::move(list);
+    else log(log_level::error, "long-polling: out of memory building the request headers");
+  }
+
+ private:
 
   static curl_slist* append_or_fail(curl_slist* list, const char* h) {
     curl_slist* next = curl_slist_append(list, h);
@@ -268,6 +294,7 @@ class lp_core {
     std::string().swap(r->body);  // a big publish should not pin its memory
     std::string().swap(r->response);
     r->headers.clear();
+    r->request_headers.reset();
     free_.push_back(std::move(r));
   }
 
@@ -290,7 +317,8 @@ class lp_core {
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, header_list_);
+    r.request_headers = header_list_;  // stays valid for this transfer if the headers change
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
     curl_easy_setopt(e, CURLOPT_USERAGENT, "uvcometd");
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
@@ -667,7 +695,7 @@ class lp_core {
   CURLM* multi_ = nullptr;
   CURLSH* share_ = nullptr;
   CURL* cookie_easy_ = nullptr;
-  curl_slist* header_list_ = nullptr;
+  std::shared_ptr<curl_slist> header_list_;
   std::string init_error_;
   uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
   uv_timer_t defer_timer_{};  // reports failures found inside send()
@@ -767,6 +795,7 @@ class long_polling_transport final : public transport {
   }
   void abort() override { core_->abort(); }
   std::string cookie_header() const override { return core_->cookie_header(); }
+  void set_headers(const header_list& headers) override { core_->set_headers(headers); }
   void close(std::function<void()> done) override { core_->close(std::move(done)); }
 
  private:

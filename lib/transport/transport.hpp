@@ -14,11 +14,12 @@
 #include <uv.h>
 
 #include "uvcometd/error.hpp"
+#include "uvcometd/extension.hpp"
 #include "uvcometd/options.hpp"
 
 namespace uvcometd::detail {
 
-using header_list = std::vector<std::pair<std::string, std::string>>;
+using uvcometd::header_list;
 
 // What a transport reports. Every call happens on the loop thread, never from inside
 // transport::send() or transport::close() (the transport defers instead), so the receiver may
@@ -81,6 +82,11 @@ class transport {
   // The "Cookie:" header value the transport holds for `url` (long-polling's cookie jar), so the
   // websocket upgrade carries the handshake's cookies. Empty when none.
   virtual std::string cookie_header() const { return {}; }
+
+  // Replaces the configured request headers (an extension changed them). Long-polling: every
+  // request sent from now on carries them; websocket: the next upgrade does. A header whose name
+  // or value holds control characters is skipped with a warning.
+  virtual void set_headers(const header_list& headers) = 0;
 
   // Websocket: cookies to send on the upgrade ("a=b; c=d").
   virtual void set_cookie_header(std::string cookies) { (void)cookies; }

@@ -197,6 +197,7 @@ class websocket_core {
   void abort();
   void pause_receive(bool paused);
   void set_cookie_header(std::string cookies) { cookie_ = std::move(cookies); }
+  void set_headers(const header_list& headers);
   void close(std::function<void()> done);
   // The transport object is gone: report nothing more, close if needed, free self when closed.
   void detach();
@@ -349,6 +350,17 @@ void websocket_core::log(log_level level, std::string_view msg) const {
 }
 
 // ---- entry points -------------------------------------------------------------------------------
+
+void websocket_core::set_headers(const header_list& headers) {
+  headers_.clear();
+  for (const auto& [name, value] : headers) {
+    if (name.empty() || has_ctl(name) || has_ctl(value) || name.find_first_of(" \t:") != std::string::npos) {
+      log(log_level::warning, "websocket: ignoring malformed header '" + name + "'");
+      continue;
+    }
+    headers_.emplace_back(name + ":", value);
+  }
+}
 
 void websocket_core::send(std::string body, bool alone) {
   api_scope scope(*this);
@@ -1051,6 +1063,7 @@ class websocket_transport final : public transport {
   void set_cookie_header(std::string cookies) override {
     core_->set_cookie_header(std::move(cookies));
   }
+  void set_headers(const header_list& headers) override { core_->set_headers(headers); }
   void close(std::function<void()> done) override { core_->close(std::move(done)); }
 
  private:

@@ -322,3 +322,22 @@ TEST_CASE("uvcometd-cli -s /x -n 2 prints two JSON lines and exits 0", "[integra
   CHECK(lines[1] == R"({"channel":"/x","data":{"k":"v","seq":1}})");
   CHECK(cli.out().back() == '\n');
 }
+
+TEST_CASE("uvcometd-cli --ext reaches the server in the handshake and -H on every request",
+          "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  for (const char* type : {"long-polling", "websocket"}) {
+    INFO(type);
+    server_process srv("faye-server.js");
+    cli_process cli({"-t", type, "--ext", R"({"app":{"v":7}})", "-H", "X-Test-Header: from-cli",
+                     "-p", "/cli/ext={\"k\":1}", srv.url()});
+    REQUIRE(cli.wait(30s));
+    INFO(cli.describe());
+    CHECK(cli.exit_code() == 0);
+    const std::string seen = srv.get("/control/seen");
+    INFO(seen);
+    CHECK(seen.find(R"("handshakeExt":{"app":{"v":7}})") != std::string::npos);
+    CHECK(seen.find(R"("x-test-header":"from-cli")") != std::string::npos);
+    CHECK(seen.find("/cli/ext") != std::string::npos);
+  }
+}

@@ -27,6 +27,7 @@
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
 #include "uvcometd/client.hpp"
+#include "uvcometd/extensions.hpp"
 
 using namespace std::chrono_literals;
 using uvcometd::connection_type;
@@ -946,5 +947,78 @@ TEST_CASE("an unanswered websocket upgrade falls back to long-polling after "
     CHECK(probe_until_delivered(loop, srv, "/fb2", got));
     uvcometd::test::close_and_wait(loop, c);
   }
+  CHECK(close_loop(loop) == 0);
+}
+
+TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connections lost: "
+          "nothing lost, nothing twice",
+          "[integration][faults][ack]") {
+  // The same cuts that lose messages on CometD without acknowledgements (the first scenario):
+  // the server writes a batch into a held response whose connection the proxy has cut.
+  const peer p = uvcometd::test::cometd_long_polling();
+  scoped_log log;
+  server_process srv(p.script, {"--timeout", "2", "--ack", "1"});
+  test_loop loop;
+  proxy_rig proxy(loop, srv.port());
+  state_recorder states;
+  seq_sink sink;
+  auto ack = std::make_shared<uvcometd::ack_extension>();
+  constexpr int rounds = 8;
+  constexpr int per_round = 20;
+  int cuts = 0;
+  {
+    auto o = fault_options(*proxy, p, log);
+    o.extensions = {ack};
+    uvcometd::client c(loop.get(), o);
+    states.attach(c);
+    const auto err = uvcometd::test::open_and_wait(loop, c);
+    INFO(err.to_string());
+    REQUIRE_FALSE(err);
+    CHECK(ack->enabled());
+    subscribe_handler(loop, c, "/flow", sink.handler());
+
+    for (int r = 0; r < rounds; ++r) {
+      INFO("round " << r);
+      srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
+      loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
+      const auto mark = states.size();
+      const int n = cut_until_reconnecting(loop, *proxy, states, mark);
+      const bool back = n > 0 && loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
+      INFO(states.describe(mark));
+      REQUIRE(n > 0);
+      REQUIRE(back);
+      cuts += n;
+      const bool all = loop.run_until([&] { return sink.round_count(r) >= per_round; }, 10s);
+      INFO("missing: " << sink.missing(r, per_round));
+      CHECK(all);
+    }
+    // Published while the client is cut off and the held connect is still open on the server:
+    // written into a dead response, re-sent because the next connect does not acknowledge it.
+    {
+      const auto mark = states.size();
+      proxy->cut_all();
+      proxy->refuse(true);
+      REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 10s));
+      srv.publish("/flow", R"({"round":100})", per_round);
+      loop.run_for(300ms);
+      proxy->refuse(false);
+      REQUIRE(loop.run_until([&] { return reconnected_since(states, mark); }, 15s));
+      const bool all = loop.run_until([&] { return sink.round_count(100) >= per_round; }, 10s);
+      INFO("missing: " << sink.missing(100, per_round));
+      CHECK(all);
+    }
+    loop.run_for(500ms);
+    CHECK(sink.duplicates() == 0);
+    CHECK(c.current_state() == state::connected);
+    CHECK(ack->batch() > 0);
+    int lost = 0;
+    for (int r = 0; r < rounds; ++r) lost += per_round - sink.round_count(r);
+    figure("%s + ack: %d cuts for %d rounds, %d of %d cut-round messages lost, away batch %d/%d, "
+           "duplicates %d, last batch %lld",
+           p.name, cuts, rounds, lost, rounds * per_round, sink.round_count(100), per_round,
+           sink.duplicates(), static_cast<long long>(ack->batch()));
+    uvcometd::test::close_and_wait(loop, c);
+  }
+  proxy.shut();
   CHECK(close_loop(loop) == 0);
 }

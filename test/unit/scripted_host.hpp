@@ -155,6 +155,8 @@ class scripted_host final : public detail::session_host {
     if (on_state) on_state(s, t, why);
   }
   void log(uvcometd::log_level, std::string_view text) override { logs.emplace_back(text); }
+  int authenticate_calls = 0;
+  void authenticate() override { ++authenticate_calls; }
 };
 
 // Deterministic defaults for the tests (fixed random seed).
