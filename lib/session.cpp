@@ -473,8 +473,10 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
   const bool ws_hopeless = (!was_up && !ever_up_on_type_) ||
                            (cfg_.websocket_failures_before_fallback != 0 &&
                             websocket_failures_ >= cfg_.websocket_failures_before_fallback);
+  // An upgrade refused with 401/403 asks for fresh credentials, not for another transport.
+  const bool auth = !was_up && is_auth_failure(err) && can_authenticate();
   const bool fallback = t == connection_type::websocket && ws_hopeless && lp_allowed &&
-                        server_has_lp && active();
+                        server_has_lp && active() && !auth;
   std::vector<outgoing> resend;
   bool lost_handshake = false;
   for (const auto id : ids) {
@@ -511,6 +513,24 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
       send_connect(true);
       flush();
     }
+    return;
+  }
+  if (auth) {
+    last_failure_ = err;
+    enter_reconnecting(err);
+    if (!active()) return;
+    retry_at_.reset();
+    authenticate_then([this](const error& e) {
+      if (!active()) return;
+      if (e) {
+        connection_lost(e);
+      } else if (client_id_.empty()) {
+        send_handshake();  // the one retry with fresh credentials
+      } else {
+        send_connect(true);
+        flush();
+      }
+    });
     return;
   }
   if (lost_handshake && !was_up && !lp_allowed && !ever_connected_) probe_lp_handshake_ = true;

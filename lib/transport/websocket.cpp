@@ -822,7 +822,14 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
         if (in) msg += ": " + std::string(static_cast<const char*>(in));
       }
       wsi_ = nullptr;  // lws frees it after this callback
-      connection_lost(make_error(errc::transport_error, std::move(msg)));
+      if (status == 401 || status == 403) {
+        // Authentication failures are the auth extension's business: say exactly what it was.
+        error e = make_error(errc::http_error, std::move(msg));
+        e.http_status = static_cast<int>(status);
+        connection_lost(std::move(e));
+      } else {
+        connection_lost(make_error(errc::transport_error, std::move(msg)));
+      }
       return 0;
     }
 
