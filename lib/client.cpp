@@ -119,6 +119,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   // The client object is gone: no user callback may run any more, and the handles close.
   void detach() {
+    detached_ = true;  // extensions may reference the client object: never call them again
+    if (pipeline_) pipeline_->cancel_all();
     session_.silence();
     listener_ = nullptr;
     if (session_.current_state() != state::closed) session_.close({});
@@ -132,7 +134,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   void send(connection_type t, std::uint64_t request, std::string&& frame,
             std::chrono::milliseconds timeout, bool alone) override {
-    if (!pipeline_) {
+    if (!pipeline_ || detached_) {
       send_frame(t, request, std::move(frame), timeout, alone, nullptr);
       return;
     }
@@ -164,6 +166,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void authenticate() override {
     // Never from inside the session's call: it may finish at once.
     post([this] {
+      if (detached_) return;
       std::weak_ptr<client_impl> weak = self_;
       auto done = [this, weak, called = std::make_shared<bool>(false)](const error& err) {
         if (weak.expired() || *called) return;
@@ -261,16 +264,18 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     void on_up() override {
       self->guarded([&] { self->in_order(type, [s = self, t = type] { s->session_.on_transport_up(t); }); });
     }
-    void on_down(const error& err, bool was_up) override {
+    void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>& unsent) override {
       self->guarded([&] {
-        self->in_order(type, [s = self, t = type, err, was_up] { s->session_.on_transport_down(t, err, was_up); });
+        self->in_order(type, [s = self, t = type, err, was_up, unsent] {
+          s->session_.on_transport_down(t, err, was_up, unsent);
+        });
       });
     }
   };
 
   // Runs `f` now, or (with extensions) once the incoming frames queued before it are through.
   void in_order(connection_type t, std::function<void()> f) {
-    if (!pipeline_) {
+    if (!pipeline_ || detached_) {
       f();
       return;
     }
@@ -313,7 +318,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       }
       body = std::move(json);
     }
-    if (!pipeline_) {
+    if (!pipeline_ || detached_) {
       session_.on_frame(t, request, std::move(body));
       return;
     }
@@ -344,8 +349,10 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     auto resend = std::make_shared<std::vector<std::string>>(std::move(b.resend_ids));
     auto messages = std::make_shared<std::vector<bayeux_message>>(std::move(b.messages));
     deliver([this, t, request, text, resend, messages] {
-      // Replies whose message goes out again are not reported.
-      for (const auto& id : *resend) {
+      // Replies whose message goes out again are not reported. Each resend goes to the front of
+      // the queue: the last first keeps their order.
+      for (auto it = resend->rbegin(); it != resend->rend(); ++it) {
+        const std::string& id = *it;
         if (!session_.resend(id)) continue;
         messages->erase(std::remove_if(messages->begin(), messages->end(),
                                        [&](const bayeux_message& m) {
@@ -360,6 +367,10 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void finish_outgoing(connection_type t, std::uint64_t request, std::chrono::milliseconds timeout,
                        bool alone, const std::vector<std::string>& ids, message_batch&& b,
                        const error& err) {
+    // The session may have given the request up while an extension held it (connection lost,
+    // aborted): sending it now would duplicate what the session sends again, or reopen a
+    // transport it left.
+    if (!session_.in_flight(request)) return;
     if (err) {
       post([this, t, request, err] { session_.on_request_failed(t, request, err); });
       return;
@@ -505,6 +516,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   header_list applied_headers_[2];                // last given to long-polling, websocket
   std::vector<std::function<void()>> posted_;
   bool in_event_ = false;                         // inside a transport's frame event
+  bool detached_ = false;                         // the client object is gone
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
   int transports_open_ = 0;

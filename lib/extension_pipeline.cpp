@@ -9,6 +9,15 @@ namespace uvcometd::detail {
 bool split_frame(std::string_view s, std::vector<bayeux_message>& out) {
   std::size_t pos = 0;
   json::skip_space(s, pos);
+  if (pos < s.size() && s[pos] == '{') {
+    // Some servers answer a single object (the codec accepts it too): a batch of one.
+    try {
+      out.push_back(bayeux_message::parse(s));
+    } catch (const std::system_error&) {
+      return false;
+    }
+    return true;
+  }
   if (pos >= s.size() || s[pos] != '[') return false;
   ++pos;
   json::skip_space(s, pos);
@@ -103,7 +112,12 @@ void extension_pipeline::pump(direction d) {
       job done = std::move(j);
       l.jobs.pop_front();
       message_batch b = done.batch ? std::move(*done.batch) : message_batch{};
-      done.finish(std::move(b), done.err);
+      try {
+        done.finish(std::move(b), done.err);
+      } catch (const std::exception& e) {
+        // Never leave the lane marked busy: log and go on with the next batch.
+        if (log_) log_(log_level::error, std::string("uvcometd internal error after an extension: ") + e.what());
+      }
       if (alive.expired()) return;  // the finish destroyed the client and with it this pipeline
       continue;
     }
@@ -139,7 +153,7 @@ void extension_pipeline::on_done(direction d, std::uint64_t seq, std::size_t ind
   if (l.jobs.empty() || l.jobs.front().seq != seq) return;
   job& j = l.jobs.front();
   if (!j.waiting || j.next != index) {
-    if (log_) log_(log_level::error, "an extension called its done continuation more than once");
+    if (log_) log_(log_level::error, "an extension called its done continuation more than once (or threw after it)");
     return;
   }
   j.waiting = false;

@@ -404,6 +404,8 @@ void session::on_dropped(std::uint64_t request, std::string_view id_text, const 
   fail_outgoing(std::move(m), err);
 }
 
+bool session::in_flight(std::uint64_t request) const noexcept { return requests_.count(request) != 0; }
+
 bool session::resend(std::string_view id_text) {
   std::uint64_t id;
   if (!parse_id(id_text, id) || !active()) return false;
@@ -449,7 +451,8 @@ void session::on_transport_up(connection_type t) {
   if (t == type_) transport_up_ = true;
 }
 
-void session::on_transport_down(connection_type t, const error& err, bool was_up) {
+void session::on_transport_down(connection_type t, const error& err, bool was_up,
+                                const std::vector<std::uint64_t>& unsent) {
   if (t != type_) return;
   transport_up_ = false;
   const bool lp_allowed = allows(connection_type::long_polling);
@@ -474,9 +477,10 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
                            (cfg_.websocket_failures_before_fallback != 0 &&
                             websocket_failures_ >= cfg_.websocket_failures_before_fallback);
   // An upgrade refused with 401/403 asks for fresh credentials, not for another transport.
-  const bool auth = !was_up && is_auth_failure(err) && can_authenticate();
+  const bool auth_failure = !was_up && is_auth_failure(err) && cfg_.has_auth;
+  const bool auth = auth_failure && can_authenticate();
   const bool fallback = t == connection_type::websocket && ws_hopeless && lp_allowed &&
-                        server_has_lp && active() && !auth;
+                        server_has_lp && active() && !auth_failure;
   std::vector<outgoing> resend;
   bool lost_handshake = false;
   for (const auto id : ids) {
@@ -489,9 +493,13 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
       case kind::handshake: lost_handshake = true; break;
       case kind::disconnect: finish_close(); break;
       default:
-        // Frames that never left (the connection never opened) are sent again on the next one.
-        if (!was_up) resend.push_back(std::move(m));
-        else fail_outgoing(std::move(m), err);
+        // Frames that never left (the connection never opened, or they were still queued) are
+        // sent again on the next one: the server cannot have seen them.
+        if (!was_up || std::find(unsent.begin(), unsent.end(), m.request) != unsent.end()) {
+          resend.push_back(std::move(m));
+        } else {
+          fail_outgoing(std::move(m), err);
+        }
     }
   }
   for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
@@ -523,7 +531,8 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
     authenticate_then([this](const error& e) {
       if (!active()) return;
       if (e) {
-        connection_lost(e);
+        if (!ever_connected_) fail_session(e);
+        else connection_lost(e);
       } else if (client_id_.empty()) {
         send_handshake();  // the one retry with fresh credentials
       } else {
@@ -531,6 +540,10 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
         flush();
       }
     });
+    return;
+  }
+  if (auth_failure && !ever_connected_) {
+    fail_session(err);  // refused again with fresh credentials: the server's answer stands
     return;
   }
   if (lost_handshake && !was_up && !lp_allowed && !ever_connected_) probe_lp_handshake_ = true;
@@ -774,6 +787,10 @@ void session::connect_refused(reconnect_advice what, const error& err) {
     });
     if (started) return;
   }
+  if (is_auth_failure(err) && cfg_.has_auth && !ever_connected_ && what != reconnect_advice::none) {
+    fail_session(err);  // refused again with fresh credentials during open()
+    return;
+  }
   follow_advice(what, err);
 }
 
@@ -887,24 +904,14 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
         return;
       }
     } else if (out.k == kind::connect) {
-      if (can_authenticate()) {
-        connect_refused(reconnect_advice::retry, err);
-        return;
-      }
-    } else if (!out.auth_retried) {
+      connect_refused(reconnect_advice::retry, err);
+      return;
+    } else if (!out.auth_retried && can_authenticate()) {
+      // Held until authenticate() answers (on_authenticated puts them back in their order).
       out.auth_retried = true;
-      auto held = std::make_shared<outgoing>(std::move(out));
-      const bool started = authenticate_then([this, held](const error& e) {
-        if (e || !active()) {
-          fail_outgoing(std::move(*held), e ? e : make_error(errc::cancelled, "the client was closed"));
-          return;
-        }
-        held->request = 0;
-        queue_.push_front(std::move(*held));
-        host_.request_run();
-      });
-      if (started) return;
-      out = std::move(*held);
+      auth_held_.push_back(std::move(out));
+      authenticate_then([](const error&) {});
+      return;
     }
   }
   switch (out.k) {
@@ -1209,6 +1216,8 @@ bool session::authenticate_then(std::function<void(const error&)> then) {
     if (auth_used_) return false;  // once per success or backoff delay: never a tight loop
     auth_used_ = true;
     auth_in_flight_ = true;
+    // An authenticate() that never answers ends at connection_timeout like any other outage.
+    start_connection_deadline();
     auth_waiters_.push_back(std::move(then));
     host_.log(log_level::info, "authentication failure: asking the auth extension for credentials");
     host_.authenticate();
@@ -1228,12 +1237,33 @@ void session::on_authenticated(const error& err) {
       e = make_error(errc::authentication_failed, "authenticate() failed: " + err.to_string());
     }
   }
+  release_auth_held(e);
   auto waiters = std::move(auth_waiters_);
   auth_waiters_.clear();
   for (auto& w : waiters) w(e);
 }
 
+void session::release_auth_held(const error& err) {
+  if (auth_held_.empty()) return;
+  auto held = std::move(auth_held_);
+  auth_held_.clear();
+  std::sort(held.begin(), held.end(), [](const outgoing& a, const outgoing& b) { return a.id < b.id; });
+  if (err || !active()) {
+    const error e = err ? err : make_error(errc::cancelled, "the client was closed");
+    for (auto& m : held) fail_outgoing(std::move(m), e);
+    return;
+  }
+  for (auto it = held.rbegin(); it != held.rend(); ++it) {
+    // A (un)subscribe of a session that has ended since: the re-handshake re-subscribed anew.
+    if (it->k != kind::publish && it->epoch != epoch_) continue;
+    it->request = 0;
+    queue_.push_front(std::move(*it));
+  }
+  host_.request_run();
+}
+
 void session::cancel_auth_waiters(const error& err) {
+  release_auth_held(err);
   if (auth_waiters_.empty()) return;
   auth_in_flight_ = false;  // its answer, when it comes, is ignored
   auto waiters = std::move(auth_waiters_);

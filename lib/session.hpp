@@ -124,7 +124,9 @@ class session {
   void on_frame(connection_type t, std::uint64_t request, std::string&& body);
   void on_request_failed(connection_type t, std::uint64_t request, const error& err);
   void on_transport_up(connection_type t);
-  void on_transport_down(connection_type t, const error& err, bool was_up);
+  // `unsent`: requests whose frames never left (sent again on the next connection).
+  void on_transport_down(connection_type t, const error& err, bool was_up,
+                         const std::vector<std::uint64_t>& unsent = {});
   void on_timer();
   void run_deferred();
   void on_transports_closed();
@@ -137,6 +139,8 @@ class session {
   // True when accepted (a publish, subscribe or unsubscribe awaiting its reply, not resent
   // before): the message is queued again and its reply must be ignored.
   bool resend(std::string_view id);
+  // True while `request` is awaited (an extension still holding its frame may send it).
+  bool in_flight(std::uint64_t request) const noexcept;
   // The auth extension's authenticate() finished.
   void on_authenticated(const error& err);
 
@@ -230,6 +234,7 @@ class session {
   static bool is_auth_failure(const error& err) noexcept;
   bool authenticate_then(std::function<void(const error&)> then);
   void cancel_auth_waiters(const error& err);
+  void release_auth_held(const error& err);
   bool can_authenticate() const noexcept { return cfg_.has_auth && (auth_in_flight_ || !auth_used_); }
   void handshake_refused(reconnect_advice advised, const error& err);
   void connect_refused(reconnect_advice what, const error& err);
@@ -298,6 +303,7 @@ class session {
   bool auth_in_flight_ = false;
   bool auth_used_ = false;
   std::vector<std::function<void(const error&)>> auth_waiters_;
+  std::vector<outgoing> auth_held_;  // messages refused with HTTP 401/403, sent again after it
 
   std::deque<pending_message> pending_;
   std::vector<std::pair<completion_fn, error>> deferred_;

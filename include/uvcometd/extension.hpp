@@ -85,7 +85,8 @@ struct message_batch {
 };
 
 // Called by an extension exactly once when it is done with a batch, on the loop thread, inside
-// the extension call or later. An error stops the batch: an outgoing one completes the calls of its
+// the extension call or later. Until then the batch (and every batch behind it) waits without a
+// deadline: a continuation that is never called stalls the connection until close(). An error stops the batch: an outgoing one completes the calls of its
 // messages with errc::extension_error (with the error's text); an incoming one is discarded like a
 // malformed frame (the request fails, a websocket connection is re-established).
 using extension_done = std::function<void(const error& err)>;
@@ -95,7 +96,9 @@ using extension_done = std::function<void(const error& err)>;
 // incoming batches in the reverse order (options::auth first), so extensions nest like layers.
 // Batches keep their order: the next batch waits until the extensions are done with this one.
 // An exception thrown by a hook is caught and handled as done(errc::extension_error).
-// Hooks run on the loop thread and may call into the client, close() included.
+// Hooks run on the loop thread and may call into the client, close() included. Once the client
+// object is destroyed no hook runs any more. A stateful extension that reads replies (ack) is
+// best registered first, so that it sees an incoming batch last, after any that could reject it.
 class extension {
  public:
   virtual ~extension() = default;

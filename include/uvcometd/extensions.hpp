@@ -56,8 +56,9 @@ class memory_replay_store final : public replay_store {
 // Salesforce-style replay: the handshake carries ext.replay = true; each /meta/subscribe carries
 // ext.replay = {"<channel>": id}, the id of the last message received on that channel (from
 // data.event.replayId), else the store's, else `initial_id`; the server then delivers what
-// followed that id. A re-subscribe after a re-handshake uses the latest ids. One instance per
-// client.
+// followed that id. A re-subscribe after a re-handshake uses the latest ids. Ids are kept per
+// exact channel (as Salesforce replays them): a wildcard subscription starts from `initial_id`.
+// One instance per client.
 class replay_extension final : public extension {
  public:
   struct settings {

@@ -234,7 +234,13 @@ class lp_core {
     // A held /meta/connect occupies one connection; others must not queue behind it.
     curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
 
-    header_list_ = build_headers(config_.headers);
+    std::vector<std::string> lines;
+    for (const auto& h : config_.headers) {
+      // A header line with CR/LF would inject headers of its own: never sent.
+      if (has_ctl(h)) log(log_level::warning, "long-polling: ignoring a header with control characters");
+      else lines.push_back(h);
+    }
+    header_list_ = build_headers(lines);
     if (!header_list_) {
       init_error_ = "libcurl: out of memory building the request headers";
       curl_multi_cleanup(multi_);

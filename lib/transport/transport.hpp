@@ -42,8 +42,11 @@ class transport_events {
 
   // Stream transports: the connection is gone (or could not be opened: `was_up` false, e.g. the
   // upgrade was refused or the connect timeout ran out). Frames sent since the last on_up() may
-  // or may not have reached the server. A later send() opens a new connection.
-  virtual void on_down(const error& err, bool was_up) { (void)err, (void)was_up; }
+  // or may not have reached the server, except those of `unsent`: the requests whose frames were
+  // still queued, never written. A later send() opens a new connection.
+  virtual void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>& unsent) {
+    (void)err, (void)was_up, (void)unsent;
+  }
 };
 
 // Settings a transport needs, derived from the client's options.
@@ -66,7 +69,8 @@ class transport {
 
   // Sends one frame. Long-polling: one HTTP POST with `timeout` as its whole deadline; the result
   // is exactly one on_frame(request, ...) or on_request_failed(request, ...). Websocket: queued
-  // and written when the connection is up (opening it if needed); `timeout` and `request` unused.
+  // and written when the connection is up (opening it if needed); `timeout` unused, `request`
+  // named in on_down's `unsent` when the frame was never written.
   // A frame not marked `alone` may be merged with other such frames queued while the socket is
   // not writable (they leave together as one JSON array); an `alone` frame (/meta/connect,
   // handshake, disconnect) always travels by itself.

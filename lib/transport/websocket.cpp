@@ -193,7 +193,7 @@ class websocket_core {
   websocket_core(const websocket_core&) = delete;
   websocket_core& operator=(const websocket_core&) = delete;
 
-  void send(std::string body, bool alone);
+  void send(std::uint64_t request, std::string body, bool alone);
   void abort();
   void pause_receive(bool paused);
   void set_cookie_header(std::string cookies) { cookie_ = std::move(cookies); }
@@ -210,6 +210,7 @@ class websocket_core {
     std::string body;
     error err;
     bool was_up = false;
+    std::vector<std::uint64_t> unsent;  // down: requests whose frames never left
   };
 
   // A host name being resolved for connection `conn` (lws 4.1 as Debian builds it would call a
@@ -290,7 +291,11 @@ class websocket_core {
   bool ping_due_ = false;
   std::uint64_t last_rx_ms_ = 0;
   std::string peer_close_;       // the server's close frame, for the on_down message
-  std::deque<std::string> out_;  // frames, each with LWS_PRE bytes of headroom in front
+  struct out_frame {
+    std::string bytes;                    // LWS_PRE bytes of headroom, then the frame
+    std::vector<std::uint64_t> requests;  // the sends merged into it
+  };
+  std::deque<out_frame> out_;
   bool last_mergeable_ = false;  // the newest frame in out_ may take more messages
   std::string rx_;
 
@@ -362,15 +367,16 @@ void websocket_core::set_headers(const header_list& headers) {
   }
 }
 
-void websocket_core::send(std::string body, bool alone) {
+void websocket_core::send(std::uint64_t request, std::string body, bool alone) {
   api_scope scope(*this);
   if (phase_ != phase::open) return;
   const bool mergeable = !alone && body.size() > 2 && body.front() == '[' && body.back() == ']';
   if (mergeable && last_mergeable_ && !out_.empty()) {
     // Not written yet: "[a,b]" + "[c]" leave together as "[a,b,c]".
-    std::string& last = out_.back();
-    last.back() = ',';
-    last.append(body, 1, std::string::npos);
+    out_frame& last = out_.back();
+    last.bytes.back() = ',';
+    last.bytes.append(body, 1, std::string::npos);
+    last.requests.push_back(request);
     return;  // a write is already requested for the queued frame
   }
   last_mergeable_ = mergeable;
@@ -378,7 +384,7 @@ void websocket_core::send(std::string body, bool alone) {
   frame.reserve(LWS_PRE + body.size());
   frame.append(LWS_PRE, '\0');
   frame.append(body);
-  out_.push_back(std::move(frame));
+  out_.push_back(out_frame{std::move(frame), {request}});
   if (conn_ == 0) {
     open_connection();
   } else if (up_ && wsi_) {
@@ -474,7 +480,8 @@ void websocket_core::open_connection() {
     emit({event::kind::down,
           {},
           make_error(errc::transport_error, "websocket: " + endpoint_error_),
-          false});
+          false,
+          {}});
     return;
   }
   if (!ctx_ && !create_context()) {
@@ -482,7 +489,8 @@ void websocket_core::open_connection() {
     emit({event::kind::down,
           {},
           make_error(errc::transport_error, "websocket: could not create the lws context"),
-          false});
+          false,
+          {}});
     return;
   }
   const std::uint64_t id = next_conn_++;
@@ -587,8 +595,11 @@ void websocket_core::connection_lost(error err) {
   if (conn_ == 0) return;
   const bool was_up = up_;
   log(log_level::debug, "websocket: connection down: " + err.message);
+  // What is still queued never reached the socket: the session may send it again safely.
+  std::vector<std::uint64_t> unsent;
+  for (const auto& f : out_) unsent.insert(unsent.end(), f.requests.begin(), f.requests.end());
   drop_connection();
-  emit({event::kind::down, {}, std::move(err), was_up});
+  emit({event::kind::down, {}, std::move(err), was_up, std::move(unsent)});
 }
 
 // Forgets the current connection (killing its wsi) and the frames not sent on it.
@@ -643,7 +654,7 @@ void websocket_core::deliver(event& ev) {
         events_->on_frame(0, std::move(ev.body), {});
         break;
       case event::kind::down:
-        events_->on_down(ev.err, ev.was_up);
+        events_->on_down(ev.err, ev.was_up, ev.unsent);
         break;
     }
   } catch (const std::exception& e) {
@@ -782,7 +793,7 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
       }
       if (paused_) lws_rx_flow_control(wsi, 0);
       log(log_level::debug, "websocket: connected to " + describe());
-      emit({event::kind::up, {}, {}, false});
+      emit({event::kind::up, {}, {}, false, {}});
       if (conn_ != id) return -1;  // aborted or closed from on_up
       if (!out_.empty()) lws_callback_on_writable(wsi);
       return 0;
@@ -893,7 +904,7 @@ int websocket_core::on_writeable(lws* wsi) {
       return -1;
     }
   } else if (!out_.empty()) {
-    std::string frame = std::move(out_.front());
+    std::string frame = std::move(out_.front().bytes);
     out_.pop_front();
     if (out_.empty()) last_mergeable_ = false;
     const std::size_t n = frame.size() - LWS_PRE;
@@ -927,7 +938,7 @@ int websocket_core::on_receive(lws* wsi, std::uint64_t id, const void* in, std::
   if (lws_is_final_fragment(wsi) && remaining == 0) {
     std::string frame;
     frame.swap(rx_);
-    emit({event::kind::frame, std::move(frame), {}, false});
+    emit({event::kind::frame, std::move(frame), {}, false, {}});
     if (conn_ != id) return -1;  // aborted, closed or failed from on_frame
   }
   return 0;
@@ -1062,8 +1073,8 @@ class websocket_transport final : public transport {
   websocket_transport& operator=(const websocket_transport&) = delete;
 
   connection_type type() const noexcept override { return connection_type::websocket; }
-  void send(std::uint64_t, std::string body, std::chrono::milliseconds, bool alone = false) override {
-    core_->send(std::move(body), alone);
+  void send(std::uint64_t request, std::string body, std::chrono::milliseconds, bool alone = false) override {
+    core_->send(request, std::move(body), alone);
   }
   void abort() override { core_->abort(); }
   void pause_receive(bool paused) override { core_->pause_receive(paused); }

@@ -86,7 +86,7 @@ struct recorder : transport_events {
     ++ups;
     if (up_hook) up_hook();
   }
-  void on_down(const error& err, bool was_up) override {
+  void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>&) override {
     event_inside_api |= inside_api;
     downs.push_back({err, was_up});
     if (down_hook) down_hook();

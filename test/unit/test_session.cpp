@@ -1494,6 +1494,42 @@ TEST_CASE("a websocket that keeps dropping after it worked falls back to long-po
   CHECK(h.count_on("/meta/handshake") == 1);
 }
 
+TEST_CASE("a websocket drop sends again what was still queued in the transport and fails what "
+          "was written", "[session]") {
+  harness h;
+  outcome open, written, queued;
+  open_faye(h, open);
+  REQUIRE(h.s->current_type() == connection_type::websocket);
+  REQUIRE_FALSE(h.s->publish("/w", "1", written.cb()));
+  h.loop();
+  const sent_frame first = h.last();
+  REQUIRE_FALSE(h.s->publish("/q", "2", queued.cb()));
+  h.loop();
+  const sent_frame second = h.last();
+  REQUIRE(second.channel() == "/q");
+  // The transport wrote the first frame; the second was still queued when the connection broke.
+  h.s->on_transport_down(connection_type::websocket,
+                         uvcometd::error{uvcometd::make_error_code(errc::transport_error), "reset"},
+                         true, {second.request});
+  CHECK(written.failed_once(errc::transport_error));
+  CHECK(queued.calls == 0);
+  (void)first;
+  const auto sends = h.sent_count();
+  h.advance(1s);
+  REQUIRE(h.sent_count() > sends);
+  const sent_frame c = h.last();
+  REQUIRE(c.channel() == "/meta/connect");
+  h.reply(c, ok_replies(c));
+  h.loop();
+  CHECK(h.s->current_state() == state::connected);
+  const sent_frame again = h.last_on("/q");
+  CHECK(again.request != second.request);
+  h.reply(again, ok_replies(again));
+  h.loop();
+  CHECK(queued.ok_once());
+  CHECK(written.calls == 1);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile values (kept last: before a fix they are undefined behaviour, which UBSan may abort on)
 
