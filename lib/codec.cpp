@@ -66,10 +66,30 @@ bool read_advice(std::string_view s, std::size_t& pos, advice& adv) {
   }
 }
 
-error read_message(std::string_view s, std::size_t& pos, decoded_frame& out, std::size_t index) {
+// What is wrong with a member's value; the message names the member.
+enum class value_problem { none, not_string, malformed_string, not_boolean, malformed };
+
+error member_error(value_problem p, std::string_view key, std::size_t index) {
+  const std::string k(key);
+  const std::string where = " in message " + std::to_string(index);
+  switch (p) {
+    case value_problem::not_string: return bad("\"" + k + "\" is not a string" + where);
+    case value_problem::malformed_string: return bad("malformed \"" + k + "\"" + where);
+    case value_problem::not_boolean: return bad("\"" + k + "\" is not a boolean" + where);
+    default: return bad("malformed value of \"" + k + "\"" + where);
+  }
+}
+
+// Reads one message object at `pos` into a new element of out.messages. On failure sets `err`
+// (failures are rare: the error text is only built then, and a success costs no error object).
+bool read_message(std::string_view s, std::size_t& pos, decoded_frame& out, std::size_t index,
+                  error& err) {
   const std::size_t start = pos;
-  if (pos >= s.size() || s[pos] != '{') return bad("message " + std::to_string(index) + " is not an object");
-  wire_message m;
+  if (pos >= s.size() || s[pos] != '{') {
+    err = bad("message " + std::to_string(index) + " is not an object");
+    return false;
+  }
+  wire_message& m = out.messages.emplace_back();  // filled in place: no copy of the message
   ++pos;
   json::skip_space(s, pos);
   if (pos < s.size() && s[pos] == '}') {
@@ -79,53 +99,47 @@ error read_message(std::string_view s, std::size_t& pos, decoded_frame& out, std
       json::skip_space(s, pos);
       std::string_view key;
       bool esc;
-      if (!json::scan_string(s, pos, key, esc)) return bad("malformed member name in message " + std::to_string(index));
+      if (!json::scan_string(s, pos, key, esc)) {
+        err = bad("malformed member name in message " + std::to_string(index));
+        return false;
+      }
       json::skip_space(s, pos);
-      if (pos >= s.size() || s[pos] != ':') return bad("expected ':' in message " + std::to_string(index));
+      if (pos >= s.size() || s[pos] != ':') {
+        err = bad("expected ':' in message " + std::to_string(index));
+        return false;
+      }
       ++pos;
       json::skip_space(s, pos);
-      if (pos >= s.size()) return bad("truncated message " + std::to_string(index));
+      if (pos >= s.size()) {
+        err = bad("truncated message " + std::to_string(index));
+        return false;
+      }
       const std::size_t vstart = pos;
       const char c = s[pos];
-      bool ok = true;
-      auto want_string = [&](std::string_view& field, const char* name) {
-        if (c != '"') {
-          ok = false;
-          return std::string("\"") + name + "\" is not a string";
-        }
-        if (!read_string(s, pos, out, field)) {
-          ok = false;
-          return std::string("malformed \"") + name + "\"";
-        }
-        return std::string();
+      value_problem problem = value_problem::none;
+      // A string member: a view into the text (or the arena when it has escapes).
+      auto want_string = [&](std::string_view& field) {
+        if (c != '"') problem = value_problem::not_string;
+        else if (!read_string(s, pos, out, field)) problem = value_problem::malformed_string;
       };
-      std::string problem;
+      // Any value, kept as its raw text.
+      auto raw_value = [&](std::string_view& field) {
+        if (!json::skip_value(s, pos, 2)) problem = value_problem::malformed;
+        else field = s.substr(vstart, pos - vstart);
+      };
+      // The members of a delivered message first: "channel" and "data" are in every one.
       if (key == "channel") {
-        problem = want_string(m.channel, "channel");
+        want_string(m.channel);
+      } else if (key == "data") {
+        raw_value(m.data);
       } else if (key == "id") {
-        if (c == '"') {
-          problem = want_string(m.id, "id");
-        } else if (json::skip_value(s, pos, 2)) {
-          m.id = s.substr(vstart, pos - vstart);  // a number: keep its text
-        } else {
-          ok = false;
-        }
+        if (c == '"') want_string(m.id);
+        else raw_value(m.id);  // a number: keep its text
       } else if (key == "clientId") {
-        if (c == 'n') ok = json::skip_value(s, pos, 2);
-        else problem = want_string(m.client_id, "clientId");
-      } else if (key == "error") {
-        if (c == '"') {
-          problem = want_string(m.error, "error");
-        } else if ((ok = json::skip_value(s, pos, 2))) {
-          m.error = s.substr(vstart, pos - vstart);  // not a string: keep its text for the user
-        }
-      } else if (key == "subscription") {
-        if (c == '"') {
-          problem = want_string(m.subscription, "subscription");
-        } else {
-          ok = json::skip_value(s, pos, 2);
-          m.subscription = s.substr(vstart, pos - vstart);
-        }
+        if (c != 'n') want_string(m.client_id);
+        else if (!json::skip_value(s, pos, 2)) problem = value_problem::malformed;
+      } else if (key == "ext") {
+        raw_value(m.ext);
       } else if (key == "successful") {
         if (s.substr(pos, 4) == "true") {
           m.successful = true;
@@ -134,25 +148,31 @@ error read_message(std::string_view s, std::size_t& pos, decoded_frame& out, std
           m.successful = false;
           pos += 5;
         } else {
-          ok = false;
-          problem = "\"successful\" is not a boolean";
+          problem = value_problem::not_boolean;
         }
+      } else if (key == "error") {
+        if (c == '"') want_string(m.error);
+        else raw_value(m.error);  // not a string: keep its text for the user
+      } else if (key == "subscription") {
+        if (c == '"') want_string(m.subscription);
+        else raw_value(m.subscription);
       } else if (key == "advice") {
         m.has_advice = true;
-        ok = read_advice(s, pos, m.adv);
-      } else {
-        ok = json::skip_value(s, pos, 2);
-        const auto raw = s.substr(vstart, pos - vstart);
-        if (key == "data") m.data = raw;
-        else if (key == "ext") m.ext = raw;
-        else if (key == "supportedConnectionTypes") m.connection_types = raw;
+        if (!read_advice(s, pos, m.adv)) problem = value_problem::malformed;
+      } else if (key == "supportedConnectionTypes") {
+        raw_value(m.connection_types);
+      } else if (!json::skip_value(s, pos, 2)) {
+        problem = value_problem::malformed;
       }
-      if (!ok) {
-        return bad(problem.empty() ? "malformed value of \"" + std::string(key) + "\" in message " + std::to_string(index)
-                                   : problem + " in message " + std::to_string(index));
+      if (problem != value_problem::none) {
+        err = member_error(problem, key, index);
+        return false;
       }
       json::skip_space(s, pos);
-      if (pos >= s.size()) return bad("truncated message " + std::to_string(index));
+      if (pos >= s.size()) {
+        err = bad("truncated message " + std::to_string(index));
+        return false;
+      }
       if (s[pos] == ',') {
         ++pos;
         continue;
@@ -161,29 +181,30 @@ error read_message(std::string_view s, std::size_t& pos, decoded_frame& out, std
         ++pos;
         break;
       }
-      return bad("expected ',' or '}' in message " + std::to_string(index));
+      err = bad("expected ',' or '}' in message " + std::to_string(index));
+      return false;
     }
   }
-  if (m.channel.empty()) {
-    // A reply without a channel (Faye's 405, CometD's 400::channel_missing) is still a reply.
-    if (!m.successful.has_value()) return bad("message " + std::to_string(index) + " has no channel");
+  // A reply without a channel (Faye's 405, CometD's 400::channel_missing) is still a reply.
+  if (m.channel.empty() && !m.successful.has_value()) {
+    err = bad("message " + std::to_string(index) + " has no channel");
+    return false;
   }
   m.json = s.substr(start, pos - start);
-  out.messages.push_back(m);
-  return {};
+  return true;
 }
 
 }  // namespace
 
 error decode_frame(std::string_view s, decoded_frame& out) {
   out.clear();
+  error err;
   std::size_t pos = 0;
   json::skip_space(s, pos);
   if (pos >= s.size()) return bad("empty frame");
   if (s[pos] == '{') {
     // Some servers answer a single object instead of an array: accept it as a one-message frame.
-    auto e = read_message(s, pos, out, 0);
-    if (e) return e;
+    if (!read_message(s, pos, out, 0, err)) return err;
   } else if (s[pos] == '[') {
     ++pos;
     json::skip_space(s, pos);
@@ -192,8 +213,7 @@ error decode_frame(std::string_view s, decoded_frame& out) {
     } else {
       for (std::size_t index = 0;; ++index) {
         json::skip_space(s, pos);
-        auto e = read_message(s, pos, out, index);
-        if (e) return e;
+        if (!read_message(s, pos, out, index, err)) return err;
         json::skip_space(s, pos);
         if (pos >= s.size()) return bad("truncated frame");
         if (s[pos] == ',') {
@@ -212,7 +232,7 @@ error decode_frame(std::string_view s, decoded_frame& out) {
   }
   json::skip_space(s, pos);
   if (pos != s.size()) return bad("trailing data after the frame");
-  return {};
+  return err;
 }
 
 std::vector<std::string> decode_string_array(std::string_view raw) {

@@ -75,42 +75,36 @@ void append_utf8(std::string& out, unsigned cp) {
   }
 }
 
-}  // namespace
-
-bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
-                 bool& escaped) noexcept {
-  if (pos >= s.size() || s[pos] != '"') return false;
-  const std::size_t start = ++pos;
-  escaped = false;
-  while (pos < s.size()) {
+// A member value or array element at nesting level `depth`. Strings and numbers, the common
+// cases, are scanned here without another recursion of skip_value; depth is checked exactly as
+// skip_value would (a scalar deeper than max_depth is rejected too).
+inline bool skip_element(std::string_view s, std::size_t& pos, int depth) noexcept {
+  if (depth <= max_depth && pos < s.size()) {
     const char c = s[pos];
     if (c == '"') {
-      content = s.substr(start, pos - start);
-      ++pos;
-      return true;
+      std::string_view content;
+      bool esc;
+      return scan_string(s, pos, content, esc);
     }
-    if (static_cast<unsigned char>(c) < 0x20) return false;
-    if (c == '\\') {
-      escaped = true;
-      if (++pos >= s.size()) return false;
-      switch (s[pos]) {
-        case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-          ++pos;
-          break;
-        case 'u': {
-          unsigned v;
-          if (!read_hex4(s, pos + 1, v)) return false;
-          pos += 5;
-          break;
-        }
-        default:
-          return false;
-      }
-      continue;
-    }
-    ++pos;
+    if (c == '-' || is_digit(c)) return skip_number(s, pos);
   }
-  return false;
+  return skip_value(s, pos, depth);
+}
+
+}  // namespace
+
+std::size_t skip_escape(std::string_view s, std::size_t i) noexcept {
+  if (++i >= s.size()) return npos;
+  switch (s[i]) {
+    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+      return i + 1;
+    case 'u': {
+      unsigned v;
+      return read_hex4(s, i + 1, v) ? i + 5 : npos;
+    }
+    default:
+      return npos;
+  }
 }
 
 bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
@@ -132,7 +126,7 @@ bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
         if (pos >= s.size() || s[pos] != ':') return false;
         ++pos;
         skip_space(s, pos);
-        if (!skip_value(s, pos, depth + 1)) return false;
+        if (!skip_element(s, pos, depth + 1)) return false;
         skip_space(s, pos);
         if (pos >= s.size()) return false;
         if (s[pos] == ',') {
@@ -155,7 +149,7 @@ bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
       }
       for (;;) {
         skip_space(s, pos);
-        if (!skip_value(s, pos, depth + 1)) return false;
+        if (!skip_element(s, pos, depth + 1)) return false;
         skip_space(s, pos);
         if (pos >= s.size()) return false;
         if (s[pos] == ',') {
@@ -241,11 +235,12 @@ bool is_object(std::string_view text) noexcept {
 void append_string(std::string& out, std::string_view s) {
   static const char hex[] = "0123456789abcdef";
   out += '"';
+  const char* const p = s.data();
+  const std::size_t n = s.size();
   std::size_t run = 0;  // start of the current run of characters needing no escape
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.data() + run, i - run);
+  for (std::size_t i = skip_plain(p, 0, n); i < n; i = skip_plain(p, run, n)) {
+    const auto c = static_cast<unsigned char>(p[i]);
+    out.append(p + run, i - run);
     run = i + 1;
     switch (c) {
       case '"': out += "\\\""; break;
@@ -261,7 +256,7 @@ void append_string(std::string& out, std::string_view s) {
         out += hex[c & 0xF];
     }
   }
-  out.append(s.data() + run, s.size() - run);
+  out.append(p + run, n - run);
   out += '"';
 }
 

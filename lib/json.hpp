@@ -4,8 +4,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace uvcometd::detail::json {
 
@@ -22,10 +27,87 @@ inline void skip_space(std::string_view s, std::size_t& pos) noexcept {
 // On success `pos` is just past the value. `depth` is the current nesting level.
 bool skip_value(std::string_view s, std::size_t& pos, int depth = 0) noexcept;
 
+inline constexpr std::size_t npos = static_cast<std::size_t>(-1);
+
+// True for the bytes that end a run of plain string content: '"', '\\' and the control
+// characters, which JSON forbids raw. Bytes >= 0x80 are plain (UTF-8 is passed through as is).
+inline bool is_special(char c) noexcept {
+  return c == '"' || c == '\\' || static_cast<unsigned char>(c) < 0x20;
+}
+
+// Whether any of the 8 bytes of `x` is special: the classic "has a zero byte" test on x ^ '"'
+// and x ^ '\\', and "has a byte below 0x20" on x. Exact for the word as a whole (a borrow only
+// marks bytes above a real hit), so the caller finds the byte one at a time.
+inline bool has_special(std::uint64_t x) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t highs = 0x8080808080808080ULL;
+  const std::uint64_t q = x ^ (ones * '"');
+  const std::uint64_t b = x ^ (ones * '\\');
+  const std::uint64_t zq = (q - ones) & ~q;
+  const std::uint64_t zb = (b - ones) & ~b;
+  const std::uint64_t lt = (x - ones * 0x20) & ~x;
+  return ((zq | zb | lt) & highs) != 0;
+}
+
+// The index of the first special byte of p[i, n), or n. Strings are where a Bayeux frame spends
+// its bytes (channel names, payloads), so plain runs are skipped 16 bytes (SSE2) or 8 bytes (SWAR)
+// at a time. Loads never reach past p + n.
+inline std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexcept {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i ctl_max = _mm_set1_epi8(0x1F);
+  while (i + 16 <= n) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i hit = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+        _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+    i += 16;
+  }
+#endif
+  while (i + 8 <= n) {
+    std::uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    if (has_special(x)) break;  // the byte loop below finds which one
+    i += 8;
+  }
+  while (i < n && !is_special(p[i])) ++i;
+  return i;
+}
+
+// The index just past the escape sequence whose backslash is at s[i], or npos when it is not
+// a valid JSON escape (\u needs four hex digits; surrogates are checked by unescape).
+std::size_t skip_escape(std::string_view s, std::size_t i) noexcept;
+
 // Scans a string starting at the opening quote at `pos`; `content` receives the raw text between
-// the quotes (escapes not decoded), `escaped` whether it contains a backslash.
-bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
-                 bool& escaped) noexcept;
+// the quotes (escapes not decoded), `escaped` whether it contains a backslash. On failure `pos`
+// is left unchanged. Inline: member names and values are mostly short strings, which the
+// decoder reads without a call.
+inline bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
+                        bool& escaped) noexcept {
+  const std::size_t n = s.size();
+  if (pos >= n || s[pos] != '"') return false;
+  const char* const p = s.data();
+  const std::size_t start = pos + 1;
+  std::size_t i = start;
+  escaped = false;
+  for (;;) {
+    i = skip_plain(p, i, n);
+    if (i >= n) return false;
+    const char c = p[i];
+    if (c == '"') {
+      content = std::string_view(p + start, i - start);
+      pos = i + 1;
+      return true;
+    }
+    if (c != '\\') return false;  // a raw control character
+    escaped = true;
+    i = skip_escape(s, i);
+    if (i == npos) return false;
+  }
+}
 
 // Decodes the escapes of a raw string content (as returned by scan_string) into UTF-8.
 // Returns false on an invalid escape or lone surrogate.

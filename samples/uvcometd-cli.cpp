@@ -229,7 +229,7 @@ class app {
     // the library's, print rather than lose the message.
     const std::size_t first = first_match(m.channel);
     if (first != npos && first != i) return;
-    write(uvcometd_cli::format_message_line(m.channel, m.data));
+    write_message_line(m.channel, m.data);
     if (finishing_) return;  // stdout went away
     ++received_;
     if (cfg_.count && received_ >= *cfg_.count) finish(exit_done);
@@ -242,7 +242,21 @@ class app {
     return npos;
   }
 
-  void write(const std::string& line) {
+  // Writes the line uvcometd_cli::format_message_line(channel, data) makes, with `data` copied
+  // as the server sent it, into a reused buffer: a message costs no allocation, and the quoted
+  // channel is kept for the next message, which usually has the same channel.
+  void write_message_line(std::string_view channel, std::string_view data) {
+    if (channel != line_channel_ || line_prefix_.empty()) {
+      line_channel_.assign(channel);
+      line_prefix_ = "{\"channel\":" + uvcometd_cli::json_quote(channel) + ",\"data\":";
+    }
+    line_.assign(line_prefix_);
+    line_.append(data.empty() ? std::string_view("null") : data);
+    line_.append("}\n");
+    write(line_);
+  }
+
+  void write(std::string_view line) {
     if (output_closed_) return;
     if (std::fwrite(line.data(), 1, line.size(), stdout) != line.size()) {
       output_error();
@@ -316,6 +330,9 @@ class app {
   std::size_t subscribes_pending_ = 0;
   std::size_t publishes_pending_ = 0;
   std::size_t received_ = 0;
+  std::string line_channel_;  // the channel of line_prefix_
+  std::string line_prefix_;   // {"channel":"<line_channel_>","data":
+  std::string line_;
 };
 
 // Runs the loop until every handle is closed, then closes it.

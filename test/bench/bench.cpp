@@ -1,8 +1,10 @@
 // uvcometd-bench — throughput, CPU, memory and publish-rate figures of the uvcometd client against
-// the firehose server (test/bench/firehose-server.js), which it starts itself. Public API only.
+// the firehose server (test/bench/firehose-server.js), and the publish→receive round trip through
+// Faye (test/servers/faye-server.js); it starts the server itself. Public API only.
 //
 //   uvcometd-bench [--transport long-polling|websocket] [--count N] [--size B] [--batch M]
-//                  [--publish N] [--clients K] [--max-pending P]
+//                  [--publish N] [--publish-batch P] [--publish-inflight I] [--clients K]
+//                  [--max-pending P] [--roundtrip N] [--window W] [-v]
 //
 // Output: "key: value" lines, then one "summary:" line. Every run is bounded: after 120 s the
 // bench stops with an error. The server is killed at exit.
@@ -27,6 +29,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <vector>
@@ -35,6 +38,9 @@
 
 #ifndef UVCOMETD_BENCH_DIR
 #define UVCOMETD_BENCH_DIR "test/bench"
+#endif
+#ifndef UVCOMETD_SERVERS_DIR
+#define UVCOMETD_SERVERS_DIR "test/servers"
 #endif
 
 namespace {
@@ -53,7 +59,10 @@ struct args {
   unsigned long batch = 1000;
   unsigned long publish = 0;        // > 0: publishing benchmark
   unsigned long publish_batch = 1000;
+  unsigned long publish_inflight = 1;  // batches awaiting their acks at once
   unsigned long clients = 0;        // > 0: idle memory per client
+  unsigned long roundtrip = 0;      // > 0: publish→receive round trips through Faye
+  unsigned long window = 1;         // round trips in flight at once
   long max_pending = -1;            // < 0: the library's default
   bool verbose = false;             // the client's log on stderr
 };
@@ -64,7 +73,8 @@ struct args {
                "usage: uvcometd-bench [--transport long-polling|websocket] [--count N] "
                "[--size B] [--batch M]\n"
                "                      [--publish N] [--publish-batch P] [--clients K] "
-               "[--max-pending P] [-v]\n",
+               "[--max-pending P]\n"
+               "                      [--publish-inflight I] [--roundtrip N] [--window W] [-v]\n",
                why);
   std::exit(2);
 }
@@ -104,15 +114,23 @@ args parse_args(int argc, char** argv) {
       a.publish = parse_number("--publish", v, 1);
     } else if (k == "--publish-batch") {
       a.publish_batch = parse_number("--publish-batch", v, 1);
+    } else if (k == "--publish-inflight") {
+      a.publish_inflight = parse_number("--publish-inflight", v, 1);
     } else if (k == "--clients") {
       a.clients = parse_number("--clients", v, 1);
+    } else if (k == "--roundtrip") {
+      a.roundtrip = parse_number("--roundtrip", v, 1);
+    } else if (k == "--window") {
+      a.window = parse_number("--window", v, 1);
     } else if (k == "--max-pending") {
       a.max_pending = static_cast<long>(parse_number("--max-pending", v, 0));
     } else {
       usage(("unknown argument " + k).c_str());
     }
   }
-  if (a.publish && a.clients) usage("--publish and --clients are exclusive");
+  if ((a.publish != 0) + (a.clients != 0) + (a.roundtrip != 0) > 1) {
+    usage("--publish, --clients and --roundtrip are exclusive");
+  }
   return a;
 }
 
@@ -158,9 +176,25 @@ double process_cpu_seconds() {
   return double(ts.tv_sec) + double(ts.tv_nsec) / 1e9;
 }
 
-// ---- the firehose server process -------------------------------------------------------------
+// ---- the server process ----------------------------------------------------------------------
 
 pid_t g_server = -1;
+
+// CPU seconds (user + system, all threads) the server process has used so far, from
+// /proc/<pid>/stat; -1 when unknown. Tells whether a run was bound by the Node server.
+double server_cpu_seconds() {
+  if (g_server <= 0) return -1;
+  std::ifstream f("/proc/" + std::to_string(g_server) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close_paren = stat.rfind(')');  // the command name may contain spaces
+  if (close_paren == std::string::npos) return -1;
+  const char* p = stat.c_str() + close_paren + 2;  // field 3, the state
+  unsigned long long utime = 0, stime = 0;
+  if (std::sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+    return -1;
+  }
+  return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
+}
 
 void kill_server() {
   if (g_server <= 0) return;
@@ -189,22 +223,24 @@ extern "C" void on_alarm(int) {
   _exit(3);
 }
 
-std::string bench_dir() {
-  if (const char* d = std::getenv("UVCOMETD_BENCH_DIR"); d && *d) return d;
-  return UVCOMETD_BENCH_DIR;
+std::string env_or(const char* name, const char* fallback) {
+  if (const char* d = std::getenv(name); d && *d) return d;
+  return fallback;
 }
 
-// Starts `node firehose-server.js <server_args>` and returns its port.
-int start_server(const std::vector<std::string>& server_args) {
-  const std::string script = bench_dir() + "/firehose-server.js";
-  if (access(script.c_str(), R_OK) != 0) fail("cannot read " + script + " (set UVCOMETD_BENCH_DIR)");
+// Starts `node <script> <server_args>` and returns its port. The script prints "PORT <n>".
+int start_server(const std::string& script, const std::vector<std::string>& server_args,
+                 const char* dir_variable) {
+  if (access(script.c_str(), R_OK) != 0) {
+    fail("cannot read " + script + " (set " + dir_variable + ")");
+  }
   const char* node = std::getenv("UVCOMETD_NODE");
   if (!node || !*node) node = "node";
 
   int out[2];
   int in[2];
   if (pipe2(out, O_CLOEXEC) != 0 || pipe2(in, O_CLOEXEC) != 0) fail("pipe failed");
-  std::vector<std::string> argv_s{node, script, "--stdin-exit"};
+  std::vector<std::string> argv_s{node, script};
   argv_s.insert(argv_s.end(), server_args.begin(), server_args.end());
   std::vector<char*> argv_c;
   for (auto& s : argv_s) argv_c.push_back(s.data());
@@ -231,12 +267,12 @@ int start_server(const std::vector<std::string>& server_args) {
   while (line.find('\n') == std::string::npos) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) fail("the firehose server did not print PORT within 15 s");
+    if (left.count() <= 0) fail("the server did not print PORT within 15 s");
     pollfd p{out[0], POLLIN, 0};
     if (poll(&p, 1, int(left.count())) <= 0) continue;
     char buf[256];
     const ssize_t n = read(out[0], buf, sizeof buf);
-    if (n <= 0) fail("the firehose server exited before printing PORT");
+    if (n <= 0) fail("the server exited before printing PORT");
     line.append(buf, size_t(n));
   }
   int port = 0;
@@ -302,14 +338,28 @@ struct run_state {
   std::size_t expected_data_size = 0;
   bool started = false;
   sample start, end;
+  double server_cpu_start = -1;
+  double server_cpu_end = -1;
 
   // publish
   std::string publish_data;
   unsigned long issued = 0;
   unsigned long acked = 0;
-  unsigned long batch_left = 0;
+  unsigned long batch_left = 0;  // publishes awaiting their ack
   unsigned long publish_errors = 0;
   std::string first_publish_error;
+
+  // round trip: publish i carries its send time; latencies in ns
+  std::uint64_t t0_ns = 0;               // time origin of the timestamps in the payloads
+  std::string pad;                       // the payload's "p" string
+  unsigned long rt_issued = 0;
+  unsigned long rt_received = 0;
+  unsigned long rt_acked = 0;
+  unsigned long rt_bad = 0;
+  bool rt_done = false;
+  std::vector<std::uint64_t> rt_sent_ns;  // per publish, for the ack latency
+  std::vector<std::uint64_t> rt_receive_ns;
+  std::vector<std::uint64_t> rt_ack_ns;
 
   // clients
   unsigned long ready = 0;
@@ -331,6 +381,16 @@ uvcometd::options client_options(const run_state& r) {
     };
   }
   return o;
+}
+
+void mark_start(run_state& r) {
+  r.start = take_sample();
+  r.server_cpu_start = server_cpu_seconds();
+}
+
+void mark_end(run_state& r) {
+  r.end = take_sample();
+  r.server_cpu_end = server_cpu_seconds();
 }
 
 void close_all(run_state& r) {
@@ -373,11 +433,11 @@ void run_receive(run_state& r) {
                    [&r](const uvcometd::message& m) {
                      if (!r.started) {  // data before the subscribe completion: count it anyway
                        r.started = true;
-                       r.start = take_sample();
+                       mark_start(r);
                      }
                      if (m.data.size() != r.expected_data_size) ++r.bad;
                      if (++r.received == r.a.count) {
-                       r.end = take_sample();
+                       mark_end(r);
                        close_all(r);
                      }
                    },
@@ -385,17 +445,19 @@ void run_receive(run_state& r) {
                      if (e) fail("subscribe: " + e.to_string());
                      if (!r.started) {
                        r.started = true;
-                       r.start = take_sample();
+                       mark_start(r);
                      }
                    }),
                "subscribe");
   }), "open");
 }
 
-// --- publish: N publishes to /bench/pub, in batches issued in one loop iteration each.
+// --- publish: N publishes to /bench/pub, in batches issued in one loop iteration each. Up to
+// --publish-inflight batches await their acks at once: a new batch starts as soon as the acks
+// outstanding fit in one batch fewer (1: the next batch waits for every ack of the current one).
 void publish_batch(run_state& r, uvcometd::client& c) {
   const unsigned long n = std::min(r.a.publish_batch, r.a.publish - r.issued);
-  r.batch_left = n;
+  r.batch_left += n;
   for (unsigned long i = 0; i < n; ++i) {
     ++r.issued;
     check_sync(c.publish("/bench/pub", r.publish_data,
@@ -405,11 +467,13 @@ void publish_batch(run_state& r, uvcometd::client& c) {
                            } else {
                              ++r.acked;
                            }
-                           if (--r.batch_left != 0) return;
+                           --r.batch_left;
                            if (r.issued < r.a.publish) {
-                             publish_batch(r, c);
-                           } else {
-                             r.end = take_sample();
+                             if (r.batch_left <= (r.a.publish_inflight - 1) * r.a.publish_batch) {
+                               publish_batch(r, c);
+                             }
+                           } else if (r.batch_left == 0) {
+                             mark_end(r);
                              close_all(r);
                            }
                          }),
@@ -422,9 +486,113 @@ void run_publish(run_state& r) {
   auto& c = add_client(r);
   check_sync(c.open([&r, &c](const uvcometd::error& err) {
     if (err) fail("open: " + err.to_string());
-    r.start = take_sample();
-    publish_batch(r, c);
+    mark_start(r);
+    for (unsigned long b = 0; b < r.a.publish_inflight && r.issued < r.a.publish; ++b) {
+      publish_batch(r, c);
+    }
   }), "open");
+}
+
+// --- round trip: one client subscribed to /bench/rt publishes N timestamped messages to itself
+// through Faye, `window` of them in flight at once (1: each publish waits for the previous
+// delivery). Measures publish→receive and publish→ack latency.
+constexpr const char* kRoundTripChannel = "/bench/rt";
+
+// Done when every publish was delivered and acknowledged (the ack and the delivery of one publish
+// come in either order).
+void maybe_finish_roundtrip(run_state& r) {
+  if (r.rt_done || r.rt_received < r.a.roundtrip ||
+      r.rt_acked + r.publish_errors < r.a.roundtrip) {
+    return;
+  }
+  r.rt_done = true;
+  mark_end(r);
+  close_all(r);
+}
+
+void publish_roundtrip(run_state& r, uvcometd::client& c) {
+  const unsigned long i = r.rt_issued++;
+  const std::uint64_t now = uv_hrtime();
+  r.rt_sent_ns[i] = now;
+  const std::string data = "{\"t\":" + std::to_string(now - r.t0_ns) + ",\"i\":" +
+                           std::to_string(i) + ",\"p\":\"" + r.pad + "\"}";
+  check_sync(c.publish(kRoundTripChannel, data,
+                       [&r, i](const uvcometd::error& e) {
+                         if (r.rt_done) return;
+                         if (e) {
+                           if (r.publish_errors++ == 0) r.first_publish_error = e.to_string();
+                         } else {
+                           ++r.rt_acked;
+                           r.rt_ack_ns.push_back(uv_hrtime() - r.rt_sent_ns[i]);
+                         }
+                         maybe_finish_roundtrip(r);
+                       }),
+             "publish");
+}
+
+// The send time in a delivered payload {"t":<ns since t0>,...}, or false.
+bool payload_time(std::string_view data, std::uint64_t& t) {
+  const auto k = data.find("\"t\":");
+  if (k == std::string_view::npos) return false;
+  const std::string digits(data.substr(k + 4, 24));
+  char* end = nullptr;
+  t = std::strtoull(digits.c_str(), &end, 10);
+  return end != digits.c_str();
+}
+
+void run_roundtrip(run_state& r) {
+  r.pad.assign(r.a.size, 'x');
+  r.rt_sent_ns.assign(r.a.roundtrip, 0);
+  r.rt_receive_ns.reserve(r.a.roundtrip);
+  r.rt_ack_ns.reserve(r.a.roundtrip);
+  auto& c = add_client(r);
+  check_sync(c.open([&r, &c](const uvcometd::error& err) {
+    if (err) fail("open: " + err.to_string());
+    if (c.current_connection_type() != r.a.transport) fail("the wrong transport was negotiated");
+    check_sync(c.subscribe(
+                   kRoundTripChannel,
+                   [&r, &c](const uvcometd::message& m) {
+                     const std::uint64_t now = uv_hrtime();
+                     std::uint64_t t;
+                     if (!payload_time(m.data, t)) {
+                       ++r.rt_bad;
+                     } else {
+                       r.rt_receive_ns.push_back(now - r.t0_ns - t);
+                     }
+                     ++r.rt_received;
+                     if (r.rt_issued < r.a.roundtrip) publish_roundtrip(r, c);
+                     maybe_finish_roundtrip(r);
+                   },
+                   [&r, &c](const uvcometd::error& e) {
+                     if (e) fail("subscribe: " + e.to_string());
+                     r.t0_ns = uv_hrtime();
+                     mark_start(r);
+                     const unsigned long first = std::min(r.a.window, r.a.roundtrip);
+                     for (unsigned long i = 0; i < first; ++i) publish_roundtrip(r, c);
+                   }),
+               "subscribe");
+  }), "open");
+}
+
+// The q-quantile (0 < q <= 1) of sorted values: the smallest value with at least q of them at
+// or below it.
+double quantile_us(const std::vector<std::uint64_t>& sorted, double q) {
+  if (sorted.empty()) return 0;
+  auto rank = static_cast<std::size_t>(q * double(sorted.size()) + 0.999999);
+  rank = std::clamp<std::size_t>(rank, 1, sorted.size());
+  return double(sorted[rank - 1]) / 1e3;
+}
+
+void print_latencies(const char* name, std::vector<std::uint64_t>& v) {
+  std::sort(v.begin(), v.end());
+  double sum = 0;
+  for (const auto x : v) sum += double(x);
+  std::printf("%s_count: %zu\n", name, v.size());
+  std::printf("%s_p50_us: %.1f\n", name, quantile_us(v, 0.50));
+  std::printf("%s_p90_us: %.1f\n", name, quantile_us(v, 0.90));
+  std::printf("%s_p99_us: %.1f\n", name, quantile_us(v, 0.99));
+  std::printf("%s_max_us: %.1f\n", name, v.empty() ? 0.0 : double(v.back()) / 1e3);
+  std::printf("%s_mean_us: %.1f\n", name, v.empty() ? 0.0 : sum / double(v.size()) / 1e3);
 }
 
 // --- clients: K idle clients, each subscribed to /bench. The first is opened alone (its RSS
@@ -437,7 +605,7 @@ void on_idle_client_ready(run_state& r) {
     for (unsigned long i = 1; i < r.a.clients; ++i) open_idle_client(r);
   }
   if (r.ready != r.a.clients) return;
-  r.end = take_sample();
+  mark_end(r);
   r.rss_all_kb = current_rss_kb();
   // Measure again after 500 ms of idling, then close.
   uv_timer_start(
@@ -484,15 +652,19 @@ int main(int argc, char** argv) {
     setrlimit(RLIMIT_NOFILE, &rl);
   }
 
-  std::vector<std::string> server_args{"--size", std::to_string(a.size), "--batch",
-                                       std::to_string(a.batch)};
-  const bool receive = !a.publish && !a.clients;
-  server_args.insert(server_args.end(),
-                     {"--count", receive ? std::to_string(a.count) : "0", "--publish-echo", "0"});
-
+  const bool receive = !a.publish && !a.clients && !a.roundtrip;
   auto r = std::make_unique<run_state>();
   r->a = a;
-  r->port = start_server(server_args);
+  if (a.roundtrip) {
+    r->port = start_server(env_or("UVCOMETD_SERVERS_DIR", UVCOMETD_SERVERS_DIR) + "/faye-server.js",
+                           {"--port", "0"}, "UVCOMETD_SERVERS_DIR");
+  } else {
+    const std::vector<std::string> server_args{
+        "--stdin-exit", "--size", std::to_string(a.size), "--batch", std::to_string(a.batch),
+        "--count", receive ? std::to_string(a.count) : "0", "--publish-echo", "0"};
+    r->port = start_server(env_or("UVCOMETD_BENCH_DIR", UVCOMETD_BENCH_DIR) + "/firehose-server.js",
+                           server_args, "UVCOMETD_BENCH_DIR");
+  }
 
   uv_loop_init(&r->loop);
   uv_timer_init(&r->loop, &r->watchdog);
@@ -508,6 +680,8 @@ int main(int argc, char** argv) {
   const sample setup = take_sample();
   if (a.publish) {
     run_publish(*r);
+  } else if (a.roundtrip) {
+    run_roundtrip(*r);
   } else if (a.clients) {
     run_clients(*r);
   } else {
@@ -525,7 +699,16 @@ int main(int argc, char** argv) {
   const double wall = double(r->end.wall_ns - r->start.wall_ns) / 1e9;
   const double cpu = (r->end.cpu_user_s - r->start.cpu_user_s) +
                      (r->end.cpu_sys_s - r->start.cpu_sys_s);
+  const double server_cpu = r->server_cpu_start >= 0 && r->server_cpu_end >= 0
+                                ? r->server_cpu_end - r->server_cpu_start
+                                : -1;
   std::printf("transport: %s\n", tname);
+  // The server's CPU over the measured span (clock-tick resolution): near 1.0 of wall means
+  // the single-threaded Node server, not the client, set the pace.
+  if (!a.clients && server_cpu >= 0) {
+    std::printf("server_cpu_s: %.2f\n", server_cpu);
+    std::printf("server_cpu_share_of_wall: %.2f\n", server_cpu / wall);
+  }
 
   if (receive) {
     const double rate = double(a.count) / wall;
@@ -554,20 +737,44 @@ int main(int argc, char** argv) {
   } else if (a.publish) {
     const double rate = double(r->acked) / wall;
     std::printf("mode: publish\n");
-    std::printf("publish: %lu\nsize: %lu\npublish_batch: %lu\n", a.publish, a.size,
-                a.publish_batch);
+    std::printf("publish: %lu\nsize: %lu\npublish_batch: %lu\npublish_inflight: %lu\n",
+                a.publish, a.size, a.publish_batch, a.publish_inflight);
     std::printf("acked: %lu\n", r->acked);
     std::printf("publish_errors: %lu\n", r->publish_errors);
     if (r->publish_errors) std::printf("first_publish_error: %s\n", r->first_publish_error.c_str());
     std::printf("elapsed_s: %.4f\n", wall);
     std::printf("acked_publishes_per_s: %.0f\n", rate);
+    std::printf("cpu_user_s: %.4f\n", r->end.cpu_user_s - r->start.cpu_user_s);
+    std::printf("cpu_sys_s: %.4f\n", r->end.cpu_sys_s - r->start.cpu_sys_s);
     std::printf("cpu_us_per_publish: %.3f\n", cpu * 1e6 / double(a.publish));
     std::printf("peak_rss_kb: %ld\n", peak_kb);
-    std::printf("summary: %s publish %lu x %lu B (batch %lu): %.0f acked publishes/s, "
-                "%.3f us CPU/publish, %lu errors\n",
-                tname, a.publish, a.size, a.publish_batch, rate, cpu * 1e6 / double(a.publish),
-                r->publish_errors);
+    std::printf("summary: %s publish %lu x %lu B (batch %lu, %lu in flight): %.0f acked "
+                "publishes/s, %.3f us CPU/publish, %lu errors, server CPU %.2f of wall\n",
+                tname, a.publish, a.size, a.publish_batch, a.publish_inflight, rate,
+                cpu * 1e6 / double(a.publish), r->publish_errors, server_cpu / wall);
     if (r->publish_errors) return 1;
+  } else if (a.roundtrip) {
+    std::printf("mode: roundtrip (Faye)\n");
+    std::printf("roundtrip: %lu\nsize: %lu\nwindow: %lu\n", a.roundtrip, a.size, a.window);
+    std::printf("received: %lu\nacked: %lu\n", r->rt_received, r->rt_acked);
+    std::printf("publish_errors: %lu\nbad_payloads: %lu\n", r->publish_errors, r->rt_bad);
+    if (r->publish_errors) std::printf("first_publish_error: %s\n", r->first_publish_error.c_str());
+    std::printf("elapsed_s: %.4f\n", wall);
+    std::printf("roundtrips_per_s: %.0f\n", double(r->rt_received) / wall);
+    std::printf("cpu_user_s: %.4f\n", r->end.cpu_user_s - r->start.cpu_user_s);
+    std::printf("cpu_sys_s: %.4f\n", r->end.cpu_sys_s - r->start.cpu_sys_s);
+    std::printf("cpu_us_per_roundtrip: %.3f\n", cpu * 1e6 / double(a.roundtrip));
+    print_latencies("receive", r->rt_receive_ns);
+    print_latencies("ack", r->rt_ack_ns);
+    std::printf("summary: %s round trip through Faye, %lu x %lu B, window %lu: publish->receive "
+                "p50 %.1f us, p99 %.1f us, max %.1f us; publish->ack p50 %.1f us, p99 %.1f us; "
+                "%.0f round trips/s, server CPU %.2f of wall\n",
+                tname, a.roundtrip, a.size, a.window, quantile_us(r->rt_receive_ns, 0.5),
+                quantile_us(r->rt_receive_ns, 0.99),
+                r->rt_receive_ns.empty() ? 0.0 : double(r->rt_receive_ns.back()) / 1e3,
+                quantile_us(r->rt_ack_ns, 0.5), quantile_us(r->rt_ack_ns, 0.99),
+                double(r->rt_received) / wall, server_cpu / wall);
+    if (r->publish_errors || r->rt_bad || r->rt_received != a.roundtrip) return 1;
   } else {
     const double k = double(a.clients);
     const double per_client = double(r->rss_settled_kb - r->rss_before_kb) / k;

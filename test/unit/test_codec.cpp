@@ -210,6 +210,38 @@ TEST_CASE("escaped strings of many messages stay valid together", "[codec]") {
   }
 }
 
+TEST_CASE("channels and data of every length decode exactly, escapes anywhere in them",
+          "[codec]") {
+  // Lengths cross the 8- and 16-byte blocks in which the scanner skips plain text.
+  for (std::size_t len = 0; len <= 40; ++len) {
+    for (std::size_t at = 0; at <= len; ++at) {
+      const std::string plain = "/" + std::string(len, 'c');
+      const std::string escaped_channel =
+          "/" + std::string(at, 'c') + "\\/" + std::string(len - at, 'd');
+      const std::string data =
+          R"({"p":")" + std::string(at, 'x') + R"(\"\u00e9)" + std::string(len - at, 'y') + "\"}";
+      const std::string first = R"({"channel":")" + plain + R"(","data":)" + data + "}";
+      const std::string second = R"({"data":)" + data + R"(,"channel":")" + escaped_channel +
+                                 R"(","id":")" + std::string(len, '7') + "\"}";
+      const auto f = decoded("[" + first + "," + second + "]");
+      REQUIRE(f->messages.size() == 2);
+      CHECK(f->messages[0].channel == plain);
+      CHECK(f->messages[0].data == data);
+      CHECK(f->messages[0].json == first);
+      CHECK(f->messages[1].channel == "/" + std::string(at, 'c') + "/" + std::string(len - at, 'd'));
+      CHECK(f->messages[1].data == data);
+      CHECK(f->messages[1].id == std::string(len, '7'));
+      CHECK(f->messages[1].json == second);
+    }
+  }
+}
+
+TEST_CASE("a raw control character in any string is a bad response", "[codec]") {
+  CHECK(contains(rejection("[{\"channel\":\"/a\x01\"}]"), "channel"));
+  CHECK(contains(rejection("[{\"channel\":\"/a\",\"data\":\"0123456789abcdef\x1f\"}]"), "data"));
+  CHECK(contains(rejection("[{\"chan\nnel\":\"/a\"}]"), "member name"));
+}
+
 TEST_CASE("a numeric id is kept as its text", "[codec]") {
   const auto f = decoded(R"([{"id":17,"channel":"/meta/connect","successful":true}])");
   CHECK(f->messages.at(0).id == "17");

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "json.hpp"
 
@@ -29,6 +31,99 @@ std::int64_t int64_of(std::string_view raw) {
   std::int64_t v = -12345;
   REQUIRE(json::to_int64(raw, v));
   return v;
+}
+
+// The string grammar of RFC 8259 read one byte at a time, as scan_string did before it skipped
+// plain bytes in blocks: the specification its fast path must agree with. Bytes >= 0x80 are
+// content (UTF-8 is not validated here).
+struct scan_result {
+  bool ok = false;
+  std::size_t end = 0;
+  std::string_view content;
+  bool escaped = false;
+};
+
+bool is_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+scan_result reference_scan(std::string_view s, std::size_t pos) {
+  scan_result r;
+  if (pos >= s.size() || s[pos] != '"') return r;
+  const std::size_t start = ++pos;
+  while (pos < s.size()) {
+    const char c = s[pos];
+    if (c == '"') {
+      r.ok = true;
+      r.end = pos + 1;
+      r.content = s.substr(start, pos - start);
+      return r;
+    }
+    if (static_cast<unsigned char>(c) < 0x20) return r;
+    if (c == '\\') {
+      r.escaped = true;
+      if (++pos >= s.size()) return r;
+      const char e = s[pos];
+      if (e == 'u') {
+        if (pos + 5 > s.size()) return r;
+        for (std::size_t i = 1; i <= 4; ++i) {
+          if (!is_hex(s[pos + i])) return r;
+        }
+        pos += 5;
+      } else if (std::string_view("\"\\/bfnrt").find(e) != std::string_view::npos) {
+        ++pos;
+      } else {
+        return r;
+      }
+      continue;
+    }
+    ++pos;
+  }
+  return r;
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u >= 0x20 && u < 0x7F) {
+      out += c;
+    } else {
+      static const char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[u >> 4];
+      out += hex[u & 0xF];
+    }
+  }
+  return out;
+}
+
+// append_string's escaping one byte at a time: the short escapes, \u00XX for the other control
+// characters, everything else (bytes >= 0x80 included) as is.
+std::string reference_literal(std::string_view s) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case '\b': out += "\\b"; break;
+      case '\f': out += "\\f"; break;
+      default:
+        if (c < 0x20) {
+          out += "\\u00";
+          out += hex[c >> 4];
+          out += hex[c & 0xF];
+        } else {
+          out += ch;
+        }
+    }
+  }
+  return out + "\"";
 }
 
 constexpr auto int64_max = std::numeric_limits<std::int64_t>::max();
@@ -117,6 +212,90 @@ TEST_CASE("scan_string gives the raw content and says whether it has escapes", "
   }
 }
 
+TEST_CASE("scan_string agrees with a byte-by-byte scan for every length and every position of "
+          "a quote, escape, control or non-ASCII byte", "[json]") {
+  // Lengths and offsets cross the 8- and 16-byte blocks the scanner skips at once, with the
+  // string ending the buffer or followed by more text; the inserted bytes include the ones a
+  // block test could confuse with '"' (0x22), '\\' (0x5C) or a control byte (0xA2, 0xDC, 0xA0,
+  // 0x80, 0xFF, 0x7F).
+  const std::string inserts[] = {
+      "\"", "\\\\", "\\n", "\\/", "\\u00e9", "\\uD83D\\uDE00", "\\u12", "\\u12G4", "\\x", "\\",
+      std::string(1, '\0'), "\x01", "\x1f", "\n", "\t", " ", "\x7f", "\x80", "\xa2", "\xdc",
+      "\xa0", "\xff", "\xc3\xa9", "\xf0\x9f\x98\x80"};
+  std::size_t cases = 0;
+  std::vector<std::string> mismatches;
+  for (const std::size_t lead : {std::size_t(0), std::size_t(3)}) {
+    for (std::size_t len = 0; len <= 40; ++len) {
+      for (std::size_t at = 0; at <= len; ++at) {
+        for (const auto& ins : inserts) {
+          for (const bool tail : {false, true}) {
+            std::string text(lead, ' ');
+            text += '"';
+            text += std::string(at, 'a') + ins + std::string(len - at, 'b');
+            text += '"';
+            if (tail) text += ",\"next\":\"0123456789abcdef0123456789\"}";
+            const scan_result want = reference_scan(text, lead);
+            std::size_t pos = lead;
+            std::string_view content;
+            bool escaped = false;
+            const bool ok = json::scan_string(text, pos, content, escaped);
+            ++cases;
+            if (ok != want.ok ||
+                (ok && (pos != want.end || content != want.content || escaped != want.escaped))) {
+              mismatches.push_back(printable(text));
+            }
+            // The same acceptance through the validator.
+            if (!tail && lead == 0 && json::is_valid(text) != (want.ok && want.end == text.size())) {
+              mismatches.push_back("is_valid: " + printable(text));
+            }
+          }
+        }
+      }
+    }
+  }
+  INFO(cases << " cases, first mismatches: "
+             << (mismatches.empty() ? std::string("none") : mismatches.front()));
+  CHECK(mismatches.empty());
+}
+
+TEST_CASE("scan_string leaves pos where it was when the string is malformed", "[json]") {
+  const std::string s = "x\"" + std::string(40, 'a') + "\x01\"";
+  std::size_t pos = 1;
+  std::string_view content;
+  bool escaped = false;
+  CHECK_FALSE(json::scan_string(s, pos, content, escaped));
+  CHECK(pos == 1);
+}
+
+TEST_CASE("a scalar is accepted at the deepest nesting level and rejected one level deeper",
+          "[json]") {
+  // An element of the innermost of k nested arrays is at depth k: max_depth (256) is the limit
+  // whatever the element is, a string or number as much as an array.
+  for (const std::string scalar : {"\"s\"", "1", "-2.5e3", "true", "[]"}) {
+    INFO("scalar: " << scalar);
+    CHECK(json::is_valid(std::string(256, '[') + scalar + std::string(256, ']')));
+    CHECK_FALSE(json::is_valid(std::string(257, '[') + scalar + std::string(257, ']')));
+    std::string ok_obj;
+    std::string deep_obj;
+    for (int i = 0; i < 256; ++i) ok_obj += "{\"k\":";
+    deep_obj = ok_obj + "{\"k\":";
+    CHECK(json::is_valid(ok_obj + scalar + std::string(256, '}')));
+    CHECK_FALSE(json::is_valid(deep_obj + scalar + std::string(257, '}')));
+  }
+}
+
+TEST_CASE("skip_value skips strings and numbers inside containers exactly", "[json]") {
+  const std::string s = R"({"a":"x\"y","b":[-0.5e+2,"",12,{"c":"\u00e9"}],"d":1} tail)";
+  std::size_t pos = 0;
+  REQUIRE(json::skip_value(s, pos));
+  CHECK(s.substr(pos) == " tail");
+  const std::string bad = GENERATE(as<std::string>{}, R"({"a":-})", R"([1,"x)", R"({"a":01})",
+                                   R"(["\q"])", R"({"a":1.})", R"([-])");
+  INFO("bad: " << bad);
+  std::size_t p = 0;
+  CHECK_FALSE(json::skip_value(bad, p));
+}
+
 TEST_CASE("unescape decodes every JSON escape into UTF-8", "[json]") {
   std::string out;
   REQUIRE(json::unescape(R"(a\"b\\c\/d\be\ff\ng\rh\ti)", out));
@@ -181,6 +360,27 @@ TEST_CASE("append_string uses the short escapes and leaves plain text untouched"
   out.clear();
   json::append_string(out, "");
   CHECK(out == "\"\"");
+}
+
+TEST_CASE("append_string escapes the same bytes wherever they are in strings of any length",
+          "[json]") {
+  std::string bytes;
+  for (int c = 0; c <= 0x20; ++c) bytes += static_cast<char>(c);
+  bytes += "\"\\/\x7f\x80\xa2\xdc\xa0\xff";
+  std::vector<std::string> mismatches;
+  for (std::size_t len = 0; len <= 40; ++len) {
+    for (std::size_t at = 0; at < len; ++at) {
+      for (const char b : bytes) {
+        std::string s = std::string(at, 'a') + b + std::string(len - at - 1, 'b');
+        if (len > 3) s[len - 1] = b;  // a second one at the end
+        std::string out;
+        json::append_string(out, s);
+        if (out != reference_literal(s)) mismatches.push_back(printable(s));
+      }
+    }
+  }
+  INFO("first mismatch: " << (mismatches.empty() ? std::string("none") : mismatches.front()));
+  CHECK(mismatches.empty());
 }
 
 TEST_CASE("is_object accepts exactly one object", "[json]") {
