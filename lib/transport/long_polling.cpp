@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cerrno>
 #include <cstring>
@@ -383,12 +384,29 @@ class lp_core {
       } else if (auto colon = line.find(':'); colon != std::string_view::npos) {
         r->headers.emplace_back(std::string(trim(line.substr(0, colon))),
                                 std::string(trim(line.substr(colon + 1))));
+        reserve_body(*r, r->headers.back());
       }
     } catch (...) {
       r->out_of_memory = true;
       return 0;
     }
     return len;
+  }
+
+  // A body of known length is received into one allocation instead of a string that keeps
+  // regrowing (a hint only: a compressed body decodes to more).
+  static void reserve_body(request_ctx& r, const std::pair<std::string, std::string>& h) {
+    constexpr std::string_view name = "content-length";
+    if (h.first.size() != name.size() ||
+        !std::equal(name.begin(), name.end(), h.first.begin(),
+                    [](char a, char b) { return a == (b >= 'A' && b <= 'Z' ? b + 32 : b); })) {
+      return;
+    }
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(h.second.data(), h.second.data() + h.second.size(), n);
+    if (ec != std::errc() || end != h.second.data() + h.second.size()) return;
+    const std::uint64_t cap = std::min<std::uint64_t>(r.max_size == 0 ? n : r.max_size, 64u << 20);
+    r.response.reserve(static_cast<std::size_t>(std::min(n, cap)));
   }
 
   static int on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {

@@ -371,7 +371,9 @@ void websocket_core::send(std::uint64_t request, std::string body, bool alone) {
   api_scope scope(*this);
   if (phase_ != phase::open) return;
   const bool mergeable = !alone && body.size() > 2 && body.front() == '[' && body.back() == ']';
-  if (mergeable && last_mergeable_ && !out_.empty()) {
+  // Merged frames stay bounded, so the server starts on one while the next is being written.
+  if (mergeable && last_mergeable_ && !out_.empty() &&
+      out_.back().bytes.size() + body.size() <= tuning_.max_merged_frame) {
     // Not written yet: "[a,b]" + "[c]" leave together as "[a,b,c]".
     out_frame& last = out_.back();
     last.bytes.back() = ',';

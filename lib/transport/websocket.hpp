@@ -19,6 +19,9 @@ struct websocket_tuning {
   // At most this many bytes of a message per lws receive callback: larger messages arrive in
   // parts and are reassembled (this is lws's per-connection receive buffer).
   std::size_t rx_chunk_size = 16u * 1024u;
+  // Frames queued while the socket is busy are merged up to this size (bytes), so a burst of
+  // publishes leaves as a few frames the server can work on while the rest is written.
+  std::size_t max_merged_frame = 64u * 1024u;
 };
 
 std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
