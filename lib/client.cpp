@@ -159,7 +159,13 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
   void abort(connection_type t) override {
-    if (pipeline_) pipeline_->cancel(direction::outgoing, static_cast<std::uint64_t>(t));
+    if (pipeline_) {
+      pipeline_->cancel(direction::outgoing, static_cast<std::uint64_t>(t));
+      // Failures and up/down events of the exchanges given up are stale: they must not reach the
+      // session after it started anew on this transport. Frames still go through (their data
+      // messages arrived; replies to forgotten requests are ignored).
+      pipeline_->cancel(direction::incoming, static_cast<std::uint64_t>(t), true);
+    }
     if (auto* tr = existing(t)) tr->abort();
   }
 

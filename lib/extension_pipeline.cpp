@@ -83,10 +83,10 @@ void extension_pipeline::push(direction d, std::optional<message_batch> batch, s
   pump(d);
 }
 
-void extension_pipeline::cancel(direction d, std::uint64_t tag) {
+void extension_pipeline::cancel(direction d, std::uint64_t tag, bool events_only) {
   // Only marked: pump() may be walking the queue further up the stack.
   for (auto& j : lane_of(d).jobs) {
-    if (j.tag == tag) j.cancelled = true;
+    if (j.tag == tag && (!events_only || !j.batch)) j.cancelled = true;
   }
 }
 

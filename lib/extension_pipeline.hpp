@@ -45,8 +45,9 @@ class extension_pipeline {
   void push(direction d, std::optional<message_batch> batch, std::uint64_t tag, finish_fn finish);
 
   // Forgets the jobs of direction `d` with tag `tag` (queued or running): their finish never runs
-  // and a late continuation of their extension is ignored.
-  void cancel(direction d, std::uint64_t tag);
+  // and a late continuation of their extension is ignored. `events_only`: only pass-through jobs
+  // (batches keep going).
+  void cancel(direction d, std::uint64_t tag, bool events_only = false);
   // Forgets every job.
   void cancel_all();
 

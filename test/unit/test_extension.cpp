@@ -187,6 +187,21 @@ TEST_CASE("pipeline failures: a throw or an error becomes extension_error, a sec
   CHECK(calls == 4);
 }
 
+TEST_CASE("cancelling the events of a tag leaves its batches in the lane", "[extension]") {
+  std::vector<std::string> log;
+  auto a = std::make_shared<step>("A", log);
+  a->hold = true;
+  extension_pipeline p({a}, nullptr, nullptr);
+  std::vector<int> order;
+  p.push(direction::incoming, batch_of(R"([{"n":1}])"), 1, [&](message_batch&&, const uvcometd::error&) { order.push_back(1); });
+  p.push(direction::incoming, std::nullopt, 1, [&](message_batch&&, const uvcometd::error&) { order.push_back(2); });
+  p.push(direction::incoming, std::nullopt, 2, [&](message_batch&&, const uvcometd::error&) { order.push_back(3); });
+  p.cancel(direction::incoming, 1, true);
+  REQUIRE(a->held.size() == 1);
+  a->held[0]({});
+  CHECK(order == std::vector<int>{1, 3});
+}
+
 TEST_CASE("ack_extension: asks on handshake, then echoes the last batch on each connect",
           "[extension]") {
   uvcometd::ack_extension ack;
