@@ -165,13 +165,18 @@ void token_auth::apply(message_batch& batch) const {
 }
 
 void token_auth::fetch(std::function<void(const error&)> then) {
+  // One provider call at a time: whoever asks meanwhile waits for its answer.
+  waiting_.push_back(std::move(then));
+  if (waiting_.size() > 1) return;
   std::weak_ptr<bool> alive = alive_;
   auto called = std::make_shared<bool>(false);
-  provider_([this, alive, called, then = std::move(then)](const error& err, std::string token) {
+  provider_([this, alive, called](const error& err, std::string token) {
     if (alive.expired() || *called) return;
     *called = true;
     if (!err) token_ = std::move(token);
-    then(err);
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& w : waiting) w(err);
   });
 }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "uvcometd/extension.hpp"
 
@@ -93,7 +94,7 @@ class replay_extension final : public extension {
 // Token authentication: a token from `provider` travels as an HTTP header ("Authorization:
 // Bearer <token>" by default, on every long-polling request and the websocket upgrade) and/or in
 // the handshake's ext. The provider is called before the first handshake and again whenever the
-// client asks for fresh credentials after an authentication failure.
+// client asks for fresh credentials after an authentication failure; never twice at once.
 class token_auth final : public auth_extension {
  public:
   // Hands the provider's result back: a token, or an error (then the batch waiting for it fails).
@@ -124,6 +125,7 @@ class token_auth final : public auth_extension {
   token_provider provider_;
   settings settings_;
   std::string token_;
+  std::vector<std::function<void(const error&)>> waiting_;  // for the provider call in flight
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

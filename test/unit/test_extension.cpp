@@ -289,8 +289,15 @@ TEST_CASE("token_auth: the provider runs before the first request and on authent
   uvcometd::error auth_err;
   t.authenticate([&](const uvcometd::error& e) { auth_err = e; });
   CHECK(calls == 2);
+  bool second_waiter = false;
+  t.authenticate([&](const uvcometd::error& e) {
+    CHECK(e.code == errc::invalid_argument);
+    second_waiter = true;
+  });
+  CHECK(calls == 2);  // joins the call in flight
   pending(uvcometd::error{uvcometd::make_error_code(errc::invalid_argument), "down"}, "");
   CHECK(auth_err.code == errc::invalid_argument);
+  CHECK(second_waiter);
   CHECK(t.token() == "tok1");  // kept on failure
   auto c = batch_of(R"([{"channel":"/meta/connect","id":"2"}])");
   c.headers.emplace_back("authorization", "old");
