@@ -701,3 +701,71 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
   }
   CHECK(loop.close() == 0);
 }
+
+TEST_CASE("an extension may close or destroy the client from inside a hook: every call completes "
+          "once and the loop closes cleanly",
+          "[integration][extensions]") {
+  const peer p = pick_faye();
+  INFO(p.name);
+  server_process srv(p.script);
+  test_loop loop;
+  log_capture log;
+  const bool incoming = GENERATE(false, true);
+  const bool destroy = GENERATE(false, true);
+  INFO((incoming ? "incoming" : "outgoing") << (destroy ? ", destroying" : ", closing"));
+  std::unique_ptr<uvcometd::client> c;
+  int closes = 0;
+  struct closer : uvcometd::extension {
+    std::function<void()> act;
+    bool on_incoming = false;
+    int calls_after = 0;
+    bool fired = false;
+    void maybe(const message_batch& b) {
+      if (fired) {
+        ++calls_after;
+        return;
+      }
+      if (has_channel(b, "/close-me")) {
+        fired = true;
+        act();
+      }
+    }
+    void outgoing(message_batch& b, extension_done done) override {
+      if (!on_incoming) maybe(b);
+      done({});
+    }
+    void incoming(message_batch& b, extension_done done) override {
+      if (on_incoming) maybe(b);
+      done({});
+    }
+  };
+  auto ext = std::make_shared<closer>();
+  ext->on_incoming = incoming;
+  ext->act = [&] {
+    if (destroy) c.reset();
+    else c->close([&](const uvcometd::error&) { ++closes; });
+  };
+  auto o = make_options(srv, p, log);
+  o.extensions = {ext};
+  c = std::make_unique<uvcometd::client>(loop.get(), o);
+  REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, *c));
+  received got;
+  if (incoming) uvcometd::test::subscribe_and_wait(loop, *c, "/close-me", got);
+  outcome pub;
+  REQUIRE_FALSE(c->publish("/close-me", "1", pub.cb()));
+  REQUIRE(loop.run_until([&] { return ext->fired; }));
+  if (!destroy) {
+    REQUIRE(loop.run_until([&] { return closes == 1; }));
+    CHECK(c->current_state() == state::closed);
+    CHECK(pub.done);  // cancelled or answered, once
+    c.reset();
+  } else {
+    CHECK_FALSE(pub.done);  // a destroyed client runs no callback
+  }
+  loop.run_for(100ms);
+  // After a close(): at most the /meta/disconnect out, or the frames in flight and the
+  // disconnect reply in. After destruction: nothing at all.
+  if (destroy) CHECK(ext->calls_after == 0);
+  else CHECK(ext->calls_after <= 2);
+  CHECK(loop.close() == 0);
+}
