@@ -149,10 +149,6 @@ class lp_core {
       curl_multi_cleanup(multi_);
       multi_ = nullptr;
     }
-    if (cookie_easy_) {
-      curl_easy_cleanup(cookie_easy_);
-      cookie_easy_ = nullptr;
-    }
     if (share_) {
       curl_share_cleanup(share_);
       share_ = nullptr;
@@ -215,18 +211,16 @@ class lp_core {
   void init_curl() {
     share_ = curl_share_init();
     multi_ = curl_multi_init();
-    cookie_easy_ = curl_easy_init();
-    if (!share_ || !multi_ || !cookie_easy_) {
+    if (!share_ || !multi_) {
       init_error_ = "libcurl initialisation failed";
       log(init_error_);
       if (multi_) curl_multi_cleanup(multi_);
       multi_ = nullptr;
       return;
     }
+    // The client's cookie jar: every request handle is attached to it (configure()), and
+    // cookie_header() reads it through one of them (no handle of its own: ~6 kB per client).
     curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
-    // The jar is read through this handle for cookie_header(); it never transfers anything.
-    curl_easy_setopt(cookie_easy_, CURLOPT_SHARE, share_);
-    curl_easy_setopt(cookie_easy_, CURLOPT_COOKIEFILE, "");
 
     curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &lp_core::on_socket);
     curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
@@ -718,7 +712,6 @@ class lp_core {
   transport_events* events_;  // null once closed: nothing is reported after close()
   CURLM* multi_ = nullptr;
   CURLSH* share_ = nullptr;
-  CURL* cookie_easy_ = nullptr;
   std::shared_ptr<curl_slist> header_list_;
   std::string init_error_;
   uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
@@ -736,9 +729,15 @@ class lp_core {
 };
 
 std::string lp_core::cookie_header() const {
-  if (!cookie_easy_) return {};
+  // Any request handle reads the shared jar (each keeps CURLOPT_SHARE = share_ from configure(),
+  // in flight or idle in free_). Cookies only arrive in responses to those handles, and once a
+  // request finished (before close) one handle is always kept: recycle() drops a handle only
+  // when free_ already holds some. So no handle means an empty jar, or closed (share_ gone).
+  if (!share_) return {};
+  CURL* jar = !active_.empty() ? active_.front()->easy : !free_.empty() ? free_.front()->easy : nullptr;
+  if (!jar) return {};
   curl_slist* cookies = nullptr;
-  if (curl_easy_getinfo(cookie_easy_, CURLINFO_COOKIELIST, &cookies) != CURLE_OK || !cookies) return {};
+  if (curl_easy_getinfo(jar, CURLINFO_COOKIELIST, &cookies) != CURLE_OK || !cookies) return {};
 
   std::string host, path = "/";
   bool https = false;
