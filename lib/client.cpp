@@ -309,14 +309,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void received(connection_type t, std::uint64_t request, std::string&& body, const header_list& headers) {
     if (opts_.frame_decoder) {
       std::string json;
-      error err;
-      try {
-        err = opts_.frame_decoder(body, json);
-      } catch (const std::exception& e) {
-        err = error(make_error_code(errc::bad_response), std::string("the frame decoder threw: ") + e.what());
-      } catch (...) {
-        err = error(make_error_code(errc::bad_response), "the frame decoder threw");
-      }
+      const error err = run_codec(opts_.frame_decoder, body, json, errc::bad_response, "decoder");
       if (err) {
         log(log_level::warning, "the frame decoder failed: " + err.to_string());
         in_order(t, [this, t, request, err] { session_.on_bad_frame(t, request, err); });
@@ -408,14 +401,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     }
     if (opts_.frame_encoder) {
       std::string wire;
-      error err;
-      try {
-        err = opts_.frame_encoder(frame, wire);
-      } catch (const std::exception& e) {
-        err = error(make_error_code(errc::invalid_argument), std::string("the frame encoder threw: ") + e.what());
-      } catch (...) {
-        err = error(make_error_code(errc::invalid_argument), "the frame encoder threw");
-      }
+      const error err = run_codec(opts_.frame_encoder, frame, wire, errc::invalid_argument, "encoder");
       if (err) {
         post([this, t, request, err] { session_.on_request_failed(t, request, err); });
         return;
@@ -423,6 +409,19 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       frame = std::move(wire);
     }
     tr.send(request, std::move(frame), timeout, alone);
+  }
+
+  // Runs a frame encoder or decoder; what it throws becomes an error of code `on_throw`.
+  template <typename Codec>
+  static error run_codec(const Codec& codec, std::string_view in, std::string& out, errc on_throw,
+                         const char* which) {
+    try {
+      return codec(in, out);
+    } catch (const std::exception& e) {
+      return error(make_error_code(on_throw), std::string("the frame ") + which + " threw: " + e.what());
+    } catch (...) {
+      return error(make_error_code(on_throw), std::string("the frame ") + which + " threw");
+    }
   }
 
   // Runs `f` on the next loop iteration, before the session's deferred work.

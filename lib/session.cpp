@@ -393,15 +393,7 @@ void session::on_dropped(std::uint64_t request, std::string_view id_text, const 
   if (!parse_id(id_text, id)) return;
   const auto it = awaiting_.find(id);
   if (it == awaiting_.end() || it->second.request != request) return;
-  outgoing m = std::move(it->second);
-  awaiting_.erase(it);
-  const auto r = requests_.find(request);
-  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
-      --r->second.remaining == 0) {
-    release_request_slot(request);
-    requests_.erase(r);
-  }
-  fail_outgoing(std::move(m), err);
+  fail_outgoing(take_awaiting(it), err);
 }
 
 bool session::in_flight(std::uint64_t request) const noexcept { return requests_.count(request) != 0; }
@@ -415,14 +407,7 @@ bool session::resend(std::string_view id_text) {
   if (o.resent || (o.k != kind::publish && o.k != kind::subscribe && o.k != kind::unsubscribe)) {
     return false;
   }
-  outgoing m = std::move(it->second);
-  awaiting_.erase(it);
-  const auto r = requests_.find(m.request);
-  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
-      --r->second.remaining == 0) {
-    release_request_slot(r->first);
-    requests_.erase(r);
-  }
+  outgoing m = take_awaiting(it);
   m.resent = true;
   m.request = 0;
   queue_.push_front(std::move(m));
@@ -596,6 +581,19 @@ void session::on_transports_closed() {
 // ---------------------------------------------------------------------------------------------
 // replies
 
+session::outgoing session::take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it) {
+  outgoing out = std::move(it->second);
+  awaiting_.erase(it);
+  // A stream request is over once every message it carried has been answered (or taken back).
+  const auto r = requests_.find(out.request);
+  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
+      --r->second.remaining == 0) {
+    release_request_slot(r->first);
+    requests_.erase(r);
+  }
+  return out;
+}
+
 void session::release_request_slot(std::uint64_t request) noexcept {
   if (request == normal_request_) normal_request_ = 0;
   if (request == connect_request_) connect_request_ = 0;
@@ -645,15 +643,7 @@ void session::handle_messages(decoded_frame& frame, const std::shared_ptr<const 
       if (it == awaiting_.end() || (!m.channel.empty() && m.channel != it->second.channel)) {
         continue;
       }
-      outgoing out = std::move(it->second);
-      awaiting_.erase(it);
-      const auto r = requests_.find(out.request);
-      if (r != requests_.end() && r->second.type != connection_type::long_polling &&
-          --r->second.remaining == 0) {
-        release_request_slot(r->first);
-        requests_.erase(r);
-      }
-      handle_reply(m, std::move(out));
+      handle_reply(m, take_awaiting(it));
       continue;
     }
     if (!active() || m.channel.empty()) continue;

@@ -204,6 +204,8 @@ class session {
 
   // replies
   void release_request_slot(std::uint64_t request) noexcept;
+  // Takes a message out of awaiting_, closing its stream request when it was the last one.
+  outgoing take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it);
   void drop_requests_of(connection_type t);
   void handle_messages(decoded_frame& frame, const std::shared_ptr<const std::string>& text);
   void handle_reply(const wire_message& m, outgoing&& out);
