@@ -344,22 +344,21 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       deliver([this, t, request, err] { session_.on_bad_frame(t, request, err); });
       return;
     }
-    auto text = std::make_shared<std::string>();
-    auto resend = std::make_shared<std::vector<std::string>>(std::move(b.resend_ids));
-    auto messages = std::make_shared<std::vector<bayeux_message>>(std::move(b.messages));
-    deliver([this, t, request, text, resend, messages] {
+    auto batch = std::make_shared<message_batch>(std::move(b));
+    deliver([this, t, request, batch] {
       // Replies whose message goes out again are not reported. Each resend goes to the front of
       // the queue: the last first keeps their order.
-      for (auto it = resend->rbegin(); it != resend->rend(); ++it) {
+      auto& messages = batch->messages;
+      for (auto it = batch->resend_ids.rbegin(); it != batch->resend_ids.rend(); ++it) {
         const std::string& id = *it;
         if (!session_.resend(id)) continue;
-        messages->erase(std::remove_if(messages->begin(), messages->end(),
-                                       [&](const bayeux_message& m) {
-                                         return m.successful().has_value() && id_of(m) == id;
-                                       }),
-                        messages->end());
+        messages.erase(std::remove_if(messages.begin(), messages.end(),
+                                      [&](const bayeux_message& m) {
+                                        return m.successful().has_value() && id_of(m) == id;
+                                      }),
+                       messages.end());
       }
-      session_.on_frame(t, request, join_frame(*messages));
+      session_.on_frame(t, request, join_frame(messages));
     });
   }
 

@@ -342,8 +342,10 @@ std::chrono::milliseconds session::request_timeout(const outgoing& m) const {
 
 void session::on_frame(connection_type t, std::uint64_t request, std::string&& body) {
   if (state_ == state::closed) return;
-  auto text = std::make_shared<const std::string>(std::move(body));
-  error err = decode_frame(*text, scratch_);
+  // One allocation per frame holds everything its messages' views point into.
+  auto buffer = std::make_shared<frame_buffer>();
+  buffer->text = std::move(body);
+  error err = decode_frame(buffer->text, scratch_);
   if (err) {
     on_bad_frame(t, request, err);
     return;
@@ -359,7 +361,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
       release_request_slot(request);
     }
   }
-  handle_messages(scratch_, text);
+  handle_messages(scratch_, buffer);
   if (connect_wanted_ && state_ == state::connected) send_connect(false);
   if (have_req) {
     // A request/response exchange is over: whatever it carried and got no reply never will.
@@ -621,9 +623,10 @@ void session::drop_requests_of(connection_type t) {
   }
 }
 
-void session::handle_messages(decoded_frame& frame, const std::shared_ptr<const std::string>& text) {
-  std::shared_ptr<const std::deque<std::string>> arena;
-  if (!frame.arena.empty()) arena = std::make_shared<const std::deque<std::string>>(std::move(frame.arena));
+void session::handle_messages(decoded_frame& frame, const std::shared_ptr<frame_buffer>& buffer) {
+  // Moving the deque keeps every arena string where it is: the views into them stay valid.
+  if (!frame.arena.empty()) buffer->arena.emplace(std::move(frame.arena));
+  const std::shared_ptr<const frame_buffer> keep = buffer;
   // Local copy: completions run from here may re-enter the session (never on_frame itself).
   std::vector<wire_message> messages;
   messages.swap(frame.messages);
@@ -647,8 +650,7 @@ void session::handle_messages(decoded_frame& frame, const std::shared_ptr<const 
       continue;
     }
     if (!active() || m.channel.empty()) continue;
-    pending_.push_back(pending_message{text, arena,
-                                       message{m.channel, m.data, m.id, m.ext, m.json}});
+    pending_.push_back(pending_message{keep, message{m.channel, m.data, m.id, m.ext, m.json}});
     queued = true;
   }
   messages.clear();

@@ -183,9 +183,14 @@ class session {
     std::vector<completion_fn> unsub_waiters;
   };
 
+  // A received frame's text and its decoded escaped strings: what the message views point into.
+  struct frame_buffer {
+    std::string text;
+    std::optional<std::deque<std::string>> arena;  // only when a string had escapes (a deque allocates)
+  };
+
   struct pending_message {
-    std::shared_ptr<const std::string> frame;  // keeps the views alive
-    std::shared_ptr<const std::deque<std::string>> arena;
+    std::shared_ptr<const frame_buffer> frame;  // keeps the views alive
     message msg;
   };
 
@@ -207,7 +212,7 @@ class session {
   // Takes a message out of awaiting_, closing its stream request when it was the last one.
   outgoing take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it);
   void drop_requests_of(connection_type t);
-  void handle_messages(decoded_frame& frame, const std::shared_ptr<const std::string>& text);
+  void handle_messages(decoded_frame& frame, const std::shared_ptr<frame_buffer>& buffer);
   void handle_reply(const wire_message& m, outgoing&& out);
   void handle_handshake_reply(const wire_message& m, error err);
   void handle_connect_reply(const wire_message& m, const error& err);

@@ -1530,6 +1530,33 @@ TEST_CASE("a websocket drop sends again what was still queued in the transport a
   CHECK(written.calls == 1);
 }
 
+TEST_CASE("messages held in the pending buffer keep their escaped strings valid after later "
+          "frames arrived", "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox in;
+  subscribe_ok(h, "/a/b", in.fn(), sub);
+  h.s->pause();
+  const sent_frame held = h.last_on("/meta/connect");
+  // "\/a\/b" decodes to "/a/b" in the frame's arena; the id too.
+  h.reply(held, connect_reply_after(held, {R"({"channel":"\/a\/b","data":{"k":"v"},"id":"x\u0041"})"}));
+  h.loop();
+  const sent_frame next = h.last();
+  REQUIRE(next.channel() == "/meta/connect");
+  h.reply(next, connect_reply_after(next, {R"({"channel":"\/a\/b","data":2,"id":"y\u0042"})"}));
+  h.loop();
+  CHECK(h.s->pending_count() == 2);
+  h.s->resume();
+  h.loop();
+  REQUIRE(in.size() == 2);
+  CHECK(in.channels[0] == "/a/b");
+  CHECK(in.ids[0] == "xA");
+  CHECK(in.data[0] == R"({"k":"v"})");
+  CHECK(in.ids[1] == "yB");
+  CHECK(in.data[1] == "2");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hostile values (kept last: before a fix they are undefined behaviour, which UBSan may abort on)
 
