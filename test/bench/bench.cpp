@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "uvcometd/client.hpp"
 
 #ifndef UVCOMETD_BENCH_DIR
@@ -80,13 +81,7 @@ struct args {
 }
 
 unsigned long parse_number(const char* name, const char* text, unsigned long min) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long v = std::strtoul(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < min) {
-    usage((std::string(name) + " needs an integer >= " + std::to_string(min)).c_str());
-  }
-  return v;
+  return uvcometd_bench::parse_number(name, text, min, usage);
 }
 
 args parse_args(int argc, char** argv) {
@@ -284,20 +279,8 @@ int start_server(const std::string& script, const std::vector<std::string>& serv
 
 // ---- the same frames as the server, and the parse ceiling ------------------------------------
 
-std::string message_text(unsigned long size) {
-  return "{\"channel\":\"/bench\",\"data\":{\"p\":\"" + std::string(size, 'x') + "\"}}";
-}
-
 std::string frame_text(unsigned long n, unsigned long size) {
-  const std::string m = message_text(size);
-  std::string f = "[";
-  f.reserve(2 + n * (m.size() + 1));
-  for (unsigned long i = 0; i < n; ++i) {
-    if (i) f += ',';
-    f += m;
-  }
-  f += ']';
-  return f;
+  return uvcometd_bench::frame_text(n, std::string(size, 'x'));
 }
 
 // CPU seconds per message to parse the server's frames with rapidjson::Document::Parse, one new

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench_util.hpp"
 #include "codec.hpp"
 
 namespace {
@@ -38,13 +39,7 @@ struct args {
 }
 
 unsigned long parse_number(const std::string& name, const char* text, unsigned long min) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long v = std::strtoul(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || text[0] == '-' || v < min) {
-    usage((name + " needs an integer >= " + std::to_string(min)).c_str());
-  }
-  return v;
+  return uvcometd_bench::parse_number(name, text, min, usage);
 }
 
 args parse_args(int argc, char** argv) {
@@ -95,17 +90,7 @@ std::string payload(const std::string& kind, unsigned long size) {
   return std::string(size, 'x');
 }
 
-std::string frame_text(unsigned long n, const std::string& p) {
-  const std::string m = "{\"channel\":\"/bench\",\"data\":{\"p\":\"" + p + "\"}}";
-  std::string f = "[";
-  f.reserve(2 + n * (m.size() + 1));
-  for (unsigned long i = 0; i < n; ++i) {
-    if (i) f += ',';
-    f += m;
-  }
-  f += ']';
-  return f;
-}
+using uvcometd_bench::frame_text;
 
 }  // namespace
 
