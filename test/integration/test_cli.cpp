@@ -17,9 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "child_process.hpp"
 #include "server_process.hpp"
-
-extern char** environ;
 
 using namespace std::chrono_literals;
 using uvcometd::test::server_process;
@@ -27,164 +26,20 @@ using steady = std::chrono::steady_clock;
 
 namespace {
 
-const char* cli_path() {
-  const char* p = std::getenv("UVCOMETD_CLI");
-  return (p != nullptr && *p != '\0') ? p : nullptr;
-}
+const char* cli_path() { return uvcometd::test::env_path("UVCOMETD_CLI"); }
+using uvcometd::test::lines_of;
 
-// One run of the CLI: stdout and stderr captured through pipes, stdin from /dev/null. The
-// destructor kills (SIGKILL) and reaps a child still running.
-class cli_process {
+// One run of the CLI with `args`.
+class cli_process : public uvcometd::test::child_process {
  public:
-  explicit cli_process(const std::vector<std::string>& args) {
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
-    if (::pipe2(err, O_CLOEXEC) != 0) {
-      ::close(out[0]);
-      ::close(out[1]);
-      throw std::runtime_error("pipe2 failed");
-    }
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    std::vector<std::string> argv_s;
-    argv_s.emplace_back(cli_path());
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const int rc = ::posix_spawn(&pid_, argv_s[0].c_str(), &fa, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&fa);
-    ::close(out[1]);
-    ::close(err[1]);
-    out_fd_ = out[0];
-    err_fd_ = err[0];
-    ::fcntl(out_fd_, F_SETFL, ::fcntl(out_fd_, F_GETFL) | O_NONBLOCK);
-    ::fcntl(err_fd_, F_SETFL, ::fcntl(err_fd_, F_GETFL) | O_NONBLOCK);
-    if (rc != 0) {
-      pid_ = 0;
-      close_fds();
-      throw std::runtime_error(std::string("posix_spawn: ") + std::strerror(rc));
-    }
-  }
-  ~cli_process() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-      }
-    }
-    close_fds();
-  }
-  cli_process(const cli_process&) = delete;
-  cli_process& operator=(const cli_process&) = delete;
-
-  // Reads output for up to `d` (returns early when both pipes ended and the child exited).
-  void pump(std::chrono::milliseconds d) {
-    const auto deadline = steady::now() + d;
-    while (!finished()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - steady::now());
-      if (left.count() <= 0) break;
-      poll_once(static_cast<int>(std::min<long long>(left.count(), 50)));
-    }
-  }
-
-  // Waits for the child to exit and both pipes to end, at most `limit`; kills it on timeout.
-  // Returns true when it exited by itself in time.
-  bool wait(std::chrono::milliseconds limit) {
-    pump(limit);
-    if (finished()) return true;
-    timed_out_ = true;
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int st = 0;
-      while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-      }
-      status_ = st;
-      pid_ = 0;
-    }
-    // Collect what is left (the pipes end with the child).
-    for (int i = 0; i < 20 && (out_fd_ >= 0 || err_fd_ >= 0); ++i) poll_once(50);
-    return false;
-  }
-
-  bool timed_out() const { return timed_out_; }
-  bool exited() const { return pid_ == 0 && WIFEXITED(status_); }
-  // The exit status, or -1 when killed by a signal (or not exited yet).
-  int exit_code() const { return pid_ == 0 && WIFEXITED(status_) ? WEXITSTATUS(status_) : -1; }
-  int term_signal() const { return pid_ == 0 && WIFSIGNALED(status_) ? WTERMSIG(status_) : 0; }
-  const std::string& out() const { return out_; }
-  const std::string& err() const { return err_; }
-  std::string describe() const {
-    return "exit " + std::to_string(exit_code()) + " signal " + std::to_string(term_signal()) +
-           (timed_out_ ? " (timed out, killed)" : "") + "\n--- stdout ---\n" + out_ +
-           "--- stderr ---\n" + err_;
-  }
+  explicit cli_process(const std::vector<std::string>& args) : child_process(with_cli(args)) {}
 
  private:
-  bool finished() const { return out_fd_ < 0 && err_fd_ < 0 && pid_ == 0; }
-
-  void poll_once(int timeout_ms) {
-    pollfd fds[2];
-    int n = 0;
-    if (out_fd_ >= 0) fds[n++] = {out_fd_, POLLIN, 0};
-    if (err_fd_ >= 0) fds[n++] = {err_fd_, POLLIN, 0};
-    if (n > 0) {
-      const int rc = ::poll(fds, static_cast<nfds_t>(n), timeout_ms);
-      if (rc > 0) {
-        for (int i = 0; i < n; ++i) {
-          if (fds[i].revents == 0) continue;
-          if (fds[i].fd == out_fd_) drain(out_fd_, out_);
-          else if (fds[i].fd == err_fd_) drain(err_fd_, err_);
-        }
-      }
-    } else if (pid_ > 0) {
-      ::usleep(static_cast<useconds_t>(timeout_ms) * 1000u);
-    }
-    reap();
+  static std::vector<std::string> with_cli(const std::vector<std::string>& args) {
+    std::vector<std::string> argv{cli_path()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return argv;
   }
-
-  static void drain(int& fd, std::string& into) {
-    char buf[4096];
-    for (;;) {
-      const ssize_t r = ::read(fd, buf, sizeof buf);
-      if (r > 0) {
-        into.append(buf, static_cast<std::size_t>(r));
-        continue;
-      }
-      if (r < 0 && errno == EINTR) continue;
-      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      ::close(fd);  // EOF or error
-      fd = -1;
-      return;
-    }
-  }
-
-  void reap() {
-    if (pid_ <= 0) return;
-    int st = 0;
-    const pid_t r = ::waitpid(pid_, &st, WNOHANG);
-    if (r == pid_) {
-      status_ = st;
-      pid_ = 0;
-    }
-  }
-
-  void close_fds() {
-    if (out_fd_ >= 0) ::close(out_fd_);
-    if (err_fd_ >= 0) ::close(err_fd_);
-    out_fd_ = err_fd_ = -1;
-  }
-
-  pid_t pid_ = 0;
-  int status_ = 0;
-  int out_fd_ = -1;
-  int err_fd_ = -1;
-  bool timed_out_ = false;
-  std::string out_;
-  std::string err_;
 };
 
 // The number of subscribers of `pattern` in the server's /control/stats, or -1.
@@ -199,18 +54,6 @@ long subscribers(server_process& srv, const std::string& pattern) {
   const auto pos = stats.find(needle);
   if (pos == std::string::npos) return 0;
   return std::strtol(stats.c_str() + pos + needle.size(), nullptr, 10);
-}
-
-std::vector<std::string> lines_of(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t start = 0;
-  while (start < text.size()) {
-    auto nl = text.find('\n', start);
-    if (nl == std::string::npos) nl = text.size();
-    out.push_back(text.substr(start, nl - start));
-    start = nl + 1;
-  }
-  return out;
 }
 
 bool has_line(const std::string& text, const std::string& line) {
