@@ -667,8 +667,12 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
   bool fail_next = false;
   {
     auto o = make_options(srv, p, log);
+    bool garble_next = false;
     o.frame_encoder = [&](std::string_view in, std::string& out) {
       ++encoded;
+      if (in.find("/codec/unencodable") != std::string_view::npos) {
+        return uvcometd::error{make_error_code(errc::invalid_argument), "the test encoder refused it"};
+      }
       out.assign(in);
       return uvcometd::error{};
     };
@@ -678,9 +682,18 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
         fail_next = false;
         return uvcometd::error{make_error_code(errc::bad_response), "the test decoder refused it"};
       }
+      if (garble_next && in.find("/codec/bad") != std::string_view::npos) {
+        // Not a message array: with an extension registered, the client cannot split it into a
+        // batch either, and must report it like any malformed frame.
+        garble_next = false;
+        out = "[{\"channel\":";
+        return uvcometd::error{};
+      }
       out.assign(in);
       return uvcometd::error{};
     };
+    std::vector<std::string> calls;
+    o.extensions = {std::make_shared<recording_extension>("R", calls)};
     uvcometd::client c(loop.get(), o);
     REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
     received got;
@@ -697,6 +710,23 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
     srv.publish("/codec/ok", "2");
     REQUIRE(loop.run_until([&] { return got.data.size() > before; }, 10s));
     CHECK(got.data.back() == "2");
+
+    // An encoder error fails the calls of that frame.
+    outcome refused;
+    REQUIRE_FALSE(c.publish("/codec/unencodable", "3", refused.cb()));
+    REQUIRE(loop.run_until([&] { return refused.done; }));
+    CHECK(refused.err.code == errc::invalid_argument);
+    CHECK(refused.err.message.find("the test encoder refused it") != std::string::npos);
+
+    // A decoded frame that is not JSON: reported as malformed, and the client recovers.
+    garble_next = true;
+    srv.publish("/codec/bad", "4");
+    REQUIRE(loop.run_until([&] { return !garble_next; }));
+    REQUIRE(loop.run_until([&] { return c.current_state() == state::connected; }, 10s));
+    const auto before2 = got.data.size();
+    srv.publish("/codec/ok", "5");
+    REQUIRE(loop.run_until([&] { return got.data.size() > before2; }, 10s));
+    CHECK(got.data.back() == "5");
     uvcometd::test::close_and_wait(loop, c);
   }
   CHECK(loop.close() == 0);
