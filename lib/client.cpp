@@ -119,8 +119,9 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   // The client object is gone: no user callback may run any more, and the handles close.
   void detach() {
-    detached_ = true;  // extensions may reference the client object: never call them again
-    if (pipeline_) pipeline_->cancel_all();
+    // Extensions may reference the client object: never call them again. Frames bypass the
+    // pipeline from now on; a continuation still held by an extension becomes a no-op.
+    pipeline_.reset();
     session_.silence();
     listener_ = nullptr;
     if (session_.current_state() != state::closed) session_.close({});
@@ -134,7 +135,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   void send(connection_type t, std::uint64_t request, std::string&& frame,
             std::chrono::milliseconds timeout, bool alone) override {
-    if (!pipeline_ || detached_) {
+    if (!pipeline_) {
       send_frame(t, request, std::move(frame), timeout, alone, nullptr);
       return;
     }
@@ -172,7 +173,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void authenticate() override {
     // Never from inside the session's call: it may finish at once.
     post([this] {
-      if (detached_) return;
+      if (!pipeline_) return;  // the client object is gone
       std::weak_ptr<client_impl> weak = self_;
       auto done = [this, weak, called = std::make_shared<bool>(false)](const error& err) {
         if (weak.expired() || *called) return;
@@ -281,7 +282,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   // Runs `f` now, or (with extensions) once the incoming frames queued before it are through.
   void in_order(connection_type t, std::function<void()> f) {
-    if (!pipeline_ || detached_) {
+    if (!pipeline_) {
       f();
       return;
     }
@@ -317,7 +318,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       }
       body = std::move(json);
     }
-    if (!pipeline_ || detached_) {
+    if (!pipeline_) {
       session_.on_frame(t, request, std::move(body));
       return;
     }
@@ -520,7 +521,6 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   header_list applied_headers_[2];                // last given to long-polling, websocket
   std::vector<std::function<void()>> posted_;
   bool in_event_ = false;                         // inside a transport's frame event
-  bool detached_ = false;                         // the client object is gone
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
   int transports_open_ = 0;
