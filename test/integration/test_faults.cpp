@@ -232,6 +232,39 @@ bool reconnected_since(const state_recorder& st, std::size_t mark) {
   return st.saw_then(state::reconnecting, state::connected, mark);
 }
 
+// What most scenarios share: a server behind a fault proxy, the loop, the client's state
+// transitions and the log. Members are destroyed in reverse order, so the proxy is closed while
+// the loop is still there.
+struct fault_rig {
+  explicit fault_rig(const peer& which, const std::vector<std::string>& args = server_args)
+      : p(which), srv(p.script, args), proxy(loop, srv.port()) {}
+
+  // The client's options: through the proxy, with the short knobs of fault_options.
+  uvcometd::options options() { return fault_options(*proxy, p, log); }
+
+  // Records the client's transitions and opens it; the open must succeed.
+  void open(uvcometd::client& c) {
+    states.attach(c);
+    const auto err = uvcometd::test::open_and_wait(loop, c);
+    INFO(err.to_string());
+    REQUIRE_FALSE(err);
+  }
+
+  // Ends the test once its clients are gone: shuts the proxy, then closes the loop, which must
+  // have no handle left.
+  void shut_down() {
+    proxy.shut();
+    CHECK(close_loop(loop) == 0);
+  }
+
+  const peer p;
+  scoped_log log;
+  server_process srv;
+  test_loop loop;
+  proxy_rig proxy;
+  state_recorder states;
+};
+
 }  // namespace
 
 TEST_CASE("cutting every connection while messages flow: the client reconnects, gets what was "
@@ -239,37 +272,30 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   seq_sink sink;
   {
-    uvcometd::client c(loop.get(), fault_options(*proxy, p, log));
-    states.attach(c);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string());
-    REQUIRE_FALSE(err);
-    subscribe_handler(loop, c, "/flow", sink.handler());
+    uvcometd::client c(rig.loop.get(), rig.options());
+    rig.open(c);
+    subscribe_handler(rig.loop, c, "/flow", sink.handler());
 
     constexpr int rounds = 6;
     constexpr int per_round = 20;
     int cuts = 0;
     for (int r = 0; r < rounds; ++r) {
       INFO("round " << r);
-      srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
+      rig.srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
       // Let part of the round through, then cut while the rest may still be on its way.
-      loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
-      const auto mark = states.size();
-      const int n = cut_until_reconnecting(loop, *proxy, states, mark);
-      const bool back = n > 0 && loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
-      INFO(states.describe(mark));
+      rig.loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
+      const auto mark = rig.states.size();
+      const int n = cut_until_reconnecting(rig.loop, *rig.proxy, rig.states, mark);
+      const bool back = n > 0 && rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
+      INFO(rig.states.describe(mark));
       REQUIRE(n > 0);
       REQUIRE(back);
       cuts += n;
       // Whatever of the round was not lost with the cut arrives after the reconnection.
-      loop.run_until([&] { return sink.round_count(r) >= per_round; }, 1500ms);
+      rig.loop.run_until([&] { return sink.round_count(r) >= per_round; }, 1500ms);
     }
 
     // (a) Published at once while the client is cut off. Over websocket the server noticed the
@@ -278,21 +304,21 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
     // that dead response (until its 2 s timeout), so it may be lost: reported, not asserted.
     int away_a = 0;
     {
-      const auto mark = states.size();
-      proxy->cut_all();
-      proxy->refuse(true);
-      REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 10s));
-      srv.publish("/flow", R"({"round":100})", per_round);
-      loop.run_for(300ms);
-      proxy->refuse(false);
-      const bool back = loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
+      const auto mark = rig.states.size();
+      rig.proxy->cut_all();
+      rig.proxy->refuse(true);
+      REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 10s));
+      rig.srv.publish("/flow", R"({"round":100})", per_round);
+      rig.loop.run_for(300ms);
+      rig.proxy->refuse(false);
+      const bool back = rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
       if (p.websocket()) {
-        loop.run_until([&] { return sink.round_count(100) >= per_round; }, 15s);
+        rig.loop.run_until([&] { return sink.round_count(100) >= per_round; }, 15s);
       } else {
-        loop.run_for(1500ms);
+        rig.loop.run_for(1500ms);
       }
       away_a = sink.round_count(100);
-      INFO(states.describe(mark));
+      INFO(rig.states.describe(mark));
       INFO("missing seqs of the first away batch: " << sink.missing(100, per_round));
       REQUIRE(back);
       if (p.websocket()) CHECK(away_a == per_round);
@@ -302,24 +328,24 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
     // Faye expires a session 2 x timeout after its last connect arrived, so a fresh connect is
     // made to arrive just before the cut). Every message must arrive after the reconnection.
     {
-      srv.publish("/flow", R"({"round":200})");
-      REQUIRE(loop.run_until([&] { return sink.round_count(200) == 1; }));
-      loop.run_for(100ms);  // the next /meta/connect reaches the server
-      const auto mark = states.size();
-      proxy->cut_all();
-      proxy->refuse(true);
-      REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 10s));
-      if (!p.websocket()) loop.run_for(2300ms);
-      srv.publish("/flow", R"({"round":101})", per_round);
-      loop.run_for(300ms);
-      proxy->refuse(false);
-      const bool all = loop.run_until([&] { return sink.round_count(101) >= per_round; }, 15s);
-      INFO(states.describe(mark));
+      rig.srv.publish("/flow", R"({"round":200})");
+      REQUIRE(rig.loop.run_until([&] { return sink.round_count(200) == 1; }));
+      rig.loop.run_for(100ms);  // the next /meta/connect reaches the server
+      const auto mark = rig.states.size();
+      rig.proxy->cut_all();
+      rig.proxy->refuse(true);
+      REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 10s));
+      if (!p.websocket()) rig.loop.run_for(2300ms);
+      rig.srv.publish("/flow", R"({"round":101})", per_round);
+      rig.loop.run_for(300ms);
+      rig.proxy->refuse(false);
+      const bool all = rig.loop.run_until([&] { return sink.round_count(101) >= per_round; }, 15s);
+      INFO(rig.states.describe(mark));
       INFO("missing seqs of the second away batch: " << sink.missing(101, per_round));
       CHECK(all);
-      CHECK(reconnected_since(states, mark));
+      CHECK(reconnected_since(rig.states, mark));
     }
-    loop.run_for(300ms);
+    rig.loop.run_for(300ms);
     CHECK(sink.duplicates() == 0);
     CHECK(c.current_state() == state::connected);
 
@@ -334,10 +360,9 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
            "away batch published at once %d/%d, after the held connect ended %d/%d, duplicates %d",
            p.name, cuts, rounds, lost, rounds * per_round, lost_detail.c_str(), away_a, per_round,
            sink.round_count(101), per_round, sink.duplicates());
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("the server is killed and restarted on the same port: re-handshake, re-subscribe, "
@@ -345,45 +370,40 @@ TEST_CASE("the server is killed and restarted on the same port: re-handshake, re
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   received got;
   int lost_subs = 0;
   {
-    uvcometd::client c(loop.get(), fault_options(*proxy, p, log));
-    states.attach(c);
+    uvcometd::client c(rig.loop.get(), rig.options());
     c.on_subscription_lost([&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
-    uvcometd::test::subscribe_and_wait(loop, c, "/restart", got);
-    srv.publish("/restart", R"({"before":true})");
-    REQUIRE(loop.run_until([&] { return got.data.size() == 1; }));
+    rig.open(c);
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/restart", got);
+    rig.srv.publish("/restart", R"({"before":true})");
+    REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }));
 
     constexpr int restarts = 3;
     int survived = 0;
     for (int k = 0; k < restarts; ++k) {
       INFO("restart " << k);
       const std::string old_id = c.client_id();
-      const auto mark = states.size();
-      srv.stop();
-      REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 10s));
-      loop.run_for(200ms);  // a few failed attempts against the dead server
-      srv.restart();
-      const bool back = loop.run_until(
+      const auto mark = rig.states.size();
+      rig.srv.stop();
+      REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 10s));
+      rig.loop.run_for(200ms);  // a few failed attempts against the dead server
+      rig.srv.restart();
+      const bool back = rig.loop.run_until(
           [&] {
-            return reconnected_since(states, mark) && c.current_state() == state::connected &&
+            return reconnected_since(rig.states, mark) && c.current_state() == state::connected &&
                    !c.client_id().empty() && c.client_id() != old_id;
           },
           20s);
-      INFO(states.describe(mark));
+      INFO(rig.states.describe(mark));
       REQUIRE(back);
       // Messages published server-side afterwards reach the same local handler.
-      REQUIRE(probe_until_delivered(loop, srv, "/restart", got));
+      REQUIRE(probe_until_delivered(rig.loop, rig.srv, "/restart", got));
       const auto before = got.data.size();
-      srv.publish("/restart", "{\"restart\":" + std::to_string(k) + "}", 5);
-      REQUIRE(loop.run_until([&] { return got.data.size() >= before + 5; }));
+      rig.srv.publish("/restart", "{\"restart\":" + std::to_string(k) + "}", 5);
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() >= before + 5; }));
       for (int s = 0; s < 5; ++s) {
         CHECK(got.data[before + s] ==
               "{\"restart\":" + std::to_string(k) + ",\"seq\":" + std::to_string(s) + "}");
@@ -392,10 +412,9 @@ TEST_CASE("the server is killed and restarted on the same port: re-handshake, re
     }
     CHECK(lost_subs == 0);
     figure("%s: scenario 2: survived %d server restarts", p.name, survived);
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("an outage longer than connection_timeout ends in failed with connection_timeout and "
@@ -404,29 +423,24 @@ TEST_CASE("an outage longer than connection_timeout ends in failed with connecti
   const peer p = uvcometd::test::pick_peer();
   const bool hard = GENERATE(false, true);  // refuse(true), or stop_listening()
   INFO(p.name << (hard ? ", listener closed" : ", connections reset"));
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    auto o = fault_options(*proxy, p, log);
+    auto o = rig.options();
     o.connection_timeout = 1s;
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/ct", got);
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/ct", got);
 
-    const auto mark = states.size();
+    const auto mark = rig.states.size();
     const auto outage = steady::now();
-    proxy->cut_all();
+    rig.proxy->cut_all();
     if (hard) {
-      proxy->stop_listening();
+      rig.proxy->stop_listening();
     } else {
-      proxy->refuse(true);
+      rig.proxy->refuse(true);
     }
-    REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 5s));
+    REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 5s));
     int pub_done = 0;
     uvcometd::error pub_err;
     REQUIRE_FALSE(c.publish("/ct", R"({"during":"outage"})", [&](const uvcometd::error& e) {
@@ -435,10 +449,10 @@ TEST_CASE("an outage longer than connection_timeout ends in failed with connecti
     }));
 
     const bool gave_up =
-        loop.run_until([&] { return states.find(state::failed, mark).has_value(); }, 15s);
-    INFO(states.describe(mark));
+        rig.loop.run_until([&] { return rig.states.find(state::failed, mark).has_value(); }, 15s);
+    INFO(rig.states.describe(mark));
     REQUIRE(gave_up);
-    const auto failed = states.events[*states.find(state::failed, mark)];
+    const auto failed = rig.states.events[*rig.states.find(state::failed, mark)];
     INFO(failed.why.to_string());
     CHECK(failed.why.code == errc::connection_timeout);
     CHECK(failed.at - outage >= 1s);
@@ -447,100 +461,88 @@ TEST_CASE("an outage longer than connection_timeout ends in failed with connecti
            hard ? " (listener closed)" : " (reset)", ms_between(outage, failed.at));
 
     // No connection attempt follows, even once the proxy accepts again.
-    if (hard) REQUIRE(proxy->start_listening() == 0);
-    const auto accepted = proxy->accepted();
-    loop.run_for(1500ms);
-    CHECK(proxy->accepted() == accepted);
+    if (hard) REQUIRE(rig.proxy->start_listening() == 0);
+    const auto accepted = rig.proxy->accepted();
+    rig.loop.run_for(1500ms);
+    CHECK(rig.proxy->accepted() == accepted);
     CHECK(c.current_state() == state::failed);
-    CHECK(states.count(state::reconnecting, mark) == 1);
-    CHECK(states.count(state::connected, mark) == 0);
+    CHECK(rig.states.count(state::reconnecting, mark) == 1);
+    CHECK(rig.states.count(state::connected, mark) == 0);
 
     // The publish issued during the outage completed exactly once, with connection_timeout.
     CHECK(pub_done == 1);
     INFO(pub_err.to_string());
     CHECK(pub_err.code == errc::connection_timeout);
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
     CHECK(pub_done == 1);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("with connection_timeout 0 the client keeps trying through an outage and recovers",
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    auto o = fault_options(*proxy, p, log);
+    auto o = rig.options();
     o.connection_timeout = 0ms;
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/forever", got);
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/forever", got);
 
-    const auto mark = states.size();
-    proxy->cut_all();
-    proxy->refuse(true);
-    REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 5s));
-    loop.run_for(1500ms);
-    const auto accepted = proxy->accepted();
-    loop.run_for(1000ms);
-    INFO(states.describe(mark));  // (as of now)
-    CHECK(proxy->accepted() > accepted);  // still trying, well past 1 s
+    const auto mark = rig.states.size();
+    rig.proxy->cut_all();
+    rig.proxy->refuse(true);
+    REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 5s));
+    rig.loop.run_for(1500ms);
+    const auto accepted = rig.proxy->accepted();
+    rig.loop.run_for(1000ms);
+    INFO(rig.states.describe(mark));  // (as of now)
+    CHECK(rig.proxy->accepted() > accepted);  // still trying, well past 1 s
     CHECK(c.current_state() == state::reconnecting);
-    CHECK_FALSE(states.find(state::failed, mark).has_value());
+    CHECK_FALSE(rig.states.find(state::failed, mark).has_value());
     figure("%s: scenario 3b: %zu attempts in the last second of a 2.5 s outage", p.name,
-           proxy->accepted() - accepted);
+           rig.proxy->accepted() - accepted);
 
-    proxy->refuse(false);
-    REQUIRE(loop.run_until([&] { return reconnected_since(states, mark); }, 15s));
-    CHECK(probe_until_delivered(loop, srv, "/forever", got));
-    uvcometd::test::close_and_wait(loop, c);
+    rig.proxy->refuse(false);
+    REQUIRE(rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s));
+    CHECK(probe_until_delivered(rig.loop, rig.srv, "/forever", got));
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("a black hole is detected and the client recovers once it ends", "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    uvcometd::client c(loop.get(), fault_options(*proxy, p, log));
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), rig.options());
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/bh", got);
-    REQUIRE(probe_until_delivered(loop, srv, "/bh", got));
-    loop.run_for(100ms);  // the next connect is held
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/bh", got);
+    REQUIRE(probe_until_delivered(rig.loop, rig.srv, "/bh", got));
+    rig.loop.run_for(100ms);  // the next connect is held
 
-    const auto mark = states.size();
+    const auto mark = rig.states.size();
     const auto start = steady::now();
-    proxy->blackhole(true);
+    rig.proxy->blackhole(true);
     // Long-polling: the held connect's deadline (advice.timeout 2 s + max_network_delay 1 s);
     // websocket: two silent ping periods (2 x 300 ms). 15 s only bounds progress.
-    REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 15s));
-    const auto ev = states.events[*states.find(state::reconnecting, mark)];
+    REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 15s));
+    const auto ev = rig.states.events[*rig.states.find(state::reconnecting, mark)];
     INFO(ev.why.to_string());
     CHECK(ev.why.code == errc::timeout);
     figure("%s: scenario 4: black hole detected after %ld ms (%s)", p.name,
            ms_between(start, ev.at), ev.why.to_string().c_str());
-    loop.run_for(500ms);
-    proxy->blackhole(false);
-    const bool back = loop.run_until([&] { return reconnected_since(states, mark); }, 20s);
-    INFO(states.describe(mark));
+    rig.loop.run_for(500ms);
+    rig.proxy->blackhole(false);
+    const bool back = rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 20s);
+    INFO(rig.states.describe(mark));
     REQUIRE(back);
-    CHECK(probe_until_delivered(loop, srv, "/bh", got));
+    CHECK(probe_until_delivered(rig.loop, rig.srv, "/bh", got));
     // Client publishes flow too.
     int acks = 0;
     uvcometd::error ack_err;
@@ -548,74 +550,62 @@ TEST_CASE("a black hole is detected and the client recovers once it ends", "[int
       ack_err = e;
       ++acks;
     }));
-    REQUIRE(loop.run_until([&] { return acks == 1; }));
+    REQUIRE(rig.loop.run_until([&] { return acks == 1; }));
     INFO(ack_err.to_string());
     CHECK_FALSE(ack_err);
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("advice none from the server ends in failed with the server's error",
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    uvcometd::client c(loop.get(), fault_options(*proxy, p, log));
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), rig.options());
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/none", got);
-    const auto mark = states.size();
-    srv.control("/control/advice-none", R"({"enabled":true})");
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/none", got);
+    const auto mark = rig.states.size();
+    rig.srv.control("/control/advice-none", R"({"enabled":true})");
     const bool over =
-        loop.run_until([&] { return states.find(state::failed, mark).has_value(); }, 15s);
-    INFO(states.describe(mark));
+        rig.loop.run_until([&] { return rig.states.find(state::failed, mark).has_value(); }, 15s);
+    INFO(rig.states.describe(mark));
     REQUIRE(over);
-    const auto failed = states.events[*states.find(state::failed, mark)];
+    const auto failed = rig.states.events[*rig.states.find(state::failed, mark)];
     INFO(failed.why.to_string());
     CHECK(failed.why.code == errc::server_error);
     CHECK(failed.why.server_code == 403);
     CHECK(failed.why.message.find("terminated") != std::string::npos);
     CHECK(c.current_state() == state::failed);
     // Over: no more attempts, calls fail synchronously.
-    const auto accepted = proxy->accepted();
-    loop.run_for(800ms);
-    CHECK(proxy->accepted() == accepted);
+    const auto accepted = rig.proxy->accepted();
+    rig.loop.run_for(800ms);
+    CHECK(rig.proxy->accepted() == accepted);
     CHECK(c.publish("/none", "1", [](const uvcometd::error&) { FAIL("ran"); }) == errc::invalid_state);
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("a hundred cuts: every publish completes exactly once and the client ends connected",
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
   // Faye answers a new /meta/connect only when the cut one's hold timer ends (it does not watch
   // the request socket and keeps the first timer), so each reconnection there can take up to the
   // server timeout: 1 s here keeps 100 cuts well inside the 60 s bound.
-  server_process srv(p.script, {"--timeout", "1"});
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p, {"--timeout", "1"});
   {
-    auto o = fault_options(*proxy, p, log);
+    auto o = rig.options();
     o.connection_timeout = 0ms;  // retry forever: the test bounds the time itself
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     std::map<long, int> echoed;  // own publishes received back, per index
     received finals;
-    subscribe_handler(loop, c, "/rep", [&](const uvcometd::message& m) {
+    subscribe_handler(rig.loop, c, "/rep", [&](const uvcometd::message& m) {
       const long i = uvcometd::test::json_int(m.data, "i");
       if (i >= 0) {
         ++echoed[i];
@@ -628,14 +618,14 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
     std::vector<int> completions(max_cuts, 0);
     std::vector<uvcometd::error> results(max_cuts);
     const auto start = steady::now();
-    const auto mark = states.size();
+    const auto mark = rig.states.size();
     int cuts = 0, cuts_connected = 0;
     for (int i = 0; i < max_cuts && steady::now() - start < 60s; ++i) {
       // Three cuts in four hit an established session; the fourth lands wherever the previous
       // cut left the client (often still reconnecting).
       if (i % 4 != 0) {
-        loop.run_for(20ms);  // the previous cut is noticed
-        loop.run_until([&] { return c.current_state() == state::connected; }, 5s);
+        rig.loop.run_for(20ms);  // the previous cut is noticed
+        rig.loop.run_until([&] { return c.current_state() == state::connected; }, 5s);
       }
       REQUIRE_FALSE(c.publish("/rep", "{\"i\":" + std::to_string(i) + "}",
                               [&completions, &results, i](const uvcometd::error& e) {
@@ -647,17 +637,17 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
       switch (i % 4) {
         case 0: break;
         case 1: break;
-        case 2: loop.run_for(3ms); break;
-        case 3: loop.run_until([&] { return completions[i] > 0; }, 2s); break;
+        case 2: rig.loop.run_for(3ms); break;
+        case 3: rig.loop.run_until([&] { return completions[i] > 0; }, 2s); break;
       }
       if (c.current_state() == state::connected) ++cuts_connected;
-      proxy->cut_all();
+      rig.proxy->cut_all();
       ++cuts;
     }
     const auto elapsed = steady::now() - start;
     INFO(cuts << " cuts");
-    loop.run_for(200ms);  // the last cut is noticed (the state may still read connected)
-    REQUIRE(loop.run_until(
+    rig.loop.run_for(200ms);  // the last cut is noticed (the state may still read connected)
+    REQUIRE(rig.loop.run_until(
         [&] {
           if (c.current_state() != state::connected) return false;
           for (int i = 0; i < cuts; ++i) {
@@ -666,10 +656,10 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
           return true;
         },
         30s));
-    const auto settled = states.size();
-    loop.run_for(300ms);  // late duplicates would show up now
-    INFO("transitions after settling: " << states.describe(settled));
-    CHECK(states.size() == settled);
+    const auto settled = rig.states.size();
+    rig.loop.run_for(300ms);  // late duplicates would show up now
+    INFO("transitions after settling: " << rig.states.describe(settled));
+    CHECK(rig.states.size() == settled);
 
     int not_once = 0, failed = 0, dup_echo = 0;
     std::string detail;
@@ -689,18 +679,18 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
     CHECK(not_once == 0);
     CHECK(dup_echo == 0);
     CHECK(c.current_state() == state::connected);
-    CHECK_FALSE(states.find(state::failed, mark).has_value());
-    CHECK(probe_until_delivered(loop, srv, "/rep", finals));
+    CHECK_FALSE(rig.states.find(state::failed, mark).has_value());
+    CHECK(probe_until_delivered(rig.loop, rig.srv, "/rep", finals));
 
     std::string kinds;
     for (const auto& [k, n] : failure_kinds) kinds += k + "=" + std::to_string(n) + " ";
     // How long each reconnection took (reconnecting -> connected).
     long longest = 0, total_ms = 0, slow = 0, n_re = 0;
-    for (std::size_t k = mark; k < states.size(); ++k) {
-      if (states.events[k].s != state::reconnecting) continue;
-      const auto back = states.find(state::connected, k + 1);
+    for (std::size_t k = mark; k < rig.states.size(); ++k) {
+      if (rig.states.events[k].s != state::reconnecting) continue;
+      const auto back = rig.states.find(state::connected, k + 1);
       if (!back) continue;
-      const long d = ms_between(states.events[k].at, states.events[*back].at);
+      const long d = ms_between(rig.states.events[k].at, rig.states.events[*back].at);
       longest = std::max(longest, d);
       total_ms += d;
       slow += d > 1000 ? 1 : 0;
@@ -712,12 +702,11 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
            "(reconnecting -> connected), "
            "%d/%d publishes failed (%s), %zu/%d echoed back, duplicates %d",
            p.name, cuts, cuts_connected, static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()),
-           states.count(state::connected, mark), failed, cuts, kinds.c_str(), echoed.size(), cuts, dup_echo);
-    uvcometd::test::close_and_wait(loop, c);
+           rig.states.count(state::connected, mark), failed, cuts, kinds.c_str(), echoed.size(), cuts, dup_echo);
+    uvcometd::test::close_and_wait(rig.loop, c);
     CHECK(std::all_of(completions.begin(), completions.begin() + cuts, [](int n) { return n == 1; }));
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("publish while reconnecting: queued until reconnected, or not_connected at once",
@@ -725,24 +714,19 @@ TEST_CASE("publish while reconnecting: queued until reconnected, or not_connecte
   const peer p = uvcometd::test::pick_peer();
   const bool queue = GENERATE(true, false);
   INFO(p.name << (queue ? ", queueing" : ", not queueing"));
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    auto o = fault_options(*proxy, p, log);
+    auto o = rig.options();
     o.queue_while_reconnecting = queue;
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/pq", got);
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/pq", got);
 
-    const auto mark = states.size();
-    proxy->cut_all();
-    proxy->refuse(true);
-    REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 5s));
+    const auto mark = rig.states.size();
+    rig.proxy->cut_all();
+    rig.proxy->refuse(true);
+    REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 5s));
     REQUIRE(c.current_state() == state::reconnecting);
     int done = 0;
     uvcometd::error err;
@@ -752,20 +736,20 @@ TEST_CASE("publish while reconnecting: queued until reconnected, or not_connecte
     });
     if (queue) {
       REQUIRE_FALSE(ec);
-      loop.run_for(300ms);
+      rig.loop.run_for(300ms);
       CHECK(done == 0);  // waits for the connection
-      proxy->refuse(false);
-      REQUIRE(loop.run_until([&] { return done == 1; }, 15s));
+      rig.proxy->refuse(false);
+      REQUIRE(rig.loop.run_until([&] { return done == 1; }, 15s));
       INFO(err.to_string());
       CHECK_FALSE(err);
-      REQUIRE(loop.run_until([&] { return got.data.size() == 1; }));
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }));
       CHECK(got.data[0] == R"({"while":"reconnecting"})");
       CHECK(c.current_state() == state::connected);
     } else {
       CHECK(ec == errc::not_connected);
-      proxy->refuse(false);
-      REQUIRE(loop.run_until([&] { return reconnected_since(states, mark); }, 15s));
-      loop.run_for(200ms);
+      rig.proxy->refuse(false);
+      REQUIRE(rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s));
+      rig.loop.run_for(200ms);
       CHECK(done == 0);  // a synchronous failure never runs the completion
       CHECK(got.data.empty());
       // Once connected again publishing works.
@@ -773,103 +757,90 @@ TEST_CASE("publish while reconnecting: queued until reconnected, or not_connecte
         err = e;
         ++done;
       }));
-      REQUIRE(loop.run_until([&] { return done == 1 && got.data.size() == 1; }));
+      REQUIRE(rig.loop.run_until([&] { return done == 1 && got.data.size() == 1; }));
       CHECK_FALSE(err);
     }
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("reconnect_now drops the connection and re-establishes it", "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    auto o = fault_options(*proxy, p, log);
-    uvcometd::client idle(loop.get(), o);
+    auto o = rig.options();
+    uvcometd::client idle(rig.loop.get(), o);
     CHECK(idle.reconnect_now() == errc::invalid_state);  // not open
 
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/rn", got);
-    loop.run_for(100ms);
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/rn", got);
+    rig.loop.run_for(100ms);
     for (int k = 0; k < 3; ++k) {
       INFO("reconnect_now #" << k);
-      const auto mark = states.size();
-      const auto accepted = proxy->accepted();
+      const auto mark = rig.states.size();
+      const auto accepted = rig.proxy->accepted();
       REQUIRE_FALSE(c.reconnect_now());
-      const bool back = loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
-      INFO(states.describe(mark));
+      const bool back = rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
+      INFO(rig.states.describe(mark));
       REQUIRE(back);
-      if (p.websocket()) CHECK(proxy->accepted() > accepted);  // a new websocket connection
+      if (p.websocket()) CHECK(rig.proxy->accepted() > accepted);  // a new websocket connection
       const auto before = got.data.size();
-      srv.publish("/rn", "{\"k\":" + std::to_string(k) + "}", 3);
-      REQUIRE(loop.run_until([&] { return got.data.size() >= before + 3; }));
+      rig.srv.publish("/rn", "{\"k\":" + std::to_string(k) + "}", 3);
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() >= before + 3; }));
       CHECK(got.data.size() == before + 3);
     }
-    uvcometd::test::close_and_wait(loop, c);
-    uvcometd::test::close_and_wait(loop, idle);
+    uvcometd::test::close_and_wait(rig.loop, c);
+    uvcometd::test::close_and_wait(rig.loop, idle);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("an expired session is re-handshaken and re-subscribed; the old handler gets messages",
           "[integration][faults]") {
   const peer p = uvcometd::test::pick_peer();
   INFO(p.name);
-  scoped_log log;
-  server_process srv(p.script, server_args);
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p);
   {
-    uvcometd::client c(loop.get(), fault_options(*proxy, p, log));
-    states.attach(c);
+    uvcometd::client c(rig.loop.get(), rig.options());
     int lost_subs = 0;
     c.on_subscription_lost([&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+    rig.open(c);
     received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/exp", got);
-    srv.publish("/exp", R"({"before":1})");
-    REQUIRE(loop.run_until([&] { return got.data.size() == 1; }));
+    uvcometd::test::subscribe_and_wait(rig.loop, c, "/exp", got);
+    rig.srv.publish("/exp", R"({"before":1})");
+    REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }));
 
     const std::string old_id = c.client_id();
-    const auto mark = states.size();
+    const auto mark = rig.states.size();
     const auto start = steady::now();
-    srv.control("/control/expire", "{}");
-    const bool renewed = loop.run_until(
+    rig.srv.control("/control/expire", "{}");
+    const bool renewed = rig.loop.run_until(
         [&] {
           return c.current_state() == state::connected && !c.client_id().empty() &&
                  c.client_id() != old_id;
         },
         20s);
-    INFO(states.describe(mark));
+    INFO(rig.states.describe(mark));
     REQUIRE(renewed);
-    CHECK(reconnected_since(states, mark));
-    const auto re = states.find(state::reconnecting, mark);
+    CHECK(reconnected_since(rig.states, mark));
+    const auto re = rig.states.find(state::reconnecting, mark);
     if (re) {
       figure("%s: scenario 9: expiry noticed after %ld ms: %s", p.name,
-             ms_between(start, states.events[*re].at), states.events[*re].why.to_string().c_str());
+             ms_between(start, rig.states.events[*re].at), rig.states.events[*re].why.to_string().c_str());
     }
-    REQUIRE(probe_until_delivered(loop, srv, "/exp", got));
+    REQUIRE(probe_until_delivered(rig.loop, rig.srv, "/exp", got));
     const auto before = got.data.size();
-    srv.publish("/exp", R"({"after":"expiry"})");
-    REQUIRE(loop.run_until([&] { return got.data.size() == before + 1; }));
+    rig.srv.publish("/exp", R"({"after":"expiry"})");
+    REQUIRE(rig.loop.run_until([&] { return got.data.size() == before + 1; }));
     CHECK(got.data.back() == R"({"after":"expiry"})");
     CHECK(lost_subs == 0);
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
 
 TEST_CASE("a refused websocket upgrade falls back to long-polling and says why",
@@ -956,58 +927,51 @@ TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connec
   // The same cuts that lose messages on CometD without acknowledgements (the first scenario):
   // the server writes a batch into a held response whose connection the proxy has cut.
   const peer p = uvcometd::test::cometd_long_polling();
-  scoped_log log;
-  server_process srv(p.script, {"--timeout", "2", "--ack", "1"});
-  test_loop loop;
-  proxy_rig proxy(loop, srv.port());
-  state_recorder states;
+  fault_rig rig(p, {"--timeout", "2", "--ack", "1"});
   seq_sink sink;
   auto ack = std::make_shared<uvcometd::ack_extension>();
   constexpr int rounds = 8;
   constexpr int per_round = 20;
   int cuts = 0;
   {
-    auto o = fault_options(*proxy, p, log);
+    auto o = rig.options();
     o.extensions = {ack};
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string());
-    REQUIRE_FALSE(err);
+    uvcometd::client c(rig.loop.get(), o);
+    rig.open(c);
     CHECK(ack->enabled());
-    subscribe_handler(loop, c, "/flow", sink.handler());
+    subscribe_handler(rig.loop, c, "/flow", sink.handler());
 
     for (int r = 0; r < rounds; ++r) {
       INFO("round " << r);
-      srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
-      loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
-      const auto mark = states.size();
-      const int n = cut_until_reconnecting(loop, *proxy, states, mark);
-      const bool back = n > 0 && loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
-      INFO(states.describe(mark));
+      rig.srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
+      rig.loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
+      const auto mark = rig.states.size();
+      const int n = cut_until_reconnecting(rig.loop, *rig.proxy, rig.states, mark);
+      const bool back = n > 0 && rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
+      INFO(rig.states.describe(mark));
       REQUIRE(n > 0);
       REQUIRE(back);
       cuts += n;
-      const bool all = loop.run_until([&] { return sink.round_count(r) >= per_round; }, 10s);
+      const bool all = rig.loop.run_until([&] { return sink.round_count(r) >= per_round; }, 10s);
       INFO("missing: " << sink.missing(r, per_round));
       CHECK(all);
     }
     // Published while the client is cut off and the held connect is still open on the server:
     // written into a dead response, re-sent because the next connect does not acknowledge it.
     {
-      const auto mark = states.size();
-      proxy->cut_all();
-      proxy->refuse(true);
-      REQUIRE(loop.run_until([&] { return states.find(state::reconnecting, mark).has_value(); }, 10s));
-      srv.publish("/flow", R"({"round":100})", per_round);
-      loop.run_for(300ms);
-      proxy->refuse(false);
-      REQUIRE(loop.run_until([&] { return reconnected_since(states, mark); }, 15s));
-      const bool all = loop.run_until([&] { return sink.round_count(100) >= per_round; }, 10s);
+      const auto mark = rig.states.size();
+      rig.proxy->cut_all();
+      rig.proxy->refuse(true);
+      REQUIRE(rig.loop.run_until([&] { return rig.states.find(state::reconnecting, mark).has_value(); }, 10s));
+      rig.srv.publish("/flow", R"({"round":100})", per_round);
+      rig.loop.run_for(300ms);
+      rig.proxy->refuse(false);
+      REQUIRE(rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s));
+      const bool all = rig.loop.run_until([&] { return sink.round_count(100) >= per_round; }, 10s);
       INFO("missing: " << sink.missing(100, per_round));
       CHECK(all);
     }
-    loop.run_for(500ms);
+    rig.loop.run_for(500ms);
     CHECK(sink.duplicates() == 0);
     CHECK(c.current_state() == state::connected);
     CHECK(ack->batch() > 0);
@@ -1017,8 +981,7 @@ TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connec
            "duplicates %d, last batch %lld",
            p.name, cuts, rounds, lost, rounds * per_round, sink.round_count(100), per_round,
            sink.duplicates(), static_cast<long long>(ack->batch()));
-    uvcometd::test::close_and_wait(loop, c);
+    uvcometd::test::close_and_wait(rig.loop, c);
   }
-  proxy.shut();
-  CHECK(close_loop(loop) == 0);
+  rig.shut_down();
 }
