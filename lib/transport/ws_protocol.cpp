@@ -146,13 +146,14 @@ std::string upgrade_request(std::string_view host, std::string_view path, std::s
 std::size_t upgrade_reader::feed(const char* data, std::size_t len) {
   if (state_ != state::incomplete) return 0;
   // The end of the head may straddle the previous feed: look from 3 bytes back.
-  const std::size_t before = head_.size();
-  const std::size_t take = std::min(len, max_head + 4 - std::min(before, max_head + 4));
+  const std::size_t before = head_.size();  // < max_head while incomplete
+  const std::size_t take = std::min(len, max_head - before);
   head_.append(data, take);
   const std::size_t from = before >= 3 ? before - 3 : 0;
   const auto end = head_.find("\r\n\r\n", from);
   if (end == std::string::npos) {
-    if (head_.size() > max_head) {
+    // The empty line can no longer fit, whatever the next feed brings.
+    if (head_.size() >= max_head) {
       fail("the upgrade response headers exceed " + std::to_string(max_head) + " bytes");
     }
     return take;
@@ -206,7 +207,8 @@ void upgrade_reader::parse_head() {
     if (iequals(name, "upgrade")) {
       upgrade = iequals(value, "websocket");
     } else if (iequals(name, "connection")) {
-      connection = has_token(value, "upgrade");
+      // A list field: several Connection lines add up.
+      connection = connection || has_token(value, "upgrade");
     } else if (iequals(name, "sec-websocket-accept")) {
       accepted = value == accept_;
       if (!accepted) {
@@ -245,7 +247,7 @@ frame_reader::event frame_reader::fail(errc code, unsigned status, std::string w
 
 frame_reader::event frame_reader::next(const char* data, std::size_t len, std::size_t& consumed) {
   consumed = 0;
-  if (dead_) return event::error;
+  if (dead_) return closed_ ? event::close : event::error;
   while (consumed < len) {
     if (!in_payload_) {
       // Header bytes: 2, then as many more as the second byte announces.
@@ -365,7 +367,7 @@ frame_reader::event frame_reader::frame_done() {
         close_code_ = (static_cast<unsigned char>(ctl_[0]) << 8) | static_cast<unsigned char>(ctl_[1]);
         ctl_.erase(0, 2);
       }
-      dead_ = true;  // nothing may follow a close frame
+      dead_ = closed_ = true;  // nothing may follow a close frame
       return event::close;
     default:
       if (!fin_) {

@@ -37,7 +37,7 @@ class upgrade_reader {
     refused,     // another HTTP status: status() and reason() say which
     invalid      // not a valid answer: what() says why
   };
-  // At most this many bytes of status line and headers.
+  // At most this many bytes of status line, headers and the empty line that ends them.
   static constexpr std::size_t max_head = 16 * 1024;
 
   explicit upgrade_reader(std::string key) : accept_(accept_for(key)) {}
@@ -89,7 +89,8 @@ class frame_reader {
   explicit frame_reader(std::size_t max_message) : max_(max_message) {}
 
   // Reads from `data` up to the next event; `consumed` says how many bytes were used. Call again
-  // with the rest until it returns `none`.
+  // with the rest until it returns `none`. After `close` or `error`, reads nothing and returns
+  // that event again.
   event next(const char* data, std::size_t len, std::size_t& consumed);
 
   std::string take_message() { return std::move(msg_); }
@@ -117,6 +118,7 @@ class frame_reader {
   bool fin_ = false;
   bool in_message_ = false;  // a fragmented message has started
   bool dead_ = false;
+  bool closed_ = false;  // dead_ because of a close frame, not an error
   std::string msg_;
   std::string ctl_;
   unsigned close_code_ = 0;
