@@ -1,10 +1,21 @@
 // Websocket transport: libwebsockets 4.1 driven by the application's libuv loop (foreign loop).
 //
+// - ws:// (plain TCP): lws carries the connection (socket, loop integration) as a "RAW" client
+//   connection and the websocket protocol on top of it (the upgrade, framing, masking,
+//   ping/pong, close) is ws_protocol.*. lws 4.1's own websocket role parses every received byte
+//   through a per-byte state machine (about 80 instructions per byte: 87% of a firehose
+//   client's CPU); ws_protocol reads a frame's payload with one append.
+// - wss:// (TLS) uses lws's websocket role: 4.1 built without its async DNS (as Debian builds
+//   it) starts TLS on a RAW client connection before the socket is connected, so RAW cannot
+//   carry TLS there. Both paths report the same events and errors.
 // - One lws context per transport, created on the first send(), so a client that never uses
-//   websocket pays nothing but four idle uv timers. lws_service() is never called: lws adds its
+//   websocket pays nothing but five idle uv timers. lws_service() is never called: lws adds its
 //   own uv handles to the loop.
-// - Frames queue in `out_` and leave one per CLIENT_WRITEABLE. Incoming messages are reassembled
-//   from fragments and checked against max_message_size before each append.
+// - Frames queue in `out_` and leave one per RAW_WRITEABLE, masked in place. Incoming messages
+//   are reassembled from fragments and refused by the length a frame announces when they would
+//   exceed max_message_size. Server pings are answered; a server close is echoed.
+// - pause_receive stops lws reading (rx flow control); bytes already read are kept, unparsed,
+//   until the receive resumes, so no message is delivered while paused.
 // - Events are delivered straight from lws/uv callbacks, except while one of our own entry points
 //   (send, abort, close, pause_receive) is on the stack: lws can report a connection error from
 //   inside lws_client_connect_via_info, so those go through a 0 ms timer, and so does everything
@@ -24,6 +35,7 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
@@ -34,6 +46,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_set>
@@ -41,6 +54,7 @@
 #include <vector>
 
 #include "transport/transport.hpp"
+#include "transport/ws_protocol.hpp"
 
 #if LWS_LIBRARY_VERSION_MAJOR < 4 || \
     (LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR < 1)
@@ -57,8 +71,12 @@
 namespace uvcometd::detail {
 namespace {
 
-// lws's per-thread buffer; it also holds the upgrade request, so it bounds headers + cookies.
-constexpr int serv_buf_size = 16 * 1024;
+// lws reads at most this much per receive (websocket_tuning::rx_chunk_size, with this floor).
+constexpr std::size_t min_read_size = 1024;
+// With lws's websocket role (wss) the buffer also holds the upgrade request: headers + cookies.
+constexpr std::size_t min_tls_buffer = 16 * 1024;
+// Room before a queued frame's payload: lws's LWS_PRE, then the largest client frame header.
+constexpr std::size_t frame_headroom = LWS_PRE + 14;
 // Without a limit lws sizes its fd table from `ulimit -n`; a transport needs the connection, a
 // previous one still closing, and lws's event pipe.
 constexpr unsigned fd_limit = 16;
@@ -76,7 +94,14 @@ void lws_log_nowhere(int, const char*) {}
 // the library prints nothing, and lws's log level cannot be routed per client anyway.
 void quiet_lws_logging() {
   static std::once_flag once;
-  std::call_once(once, [] { lws_set_log_level(LLL_ERR, lws_log_nowhere); });
+  std::call_once(once, [] {
+    // UVCOMETD_LWS_DEBUG set: lws's own log, down to info, on stderr (for debugging lws itself).
+    if (std::getenv("UVCOMETD_LWS_DEBUG") != nullptr) {
+      lws_set_log_level(LLL_ERR | LLL_WARN | LLL_NOTICE | LLL_INFO, nullptr);
+    } else {
+      lws_set_log_level(LLL_ERR, lws_log_nowhere);
+    }
+  });
 }
 
 bool has_ctl(std::string_view s) {
@@ -206,7 +231,7 @@ class websocket_core {
   enum class phase { open, closing, closed };
 
   struct event {
-    enum class kind { up, frame, down } what;
+    enum class kind { up, frame, down, held } what;  // held: parse what arrived while paused
     std::string body;
     error err;
     bool was_up = false;
@@ -256,9 +281,20 @@ class websocket_core {
   std::string describe() const { return config_.url; }
 
   int on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len);
+  int on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
+                 std::size_t len);
+  int on_established(lws* wsi, std::uint64_t id);
   int on_append_headers(lws* wsi, void* in, std::size_t len);
+  int on_ws_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len);
+  int on_connected(lws* wsi);
   int on_writeable(lws* wsi);
-  int on_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len);
+  int write_frame(lws* wsi, std::string& bytes, ws::opcode op);
+  int on_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
+  int on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& in, std::size_t& len);
+  int read_frames(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
+  void parse_held();
+  std::array<unsigned char, 4> next_mask();
+  std::string control_frame(std::string_view payload) const;
 
   static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
                           std::size_t len);
@@ -276,7 +312,7 @@ class websocket_core {
   websocket_tuning tuning_;
   std::optional<ws_endpoint> endpoint_;
   std::string endpoint_error_;
-  std::vector<std::pair<std::string, std::string>> headers_;  // {"Name:", "value"}
+  std::vector<std::pair<std::string, std::string>> headers_;  // {"Name", "value"}
   std::string cookie_;
   lws_protocols protocols_[2];
 
@@ -291,13 +327,24 @@ class websocket_core {
   bool ping_due_ = false;
   std::uint64_t last_rx_ms_ = 0;
   std::string peer_close_;       // the server's close frame, for the on_down message
+  // The connection's websocket protocol state.
+  std::string key_;                          // Sec-WebSocket-Key
+  std::string request_;                      // the upgrade request until written
+  bool request_sent_ = false;
+  std::optional<ws::upgrade_reader> upgrade_;
+  std::optional<ws::frame_reader> reader_;
+  std::string held_rx_;  // read while paused, not parsed yet
+  std::string rx_;       // wss (lws's websocket role): the message being reassembled
+  std::optional<std::string> pong_;   // a pong to send (the ping's payload)
+  std::optional<std::string> close_;  // the close frame to echo; the connection ends after it
+  std::array<unsigned char, 256> random_{};  // mask keys, refilled from uv_random
+  std::size_t random_used_ = sizeof random_;
   struct out_frame {
-    std::string bytes;                    // LWS_PRE bytes of headroom, then the frame
+    std::string bytes;                    // frame_headroom bytes, then the payload
     std::vector<std::uint64_t> requests;  // the sends merged into it
   };
   std::deque<out_frame> out_;
   bool last_mergeable_ = false;  // the newest frame in out_ may take more messages
-  std::string rx_;
 
   std::deque<event> deferred_;
   int api_depth_ = 0;
@@ -330,13 +377,12 @@ websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transpo
       log(log_level::warning, "websocket: ignoring malformed header '" + line + "'");
       continue;
     }
-    headers_.emplace_back(std::string(name) + ":",
+    headers_.emplace_back(std::string(name),
                           std::string(trim(std::string_view(line).substr(colon + 1))));
   }
   std::memset(protocols_, 0, sizeof protocols_);
   protocols_[0].name = protocol_name;
   protocols_[0].callback = &websocket_core::lws_callback;
-  protocols_[0].rx_buffer_size = std::max<std::size_t>(tuning_.rx_chunk_size, 128);
 
   for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
     uv_timer_init(loop_, t);
@@ -363,7 +409,7 @@ void websocket_core::set_headers(const header_list& headers) {
       log(log_level::warning, "websocket: ignoring malformed header '" + name + "'");
       continue;
     }
-    headers_.emplace_back(name + ":", value);
+    headers_.emplace_back(name, value);
   }
 }
 
@@ -376,15 +422,15 @@ void websocket_core::send(std::uint64_t request, std::string body, bool alone) {
       out_.back().bytes.size() + body.size() <= tuning_.max_merged_frame) {
     // Not written yet: "[a,b]" + "[c]" leave together as "[a,b,c]".
     out_frame& last = out_.back();
-    last.bytes.back() = ',';
+    last.bytes.back() = ',';  // frames are masked when written, so still plain text here
     last.bytes.append(body, 1, std::string::npos);
     last.requests.push_back(request);
     return;  // a write is already requested for the queued frame
   }
   last_mergeable_ = mergeable;
   std::string frame;
-  frame.reserve(LWS_PRE + body.size());
-  frame.append(LWS_PRE, '\0');
+  frame.reserve(frame_headroom + body.size());
+  frame.append(frame_headroom, '\0');
   frame.append(body);
   out_.push_back(out_frame{std::move(frame), {request}});
   if (conn_ == 0) {
@@ -408,9 +454,16 @@ void websocket_core::pause_receive(bool paused) {
   last_rx_ms_ = uv_now(loop_);  // no pong can arrive while paused: restart the dead-peer clock
   if (!up_ || !wsi_) return;    // applied when the next connection is established
   lws_rx_flow_control(wsi_, paused ? 0 : 1);
-  // lws parses data it already read from its idle handle, which only runs after lws's own I/O:
-  // wake it through its event pipe.
-  if (!paused) lws_cancel_service(ctx_);
+  if (paused) return;
+  // What was read while paused is parsed first, after this call returns (order is kept behind
+  // any deferred event).
+  if (!held_rx_.empty()) {
+    deferred_.push_back({event::kind::held, {}, {}, false, {}});
+    uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
+  }
+  // lws hands over data it already buffered from its idle handle, which only runs after lws's
+  // own I/O: wake it through its event pipe.
+  lws_cancel_service(ctx_);
 }
 
 void websocket_core::close(std::function<void()> done) {
@@ -458,7 +511,9 @@ bool websocket_core::create_context() {
   info.foreign_loops = loops;
   info.pcontext = &ctx_;
   info.user = this;
-  info.pt_serv_buf_size = serv_buf_size;
+  info.pt_serv_buf_size = static_cast<unsigned>(std::clamp<std::size_t>(
+      tuning_.rx_chunk_size, endpoint_ && endpoint_->tls ? min_tls_buffer : min_read_size,
+      1u << 24));
   info.fd_limit_per_thread = fd_limit;
   info.count_threads = 1;
   if (!config_.ca_file.empty()) info.client_ssl_ca_filepath = config_.ca_file.c_str();
@@ -500,8 +555,12 @@ void websocket_core::open_connection() {
   wsi_ = nullptr;
   up_ = false;
   ping_due_ = false;
-  rx_.clear();
   peer_close_.clear();
+  request_sent_ = false;
+  upgrade_.reset();
+  reader_.reset();
+  pong_.reset();
+  close_.reset();
   if (config_.connect_timeout.count() > 0) {
     uv_timer_start(&connect_timer_, &websocket_core::on_connect_timer,
                    static_cast<std::uint64_t>(config_.connect_timeout.count()), 0);
@@ -568,8 +627,12 @@ void websocket_core::connect_to(const char* address) {
   ci.port = endpoint_->port;
   ci.path = endpoint_->path.c_str();
   ci.host = endpoint_->host.c_str();
-  ci.ietf_version_or_minus_one = -1;
   ci.local_protocol_name = protocol_name;
+  if (endpoint_->tls) {
+    ci.ietf_version_or_minus_one = -1;  // lws's websocket role (see the top of the file)
+  } else {
+    ci.method = "RAW";  // lws carries the bytes; ws_protocol speaks websocket over them
+  }
   ci.opaque_user_data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(id));
   ci.retry_and_idle_policy = &no_validity_policy;
   if (endpoint_->tls) {
@@ -578,7 +641,7 @@ void websocket_core::connect_to(const char* address) {
       ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
                            LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
     }
-    ci.alpn = "http/1.1";  // lws 4.1 cannot upgrade to websocket over h2
+    ci.alpn = "http/1.1";  // the upgrade is HTTP/1.1
   }
   lws* wsi = lws_client_connect_via_info(&ci);
   if (wsi) wsis_.insert(wsi);
@@ -613,7 +676,14 @@ void websocket_core::drop_connection() {
   up_ = false;
   ping_due_ = false;
   out_.clear();
-  std::string().swap(rx_);  // a large partial message should not stay allocated
+  // A large partial message or held input should not stay allocated.
+  upgrade_.reset();
+  reader_.reset();
+  std::string().swap(held_rx_);
+  std::string().swap(rx_);
+  std::string().swap(request_);
+  pong_.reset();
+  close_.reset();
   uv_timer_stop(&connect_timer_);
   uv_timer_stop(&ping_timer_);
 }
@@ -657,6 +727,9 @@ void websocket_core::deliver(event& ev) {
         break;
       case event::kind::down:
         events_->on_down(ev.err, ev.was_up, ev.unsent);
+        break;
+      case event::kind::held:
+        parse_held();
         break;
     }
   } catch (const std::exception& e) {
@@ -758,17 +831,20 @@ void websocket_core::fail_quietly(const char* what, const char* detail) noexcept
 }
 
 int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len) {
-  // Only reasons about a client connection carry our connection id.
   switch (reason) {
+    case LWS_CALLBACK_RAW_CONNECTED:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_RAW_CLOSE:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_WSI_DESTROY:
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
     case LWS_CALLBACK_CLIENT_WRITEABLE:
     case LWS_CALLBACK_CLIENT_RECEIVE:
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLIENT_CLOSED:
-    case LWS_CALLBACK_WSI_DESTROY:
       break;
     default:
       return 0;
@@ -780,63 +856,31 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
   if (current && !wsi_) wsi_ = wsi;  // callbacks from inside lws_client_connect_via_info
 
   switch (reason) {
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+    case LWS_CALLBACK_RAW_CONNECTED:
       if (!current) return -1;
-      return on_append_headers(wsi, in, len);
+      return on_connected(wsi);
 
-    case LWS_CALLBACK_CLIENT_ESTABLISHED: {
-      if (!current) return -1;
-      up_ = true;
-      uv_timer_stop(&connect_timer_);
-      last_rx_ms_ = uv_now(loop_);
-      if (tuning_.ping_interval.count() > 0) {
-        const auto iv = static_cast<std::uint64_t>(tuning_.ping_interval.count());
-        uv_timer_start(&ping_timer_, &websocket_core::on_ping_timer, iv, iv);
-      }
-      if (paused_) lws_rx_flow_control(wsi, 0);
-      log(log_level::debug, "websocket: connected to " + describe());
-      emit({event::kind::up, {}, {}, false, {}});
-      if (conn_ != id) return -1;  // aborted or closed from on_up
-      if (!out_.empty()) lws_callback_on_writable(wsi);
-      return 0;
-    }
-
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_RAW_WRITEABLE:
       if (!current) return -1;
       return on_writeable(wsi);
 
-    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_RAW_RX:
       if (!current) return -1;
-      return on_receive(wsi, id, in, len);
-
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-      if (!current) return -1;
-      last_rx_ms_ = uv_now(loop_);
-      return 0;
-
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-      if (current && in && len >= 2) {
-        const auto* p = static_cast<const unsigned char*>(in);
-        peer_close_ = " (close code " + std::to_string((p[0] << 8) | p[1]);
-        if (len > 2)
-          peer_close_ += ": " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
-        peer_close_ += ")";
-      }
-      return 0;
+      return on_receive(wsi, id, static_cast<const char*>(in), len);
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       if (!current) return 0;
+      // With lws's websocket role (wss), lws read the upgrade answer: a refusal has a status.
       const unsigned status = lws_http_client_http_response(wsi);
       std::string msg;
       if (status != 0 && status != 101) {
         msg = "websocket upgrade refused: HTTP " + std::to_string(status) + " from " + describe();
       } else {
         msg = "websocket: connection to " + describe() + " failed";
-        if (in) msg += ": " + std::string(static_cast<const char*>(in));
+        if (in) msg += ": " + std::string(static_cast<const char*>(in), ::strnlen(static_cast<const char*>(in), len > 0 ? len : 256));
       }
       wsi_ = nullptr;  // lws frees it after this callback
       if (status == 401 || status == 403) {
-        // Authentication failures are the auth extension's business: say exactly what it was.
         error e = make_error(errc::http_error, std::move(msg));
         e.http_status = static_cast<int>(status);
         connection_lost(std::move(e));
@@ -846,16 +890,33 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
       return 0;
     }
 
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLIENT_CLOSED:
+      if (!current) {
+        return reason == LWS_CALLBACK_WS_PEER_INITIATED_CLOSE ||
+                       reason == LWS_CALLBACK_CLIENT_CLOSED
+                   ? 0
+                   : -1;
+      }
+      return on_ws_role(wsi, id, reason, in, len);
+
+    case LWS_CALLBACK_RAW_CLOSE:
       if (!current) return 0;
       wsi_ = nullptr;
-      connection_lost(make_error(errc::transport_error,
-                                 "websocket: connection closed by " + describe() + peer_close_));
+      connection_lost(make_error(
+          errc::transport_error,
+          up_ ? "websocket: connection closed by " + describe() + peer_close_
+              : "websocket: connection to " + describe() + " closed before the upgrade completed"));
       return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
       if (id != 0 && id == conn_) {
-        // Destroyed without CLIENT_CLOSED / CONNECTION_ERROR (lws's own timeouts, ...).
+        // Destroyed without RAW_CLOSE / CONNECTION_ERROR (lws's own timeouts, ...).
         wsi_ = nullptr;
         if (current)
           connection_lost(make_error(errc::transport_error,
@@ -868,59 +929,318 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
   }
 }
 
-int websocket_core::on_append_headers(lws* wsi, void* in, std::size_t len) {
-  auto** p = static_cast<unsigned char**>(in);
-  unsigned char* end = *p + len;
-  auto add = [&](const std::string& name, const std::string& value) {
-    return lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(name.c_str()),
-                                       reinterpret_cast<const unsigned char*>(value.data()),
-                                       static_cast<int>(value.size()), p, end) == 0;
-  };
-  for (const auto& [name, value] : headers_) {
-    if (!add(name, value)) {
-      connection_lost(make_error(errc::transport_error,
-                                 "websocket: the upgrade request headers do not fit in " +
-                                     std::to_string(serv_buf_size) + " bytes"));
-      return -1;
-    }
+// TCP (and TLS) is up: send the upgrade request.
+int websocket_core::on_connected(lws* wsi) {
+  unsigned char nonce[16];
+  for (std::size_t i = 0; i < sizeof nonce; i += 4) {
+    const auto m = next_mask();
+    std::memcpy(nonce + i, m.data(), 4);
   }
-  if (!cookie_.empty()) {
-    if (has_ctl(cookie_)) {
-      log(log_level::warning, "websocket: ignoring a cookie header with control characters");
-    } else if (!add("cookie:", cookie_)) {
-      connection_lost(make_error(errc::transport_error,
-                                 "websocket: the upgrade request headers do not fit in " +
-                                     std::to_string(serv_buf_size) + " bytes"));
-      return -1;
-    }
+  key_ = ws::base64(nonce, sizeof nonce);
+  std::string_view cookie = cookie_;
+  if (has_ctl(cookie)) {
+    log(log_level::warning, "websocket: ignoring a cookie header with control characters");
+    cookie = {};
   }
+  request_.assign(LWS_PRE, '\0');
+  request_ += ws::upgrade_request(endpoint_->host, endpoint_->path, key_, headers_, cookie);
+  request_sent_ = false;
+  upgrade_.emplace(key_);
+  lws_callback_on_writable(wsi);
   return 0;
 }
 
+// 4 bytes of the loop-independent system CSPRNG per frame (RFC 6455 wants unpredictable mask
+// keys), fetched 256 bytes at a time.
+std::array<unsigned char, 4> websocket_core::next_mask() {
+  if (random_used_ + 4 > random_.size()) {
+    if (uv_random(nullptr, nullptr, random_.data(), random_.size(), 0, nullptr) != 0 &&
+        (!ctx_ || lws_get_random(ctx_, random_.data(), random_.size()) != random_.size())) {
+      throw std::runtime_error("no random bytes for the websocket mask");
+    }
+    random_used_ = 0;
+  }
+  std::array<unsigned char, 4> m;
+  std::memcpy(m.data(), random_.data() + random_used_, 4);
+  random_used_ += 4;
+  return m;
+}
+
+// A control frame's bytes: headroom, then the payload (at most 125 bytes).
+std::string websocket_core::control_frame(std::string_view payload) const {
+  std::string f(frame_headroom, '\0');
+  f.append(payload.substr(0, 125));
+  return f;
+}
+
+// Masks `bytes` (frame_headroom, then the payload) in place and writes it as one frame.
+int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
+  const std::size_t n = bytes.size() - frame_headroom;
+  char* start = ws::frame_in_place(&bytes[frame_headroom], n, op, next_mask());
+  const std::size_t total = n + ws::header_size(n);
+  // lws keeps what the socket does not take and sends it before the next writeable callback.
+  return lws_write(wsi, reinterpret_cast<unsigned char*>(start), total, LWS_WRITE_RAW) <
+                 static_cast<int>(total)
+             ? -1
+             : 0;
+}
+
 int websocket_core::on_writeable(lws* wsi) {
-  if (ping_due_) {
-    ping_due_ = false;
-    unsigned char buf[LWS_PRE + 1];
-    if (lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0) {
-      connection_lost(make_error(errc::transport_error, "websocket: sending a ping failed"));
+  if (endpoint_->tls) {
+    // lws's websocket role frames, masks and answers pings itself.
+    int rc = 0;
+    if (ping_due_) {
+      ping_due_ = false;
+      unsigned char buf[LWS_PRE + 1];
+      rc = lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0 ? -1 : 0;
+    } else if (!out_.empty()) {
+      std::string frame = std::move(out_.front().bytes);
+      out_.pop_front();
+      if (out_.empty()) last_mergeable_ = false;
+      const std::size_t n = frame.size() - frame_headroom;
+      rc = lws_write(wsi, reinterpret_cast<unsigned char*>(&frame[frame_headroom]), n,
+                     LWS_WRITE_TEXT) < static_cast<int>(n)
+               ? -1
+               : 0;
+    }
+    if (rc < 0) {
+      connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
       return -1;
     }
+    if (ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
+    return 0;
+  }
+  if (!request_sent_) {
+    request_sent_ = true;
+    const std::size_t n = request_.size() - LWS_PRE;
+    if (lws_write(wsi, reinterpret_cast<unsigned char*>(&request_[LWS_PRE]), n, LWS_WRITE_RAW) <
+        static_cast<int>(n)) {
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: sending the upgrade request to " + describe() +
+                                     " failed"));
+      return -1;
+    }
+    std::string().swap(request_);
+    return 0;
+  }
+  if (!up_) return 0;
+  int rc = 0;
+  if (close_) {
+    // The server closed: echo its close frame, then end the connection.
+    std::string f = control_frame(*close_);
+    write_frame(wsi, f, ws::opcode::close);
+    connection_lost(make_error(errc::transport_error,
+                               "websocket: connection closed by " + describe() + peer_close_));
+    return -1;
+  }
+  if (pong_) {
+    std::string f = control_frame(*pong_);
+    pong_.reset();
+    rc = write_frame(wsi, f, ws::opcode::pong);
+  } else if (ping_due_) {
+    ping_due_ = false;
+    std::string f = control_frame({});
+    rc = write_frame(wsi, f, ws::opcode::ping);
   } else if (!out_.empty()) {
     std::string frame = std::move(out_.front().bytes);
     out_.pop_front();
     if (out_.empty()) last_mergeable_ = false;
-    const std::size_t n = frame.size() - LWS_PRE;
-    auto* data = reinterpret_cast<unsigned char*>(&frame[LWS_PRE]);
-    if (lws_write(wsi, data, n, LWS_WRITE_TEXT) < static_cast<int>(n)) {
-      connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
-      return -1;
-    }
+    rc = write_frame(wsi, frame, ws::opcode::text);
   }
-  if (ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
+  if (rc < 0) {
+    connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
+    return -1;
+  }
+  if (pong_ || ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
   return 0;
 }
 
-int websocket_core::on_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len) {
+int websocket_core::on_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
+  last_rx_ms_ = uv_now(loop_);
+  if (close_) return 0;  // nothing after the server's close frame counts
+  if (!up_) {
+    if (on_upgrade_answer(wsi, id, in, len) < 0) return -1;
+    if (!up_ || len == 0) return 0;
+  }
+  if (paused_ || !held_rx_.empty()) {
+    held_rx_.append(in, len);  // parsed once the receive resumes, in order
+    return 0;
+  }
+  return read_frames(wsi, id, in, len);
+}
+
+// The server's answer to the upgrade; on success `in`/`len` are left at the first frame byte.
+int websocket_core::on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& in,
+                                      std::size_t& len) {
+  if (!upgrade_) return -1;  // bytes before the request was written: not a server we speak to
+  const std::size_t used = upgrade_->feed(in, len);
+  in += used;
+  len -= used;
+  switch (upgrade_->status_state()) {
+    case ws::upgrade_reader::state::incomplete:
+      return 0;
+    case ws::upgrade_reader::state::refused: {
+      const int status = upgrade_->status();
+      std::string msg = "websocket upgrade refused: HTTP " + std::to_string(status);
+      if (!upgrade_->reason().empty()) msg += " " + upgrade_->reason();
+      msg += " from " + describe();
+      if (status == 401 || status == 403) {
+        // Authentication failures are the auth extension's business: say exactly what it was.
+        error e = make_error(errc::http_error, std::move(msg));
+        e.http_status = status;
+        connection_lost(std::move(e));
+      } else {
+        connection_lost(make_error(errc::transport_error, std::move(msg)));
+      }
+      return -1;
+    }
+    case ws::upgrade_reader::state::invalid:
+      connection_lost(make_error(errc::transport_error, "websocket: invalid upgrade response from " +
+                                                            describe() + ": " + upgrade_->what()));
+      return -1;
+    case ws::upgrade_reader::state::accepted:
+      break;
+  }
+  upgrade_.reset();
+  reader_.emplace(config_.max_message_size);
+  return on_established(wsi, id);
+}
+
+// The websocket is open (either path).
+int websocket_core::on_established(lws* wsi, std::uint64_t id) {
+  up_ = true;
+  uv_timer_stop(&connect_timer_);
+  last_rx_ms_ = uv_now(loop_);
+  if (tuning_.ping_interval.count() > 0) {
+    const auto iv = static_cast<std::uint64_t>(tuning_.ping_interval.count());
+    uv_timer_start(&ping_timer_, &websocket_core::on_ping_timer, iv, iv);
+  }
+  if (paused_) lws_rx_flow_control(wsi, 0);
+  log(log_level::debug, "websocket: connected to " + describe());
+  emit({event::kind::up, {}, {}, false, {}});
+  if (conn_ != id) return -1;  // aborted or closed from on_up
+  if (!out_.empty()) lws_callback_on_writable(wsi);
+  return 0;
+}
+
+int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
+  for (;;) {
+    std::size_t used = 0;
+    const auto ev = reader_->next(in, len, used);
+    in += used;
+    len -= used;
+    switch (ev) {
+      case ws::frame_reader::event::none:
+        return 0;
+      case ws::frame_reader::event::message:
+        emit({event::kind::frame, reader_->take_message(), {}, false, {}});
+        if (conn_ != id) return -1;  // aborted, closed or failed from on_frame
+        if (paused_ && len > 0) {
+          held_rx_.append(in, len);
+          return 0;
+        }
+        break;
+      case ws::frame_reader::event::ping:
+        pong_ = reader_->control_payload();
+        lws_callback_on_writable(wsi);
+        break;
+      case ws::frame_reader::event::pong:
+        break;
+      case ws::frame_reader::event::close: {
+        std::string echo;
+        if (const unsigned code = reader_->close_code(); code != 0) {
+          peer_close_ = " (close code " + std::to_string(code);
+          if (!reader_->control_payload().empty()) peer_close_ += ": " + reader_->control_payload();
+          peer_close_ += ")";
+          echo.push_back(static_cast<char>(code >> 8));
+          echo.push_back(static_cast<char>(code & 0xFF));
+        }
+        close_ = std::move(echo);
+        lws_callback_on_writable(wsi);
+        return 0;
+      }
+      case ws::frame_reader::event::error:
+        // Inside its callback the wsi closes by returning -1; from parse_held it is killed.
+        connection_lost(make_error(reader_->error_code(),
+                                   reader_->what() + " (from " + describe() + ")"));
+        return -1;
+    }
+  }
+}
+
+// The receive resumed: parse what was read while it was paused (from the deferred-event timer).
+void websocket_core::parse_held() {
+  if (!up_ || !wsi_ || !reader_ || held_rx_.empty()) return;
+  if (paused_) return;  // paused again before this ran: stays held
+  std::string held;
+  held.swap(held_rx_);
+  read_frames(wsi_, conn_, held.data(), held.size());  // a failure there kills the connection
+}
+
+// ---- wss: lws's websocket role --------------------------------------------------------------
+
+int websocket_core::on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
+                               std::size_t len) {
+  switch (reason) {
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+      return on_append_headers(wsi, in, len);
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      return on_established(wsi, id);
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+      return on_writeable(wsi);
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+      return on_ws_receive(wsi, id, in, len);
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+      last_rx_ms_ = uv_now(loop_);
+      return 0;
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (in && len >= 2) {
+        const auto* p = static_cast<const unsigned char*>(in);
+        peer_close_ = " (close code " + std::to_string((p[0] << 8) | p[1]);
+        if (len > 2)
+          peer_close_ += ": " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
+        peer_close_ += ")";
+      }
+      return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+      wsi_ = nullptr;
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: connection closed by " + describe() + peer_close_));
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+int websocket_core::on_append_headers(lws* wsi, void* in, std::size_t len) {
+  auto** p = static_cast<unsigned char**>(in);
+  unsigned char* end = *p + len;
+  auto add = [&](const std::string& name, std::string_view value) {
+    const std::string n = name + ":";
+    return lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(n.c_str()),
+                                       reinterpret_cast<const unsigned char*>(value.data()),
+                                       static_cast<int>(value.size()), p, end) == 0;
+  };
+  const auto too_big = [&] {
+    connection_lost(make_error(errc::transport_error,
+                               "websocket: the upgrade request headers do not fit in " +
+                                   std::to_string(len) + " bytes"));
+    return -1;
+  };
+  for (const auto& [name, value] : headers_) {
+    if (!add(name, value)) return too_big();
+  }
+  if (!cookie_.empty()) {
+    if (has_ctl(cookie_)) {
+      log(log_level::warning, "websocket: ignoring a cookie header with control characters");
+    } else if (!add("cookie", cookie_)) {
+      return too_big();
+    }
+  }
+  return 0;
+}
+
+int websocket_core::on_ws_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len) {
   last_rx_ms_ = uv_now(loop_);
   const std::size_t max = config_.max_message_size;  // 0: no limit
   const std::size_t remaining = lws_remaining_packet_payload(wsi);

@@ -176,7 +176,8 @@ void upgrade_reader::parse_head() {
   const std::string_view line = rest.substr(0, eol);
   rest.remove_prefix(eol + 2);
   // HTTP/1.x SP 3DIGIT SP reason
-  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[8] != ' ' ||
+  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
+      line[8] != ' ' ||
       !std::isdigit(static_cast<unsigned char>(line[9])) ||
       !std::isdigit(static_cast<unsigned char>(line[10])) ||
       !std::isdigit(static_cast<unsigned char>(line[11])) ||

@@ -73,6 +73,8 @@ enum class opcode : std::uint8_t {
 };
 
 // Incoming frames (server to client: never masked), reassembled into messages.
+// Not checked here: UTF-8 in text messages and close reasons (the JSON decoder takes bytes as
+// they are, as over long-polling), close codes, and whether a length used its shortest form.
 class frame_reader {
  public:
   enum class event {
@@ -93,7 +95,12 @@ class frame_reader {
   // that event again.
   event next(const char* data, std::size_t len, std::size_t& consumed);
 
-  std::string take_message() { return std::move(msg_); }
+  // The message; buffered() is 0 afterwards.
+  std::string take_message() {
+    std::string m;
+    m.swap(msg_);
+    return m;
+  }
   const std::string& control_payload() const noexcept { return ctl_; }
   unsigned close_code() const noexcept { return close_code_; }
   const std::string& what() const noexcept { return what_; }

@@ -402,19 +402,22 @@ TEST_CASE("websocket: fragmented messages are reassembled", "[websocket]") {
     CHECK(m["parts"] == 3);
     close_and_finish(&loop, t);
   }
-  SECTION("a reply larger than lws's receive buffer") {
-    server_process server("faye-server.js");
+  SECTION("a message larger than one read, fragments straddling reads") {
+    server_process server("ws-fragment-server.js");
     uv_loop_t loop;
     uv_loop_init(&loop);
     recorder rec;
     websocket_tuning tuning;
-    tuning.rx_chunk_size = 128;  // the handshake reply is ~300 bytes: three receive callbacks
-    auto t = make_websocket_transport(&loop, config_for(server.url()), rec, tuning);
-    t->send(0, handshake_frame, 5s);
+    tuning.rx_chunk_size = 1024;  // the smallest read: the 3000-byte message takes 3 or more
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/fragment"), rec,
+                                      tuning);
+    t->send(0, "[]", 5s);
     REQUIRE(run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }));
+    REQUIRE(rec.downs.empty());
     REQUIRE(rec.frames.size() == 1);
-    CHECK(rec.frames[0].size() > 2 * 128);
-    CHECK(reply_of(rec.frames[0])["successful"] == true);
+    const json m = reply_of(rec.frames[0]);
+    CHECK(m["data"] == std::string(3000, 'x'));
+    CHECK(m["parts"] == 3);
     close_and_finish(&loop, t);
   }
 }
@@ -520,6 +523,64 @@ TEST_CASE("websocket: a close frame from the server is reported with its code", 
   CHECK(rec.downs[0].err.code == errc::transport_error);
   CHECK_THAT(rec.downs[0].err.message, Catch::Contains("4000") && Catch::Contains("bye"));
   close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: frames leave masked; a server ping gets its pong", "[websocket]") {
+  // ws-fragment-server's /ping unmasks every frame the client sends and describes it back.
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/ping"), rec);
+  // 7-bit, 16-bit and 64-bit length forms, each a JSON array as the session sends.
+  const std::vector<std::string> bodies = {
+      "[1]", "[\"" + std::string(300, 'a') + "\"]", "[\"" + std::string(70000, 'b') + "\"]"};
+  for (const auto& b : bodies) t->send(0, b, 5s, true);
+  REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 4 || !rec.downs.empty(); }));
+  REQUIRE(rec.downs.empty());
+  std::vector<std::string> texts;
+  std::string pong;
+  for (const auto& f : rec.frames) {
+    const json m = reply_of(f);
+    CHECK(m["channel"] == "/seen");
+    CHECK(m["masked"] == true);
+    if (m["op"] == 10) {
+      pong = m["data"];
+    } else {
+      CHECK(m["op"] == 1);
+      texts.push_back(m["data"]);
+    }
+  }
+  CHECK(pong == "are-you-there");
+  CHECK(texts == bodies);
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a server that breaks the protocol is refused with the reason", "[websocket]") {
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  SECTION("a wrong Sec-WebSocket-Accept") {
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/bad-accept"), rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+    CHECK(rec.ups == 0);
+    CHECK_FALSE(rec.downs[0].was_up);
+    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("Sec-WebSocket-Accept"));
+    close_and_finish(&loop, t);
+  }
+  SECTION("a masked frame from the server") {
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/masked"), rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }));
+    CHECK(rec.frames.empty());
+    CHECK(rec.downs[0].was_up);
+    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("masked frame"));
+    close_and_finish(&loop, t);
+  }
 }
 
 TEST_CASE("websocket: pings keep a quiet connection up; a silent peer times out", "[websocket]") {

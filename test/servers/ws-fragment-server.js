@@ -15,6 +15,11 @@
 //   /huge      a text frame header announcing 2^40 bytes, then 64 KiB of payload, then silence
 //   /close     a close frame (code 4000, reason "bye"), then ends the connection
 //   /silent    nothing at all, and never answers a ping
+//   /ping      a ping with payload "are-you-there"; each frame the client sends is unmasked and
+//              answered with a text message [{"channel":"/seen","op":N,"masked":B,"data":"<payload>"}]
+//              (so a pong comes back as op 10 with the ping's payload, a text frame as op 1)
+//   /masked    a masked text frame (servers must not mask)
+//   /bad-accept  a 101 whose Sec-WebSocket-Accept does not match the key
 // Anything else is refused with HTTP 404.
 
 const crypto = require('crypto');
@@ -82,7 +87,49 @@ const behaviours = {
     setTimeout(() => socket.end(), 50);
   },
   '/silent': () => {},
+  '/ping': socket => {
+    socket.write(frame(0x9, true, 'are-you-there'));
+    let buf = Buffer.alloc(0);
+    socket.on('data', chunk => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        const f = readClientFrame(buf);
+        if (!f) break;
+        buf = buf.subarray(f.size);
+        socket.write(frame(0x1, true, JSON.stringify(
+          [{ channel: '/seen', op: f.opcode, masked: f.masked, data: f.payload.toString('utf8') }])));
+      }
+    });
+  },
+  '/masked': socket => {
+    const payload = Buffer.from('[{"channel":"/masked"}]');
+    const key = Buffer.from([1, 2, 3, 4]);
+    const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]));
+    socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | masked.length]), key, masked]));
+  },
 };
+
+// One client frame from the front of `buf` (null until it is complete).
+function readClientFrame(buf) {
+  if (buf.length < 2) return null;
+  const masked = (buf[1] & 0x80) !== 0;
+  let len = buf[1] & 0x7f, at = 2;
+  if (len === 126) {
+    if (buf.length < 4) return null;
+    len = buf.readUInt16BE(2);
+    at = 4;
+  } else if (len === 127) {
+    if (buf.length < 10) return null;
+    len = Number(buf.readBigUInt64BE(2));
+    at = 10;
+  }
+  const key = masked ? buf.subarray(at, at + 4) : null;
+  if (masked) at += 4;
+  if (buf.length < at + len) return null;
+  const payload = Buffer.from(buf.subarray(at, at + len));
+  if (masked) for (let i = 0; i < payload.length; i++) payload[i] ^= key[i % 4];
+  return { opcode: buf[0] & 0x0f, masked, payload, size: at + len };
+}
 
 const onRequest = (req, res) => {
   res.writeHead(404);
@@ -94,19 +141,19 @@ const server = opts.tls ? https.createServer({ cert: TEST_CERT, key: TEST_KEY },
 server.on('upgrade', (req, socket) => {
   socket.on('error', () => {});
   const path = new URL(req.url, 'http://127.0.0.1').pathname;
-  const behaviour = behaviours[path];
+  const behaviour = behaviours[path] || (path === '/bad-accept' ? () => {} : null);
   const key = req.headers['sec-websocket-key'];
   if (!behaviour || !key) {
     socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     return;
   }
-  const accept = crypto.createHash('sha1')
-    .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  const accept = path === '/bad-accept' ? 'dGhlIHNhbXBsZSBub25jZQ=='
+    : crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
   socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
                'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
   common.debug('upgrade', path);
-  socket.on('data', () => {});  // read and drop whatever the client sends (pings included)
-  behaviour(socket, req);
+  if (path !== '/ping') socket.on('data', () => {});  // read and drop what the client sends
+  if (behaviours[path]) behaviours[path](socket, req);
 });
 
 common.listen(server, opts.port);
