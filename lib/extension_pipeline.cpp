@@ -103,11 +103,14 @@ void extension_pipeline::pump(direction d) {
   const std::weak_ptr<char> alive = alive_;
   while (!l.jobs.empty()) {
     job& j = l.jobs.front();
+    // A cancelled job an extension still holds keeps its place until that extension is done
+    // with it: an extension never gets a second batch of one direction before finishing the one
+    // it has, cancelled or not.
+    if (j.waiting) break;  // an extension finishes it later
     if (j.cancelled) {
       l.jobs.pop_front();
       continue;
     }
-    if (j.waiting) break;  // an extension finishes it later
     if (!j.batch || j.err || j.next >= order_.size()) {
       job done = std::move(j);
       l.jobs.pop_front();

@@ -44,9 +44,10 @@ class extension_pipeline {
   // this call. `tag` is what cancel() selects on.
   void push(direction d, std::optional<message_batch> batch, std::uint64_t tag, finish_fn finish);
 
-  // Forgets the jobs of direction `d` with tag `tag` (queued or running): their finish never runs
-  // and a late continuation of their extension is ignored. `events_only`: only pass-through jobs
-  // (batches keep going).
+  // Forgets the jobs of direction `d` with tag `tag` (queued or running): their finish never runs.
+  // A job an extension is working on still holds the lane until that extension calls done, so
+  // no extension ever has two batches of one direction at once. `events_only`: only
+  // pass-through jobs (batches keep going).
   void cancel(direction d, std::uint64_t tag, bool events_only = false);
   // Forgets every job.
   void cancel_all();
