@@ -7,7 +7,13 @@
 //   client's CPU); ws_protocol reads a frame's payload with one append.
 // - wss:// (TLS) uses lws's websocket role: 4.1 built without its async DNS (as Debian builds
 //   it) starts TLS on a RAW client connection before the socket is connected, so RAW cannot
-//   carry TLS there. Both paths report the same events and errors.
+//   carry TLS there. So does ws:// when `http_proxy` is set in the environment (lws tunnels
+//   through it with CONNECT and never reports a RAW connection as connected). Both paths report
+//   the same events and errors. The RAW path does not follow redirects of the upgrade (lws's
+//   role did): a 3xx is a refused upgrade.
+// - Reading (RAW path) stops while the receive is paused, while bytes read earlier still wait to
+//   be parsed, and while lws holds part of a frame the socket did not take (lws 4.1's RAW role
+//   would otherwise spin on a readable socket it refuses to read until the write drains).
 // - One lws context per transport, created on the first send(), so a client that never uses
 //   websocket pays nothing but five idle uv timers. lws_service() is never called: lws adds its
 //   own uv handles to the loop.
@@ -262,6 +268,7 @@ class websocket_core {
 
   void log(log_level level, std::string_view msg) const;
   bool create_context();
+  void update_reading();
   void open_connection();
   void connect_to(const char* address);
   void cancel_dns();
@@ -270,7 +277,7 @@ class websocket_core {
   void fail_quietly(const char* what, const char* detail = nullptr) noexcept;
   void drop_connection();
   void kill(lws* wsi);
-  void emit(event ev);
+  bool emit(event ev);  // true when delivered now, false when deferred (or no receiver)
   void deliver(event& ev);
   bool lws_handles_remain() const;
   void close_orphaned_watchers();
@@ -317,6 +324,8 @@ class websocket_core {
   lws_protocols protocols_[2];
 
   lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
+  bool raw_ = true;  // RAW connection + ws_protocol (else lws's websocket role); set with ctx_
+  int lws_timeout_s_ = 20;
 
   std::uint64_t conn_ = 0;  // current connection attempt; 0 when none
   std::uint64_t next_conn_ = 1;
@@ -334,6 +343,9 @@ class websocket_core {
   std::optional<ws::upgrade_reader> upgrade_;
   std::optional<ws::frame_reader> reader_;
   std::string held_rx_;  // read while paused, not parsed yet
+  bool held_queued_ = false;   // a `held` event is in deferred_
+  bool reading_ = true;        // lws reads the current connection (rx flow control)
+  bool write_stalled_ = false;  // lws holds part of a frame the socket has not taken yet
   std::string rx_;       // wss (lws's websocket role): the message being reassembled
   std::optional<std::string> pong_;   // a pong to send (the ping's payload)
   std::optional<std::string> close_;  // the close frame to echo; the connection ends after it
@@ -453,17 +465,14 @@ void websocket_core::pause_receive(bool paused) {
   paused_ = paused;
   last_rx_ms_ = uv_now(loop_);  // no pong can arrive while paused: restart the dead-peer clock
   if (!up_ || !wsi_) return;    // applied when the next connection is established
-  lws_rx_flow_control(wsi_, paused ? 0 : 1);
-  if (paused) return;
   // What was read while paused is parsed first, after this call returns (order is kept behind
-  // any deferred event).
-  if (!held_rx_.empty()) {
+  // any deferred event); reading resumes once it is.
+  if (!paused && !held_rx_.empty() && !held_queued_) {
+    held_queued_ = true;
     deferred_.push_back({event::kind::held, {}, {}, false, {}});
     uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
   }
-  // lws hands over data it already buffered from its idle handle, which only runs after lws's
-  // own I/O: wake it through its event pipe.
-  lws_cancel_service(ctx_);
+  update_reading();
 }
 
 void websocket_core::close(std::function<void()> done) {
@@ -497,6 +506,9 @@ void websocket_core::detach() {
 
 bool websocket_core::create_context() {
   quiet_lws_logging();
+  // lws reads http_proxy when the context is made; it cannot tunnel a RAW connection.
+  const char* proxy = std::getenv("http_proxy");
+  raw_ = endpoint_ && !endpoint_->tls && (proxy == nullptr || *proxy == '\0');
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
   info.options = LWS_SERVER_OPTION_LIBUV;
@@ -512,7 +524,7 @@ bool websocket_core::create_context() {
   info.pcontext = &ctx_;
   info.user = this;
   info.pt_serv_buf_size = static_cast<unsigned>(std::clamp<std::size_t>(
-      tuning_.rx_chunk_size, endpoint_ && endpoint_->tls ? min_tls_buffer : min_read_size,
+      tuning_.rx_chunk_size, raw_ ? min_read_size : min_tls_buffer,
       1u << 24));
   info.fd_limit_per_thread = fd_limit;
   info.count_threads = 1;
@@ -521,6 +533,7 @@ bool websocket_core::create_context() {
   const auto connect_s = static_cast<unsigned>(
       std::clamp<long long>(config_.connect_timeout.count() / 1000 + 5, 0, 86400));
   info.timeout_secs = std::max(20u, connect_s);
+  lws_timeout_s_ = static_cast<int>(info.timeout_secs);
   info.connect_timeout_secs = std::max(20u, connect_s);
   ctx_ = lws_create_context(&info);
   if (!ctx_) {
@@ -556,6 +569,8 @@ void websocket_core::open_connection() {
   up_ = false;
   ping_due_ = false;
   peer_close_.clear();
+  reading_ = true;
+  write_stalled_ = false;
   request_sent_ = false;
   upgrade_.reset();
   reader_.reset();
@@ -628,7 +643,7 @@ void websocket_core::connect_to(const char* address) {
   ci.path = endpoint_->path.c_str();
   ci.host = endpoint_->host.c_str();
   ci.local_protocol_name = protocol_name;
-  if (endpoint_->tls) {
+  if (!raw_) {
     ci.ietf_version_or_minus_one = -1;  // lws's websocket role (see the top of the file)
   } else {
     ci.method = "RAW";  // lws carries the bytes; ws_protocol speaks websocket over them
@@ -680,6 +695,7 @@ void websocket_core::drop_connection() {
   upgrade_.reset();
   reader_.reset();
   std::string().swap(held_rx_);
+  write_stalled_ = false;
   std::string().swap(rx_);
   std::string().swap(request_);
   pong_.reset();
@@ -703,16 +719,29 @@ void websocket_core::kill(lws* wsi) {
 
 // ---- events -------------------------------------------------------------------------------------
 
-void websocket_core::emit(event ev) {
-  if (!events_) return;
+bool websocket_core::emit(event ev) {
+  if (!events_) return false;
   // on_down from inside lws's close path is deferred too: a receiver that reconnects (send) or
   // closes from on_down then never does so while lws is tearing that wsi down.
   if (api_depth_ > 0 || !deferred_.empty() || (ev.what == event::kind::down && cb_wsi_)) {
     deferred_.push_back(std::move(ev));
     uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
-    return;
+    return false;
   }
   deliver(ev);
+  return true;
+}
+
+// Reading follows the state: off while paused, while held bytes wait, while a write is stalled.
+void websocket_core::update_reading() {
+  if (!up_ || !wsi_) return;
+  const bool want = !paused_ && held_rx_.empty() && !write_stalled_;
+  if (want == reading_) return;
+  reading_ = want;
+  lws_rx_flow_control(wsi_, want ? 1 : 0);
+  // lws hands over data it already buffered from its idle handle, which only runs after lws's
+  // own I/O: wake it through its event pipe.
+  if (want) lws_cancel_service(ctx_);
 }
 
 void websocket_core::deliver(event& ev) {
@@ -777,8 +806,10 @@ void websocket_core::on_ping_timer(uv_timer_t* t) {
     if (self->conn_ == 0 || !self->up_ || !self->wsi_) return;
     const std::uint64_t now = uv_now(self->loop_);
     const auto interval = static_cast<std::uint64_t>(self->tuning_.ping_interval.count());
-    if (self->paused_) {
-      self->last_rx_ms_ = now;  // not reading: a pong could not be seen
+    if (self->paused_ || self->write_stalled_) {
+      // Not reading (paused, or lws will not read before the stalled write drains): a pong
+      // could not be seen, and a ping could not be sent.
+      self->last_rx_ms_ = now;
       return;
     }
     if (now - self->last_rx_ms_ >= 2 * interval) {
@@ -946,6 +977,11 @@ int websocket_core::on_connected(lws* wsi) {
   request_ += ws::upgrade_request(endpoint_->host, endpoint_->path, key_, headers_, cookie);
   request_sent_ = false;
   upgrade_.emplace(key_);
+  // Without a connect timeout of ours, lws's own bounds the wait for the answer (lws clears it
+  // for RAW connections).
+  if (config_.connect_timeout.count() <= 0) {
+    lws_set_timeout(wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, lws_timeout_s_);
+  }
   lws_callback_on_writable(wsi);
   return 0;
 }
@@ -986,7 +1022,7 @@ int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
 }
 
 int websocket_core::on_writeable(lws* wsi) {
-  if (endpoint_->tls) {
+  if (!raw_) {
     // lws's websocket role frames, masks and answers pings itself.
     int rc = 0;
     if (ping_due_) {
@@ -1011,6 +1047,7 @@ int websocket_core::on_writeable(lws* wsi) {
     return 0;
   }
   if (!request_sent_) {
+    if (request_.empty()) return 0;  // not connected yet (RAW_CONNECTED makes the request)
     request_sent_ = true;
     const std::size_t n = request_.size() - LWS_PRE;
     if (lws_write(wsi, reinterpret_cast<unsigned char*>(&request_[LWS_PRE]), n, LWS_WRITE_RAW) <
@@ -1024,6 +1061,11 @@ int websocket_core::on_writeable(lws* wsi) {
     return 0;
   }
   if (!up_) return 0;
+  if (write_stalled_) {
+    // lws calls this only once what it held has left: read again.
+    write_stalled_ = false;
+    update_reading();
+  }
   int rc = 0;
   if (close_) {
     // The server closed: echo its close frame, then end the connection.
@@ -1050,6 +1092,14 @@ int websocket_core::on_writeable(lws* wsi) {
   if (rc < 0) {
     connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
     return -1;
+  }
+  if (lws_partial_buffered(wsi)) {
+    // The socket did not take the whole frame; lws sends the rest as it drains, and calls this
+    // again once it is gone. lws 4.1's RAW role does not read meanwhile, so stop asking it to.
+    write_stalled_ = true;
+    update_reading();
+    lws_callback_on_writable(wsi);
+    return 0;
   }
   if (pong_ || ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
   return 0;
@@ -1115,7 +1165,8 @@ int websocket_core::on_established(lws* wsi, std::uint64_t id) {
     const auto iv = static_cast<std::uint64_t>(tuning_.ping_interval.count());
     uv_timer_start(&ping_timer_, &websocket_core::on_ping_timer, iv, iv);
   }
-  if (paused_) lws_rx_flow_control(wsi, 0);
+  if (config_.connect_timeout.count() <= 0 && raw_) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  update_reading();
   log(log_level::debug, "websocket: connected to " + describe());
   emit({event::kind::up, {}, {}, false, {}});
   if (conn_ != id) return -1;  // aborted or closed from on_up
@@ -1132,14 +1183,23 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
     switch (ev) {
       case ws::frame_reader::event::none:
         return 0;
-      case ws::frame_reader::event::message:
-        emit({event::kind::frame, reader_->take_message(), {}, false, {}});
+      case ws::frame_reader::event::message: {
+        const bool now = emit({event::kind::frame, reader_->take_message(), {}, false, {}});
         if (conn_ != id) return -1;  // aborted, closed or failed from on_frame
-        if (paused_ && len > 0) {
-          held_rx_.append(in, len);
+        if (len > 0 && (paused_ || !now)) {
+          // Paused by on_frame, or the frame waits behind deferred events (whose receiver may
+          // yet pause): the rest waits, unparsed, in order.
+          held_rx_.insert(0, in, len);
+          if (!paused_ && !held_queued_) {
+            held_queued_ = true;
+            deferred_.push_back({event::kind::held, {}, {}, false, {}});
+            uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
+          }
+          update_reading();
           return 0;
         }
         break;
+      }
       case ws::frame_reader::event::ping:
         pong_ = reader_->control_payload();
         lws_callback_on_writable(wsi);
@@ -1159,22 +1219,35 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
         lws_callback_on_writable(wsi);
         return 0;
       }
-      case ws::frame_reader::event::error:
+      case ws::frame_reader::event::error: {
+        // Tell the server why (1002 protocol error, 1009 too big), unless lws still holds part
+        // of a frame: a close frame must not land inside it.
+        if (!lws_partial_buffered(wsi)) {
+          const unsigned status = reader_->close_status();
+          const char code[2] = {static_cast<char>(status >> 8), static_cast<char>(status & 0xFF)};
+          std::string f = control_frame(std::string_view(code, 2));
+          write_frame(wsi, f, ws::opcode::close);
+        }
         // Inside its callback the wsi closes by returning -1; from parse_held it is killed.
         connection_lost(make_error(reader_->error_code(),
                                    reader_->what() + " (from " + describe() + ")"));
         return -1;
+      }
     }
   }
 }
 
 // The receive resumed: parse what was read while it was paused (from the deferred-event timer).
 void websocket_core::parse_held() {
+  held_queued_ = false;
   if (!up_ || !wsi_ || !reader_ || held_rx_.empty()) return;
-  if (paused_) return;  // paused again before this ran: stays held
+  if (paused_) return;  // paused again before this ran: stays held until the next resume
   std::string held;
   held.swap(held_rx_);
-  read_frames(wsi_, conn_, held.data(), held.size());  // a failure there kills the connection
+  const std::uint64_t id = conn_;
+  // May hold the rest again; a failure there kills the connection.
+  read_frames(wsi_, id, held.data(), held.size());
+  if (conn_ == id) update_reading();
 }
 
 // ---- wss: lws's websocket role --------------------------------------------------------------

@@ -670,6 +670,189 @@ TEST_CASE("websocket: pause_receive holds frames back until resumed", "[websocke
   close_and_finish(&loop, t);
 }
 
+namespace {
+
+// Runs `fn` once from a uv_idle callback, as the session's dispatch does.
+struct idle_call {
+  uv_idle_t idle{};
+  std::function<void()> fn;
+  idle_call(uv_loop_t* loop, std::function<void()> f) : fn(std::move(f)) {
+    uv_idle_init(loop, &idle);
+    idle.data = this;
+    uv_idle_start(&idle, [](uv_idle_t* h) {
+      uv_idle_stop(h);
+      static_cast<idle_call*>(h->data)->fn();
+    });
+  }
+  void close() { uv_close(reinterpret_cast<uv_handle_t*>(&idle), nullptr); }
+};
+
+int n_of(const std::string& frame) { return reply_of(frame)["n"]; }
+
+}  // namespace
+
+TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, until resumed",
+          "[websocket]") {
+  // ws-fragment-server's bursts put several messages in one write, so one read holds them all.
+  // Each section runs over ws:// (uvcometd's framing) and wss:// (lws's websocket role).
+  const bool tls = GENERATE(false, true);
+  server_process server("ws-fragment-server.js", tls ? std::vector<std::string>{"--tls", "1"}
+                                                     : std::vector<std::string>{});
+  const std::string base =
+      std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(server.port());
+  auto config = [&](const std::string& path) {
+    auto c = config_for(base + path);
+    c.tls_verify = false;
+    return c;
+  };
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  INFO((tls ? "wss" : "ws"));
+  SECTION("resumed from outside the loop") {
+    auto t = make_websocket_transport(&loop, config("/burst"), rec);
+    rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 300ms);
+    CHECK(rec.frames.size() == 1);
+    rec.frame_hook = nullptr;
+    t->pause_receive(false);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 5 || !rec.downs.empty(); }, 3s));
+    for (int i = 0; i < 5; ++i) CHECK(n_of(rec.frames[i]) == i + 1);
+    close_and_finish(&loop, t);
+  }
+  SECTION("resumed from an idle callback after the server ended the connection") {
+    auto t = make_websocket_transport(&loop, config("/burst-end"), rec);
+    rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 400ms);  // the server's FIN has arrived meanwhile
+    CHECK(rec.frames.size() == 1);
+    CHECK(rec.downs.empty());
+    rec.frame_hook = nullptr;
+    idle_call ic(&loop, [&] { t->pause_receive(false); });
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }, 3s));
+    ic.close();
+    CHECK(rec.frames.size() == 5);  // every message before the end, none lost
+    close_and_finish(&loop, t);
+  }
+  SECTION("resume, pause, resume before the held bytes are parsed: each pause still holds") {
+    auto t = make_websocket_transport(&loop, config("/burst"), rec);
+    rec.frame_hook = [&](const std::string&) { t->pause_receive(true); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 300ms);
+    REQUIRE(rec.frames.size() == 1);
+    t->pause_receive(false);
+    t->pause_receive(true);
+    t->pause_receive(false);
+    run_for(&loop, 300ms);
+    CHECK(rec.frames.size() == 2);  // on_frame paused again after the second
+    rec.frame_hook = nullptr;
+    t->pause_receive(false);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 5 || !rec.downs.empty(); }, 3s));
+    for (int i = 0; i < 5; ++i) CHECK(n_of(rec.frames[i]) == i + 1);
+    close_and_finish(&loop, t);
+  }
+  SECTION("close() from on_frame while held messages are delivered") {
+    auto t = make_websocket_transport(&loop, config("/burst"), rec);
+    bool closed = false;
+    rec.frame_hook = [&](const std::string&) {
+      if (rec.frames.size() == 1) t->pause_receive(true);
+      if (rec.frames.size() == 3) t->close([&] { closed = true; });
+    };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 300ms);
+    idle_call ic(&loop, [&] { t->pause_receive(false); });
+    run_until(&loop, [&] { return closed; }, 3s);
+    ic.close();
+    CHECK(closed);
+    CHECK(rec.frames.size() == 3);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    t.reset();
+    REQUIRE(uv_loop_close(&loop) == 0);
+  }
+}
+
+TEST_CASE("websocket: held bytes (ws://): a ping is answered and a violation ends the connection "
+          "once resumed", "[websocket]") {
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  SECTION("a ping between held messages") {
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/burst-ping"), rec);
+    rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 200ms);
+    CHECK(rec.frames.size() == 1);
+    rec.frame_hook = nullptr;
+    t->pause_receive(false);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 2 || !rec.downs.empty(); }, 3s));
+    CHECK(n_of(rec.frames[1]) == 2);
+    CHECK(rec.downs.empty());
+    close_and_finish(&loop, t);
+  }
+  SECTION("a masked frame among held messages") {
+    auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/burst-masked"), rec);
+    rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    run_for(&loop, 200ms);
+    rec.frame_hook = nullptr;
+    idle_call ic(&loop, [&] { t->pause_receive(false); });
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }, 3s));
+    ic.close();
+    CHECK(rec.frames.size() == 2);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("masked"));
+    t->send(0, "[]", 5s);  // a new connection
+    REQUIRE(run_until(&loop, [&] { return rec.ups == 2; }, 3s));
+    close_and_finish(&loop, t);
+  }
+}
+
+TEST_CASE("websocket: a write the peer does not take stops reading, without a false timeout",
+          "[websocket]") {
+  // /flood-noread never reads and sends a message every 2 ms. An 8 MiB frame cannot leave, and
+  // lws 4.1 reads nothing while it holds part of one: the transport stops reading (instead of
+  // letting lws spin on the readable socket) and does not count the silence as a dead peer.
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  websocket_tuning tuning;
+  tuning.ping_interval = 100ms;  // a dead peer would be declared after 200 ms
+  auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/flood-noread"), rec,
+                                    tuning);
+  t->send(0, "[]", 5s, true);
+  REQUIRE(run_until(&loop, [&] { return !rec.frames.empty(); }));
+  t->send(0, "[\"" + std::string(8u << 20, 'z') + "\"]", 5s, true);
+  run_for(&loop, 1000ms);
+  CHECK(rec.downs.empty());
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: ws:// goes through an http_proxy from the environment", "[websocket]") {
+  server_process proxy("connect-proxy.js");
+  server_process server("ws-fragment-server.js");
+  const std::string via = "http://127.0.0.1:" + std::to_string(proxy.port());
+  ::setenv("http_proxy", via.c_str(), 1);  // read when the transport creates its lws context
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/headers"), rec);
+  t->send(0, "[]", 5s);
+  const bool got = run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); });
+  ::unsetenv("http_proxy");
+  REQUIRE(got);
+  REQUIRE(rec.downs.empty());
+  CHECK(json::parse(rec.frames[0])["host"] == "127.0.0.1:" + std::to_string(server.port()));
+  close_and_finish(&loop, t);
+}
+
 TEST_CASE("websocket: the upgrade carries the configured headers and cookies", "[websocket]") {
   server_process server("ws-fragment-server.js");
   uv_loop_t loop;

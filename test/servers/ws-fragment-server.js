@@ -20,6 +20,11 @@
 //              (so a pong comes back as op 10 with the ping's payload, a text frame as op 1)
 //   /masked    a masked text frame (servers must not mask)
 //   /bad-accept  a 101 whose Sec-WebSocket-Accept does not match the key
+//   /burst     five text messages [{"channel":"/b","n":1..5}] in one write
+//   /burst-end the same, then ends the connection 100 ms later
+//   /burst-ping  message n=1, a ping "p1", message n=2, in one write
+//   /burst-masked  messages n=1 and n=2, then a masked frame, in one write
+//   /flood-noread  never reads what the client sends; a 1 KB message every 2 ms
 // Anything else is refused with HTTP 404.
 
 const crypto = require('crypto');
@@ -101,6 +106,29 @@ const behaviours = {
       }
     });
   },
+  '/burst': socket => socket.write(burst()),
+  '/burst-end': socket => {
+    socket.write(burst());
+    setTimeout(() => socket.end(), 100);
+  },
+  '/burst-ping': socket => {
+    socket.write(Buffer.concat([frame(0x1, true, '[{"channel":"/b","n":1}]'), frame(0x9, true, 'p1'),
+                                frame(0x1, true, '[{"channel":"/b","n":2}]')]));
+  },
+  '/burst-masked': socket => {
+    const payload = Buffer.from('[{"channel":"/masked"}]');
+    const key = Buffer.from([1, 2, 3, 4]);
+    const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]));
+    socket.write(Buffer.concat([frame(0x1, true, '[{"channel":"/b","n":1}]'),
+                                frame(0x1, true, '[{"channel":"/b","n":2}]'),
+                                Buffer.from([0x81, 0x80 | masked.length]), key, masked]));
+  },
+  '/flood-noread': socket => {
+    socket.pause();
+    const f = frame(0x1, true, JSON.stringify([{ channel: '/f', data: 'y'.repeat(1000) }]));
+    const t = setInterval(() => { if (!socket.destroyed) socket.write(f); else clearInterval(t); }, 2);
+    socket.on('close', () => clearInterval(t));
+  },
   '/masked': socket => {
     const payload = Buffer.from('[{"channel":"/masked"}]');
     const key = Buffer.from([1, 2, 3, 4]);
@@ -108,6 +136,12 @@ const behaviours = {
     socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | masked.length]), key, masked]));
   },
 };
+
+function burst() {
+  const fs = [];
+  for (let i = 1; i <= 5; i++) fs.push(frame(0x1, true, JSON.stringify([{ channel: '/b', n: i }])));
+  return Buffer.concat(fs);
+}
 
 // One client frame from the front of `buf` (null until it is complete).
 function readClientFrame(buf) {
@@ -152,7 +186,8 @@ server.on('upgrade', (req, socket) => {
   socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
                'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
   common.debug('upgrade', path);
-  if (path !== '/ping') socket.on('data', () => {});  // read and drop what the client sends
+  // Read and drop what the client sends, except where the route reads (or never reads) itself.
+  if (path !== '/ping' && path !== '/flood-noread') socket.on('data', () => {});
   if (behaviours[path]) behaviours[path](socket, req);
 });
 
