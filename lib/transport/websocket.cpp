@@ -79,7 +79,8 @@ namespace {
 
 // lws reads at most this much per receive (websocket_tuning::rx_chunk_size, with this floor).
 constexpr std::size_t min_read_size = 1024;
-// With lws's websocket role (wss) the buffer also holds the upgrade request: headers + cookies.
+// With lws's websocket role (wss, or through a proxy) the buffer also holds the upgrade request:
+// headers and cookies.
 constexpr std::size_t min_tls_buffer = 16 * 1024;
 // Room before a queued frame's payload: lws's LWS_PRE, then the largest client frame header.
 constexpr std::size_t frame_headroom = LWS_PRE + 14;
@@ -346,7 +347,7 @@ class websocket_core {
   bool held_queued_ = false;   // a `held` event is in deferred_
   bool reading_ = true;        // lws reads the current connection (rx flow control)
   bool write_stalled_ = false;  // lws holds part of a frame the socket has not taken yet
-  std::string rx_;       // wss (lws's websocket role): the message being reassembled
+  std::string rx_;       // lws's websocket role (wss, proxy): the message being reassembled
   std::optional<std::string> pong_;   // a pong to send (the ping's payload)
   std::optional<std::string> close_;  // the close frame to echo; the connection ends after it
   std::array<unsigned char, 256> random_{};  // mask keys, refilled from uv_random
@@ -901,7 +902,8 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       if (!current) return 0;
-      // With lws's websocket role (wss), lws read the upgrade answer: a refusal has a status.
+      // With lws's websocket role (wss, proxy), lws read the upgrade answer: a refusal has a
+      // status.
       const unsigned status = lws_http_client_http_response(wsi);
       std::string msg;
       if (status != 0 && status != 101) {
@@ -1250,7 +1252,7 @@ void websocket_core::parse_held() {
   if (conn_ == id) update_reading();
 }
 
-// ---- wss: lws's websocket role --------------------------------------------------------------
+// ---- wss, or ws:// through a proxy: lws's websocket role -----------------------------
 
 int websocket_core::on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
                                std::size_t len) {
