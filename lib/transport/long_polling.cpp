@@ -1,13 +1,24 @@
 // Long-polling transport: libcurl's multi-socket API driven by the application's libuv loop.
 //
 // Layout: `long_polling_transport` is a thin handle the session owns; the work happens in
-// `lp_core`, which owns the CURLM, the uv handles and the easy handles. The core frees itself once
-// every uv handle is closed *and* the handle object is gone, so destroying the transport early (even
-// from inside one of its own callbacks) never leaves a uv callback pointing at freed memory.
+// `lp_core`, which owns the easy handles, the cookie jar (a CURLSH) and a timer for deferred
+// failures. Every transport of one uv loop drives its transfers through the loop's `lp_multi`: one
+// CURLM with its curl timer and socket polls, reference-counted by the cores (a CURLM costs ~40 kB
+// of hash tables, more than the rest of an idle client). Connections and the DNS cache are pooled
+// by the loop's transports; cookies are not (one CURLSH per core, sharing cookies only).
+// The core frees itself once its handles are closed *and* the handle object is gone, so destroying
+// the transport early (even from inside one of its own callbacks) never leaves a uv callback
+// pointing at freed memory; the multi frees itself once its last user released it and its uv
+// handles are closed, and the last user's close() completes only after that.
 //
 // Reentrancy rules:
 // - events are only reported from uv callbacks (poll, timers), after libcurl returned, so the
-//   receiver may call send(), abort() or close() from inside them;
+//   receiver may call send(), abort() or close() on this transport or on any other of the loop,
+//   or destroy them, from inside them;
+// - the multi dispatches finished transfers to the core owning each easy handle (CURLOPT_PRIVATE
+//   is the request_ctx, which names its core); a core that closed removed its easy handles, so no
+//   message of it is left. While it dispatches the multi counts as in use, so a release from a
+//   handler never destroys it under its own feet: the last release tears down once it returned;
 // - libcurl is never re-entered from one of its own callbacks: the only user code that runs inside
 //   a curl callback would be config.log, and nothing is logged there.
 
@@ -26,6 +37,7 @@
 #include <new>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -57,6 +69,7 @@ std::string lower(std::string_view s) {
 }
 
 class lp_core;
+class lp_multi;
 
 bool has_ctl(std::string_view s) {
   return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
@@ -65,6 +78,7 @@ bool has_ctl(std::string_view s) {
 // One HTTP exchange; recycled (with its easy handle) through lp_core's free list.
 struct request_ctx {
   CURL* easy = nullptr;
+  lp_core* owner = nullptr;  // the multi reports the finished transfer to it
   std::shared_ptr<curl_slist> request_headers;  // the list CURLOPT_HTTPHEADER points to
   std::uint64_t id = 0;
   std::string body;  // CURLOPT_POSTFIELDS points here, so it lives as long as the transfer
@@ -85,7 +99,7 @@ struct poll_ctx {
   uv_poll_t poll{};
   curl_socket_t fd = CURL_SOCKET_BAD;
   int events = 0;  // what curl asked for last (UV_READABLE / UV_WRITABLE)
-  lp_core* owner = nullptr;
+  lp_multi* owner = nullptr;
 };
 
 // A failure found in send() (e.g. curl_multi_add_handle refused), reported from a timer later.
@@ -94,17 +108,75 @@ struct deferred_failure {
   error err;
 };
 
+// The CURLM shared by every long-polling transport of one uv loop, with the curl timer and one
+// uv_poll_t per socket curl watches. Created by the first core of a loop (acquire), torn down when
+// the last one releases it and nothing is being dispatched; frees itself once its uv handles are
+// closed, then tells that last core. Never shared across loops.
+class lp_multi {
+ public:
+  // The multi of `loop` with `user` counted as one more user, created if the loop has none (or
+  // only one already being torn down). Null when libcurl fails; throws std::bad_alloc.
+  static lp_multi* acquire(uv_loop_t* loop, lp_core* user);
+
+  // `user` (which removed its easy handles already) stops using the multi. True when it was the
+  // last user: user->multi_closed() then runs once the multi's uv handles are closed.
+  bool release(lp_core* user);
+
+  CURLM* handle() const noexcept { return multi_; }
+
+  lp_multi(const lp_multi&) = delete;
+  lp_multi& operator=(const lp_multi&) = delete;
+
+ private:
+  struct registry {
+    std::mutex mutex;  // two loops may run on two threads; each multi is used by its loop's only
+    std::unordered_map<uv_loop_t*, lp_multi*> by_loop;
+  };
+  static registry& loops() {
+    static registry r;
+    return r;
+  }
+
+  explicit lp_multi(uv_loop_t* loop) : loop_(loop) {}
+  ~lp_multi() {
+    if (multi_) curl_multi_cleanup(multi_);  // only when acquire() failed half-way
+  }
+
+  void socket_action(curl_socket_t fd, int flags);
+  void drain();
+  void fail_all(const std::string& msg);
+  void shut_down();
+  void close_poll(poll_ctx* p);
+  void handle_closed();
+  bool is_user(const lp_core* c) const {
+    return std::find(users_.begin(), users_.end(), c) != users_.end();
+  }
+
+  static int on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
+  static int on_curl_timer_set(CURLM* multi, long timeout_ms, void* userp);
+  static void on_poll(uv_poll_t* handle, int status, int events);
+  static void on_curl_timeout(uv_timer_t* handle);
+
+  uv_loop_t* loop_;
+  CURLM* multi_ = nullptr;
+  uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
+  std::vector<poll_ctx*> polls_;
+  std::vector<lp_core*> users_;  // the cores holding a reference
+  lp_core* last_user_ = nullptr;  // told once the torn-down multi's handles are closed
+  int dispatching_ = 0;  // socket_action frames on the stack: no tear-down under them
+  int open_handles_ = 0;
+  bool shutting_down_ = false;
+};
+
 class lp_core {
  public:
   lp_core(uv_loop_t* loop, transport_config config, transport_events& events)
       : loop_(loop), config_(std::move(config)), events_(&events) {
     ensure_curl_global_init();
-    uv_timer_init(loop_, &curl_timer_);
-    curl_timer_.data = this;
+    init_curl();  // may throw std::bad_alloc, so before the timer (which would need a close)
     uv_timer_init(loop_, &defer_timer_);
     defer_timer_.data = this;
-    open_handles_ = 2;
-    init_curl();
+    open_handles_ = 1;
   }
 
   lp_core(const lp_core&) = delete;
@@ -126,7 +198,8 @@ class lp_core {
     std::vector<std::unique_ptr<request_ctx>> reqs;
     reqs.swap(active_);
     for (auto& r : reqs) {
-      if (multi_) curl_multi_remove_handle(multi_, r->easy);
+      // Only this core's handles: the other transports of the loop keep their transfers.
+      if (multi_) curl_multi_remove_handle(multi_->handle(), r->easy);
       recycle(std::move(r));
     }
     deferred_.clear();
@@ -142,25 +215,21 @@ class lp_core {
     }
     closed_ = true;
     events_ = nullptr;
-    abort();
+    abort();  // takes this core's easy handles out of the multi, with any message about them
     free_.clear();  // curl_easy_cleanup of the idle handles, before the share goes
-    if (multi_) {
-      // May still call the socket callback with CURL_POLL_REMOVE; on_socket copes while closed_.
-      curl_multi_cleanup(multi_);
-      multi_ = nullptr;
-    }
     if (share_) {
       curl_share_cleanup(share_);
       share_ = nullptr;
     }
     header_list_.reset();
-    // curl removed every socket above; close whatever poll it did not (defensive).
-    for (poll_ctx* p : polls_) close_poll(p);
-    polls_.clear();
-    uv_timer_stop(&curl_timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&curl_timer_), on_handle_closed);
     uv_timer_stop(&defer_timer_);
     uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
+    if (multi_) {
+      // The last user's close also waits for the multi's uv handles, so that uv_loop_close()
+      // succeeds once the last `done` ran.
+      if (multi_->release(this)) ++open_handles_;
+      multi_ = nullptr;
+    }
   }
 
   // The transport object is gone: close if needed, and free this once the handles are closed.
@@ -173,8 +242,10 @@ class lp_core {
  private:
   ~lp_core() = default;
 
+  friend class lp_multi;
+
   void start(std::uint64_t id, std::string body, std::chrono::milliseconds timeout) {
-    if (!multi_) {
+    if (!multi_ || !share_) {
       defer_failure(id, error(make_error_code(errc::transport_error), init_error_));
       return;
     }
@@ -188,7 +259,7 @@ class lp_core {
     req->body = std::move(body);
     configure(*req, timeout);
     active_.reserve(active_.size() + 1);  // the push_back below must not throw once curl owns it
-    CURLMcode rc = curl_multi_add_handle(multi_, req->easy);
+    CURLMcode rc = curl_multi_add_handle(multi_->handle(), req->easy);
     if (rc != CURLM_OK) {
       std::string msg = std::string("libcurl: ") + curl_multi_strerror(rc);
       recycle(std::move(req));
@@ -208,27 +279,9 @@ class lp_core {
     }
   }
 
+  // Throws std::bad_alloc with nothing to undo; otherwise a failure leaves init_error_ set (and
+  // multi_ or share_ null), which every send() then reports.
   void init_curl() {
-    share_ = curl_share_init();
-    multi_ = curl_multi_init();
-    if (!share_ || !multi_) {
-      init_error_ = "libcurl initialisation failed";
-      log(init_error_);
-      if (multi_) curl_multi_cleanup(multi_);
-      multi_ = nullptr;
-      return;
-    }
-    // The client's cookie jar: every request handle is attached to it (configure()), and
-    // cookie_header() reads it through one of them (no handle of its own: ~6 kB per client).
-    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
-
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, &lp_core::on_socket);
-    curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, &lp_core::on_curl_timer_set);
-    curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-    // A held /meta/connect occupies one connection; others must not queue behind it.
-    curl_multi_setopt(multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
-
     std::vector<std::string> lines;
     for (const auto& h : config_.headers) {
       // A header line with CR/LF would inject headers of its own: never sent.
@@ -238,8 +291,28 @@ class lp_core {
     header_list_ = build_headers(lines);
     if (!header_list_) {
       init_error_ = "libcurl: out of memory building the request headers";
-      curl_multi_cleanup(multi_);
-      multi_ = nullptr;
+      return;
+    }
+    // The client's cookie jar, never shared with another client: every request handle is
+    // attached to it (configure()), and cookie_header() reads it through one of them (no handle of
+    // its own: ~6 kB per client).
+    share_ = curl_share_init();
+    if (!share_) {
+      init_error_ = "libcurl initialisation failed";
+      log(init_error_);
+      return;
+    }
+    curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_COOKIE);
+    try {
+      multi_ = lp_multi::acquire(loop_, this);
+    } catch (...) {
+      curl_share_cleanup(share_);
+      share_ = nullptr;
+      throw;
+    }
+    if (!multi_) {
+      init_error_ = "libcurl initialisation failed";
+      log(init_error_);
     }
   }
 
@@ -285,6 +358,7 @@ class lp_core {
       return r;
     }
     auto r = std::make_unique<request_ctx>();
+    r->owner = this;
     r->easy = curl_easy_init();
     if (!r->easy) return nullptr;
     return r;
@@ -403,80 +477,7 @@ class lp_core {
     r.response.reserve(static_cast<std::size_t>(std::min(n, cap)));
   }
 
-  static int on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
-    auto* self = static_cast<lp_core*>(userp);
-    auto* p = static_cast<poll_ctx*>(socketp);
-    if (what == CURL_POLL_REMOVE) {
-      if (p) {
-        // Not while curl_multi_cleanup runs: the multi is half torn down then.
-        if (self->multi_ && !self->closed_) curl_multi_assign(self->multi_, fd, nullptr);
-        self->polls_.erase(std::remove(self->polls_.begin(), self->polls_.end(), p),
-                           self->polls_.end());
-        self->close_poll(p);
-      }
-      return 0;
-    }
-    if (self->closed_) return 0;  // tearing down: start nothing new
-    if (!p) {
-      p = new (std::nothrow) poll_ctx;
-      if (!p) return -1;
-      p->fd = fd;
-      p->owner = self;
-      p->poll.data = p;
-      if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
-        delete p;
-        return -1;  // aborts the transfers; they complete with an error
-      }
-      self->open_handles_++;
-      try {
-        self->polls_.push_back(p);
-      } catch (...) {
-        self->close_poll(p);
-        return -1;
-      }
-      curl_multi_assign(self->multi_, fd, p);
-    }
-    p->events = 0;
-    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) p->events |= UV_READABLE;
-    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) p->events |= UV_WRITABLE;
-    return uv_poll_start(&p->poll, p->events, &lp_core::on_poll) == 0 ? 0 : -1;
-  }
-
-  static int on_curl_timer_set(CURLM* /*multi*/, long timeout_ms, void* userp) {
-    auto* self = static_cast<lp_core*>(userp);
-    if (self->closed_) return 0;
-    if (timeout_ms < 0) {
-      uv_timer_stop(&self->curl_timer_);
-    } else {
-      uv_timer_start(&self->curl_timer_, &lp_core::on_curl_timeout, static_cast<uint64_t>(timeout_ms), 0);
-    }
-    return 0;
-  }
-
-  // --- uv callbacks: drive libcurl, then report ---
-
-  static void on_poll(uv_poll_t* handle, int status, int events) {
-    auto* p = static_cast<poll_ctx*>(handle->data);
-    int flags = 0;
-    if (status < 0) {
-      flags = CURL_CSELECT_ERR;  // libuv stopped the poll; let curl fail or retry the socket
-    } else {
-      if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
-      if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
-    }
-    p->owner->socket_action(p->fd, flags);
-    // libuv stopped this poll on the error. curl only calls the socket callback when its wishes
-    // change, so if it kept the socket as it was, watch it again rather than stall until the
-    // deadline. (The poll_ctx is freed in its close callback, never before this returns.)
-    if (status < 0 && p->events != 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(handle)) &&
-        !uv_is_active(reinterpret_cast<uv_handle_t*>(handle))) {
-      uv_poll_start(&p->poll, p->events, &lp_core::on_poll);
-    }
-  }
-
-  static void on_curl_timeout(uv_timer_t* handle) {
-    static_cast<lp_core*>(handle->data)->socket_action(CURL_SOCKET_TIMEOUT, 0);
-  }
+  // --- uv callbacks ---
 
   static void on_defer_timer(uv_timer_t* handle) {
     auto* self = static_cast<lp_core*>(handle->data);
@@ -493,38 +494,13 @@ class lp_core {
     }
   }
 
-  void socket_action(curl_socket_t fd, int flags) {
-    if (!multi_) return;
-    try {
-      int running = 0;
-      CURLMcode rc = curl_multi_socket_action(multi_, fd, flags, &running);
-      if (rc != CURLM_OK) {
-        // The multi handle is unusable: fail everything in flight.
-        fail_all(std::string("libcurl: ") + curl_multi_strerror(rc));
-        return;
-      }
-      drain();
-    } catch (...) {
-      log("long-polling: unexpected exception while driving libcurl");
-    }
-  }
-
-  void drain() {
-    CURLMsg* msg = nullptr;
-    int left = 0;
-    while (multi_ && !closed_ && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
-      if (msg->msg != CURLMSG_DONE) continue;
-      // The message dies with curl_multi_remove_handle: copy it first.
-      CURL* easy = msg->easy_handle;
-      CURLcode result = msg->data.result;
-      curl_multi_remove_handle(multi_, easy);
-      auto it = std::find_if(active_.begin(), active_.end(),
-                             [easy](const auto& r) { return r->easy == easy; });
-      if (it == active_.end()) continue;
-      std::unique_ptr<request_ctx> req = std::move(*it);
-      active_.erase(it);
-      complete(std::move(req), result);
-    }
+  // The multi saw `r` (one of active_) finish and took its easy handle out.
+  void transfer_done(request_ctx* r, CURLcode result) {
+    auto it = std::find_if(active_.begin(), active_.end(), [r](const auto& a) { return a.get() == r; });
+    if (it == active_.end()) return;
+    std::unique_ptr<request_ctx> req = std::move(*it);
+    active_.erase(it);
+    complete(std::move(req), result);
   }
 
   // Reports one finished transfer. The request goes back to the free list *before* the receiver
@@ -636,7 +612,7 @@ class lp_core {
     reqs.swap(active_);
     std::vector<std::uint64_t> ids;
     for (auto& r : reqs) {
-      curl_multi_remove_handle(multi_, r->easy);
+      if (multi_) curl_multi_remove_handle(multi_->handle(), r->easy);
       ids.push_back(r->id);
       recycle(std::move(r));
     }
@@ -649,18 +625,10 @@ class lp_core {
 
   // --- handle life cycle ---
 
-  void close_poll(poll_ctx* p) {
-    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&p->poll))) return;
-    uv_poll_stop(&p->poll);  // before curl closes the fd
-    uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
-      auto* pc = static_cast<poll_ctx*>(h->data);
-      lp_core* owner = pc->owner;
-      delete pc;
-      owner->handle_closed();
-    });
-  }
-
   static void on_handle_closed(uv_handle_t* h) { static_cast<lp_core*>(h->data)->handle_closed(); }
+
+  // The multi this core was the last user of has closed its handles.
+  void multi_closed() { handle_closed(); }
 
   void handle_closed() {
     if (--open_handles_ > 0 || !closed_) return;
@@ -710,23 +678,222 @@ class lp_core {
   uv_loop_t* loop_;
   transport_config config_;
   transport_events* events_;  // null once closed: nothing is reported after close()
-  CURLM* multi_ = nullptr;
+  lp_multi* multi_ = nullptr;  // a reference on the loop's multi, released by close()
   CURLSH* share_ = nullptr;
   std::shared_ptr<curl_slist> header_list_;
   std::string init_error_;
-  uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
   uv_timer_t defer_timer_{};  // reports failures found inside send()
-  std::vector<std::unique_ptr<request_ctx>> active_;
+  std::vector<std::unique_ptr<request_ctx>> active_;  // each one's easy handle is in the multi
   std::vector<std::unique_ptr<request_ctx>> free_;
-  std::vector<poll_ctx*> polls_;
   std::vector<deferred_failure> deferred_;
   std::vector<std::function<void()>> done_;
   std::uint64_t abort_generation_ = 0;
-  int open_handles_ = 0;
+  int open_handles_ = 0;  // defer_timer_, plus the multi when this core was its last user
   bool closed_ = false;
   bool finished_ = false;  // every uv handle closed
   bool detached_ = false;  // the transport object is gone
 };
+
+// --- lp_multi ---
+
+lp_multi* lp_multi::acquire(uv_loop_t* loop, lp_core* user) {
+  registry& reg = loops();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  if (auto it = reg.by_loop.find(loop); it != reg.by_loop.end()) {
+    it->second->users_.push_back(user);
+    return it->second;
+  }
+  auto* m = new lp_multi(loop);
+  m->multi_ = curl_multi_init();
+  if (!m->multi_) {
+    delete m;
+    return nullptr;
+  }
+  try {
+    m->users_.push_back(user);
+    reg.by_loop.emplace(loop, m);
+  } catch (...) {
+    delete m;  // not registered: emplace is all or nothing
+    throw;
+  }
+  curl_multi_setopt(m->multi_, CURLMOPT_SOCKETFUNCTION, &lp_multi::on_socket);
+  curl_multi_setopt(m->multi_, CURLMOPT_SOCKETDATA, m);
+  curl_multi_setopt(m->multi_, CURLMOPT_TIMERFUNCTION, &lp_multi::on_curl_timer_set);
+  curl_multi_setopt(m->multi_, CURLMOPT_TIMERDATA, m);
+  // A held /meta/connect occupies one connection; others must not queue behind it.
+  curl_multi_setopt(m->multi_, CURLMOPT_MAX_HOST_CONNECTIONS, 0L);
+  uv_timer_init(loop, &m->curl_timer_);
+  m->curl_timer_.data = m;
+  m->open_handles_ = 1;
+  return m;
+}
+
+bool lp_multi::release(lp_core* user) {
+  users_.erase(std::remove(users_.begin(), users_.end(), user), users_.end());
+  if (!users_.empty()) return false;
+  {
+    // From now on the loop's next transport gets a new multi.
+    registry& reg = loops();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    if (auto it = reg.by_loop.find(loop_); it != reg.by_loop.end() && it->second == this) {
+      reg.by_loop.erase(it);
+    }
+  }
+  last_user_ = user;
+  if (dispatching_ == 0) shut_down();  // else socket_action() does, once the dispatch returned
+  return true;
+}
+
+void lp_multi::shut_down() {
+  shutting_down_ = true;
+  // Every user took its easy handles out already; this closes the pooled connections, telling
+  // on_socket CURL_POLL_REMOVE for each of their sockets.
+  curl_multi_cleanup(multi_);
+  multi_ = nullptr;
+  for (poll_ctx* p : polls_) close_poll(p);  // whatever curl did not remove (defensive)
+  polls_.clear();
+  uv_timer_stop(&curl_timer_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&curl_timer_),
+           [](uv_handle_t* h) { static_cast<lp_multi*>(h->data)->handle_closed(); });
+}
+
+void lp_multi::close_poll(poll_ctx* p) {
+  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&p->poll))) return;
+  uv_poll_stop(&p->poll);  // before curl closes the fd
+  uv_close(reinterpret_cast<uv_handle_t*>(&p->poll), [](uv_handle_t* h) {
+    auto* pc = static_cast<poll_ctx*>(h->data);
+    lp_multi* owner = pc->owner;
+    delete pc;
+    owner->handle_closed();
+  });
+}
+
+// Frees this once torn down and every handle closed, then lets the last user finish its close.
+void lp_multi::handle_closed() {
+  if (--open_handles_ > 0 || !shutting_down_) return;
+  lp_core* last = last_user_;
+  delete this;
+  if (last) last->multi_closed();
+}
+
+// --- libcurl callbacks: no libcurl calls (but curl_multi_assign), no user code, no exceptions ---
+
+int lp_multi::on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
+  auto* self = static_cast<lp_multi*>(userp);
+  auto* p = static_cast<poll_ctx*>(socketp);
+  if (what == CURL_POLL_REMOVE) {
+    if (p) {
+      // Not while curl_multi_cleanup runs: the multi is half torn down then.
+      if (!self->shutting_down_) curl_multi_assign(self->multi_, fd, nullptr);
+      self->polls_.erase(std::remove(self->polls_.begin(), self->polls_.end(), p), self->polls_.end());
+      self->close_poll(p);
+    }
+    return 0;
+  }
+  if (self->shutting_down_) return 0;  // start nothing new
+  if (!p) {
+    p = new (std::nothrow) poll_ctx;
+    if (!p) return -1;
+    p->fd = fd;
+    p->owner = self;
+    p->poll.data = p;
+    if (uv_poll_init_socket(self->loop_, &p->poll, fd) != 0) {
+      delete p;
+      return -1;  // aborts the transfers; they complete with an error
+    }
+    self->open_handles_++;
+    try {
+      self->polls_.push_back(p);
+    } catch (...) {
+      self->close_poll(p);
+      return -1;
+    }
+    curl_multi_assign(self->multi_, fd, p);
+  }
+  p->events = 0;
+  if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) p->events |= UV_READABLE;
+  if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) p->events |= UV_WRITABLE;
+  return uv_poll_start(&p->poll, p->events, &lp_multi::on_poll) == 0 ? 0 : -1;
+}
+
+int lp_multi::on_curl_timer_set(CURLM* /*multi*/, long timeout_ms, void* userp) {
+  auto* self = static_cast<lp_multi*>(userp);
+  if (self->shutting_down_) return 0;
+  if (timeout_ms < 0) {
+    uv_timer_stop(&self->curl_timer_);
+  } else {
+    uv_timer_start(&self->curl_timer_, &lp_multi::on_curl_timeout, static_cast<uint64_t>(timeout_ms), 0);
+  }
+  return 0;
+}
+
+// --- uv callbacks: drive libcurl, then dispatch to the cores ---
+
+void lp_multi::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* p = static_cast<poll_ctx*>(handle->data);
+  int flags = 0;
+  if (status < 0) {
+    flags = CURL_CSELECT_ERR;  // libuv stopped the poll; let curl fail or retry the socket
+  } else {
+    if (events & UV_READABLE) flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE) flags |= CURL_CSELECT_OUT;
+  }
+  p->owner->socket_action(p->fd, flags);
+  // libuv stopped this poll on the error. curl only calls the socket callback when its wishes
+  // change, so if it kept the socket as it was, watch it again rather than stall until the
+  // deadline. (The poll_ctx and the multi are freed in close callbacks, never before this returns.)
+  if (status < 0 && p->events != 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(handle)) &&
+      !uv_is_active(reinterpret_cast<uv_handle_t*>(handle))) {
+    uv_poll_start(&p->poll, p->events, &lp_multi::on_poll);
+  }
+}
+
+void lp_multi::on_curl_timeout(uv_timer_t* handle) {
+  static_cast<lp_multi*>(handle->data)->socket_action(CURL_SOCKET_TIMEOUT, 0);
+}
+
+void lp_multi::socket_action(curl_socket_t fd, int flags) {
+  if (shutting_down_) return;
+  ++dispatching_;  // a handler's release() leaves the tear-down to the end of this frame
+  try {
+    int running = 0;
+    CURLMcode rc = curl_multi_socket_action(multi_, fd, flags, &running);
+    if (rc != CURLM_OK) {
+      // The multi handle is unusable: fail everything in flight, of every user.
+      fail_all(std::string("libcurl: ") + curl_multi_strerror(rc));
+    } else {
+      drain();
+    }
+  } catch (...) {
+    if (!users_.empty()) users_.front()->log("long-polling: unexpected exception while driving libcurl");
+  }
+  if (--dispatching_ == 0 && users_.empty() && !shutting_down_) shut_down();
+}
+
+void lp_multi::drain() {
+  CURLMsg* msg = nullptr;
+  int left = 0;
+  while (!shutting_down_ && (msg = curl_multi_info_read(multi_, &left)) != nullptr) {
+    if (msg->msg != CURLMSG_DONE) continue;
+    // The message dies with curl_multi_remove_handle: copy it first.
+    CURL* easy = msg->easy_handle;
+    const CURLcode result = msg->data.result;
+    char* priv = nullptr;
+    curl_easy_getinfo(easy, CURLINFO_PRIVATE, &priv);
+    curl_multi_remove_handle(multi_, easy);
+    // Every easy handle in the multi is in its core's active_, and a core takes them out (and
+    // curl their messages with them) before it closes: the owner is a live, open core. Its
+    // receiver may close or destroy any transport; the next message is looked up afresh.
+    if (auto* r = reinterpret_cast<request_ctx*>(priv)) r->owner->transfer_done(r, result);
+  }
+}
+
+void lp_multi::fail_all(const std::string& msg) {
+  const std::vector<lp_core*> users = users_;  // a receiver may close (release) any of them
+  for (lp_core* u : users) {
+    if (is_user(u)) u->fail_all(msg);
+  }
+}
 
 std::string lp_core::cookie_header() const {
   // Any request handle reads the shared jar (each keeps CURLOPT_SHARE = share_ from configure(),

@@ -96,11 +96,14 @@ class transport {
   virtual void set_cookie_header(std::string cookies) { (void)cookies; }
 
   // Closes every handle; in-flight requests are dropped silently. `done` runs once every uv handle
-  // of the transport is closed (never synchronously). No event is reported after close().
+  // of the transport is closed (never synchronously); long-polling: for the last long-polling
+  // transport of its loop, also the handles of the loop's shared curl multi. No event is reported
+  // after close().
   virtual void close(std::function<void()> done) = 0;
 };
 
-// Long-polling over libcurl's multi-socket API on `loop`.
+// Long-polling over libcurl's multi-socket API on `loop`. The long-polling transports of one loop
+// share one curl multi (connection and DNS caches included); each keeps its own cookie jar.
 std::unique_ptr<transport> make_long_polling_transport(uv_loop_t* loop, transport_config config,
                                                        transport_events& events);
 
