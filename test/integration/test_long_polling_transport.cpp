@@ -447,3 +447,276 @@ TEST_CASE("long-polling: destroying an unclosed transport releases every handle"
   CHECK(rec.count(80) == 0);
   REQUIRE(env.finish() == 0);
 }
+
+// --- several transports on one loop: they share one curl multi, never their cookies ---
+
+namespace {
+
+// The value of `name` in a "a=b; c=d" cookie header; empty when absent.
+std::string cookie_value(const std::string& header, const std::string& name) {
+  const std::string key = name + "=";
+  std::size_t pos = 0;
+  while ((pos = header.find(key, pos)) != std::string::npos) {
+    if (pos == 0 || header[pos - 1] == ' ') {
+      pos += key.size();
+      return header.substr(pos, header.find(';', pos) - pos);
+    }
+    pos += key.size();
+  }
+  return {};
+}
+
+// uv handles of `loop` other than `except`, closing ones included.
+int handles_besides(uv_loop_t* loop, const void* except) {
+  struct ctx_t {
+    const void* except;
+    int n;
+  } ctx{except, 0};
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* arg) {
+        auto* c = static_cast<ctx_t*>(arg);
+        if (h != c->except) ++c->n;
+      },
+      &ctx);
+  return ctx.n;
+}
+
+std::string subscribe_frame(const std::string& client_id, const std::string& id) {
+  return R"([{"channel":"/meta/subscribe","clientId":")" + client_id +
+         R"(","subscription":"/foo/bar","id":")" + id + R"("}])";
+}
+
+}  // namespace
+
+TEST_CASE("long-polling: transports of one loop get their own responses and cookies",
+          "[long_polling][cometd][shared_multi]") {
+  server_process server("cometd-server.js");
+  loop_env env;
+  recorder rec[3];
+  std::unique_ptr<transport> t[3];
+  for (int i = 0; i < 3; ++i)
+    t[i] = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec[i]);
+
+  // Interleaved handshakes: each response goes to the transport that sent the request.
+  for (int i = 0; i < 3; ++i) t[i]->send(100 + i, handshake_frame(), 5s);
+  REQUIRE(env.run_until([&] { return rec[0].find(100) && rec[1].find(101) && rec[2].find(102); }));
+  std::string client_id[3], browser[3];
+  for (int i = 0; i < 3; ++i) {
+    INFO("transport " << i);
+    REQUIRE(rec[i].events.size() == 1);
+    const event& e = rec[i].events[0];
+    INFO(e.err.message);
+    REQUIRE(e.is_frame);
+    client_id[i] = client_id_of(e.body);
+    REQUIRE_FALSE(client_id[i].empty());
+    browser[i] = cookie_value(t[i]->cookie_header(), "BAYEUX_BROWSER");
+    CHECK_FALSE(browser[i].empty());
+  }
+  CHECK(client_id[0] != client_id[1]);
+  CHECK(client_id[1] != client_id[2]);
+  CHECK(client_id[0] != client_id[2]);
+  // Pooled connections carry no cookie from one client to another: each got its own browser id.
+  CHECK(browser[0] != browser[1]);
+  CHECK(browser[1] != browser[2]);
+  CHECK(browser[0] != browser[2]);
+
+  // Three held connects at once, and a subscribe that overtakes them. Were the cookie shared, the
+  // server would see three sessions of one browser and answer all but one at once
+  // ("multiple-clients").
+  const auto start = clock_type::now();
+  for (int i = 0; i < 3; ++i)
+    t[i]->send(200 + i, connect_frame(client_id[i], 2000, std::to_string(200 + i)), 10s);
+  env.run_for(300ms);
+  t[1]->send(301, subscribe_frame(client_id[1], "301"), 5s);
+  REQUIRE(env.run_until([&] { return rec[1].find(301) != nullptr; }));
+  CHECK(rec[1].find(301)->is_frame);
+  CHECK(rec[1].find(301)->body.find(R"("successful":true)") != std::string::npos);
+  for (int i = 0; i < 3; ++i) CHECK(rec[i].find(200 + i) == nullptr);  // all still held
+
+  REQUIRE(env.run_until([&] { return rec[0].find(200) && rec[1].find(201) && rec[2].find(202); }, 5s));
+  for (int i = 0; i < 3; ++i) {
+    INFO("transport " << i);
+    const event& con = *rec[i].find(200 + i);
+    INFO(con.err.message);
+    REQUIRE(con.is_frame);
+    CHECK(con.body.find(R"("successful":true)") != std::string::npos);
+    CHECK(con.body.find("multiple-clients") == std::string::npos);
+    CHECK(con.at - start >= 1800ms);
+  }
+  CHECK(rec[0].events.size() == 2);
+  CHECK(rec[1].events.size() == 3);
+  CHECK(rec[2].events.size() == 2);
+
+  for (auto& x : t) close_transport(env, *x);
+  for (auto& x : t) x.reset();
+  REQUIRE(env.finish() == 0);
+}
+
+TEST_CASE("long-polling: closing or aborting one transport leaves another's held request alone",
+          "[long_polling][cometd][shared_multi]") {
+  server_process server("cometd-server.js");
+  loop_env env;
+  recorder rec1, rec2, rec3;
+  auto t1 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec1);
+  auto t2 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec2);
+  auto t3 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec3);
+  const std::string id1 = handshake(env, *t1, rec1);
+  const std::string id2 = handshake(env, *t2, rec2);
+  const std::string id3 = handshake(env, *t3, rec3);
+
+  const auto start = clock_type::now();
+  t1->send(10, connect_frame(id1, 2000, "10"), 10s);
+  t2->send(20, connect_frame(id2, 2000, "20"), 10s);
+  t3->send(30, connect_frame(id3, 2000, "30"), 10s);
+  env.run_for(300ms);
+  t2->abort();
+  close_transport(env, *t3);  // not the last: completes while t1's connect is still held
+  CHECK(rec1.find(10) == nullptr);
+
+  REQUIRE(env.run_until([&] { return rec1.find(10) != nullptr; }, 5s));
+  const event& con = *rec1.find(10);
+  INFO(con.err.message);
+  REQUIRE(con.is_frame);
+  CHECK(con.body.find(R"("successful":true)") != std::string::npos);
+  CHECK(con.at - start >= 1800ms);
+  env.run_for(300ms);
+  CHECK(rec2.count(20) == 0);
+  CHECK(rec3.count(30) == 0);
+
+  // Both survivors still work.
+  t1->send(11, subscribe_frame(id1, "11"), 5s);
+  t2->send(21, subscribe_frame(id2, "21"), 5s);
+  REQUIRE(env.run_until([&] { return rec1.find(11) && rec2.find(21); }));
+  CHECK(rec1.find(11)->is_frame);
+  CHECK(rec2.find(21)->is_frame);
+  CHECK(rec2.find(21)->body.find(R"("successful":true)") != std::string::npos);
+
+  close_transport(env, *t1);
+  close_transport(env, *t2);
+  t1.reset();
+  t2.reset();
+  t3.reset();
+  REQUIRE(env.finish() == 0);
+}
+
+TEST_CASE("long-polling: a receiver may destroy another transport of the loop",
+          "[long_polling][cometd][shared_multi]") {
+  server_process server("cometd-server.js");
+  loop_env env;
+  recorder rec1, rec2;
+  auto t1 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec1);
+  auto t2 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec2);
+  const std::string id1 = handshake(env, *t1, rec1);
+  const std::string id2 = handshake(env, *t2, rec2);
+
+  t2->send(20, connect_frame(id2, 2000, "20"), 10s);
+  env.run_for(200ms);
+  rec1.hook = [&](const event& e) {
+    if (e.request != 11) return;
+    t2.reset();  // unclosed, with a held request in flight
+    t1->send(12, subscribe_frame(id1, "12"), 5s);
+  };
+  t1->send(11, "not json", 5s);
+  REQUIRE(env.run_until([&] { return rec1.find(12) != nullptr; }));
+  CHECK(t2 == nullptr);
+  CHECK(rec1.find(11)->err.code == errc::http_error);
+  CHECK(rec1.find(12)->is_frame);
+  env.run_for(300ms);
+  CHECK(rec2.count(20) == 0);
+
+  close_transport(env, *t1);
+  t1.reset();
+  REQUIRE(env.finish() == 0);
+}
+
+TEST_CASE("long-polling: transports destroyed by a report of the same dispatch report nothing",
+          "[long_polling][cometd][shared_multi]") {
+  // Three requests with one deadline usually time out in the same pass of libcurl's timers; the
+  // first report destroys the other transports and closes its own.
+  server_process server("cometd-server.js");
+  loop_env env;
+  for (int round = 0; round < 3; ++round) {
+    recorder rec[3];
+    std::unique_ptr<transport> t[3];
+    std::string id[3];
+    for (int i = 0; i < 3; ++i) {
+      t[i] = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec[i]);
+      id[i] = handshake(env, *t[i], rec[i]);
+    }
+    int reports = 0;
+    bool done = false;
+    for (int i = 0; i < 3; ++i) {
+      rec[i].hook = [&, i](const event&) {
+        ++reports;
+        for (int j = 0; j < 3; ++j)
+          if (j != i) t[j].reset();
+        t[i]->close([&] { done = true; });
+      };
+    }
+    for (int i = 0; i < 3; ++i) t[i]->send(40 + i, connect_frame(id[i], 2000, "40"), 300ms);
+    REQUIRE(env.run_until([&] { return done; }, 5s));
+    env.run_for(100ms);
+    CHECK(reports == 1);
+    for (auto& x : t) x.reset();
+  }
+  REQUIRE(env.finish() == 0);
+}
+
+TEST_CASE("long-polling: the last close completes once the shared handles are closed",
+          "[long_polling][faye][shared_multi]") {
+  server_process server("faye-server.js");
+  loop_env env;
+  recorder rec1, rec2;
+  auto t1 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec1);
+  auto t2 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec2);
+  handshake(env, *t1, rec1);
+  handshake(env, *t2, rec2);  // both leave a pooled keep-alive connection, so a poll handle
+
+  int left_after_first = -1;
+  bool done1 = false;
+  t1->close([&] {
+    done1 = true;
+    left_after_first = handles_besides(&env.loop, &env.tick);
+  });
+  REQUIRE(env.run_until([&] { return done1; }, 5s));
+  CHECK(left_after_first > 0);  // the other transport's and the shared multi's
+
+  // The survivor still works.
+  t2->send(2, handshake_frame(), 5s);
+  REQUIRE(env.run_until([&] { return rec2.find(2) != nullptr; }));
+  CHECK(rec2.find(2)->is_frame);
+
+  int left_after_last = -1;
+  bool done2 = false;
+  t2->close([&] {
+    done2 = true;
+    left_after_last = handles_besides(&env.loop, &env.tick);
+  });
+  REQUIRE(env.run_until([&] { return done2; }, 5s));
+  CHECK(left_after_last == 0);
+
+  // A transport made while the loop's multi is still closing gets a new one.
+  recorder rec3, rec4;
+  auto t3 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec3);
+  handshake(env, *t3, rec3);
+  bool done3 = false;
+  t3->close([&] { done3 = true; });
+  auto t4 = uvcometd::detail::make_long_polling_transport(&env.loop, config_for(server.url()), rec4);
+  handshake(env, *t4, rec4);
+  REQUIRE(env.run_until([&] { return done3; }, 5s));
+  int left_after_t4 = -1;
+  bool done4 = false;
+  t4->close([&] {
+    done4 = true;
+    left_after_t4 = handles_besides(&env.loop, &env.tick);
+  });
+  REQUIRE(env.run_until([&] { return done4; }, 5s));
+  CHECK(left_after_t4 == 0);
+
+  t1.reset();
+  t2.reset();
+  t3.reset();
+  t4.reset();
+  REQUIRE(env.finish() == 0);
+}
