@@ -222,14 +222,14 @@ class lp_core {
       share_ = nullptr;
     }
     header_list_.reset();
-    uv_timer_stop(&defer_timer_);
-    uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
     if (multi_) {
-      // The last user's close also waits for the multi's uv handles, so that uv_loop_close()
-      // succeeds once the last `done` ran.
+      // The last user's close also waits for the multi's uv handles (whatever order libuv runs
+      // close callbacks in), so that uv_loop_close() succeeds once the last `done` ran.
       if (multi_->release(this)) ++open_handles_;
       multi_ = nullptr;
     }
+    uv_timer_stop(&defer_timer_);
+    uv_close(reinterpret_cast<uv_handle_t*>(&defer_timer_), on_handle_closed);
   }
 
   // The transport object is gone: close if needed, and free this once the handles are closed.
