@@ -277,6 +277,7 @@ class websocket_core {
   void connection_lost(error err);
   void fail_quietly(const char* what, const char* detail = nullptr) noexcept;
   void drop_connection();
+  void clear_connection_state();
   void kill(lws* wsi);
   bool emit(event ev);  // true when delivered now, false when deferred (or no receiver)
   void deliver(event& ev);
@@ -566,17 +567,7 @@ void websocket_core::open_connection() {
   }
   const std::uint64_t id = next_conn_++;
   conn_ = id;
-  wsi_ = nullptr;
-  up_ = false;
-  ping_due_ = false;
-  peer_close_.clear();
-  reading_ = true;
-  write_stalled_ = false;
-  request_sent_ = false;
-  upgrade_.reset();
-  reader_.reset();
-  pong_.reset();
-  close_.reset();
+  clear_connection_state();
   if (config_.connect_timeout.count() > 0) {
     uv_timer_start(&connect_timer_, &websocket_core::on_connect_timer,
                    static_cast<std::uint64_t>(config_.connect_timeout.count()), 0);
@@ -688,21 +679,29 @@ void websocket_core::drop_connection() {
   if (wsi_ && wsi_ != cb_wsi_) kill(wsi_);
   cancel_dns();
   conn_ = 0;
+  out_.clear();
+  clear_connection_state();
+  uv_timer_stop(&connect_timer_);
+  uv_timer_stop(&ping_timer_);
+}
+
+// What belongs to one connection, back to its state before any: nothing large stays allocated
+// (a partial message, held input).
+void websocket_core::clear_connection_state() {
   wsi_ = nullptr;
   up_ = false;
   ping_due_ = false;
-  out_.clear();
-  // A large partial message or held input should not stay allocated.
+  peer_close_.clear();
+  reading_ = true;
+  write_stalled_ = false;
+  request_sent_ = false;
   upgrade_.reset();
   reader_.reset();
-  std::string().swap(held_rx_);
-  write_stalled_ = false;
-  std::string().swap(rx_);
-  std::string().swap(request_);
   pong_.reset();
   close_.reset();
-  uv_timer_stop(&connect_timer_);
-  uv_timer_stop(&ping_timer_);
+  std::string().swap(held_rx_);
+  std::string().swap(rx_);
+  std::string().swap(request_);
 }
 
 // A query already running in the thread pool cannot be cancelled; its callback then sees that
