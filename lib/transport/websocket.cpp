@@ -293,6 +293,7 @@ class websocket_core {
   int on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
                  std::size_t len);
   int on_established(lws* wsi, std::uint64_t id);
+  error upgrade_refused(int status, std::string_view reason) const;
   int on_append_headers(lws* wsi, void* in, std::size_t len);
   int on_ws_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len);
   int on_connected(lws* wsi);
@@ -904,21 +905,17 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
       // With lws's websocket role (wss, proxy), lws read the upgrade answer: a refusal has a
       // status.
       const unsigned status = lws_http_client_http_response(wsi);
-      std::string msg;
-      if (status != 0 && status != 101) {
-        msg = "websocket upgrade refused: HTTP " + std::to_string(status) + " from " + describe();
-      } else {
-        msg = "websocket: connection to " + describe() + " failed";
-        if (in) msg += ": " + std::string(static_cast<const char*>(in), ::strnlen(static_cast<const char*>(in), len > 0 ? len : 256));
-      }
       wsi_ = nullptr;  // lws frees it after this callback
-      if (status == 401 || status == 403) {
-        error e = make_error(errc::http_error, std::move(msg));
-        e.http_status = static_cast<int>(status);
-        connection_lost(std::move(e));
-      } else {
-        connection_lost(make_error(errc::transport_error, std::move(msg)));
+      if (status != 0 && status != 101) {
+        connection_lost(upgrade_refused(static_cast<int>(status), {}));
+        return 0;
       }
+      std::string msg = "websocket: connection to " + describe() + " failed";
+      if (in) {
+        const auto* text = static_cast<const char*>(in);
+        msg += ": " + std::string(text, ::strnlen(text, len > 0 ? len : 256));
+      }
+      connection_lost(make_error(errc::transport_error, std::move(msg)));
       return 0;
     }
 
@@ -1130,21 +1127,9 @@ int websocket_core::on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& i
   switch (upgrade_->status_state()) {
     case ws::upgrade_reader::state::incomplete:
       return 0;
-    case ws::upgrade_reader::state::refused: {
-      const int status = upgrade_->status();
-      std::string msg = "websocket upgrade refused: HTTP " + std::to_string(status);
-      if (!upgrade_->reason().empty()) msg += " " + upgrade_->reason();
-      msg += " from " + describe();
-      if (status == 401 || status == 403) {
-        // Authentication failures are the auth extension's business: say exactly what it was.
-        error e = make_error(errc::http_error, std::move(msg));
-        e.http_status = status;
-        connection_lost(std::move(e));
-      } else {
-        connection_lost(make_error(errc::transport_error, std::move(msg)));
-      }
+    case ws::upgrade_reader::state::refused:
+      connection_lost(upgrade_refused(upgrade_->status(), upgrade_->reason()));
       return -1;
-    }
     case ws::upgrade_reader::state::invalid:
       connection_lost(make_error(errc::transport_error, "websocket: invalid upgrade response from " +
                                                             describe() + ": " + upgrade_->what()));
@@ -1155,6 +1140,18 @@ int websocket_core::on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& i
   upgrade_.reset();
   reader_.emplace(config_.max_message_size);
   return on_established(wsi, id);
+}
+
+// The server answered the upgrade with another status than 101.
+error websocket_core::upgrade_refused(int status, std::string_view reason) const {
+  std::string msg = "websocket upgrade refused: HTTP " + std::to_string(status);
+  if (!reason.empty()) msg.append(" ").append(reason);
+  msg += " from " + describe();
+  if (status != 401 && status != 403) return make_error(errc::transport_error, std::move(msg));
+  // Authentication failures are the auth extension's business: say exactly what it was.
+  error e = make_error(errc::http_error, std::move(msg));
+  e.http_status = status;
+  return e;
 }
 
 // The websocket is open (either path).
