@@ -558,6 +558,12 @@ std::error_code client::publish(std::string_view channel, std::string_view json_
   return impl_->sess().publish(channel, json_data, std::move(done));
 }
 
+void client::start_batch() { impl_->sess().start_batch(); }
+
+std::error_code client::end_batch() {
+  return impl_->sess().end_batch() ? std::error_code{} : make_error_code(errc::invalid_state);
+}
+
 void client::close(completion done) { impl_->sess().close(std::move(done)); }
 
 std::error_code client::reconnect_now() { return impl_->sess().reconnect_now(); }

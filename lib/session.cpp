@@ -244,6 +244,12 @@ void session::send_alone(outgoing&& m) {
   host_.send(type_, request, std::move(frame), timeout, true);
 }
 
+bool session::end_batch() {
+  if (batch_depth_ == 0) return false;
+  if (--batch_depth_ == 0 && !queue_.empty()) host_.request_run();  // flushed from the loop
+  return true;
+}
+
 void session::flush() {
   if (queue_.empty() || !active() || client_id_.empty() || handshake_request_ != 0) return;
   // Long-polling keeps one exchange besides the held connect; what queues meanwhile leaves
@@ -251,6 +257,12 @@ void session::flush() {
   if (type_ == connection_type::long_polling && normal_request_ != 0) return;
   // Until the connect succeeds only (re)subscriptions leave: publishes wait for a session that
   // is known to work, so they are not thrown at a server that may be gone.
+  // An open batch holds what the application queued; a re-subscription after a reconnect is
+  // never held (the connect waits for its answer).
+  if (batch_depth_ > 0 &&
+      std::none_of(queue_.begin(), queue_.end(), [](const outgoing& m) { return m.resubscribe; })) {
+    return;
+  }
   const bool subscriptions_only = state_ != state::connected;
   if (subscriptions_only &&
       std::none_of(queue_.begin(), queue_.end(), [](const outgoing& m) { return m.k != kind::publish; })) {

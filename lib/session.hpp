@@ -102,6 +102,9 @@ class session {
   std::error_code unsubscribe(std::uint64_t sub_id, completion_fn done);
   std::error_code publish(std::string_view channel, std::string_view json_data,
                           completion_fn done);
+  // client::start_batch / end_batch: while a batch is open, flush() holds the queue.
+  void start_batch() noexcept { ++batch_depth_; }
+  bool end_batch();
   void close(completion_fn done);
   // Drops the current connection and re-establishes the session at once (network change).
   std::error_code reconnect_now();
@@ -264,6 +267,7 @@ class session {
   std::uint64_t last_id_ = 0;
   std::uint64_t last_request_ = 0;
   bool silenced_ = false;
+  unsigned batch_depth_ = 0;  // open client batches
   bool paused_ = false;
 
   completion_fn open_done_;

@@ -87,6 +87,16 @@ class client {
   // invalid_state.
   std::error_code publish(std::string_view channel, std::string_view json_data, completion done);
 
+  // Explicit batching: publishes, subscribes and unsubscribes issued between start_batch() and
+  // the matching end_batch() are held and leave together in one frame (one HTTP request, one
+  // websocket message), even when they are issued over several loop iterations (calls of one
+  // iteration are coalesced anyway). Batches nest; the outermost end_batch() releases them.
+  // Each call still completes on its own, with its own reply. A re-subscription after a
+  // reconnect is never held. Leaving a batch open holds its calls until close().
+  void start_batch();
+  // Ends the innermost batch. invalid_state when no batch is open.
+  std::error_code end_batch();
+
   // Sends /meta/disconnect when connected (waiting at most options::disconnect_timeout), completes
   // every pending call with errc::cancelled, drops undelivered messages, and closes every handle;
   // `done` runs last, after which uv_loop_close() may be called. Calling it again while closing

@@ -106,6 +106,37 @@ TEST_CASE("a client receives its own publish and the publish completes successfu
   CHECK(loop.close() == 0);
 }
 
+TEST_CASE("an explicit batch holds publishes over loop iterations, then they all arrive",
+          "[integration]") {
+  const peer p = pick_peer();
+  INFO(p.name);
+  server_process srv(p.script);
+  test_loop loop;
+  {
+    uvcometd::client c(loop.get(), make_options(srv, p));
+    REQUIRE_FALSE(open_and_wait(loop, c));
+    received got;
+    subscribe_and_wait(loop, c, "/batch", got);
+    int acks = 0;
+    c.start_batch();
+    for (int i = 0; i < 3; ++i) {
+      REQUIRE_FALSE(c.publish("/batch", std::to_string(i), [&](const uvcometd::error& e) {
+        CHECK_FALSE(e);
+        ++acks;
+      }));
+      loop.run_for(50ms);  // the next one in a later loop iteration
+    }
+    CHECK(acks == 0);  // held by the open batch
+    CHECK(got.data.empty());
+    CHECK_FALSE(c.end_batch());
+    CHECK(c.end_batch() == errc::invalid_state);
+    REQUIRE(loop.run_until([&] { return acks == 3 && got.data.size() == 3; }));
+    CHECK(got.data == std::vector<std::string>{"0", "1", "2"});
+    close_and_wait(loop, c);
+  }
+  CHECK(loop.close() == 0);
+}
+
 TEST_CASE("wildcard subscriptions receive matching channels once per local subscription",
           "[integration]") {
   const peer p = pick_peer();

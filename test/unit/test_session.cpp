@@ -785,6 +785,73 @@ TEST_CASE("a subscribe issued while the handshake is in flight is sent once", "[
 // ---------------------------------------------------------------------------------------------
 // exactly-once completions
 
+TEST_CASE("an explicit batch holds calls over several loop iterations and sends them in one "
+          "frame; batches nest",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, a, sub, c;
+  open_cometd(h, open);
+  const auto sends = h.sent_count();
+  h.s->start_batch();
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", a.cb()));
+  h.loop();
+  inbox in;
+  std::uint64_t sub_id = 0;
+  REQUIRE_FALSE(h.s->subscribe("/foo/b", in.fn(), sub.cb(), &sub_id));
+  h.loop();
+  h.s->start_batch();  // nested
+  REQUIRE_FALSE(h.s->publish("/foo/c", "3", c.cb()));
+  CHECK(h.s->end_batch());
+  h.loop();
+  h.advance(1s);
+  CHECK(h.sent_count() == sends);  // the outer batch is still open
+  CHECK(h.s->end_batch());
+  CHECK_FALSE(h.s->end_batch());  // none left open
+  h.loop();
+  REQUIRE(h.sent_count() == sends + 1);
+  const sent_frame f = h.last();
+  REQUIRE(f.size() == 3);
+  CHECK(f.channel(0) == "/foo/a");
+  CHECK(f.channel(1) == "/meta/subscribe");
+  CHECK(f.channel(2) == "/foo/c");
+  h.reply(f, ok_replies(f));
+  CHECK(a.ok_once());
+  CHECK(sub.ok_once());
+  CHECK(c.ok_once());
+}
+
+TEST_CASE("an open batch never holds the re-subscription after a re-handshake", "[session]") {
+  harness h(long_polling_only());
+  outcome open, sub, p;
+  open_cometd(h, open);
+  inbox in;
+  subscribe_ok(h, "/foo/bar", in.fn(), sub);
+  h.s->start_batch();
+  REQUIRE_FALSE(h.s->publish("/foo/x", "1", p.cb()));
+  const sent_frame held = h.last_on("/meta/connect");
+  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.advance(250ms);
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, cometd_handshake_reply(hs.id(), "second"));
+  h.loop();
+  const sent_frame resub = h.last();
+  REQUIRE(resub.channel() == "/meta/subscribe");  // not held by the batch
+  CHECK(resub.find("/foo/x") == -1);  // publishes wait for a connected session anyway
+  h.reply(resub, ok_replies(resub));
+  h.loop();
+  CHECK(p.calls == 0);
+  CHECK(h.s->end_batch());
+  h.loop();
+  const sent_frame connect = h.last_on("/meta/connect");
+  h.reply(connect, ok_replies(connect));
+  h.loop();
+  const sent_frame pub = h.last_on("/foo/x");
+  REQUIRE(pub.find("/foo/x") == 0);
+  h.reply(pub, ok_replies(pub));
+  CHECK(p.ok_once());
+}
+
 TEST_CASE("a response that lacks a message's reply completes it with no_reply", "[session]") {
   harness h(long_polling_only());
   outcome open, a, b;
