@@ -84,6 +84,8 @@ constexpr std::size_t min_read_size = 1024;
 constexpr std::size_t min_tls_buffer = 16 * 1024;
 // Room before a queued frame's payload: lws's LWS_PRE, then the largest client frame header.
 constexpr std::size_t frame_headroom = LWS_PRE + 14;
+// The most lws hands to one send() (protocols_[0].tx_packet_size).
+constexpr std::size_t max_send = 1u << 20;
 // Without a limit lws sizes its fd table from `ulimit -n`; a transport needs the connection, a
 // previous one still closing, and lws's event pipe.
 constexpr unsigned fd_limit = 16;
@@ -398,6 +400,10 @@ websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transpo
   std::memset(protocols_, 0, sizeof protocols_);
   protocols_[0].name = protocol_name;
   protocols_[0].callback = &websocket_core::lws_callback;
+  // lws writes at most this much of a frame per send() (its default is the 16 KiB read buffer):
+  // a merged frame leaves in one call when the socket takes it, rather than stalling reading for
+  // several loop iterations while lws drains the rest.
+  protocols_[0].tx_packet_size = max_send;
 
   for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
     uv_timer_init(loop_, t);
