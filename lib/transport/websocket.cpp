@@ -14,9 +14,13 @@
 // - Reading (RAW path) stops while the receive is paused, while bytes read earlier still wait to
 //   be parsed, and while lws holds part of a frame the socket did not take (lws 4.1's RAW role
 //   would otherwise spin on a readable socket it refuses to read until the write drains).
-// - One lws context per transport, created on the first send(), so a client that never uses
-//   websocket pays nothing but five idle uv timers. lws_service() is never called: lws adds its
-//   own uv handles to the loop.
+// - The transports of one uv loop share lws contexts (`ws_context`): one per set of context
+//   settings (TLS, ca_file, http_proxy, receive buffer size, lws timeouts), carrying up to
+//   users_per_context transports (creating a context costs ~1.3 ms of CPU in lws 4.1, which scans
+//   the library directory for its libuv plugin, plus its buffer and fd tables). A transport takes
+//   its reference on its first send(), so a client that never uses websocket pays nothing but
+//   three idle uv timers; the last transport's close destroys the context and completes once lws
+//   let go of the loop. lws_service() is never called: lws adds its own uv handles to the loop.
 // - Frames queue in `out_` and leave one per RAW_WRITEABLE, masked in place. Incoming messages
 //   are reassembled from fragments and refused by the length a frame announces when they would
 //   exceed max_message_size. Server pings are answered; a server close is echoed.
@@ -26,8 +30,10 @@
 //   (send, abort, close, pause_receive) is on the stack: lws can report a connection error from
 //   inside lws_client_connect_via_info, so those go through a 0 ms timer, and so does everything
 //   after them (order is kept).
-// - Each connection attempt gets an id, stored as the wsi's opaque user data. Callbacks of a wsi
-//   that is no longer the current connection (aborted, timed out) are ignored and close it.
+// - Each connection attempt gets an id from its context, stored as the wsi's opaque user data;
+//   the context routes a wsi's callbacks to the core whose current connection that id is.
+//   Callbacks of a wsi that is no core's current connection (aborted, timed out, its transport
+//   closed or gone) reach no core and close it.
 // - Ping: lws 4.1 dropped ws_ping_pong_interval; its replacement (the retry/idle "validity"
 //   policy) hangs up without telling why. So the transport pings on its own uv timer
 //   (websocket_tuning::ping_interval, 15 s) and turns lws's validity checks off; no pong or data
@@ -55,6 +61,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -67,7 +74,7 @@
 #error "uvcometd needs libwebsockets 4.1 or later"
 #endif
 
-// 4.1.x on a foreign loop never finishes a single lws_context_destroy(); see close().
+// 4.1.x on a foreign loop never finishes a single lws_context_destroy(); see ws_context::on_teardown_timer.
 #if LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR == 1
 #define UVCOMETD_LWS_TWO_STEP_DESTROY 1
 #else
@@ -84,11 +91,16 @@ constexpr std::size_t min_read_size = 1024;
 constexpr std::size_t min_tls_buffer = 16 * 1024;
 // Room before a queued frame's payload: lws's LWS_PRE, then the largest client frame header.
 constexpr std::size_t frame_headroom = LWS_PRE + 14;
-// The most lws hands to one send() (protocols_[0].tx_packet_size).
+// The most lws hands to one send() (the protocol's tx_packet_size).
 constexpr std::size_t max_send = 1u << 20;
-// Without a limit lws sizes its fd table from `ulimit -n`; a transport needs the connection, a
-// previous one still closing, and lws's event pipe.
-constexpr unsigned fd_limit = 16;
+// The transports one shared context carries; the next one of the same loop and settings gets
+// another context. lws needs one fd-table slot per socket: a transport's connection and a
+// previous one still closing, plus the event pipe (lws adds its own two). Without a limit lws
+// would size its tables from `ulimit -n`. Past the limit lws refuses the socket (a connection
+// error). With a limit below `ulimit -n` lws finds a wsi from its fd by scanning the table (up to
+// the live sockets), so the limit is kept moderate rather than one context per loop.
+constexpr std::size_t users_per_context = 256;
+constexpr unsigned fd_limit = 2 * users_per_context + 4;
 // How often close() looks whether lws's uv handles are gone (4.1 two-step destroy).
 constexpr std::uint64_t teardown_poll_ms = 5;
 constexpr const char* protocol_name = "uvcometd-bayeux";
@@ -218,6 +230,130 @@ error make_error(errc code, std::string message) {
   return error{make_error_code(code), std::move(message)};
 }
 
+// The lws callbacks of a connection; lws's other callbacks (protocol, vhost, ...) are ignored.
+bool is_connection_reason(lws_callback_reasons reason) {
+  switch (reason) {
+    case LWS_CALLBACK_RAW_CONNECTED:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_RAW_CLOSE:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_WSI_DESTROY:
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+    case LWS_CALLBACK_CLIENT_CLOSED:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The answer to a callback of a wsi that is no connection's current one (aborted, timed out,
+// its transport closed): close it where lws lets the callback do so, else let lws go on closing.
+int stray_answer(lws_callback_reasons reason) {
+  switch (reason) {
+    case LWS_CALLBACK_RAW_CONNECTED:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+    case LWS_CALLBACK_RAW_RX:
+    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+      return -1;
+    default:
+      return 0;
+  }
+}
+
+class websocket_core;
+
+// What an lws context is made with; transports share a context only when these are equal.
+struct context_settings {
+  bool tls = false;
+  std::string ca_file;
+  std::string proxy;          // http_proxy when the context was made (lws reads it then)
+  unsigned buffer_size = 0;   // pt_serv_buf_size
+  unsigned timeout_s = 20;    // timeout_secs and connect_timeout_secs
+
+  bool raw() const { return !tls && proxy.empty(); }
+  bool operator==(const context_settings& o) const {
+    return tls == o.tls && ca_file == o.ca_file && proxy == o.proxy &&
+           buffer_size == o.buffer_size && timeout_s == o.timeout_s;
+  }
+};
+
+// One lws context shared by up to users_per_context websocket transports of one uv loop made with
+// equal settings. Created by the first (acquire), torn down once the last releases it; frees
+// itself once lws let go of the loop, then tells that last core. Never shared across loops.
+// lws calls back with the wsi; each connection's opaque user data is an id this context maps to
+// the core whose current connection it is. A wsi whose id maps to no core (aborted, timed out,
+// its core closed or freed) is answered without any core and closes.
+class ws_context {
+ public:
+  // A context of `loop` with these settings and room for `user`, made if none has room. Null
+  // when lws fails; throws std::bad_alloc.
+  static ws_context* acquire(uv_loop_t* loop, const context_settings& settings,
+                             websocket_core* user);
+
+  // `user` (whose connection is dropped already) stops using the context. True when it was the
+  // last user: user->context_closed() then runs once lws let go of the loop.
+  bool release(websocket_core* user);
+
+  lws_context* handle() const noexcept { return ctx_; }
+  const context_settings& settings() const noexcept { return settings_; }
+
+  // A new connection id whose callbacks go to `core` until forget(id).
+  std::uint64_t route(websocket_core* core);
+  void forget(std::uint64_t id) noexcept;
+  void saw_wsi(const lws* wsi);
+
+  ws_context(const ws_context&) = delete;
+  ws_context& operator=(const ws_context&) = delete;
+
+ private:
+  struct registry {
+    std::mutex mutex;  // two loops may run on two threads; a context is used by its loop's only
+    std::vector<ws_context*> live;
+  };
+  static registry& contexts() {
+    static registry r;
+    return r;
+  }
+
+  ws_context(uv_loop_t* loop, context_settings settings);
+  ~ws_context() = default;
+
+  int dispatch(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len);
+  bool lws_handles_remain() const;
+  void close_orphaned_watchers();
+  void finish_teardown();
+  void log(log_level level, std::string_view msg) const;
+
+  static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
+                          std::size_t len);
+  static void on_teardown_timer(uv_timer_t* t);
+  static void on_teardown_poll(uv_timer_t* t);
+
+  uv_loop_t* loop_;
+  context_settings settings_;
+  lws_protocols protocols_[2];
+  lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
+  std::vector<websocket_core*> users_;
+  std::unordered_map<std::uint64_t, websocket_core*> routes_;  // id → core of that connection
+  std::uint64_t next_id_ = 1;
+  // Every wsi this context created: lws 4.1.6 leaves the uv_poll watcher of a connection that
+  // failed before the upgrade completed open (never closed, never freed); teardown closes those.
+  std::unordered_set<const void*> wsis_;
+  websocket_core* last_user_ = nullptr;  // told once the torn-down context let go of the loop
+  std::uint64_t teardown_polls_ = 0;
+  uv_timer_t teardown_timer_{};
+};
+
 // The transport's state. It lives on the heap apart from the transport object so that it can
 // finish closing its handles after the owner has dropped the transport.
 class websocket_core {
@@ -269,8 +405,10 @@ class websocket_core {
 
   ~websocket_core() = default;
 
+  friend class ws_context;
+
   void log(log_level level, std::string_view msg) const;
-  bool create_context();
+  bool acquire_context();
   void update_reading();
   void open_connection();
   void connect_to(const char* address);
@@ -283,15 +421,13 @@ class websocket_core {
   void kill(lws* wsi);
   bool emit(event ev);  // true when delivered now, false when deferred (or no receiver)
   void deliver(event& ev);
-  bool lws_handles_remain() const;
-  void close_orphaned_watchers();
-  // Every wsi this context created: lws 4.1.6 leaves the uv_poll watcher of a connection that
-  // failed before the upgrade completed open (never closed, never freed); teardown closes those.
-  std::unordered_set<const void*> wsis_;
-  void finish_teardown();
+  void context_closed();
   std::string describe() const { return config_.url; }
 
-  int on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len);
+  // A callback of the wsi of connection `id`, which ws_context routed here.
+  int on_lws_callback(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
+                      std::size_t len);
+  int on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in, std::size_t len);
   int on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
                  std::size_t len);
   int on_established(lws* wsi, std::uint64_t id);
@@ -308,13 +444,9 @@ class websocket_core {
   std::array<unsigned char, 4> next_mask();
   std::string control_frame(std::string_view payload) const;
 
-  static int lws_callback(lws* wsi, lws_callback_reasons reason, void* user, void* in,
-                          std::size_t len);
   static void on_defer_timer(uv_timer_t* t);
   static void on_connect_timer(uv_timer_t* t);
   static void on_ping_timer(uv_timer_t* t);
-  static void on_teardown_timer(uv_timer_t* t);
-  static void on_teardown_poll(uv_timer_t* t);
   static void on_handle_closed(uv_handle_t* h);
   static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
 
@@ -326,14 +458,12 @@ class websocket_core {
   std::string endpoint_error_;
   std::vector<std::pair<std::string, std::string>> headers_;  // {"Name", "value"}
   std::string cookie_;
-  lws_protocols protocols_[2];
 
-  lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
-  bool raw_ = true;  // RAW connection + ws_protocol (else lws's websocket role); set with ctx_
+  ws_context* shared_ = nullptr;  // a reference on the loop's context, released by close()
+  bool raw_ = true;  // RAW connection + ws_protocol (else lws's websocket role); set with shared_
   int lws_timeout_s_ = 20;
 
   std::uint64_t conn_ = 0;  // current connection attempt; 0 when none
-  std::uint64_t next_conn_ = 1;
   lws* wsi_ = nullptr;     // wsi of conn_ once known
   lws* cb_wsi_ = nullptr;  // wsi whose lws callback is on the stack (it closes by returning -1)
   bool up_ = false;
@@ -371,14 +501,12 @@ class websocket_core {
   std::vector<std::function<void()>> done_;
   bool detached_ = false;
   bool in_final_ = false;
-  int open_handles_ = 0;
+  int open_handles_ = 0;  // the timers, plus the context when this core was its last user
   bool handles_closed_ = false;
-  std::uint64_t teardown_polls_ = 0;
 
   uv_timer_t defer_timer_;
   uv_timer_t connect_timer_;
   uv_timer_t ping_timer_;
-  uv_timer_t teardown_timer_;
 };
 
 websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transport_events& events,
@@ -397,15 +525,7 @@ websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transpo
     headers_.emplace_back(std::string(name),
                           std::string(trim(std::string_view(line).substr(colon + 1))));
   }
-  std::memset(protocols_, 0, sizeof protocols_);
-  protocols_[0].name = protocol_name;
-  protocols_[0].callback = &websocket_core::lws_callback;
-  // lws writes at most this much of a frame per send() (its default is the 16 KiB read buffer):
-  // a merged frame leaves in one call when the socket takes it, rather than stalling reading for
-  // several loop iterations while lws drains the rest.
-  protocols_[0].tx_packet_size = max_send;
-
-  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
+  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_}) {
     uv_timer_init(loop_, t);
     t->data = this;
     ++open_handles_;
@@ -492,13 +612,19 @@ void websocket_core::close(std::function<void()> done) {
   phase_ = phase::closing;
   events_ = nullptr;
   deferred_.clear();
-  uv_timer_stop(&defer_timer_);
-  // The context's destruction ends the connection; no kill needed (and no lws call here, as we
-  // may be inside an lws callback).
-  wsi_ = nullptr;
+  // Other transports may go on using the context: end this one's connection only (a kill, or,
+  // when its own lws callback is on the stack, that callback's -1), and route nothing more here.
   drop_connection();
-  // lws_context_destroy must not run inside an lws callback: start from our own uv callback.
-  uv_timer_start(&teardown_timer_, &websocket_core::on_teardown_timer, 0, 0);
+  if (shared_) {
+    // The last user's close also waits for the context to let go of the loop, so that
+    // uv_loop_close() succeeds once the last `done` ran.
+    if (shared_->release(this)) ++open_handles_;
+    shared_ = nullptr;
+  }
+  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_}) {
+    uv_timer_stop(t);
+    uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
+  }
 }
 
 void websocket_core::detach() {
@@ -513,43 +639,26 @@ void websocket_core::detach() {
 
 // ---- connection ---------------------------------------------------------------------------------
 
-bool websocket_core::create_context() {
-  quiet_lws_logging();
+bool websocket_core::acquire_context() {
+  context_settings settings;
+  settings.tls = endpoint_ && endpoint_->tls;
+  if (settings.tls) settings.ca_file = config_.ca_file;  // nothing else reads it
   // lws reads http_proxy when the context is made; it cannot tunnel a RAW connection.
-  const char* proxy = std::getenv("http_proxy");
-  raw_ = endpoint_ && !endpoint_->tls && (proxy == nullptr || *proxy == '\0');
-  lws_context_creation_info info;
-  std::memset(&info, 0, sizeof info);
-  info.options = LWS_SERVER_OPTION_LIBUV;
-  if (endpoint_ && endpoint_->tls) {
-    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    // ca_file replaces the system store rather than adding to it.
-    if (!config_.ca_file.empty()) info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-  }
-  info.port = CONTEXT_PORT_NO_LISTEN;
-  info.protocols = protocols_;
-  void* loops[1] = {loop_};
-  info.foreign_loops = loops;
-  info.pcontext = &ctx_;
-  info.user = this;
-  info.pt_serv_buf_size = static_cast<unsigned>(std::clamp<std::size_t>(
-      tuning_.rx_chunk_size, raw_ ? min_read_size : min_tls_buffer,
-      1u << 24));
-  info.fd_limit_per_thread = fd_limit;
-  info.count_threads = 1;
-  if (!config_.ca_file.empty()) info.client_ssl_ca_filepath = config_.ca_file.c_str();
+  if (const char* proxy = std::getenv("http_proxy")) settings.proxy = proxy;
+  settings.buffer_size = static_cast<unsigned>(std::clamp<std::size_t>(
+      tuning_.rx_chunk_size, settings.raw() ? min_read_size : min_tls_buffer, 1u << 24));
   // lws has connect/handshake timeouts of its own (20 s); keep them behind ours.
   const auto connect_s = static_cast<unsigned>(
       std::clamp<long long>(config_.connect_timeout.count() / 1000 + 5, 0, 86400));
-  info.timeout_secs = std::max(20u, connect_s);
-  lws_timeout_s_ = static_cast<int>(info.timeout_secs);
-  info.connect_timeout_secs = std::max(20u, connect_s);
-  ctx_ = lws_create_context(&info);
-  if (!ctx_) {
+  settings.timeout_s = std::max(20u, connect_s);
+  shared_ = ws_context::acquire(loop_, settings, this);
+  if (!shared_) {
     log(log_level::error,
         "websocket: lws_create_context failed (is the libwebsockets libuv plugin installed?)");
     return false;
   }
+  raw_ = settings.raw();
+  lws_timeout_s_ = static_cast<int>(settings.timeout_s);
   return true;
 }
 
@@ -563,7 +672,7 @@ void websocket_core::open_connection() {
           {}});
     return;
   }
-  if (!ctx_ && !create_context()) {
+  if (!shared_ && !acquire_context()) {
     out_.clear();
     emit({event::kind::down,
           {},
@@ -572,7 +681,7 @@ void websocket_core::open_connection() {
           {}});
     return;
   }
-  const std::uint64_t id = next_conn_++;
+  const std::uint64_t id = shared_->route(this);  // forgotten by drop_connection()
   conn_ = id;
   clear_connection_state();
   if (config_.connect_timeout.count() > 0) {
@@ -636,7 +745,7 @@ void websocket_core::connect_to(const char* address) {
   const std::uint64_t id = conn_;
   lws_client_connect_info ci;
   std::memset(&ci, 0, sizeof ci);
-  ci.context = ctx_;
+  ci.context = shared_->handle();
   ci.address = address;
   ci.port = endpoint_->port;
   ci.path = endpoint_->path.c_str();
@@ -658,7 +767,7 @@ void websocket_core::connect_to(const char* address) {
     ci.alpn = "http/1.1";  // the upgrade is HTTP/1.1
   }
   lws* wsi = lws_client_connect_via_info(&ci);
-  if (wsi) wsis_.insert(wsi);
+  if (wsi) shared_->saw_wsi(wsi);
   if (conn_ != id) return;  // failed inside the call, already reported
   if (!wsi) {
     connection_lost(
@@ -685,6 +794,7 @@ void websocket_core::connection_lost(error err) {
 void websocket_core::drop_connection() {
   if (wsi_ && wsi_ != cb_wsi_) kill(wsi_);
   cancel_dns();
+  if (conn_ != 0 && shared_) shared_->forget(conn_);
   conn_ = 0;
   out_.clear();
   clear_connection_state();
@@ -721,7 +831,7 @@ void websocket_core::kill(lws* wsi) {
   lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
   // lws 4.1 only looks at its timeouts after its own I/O: wake it through its event pipe, or the
   // kill waits for the next packet.
-  lws_cancel_service(ctx_);
+  lws_cancel_service(lws_get_context(wsi));
 }
 
 // ---- events -------------------------------------------------------------------------------------
@@ -748,7 +858,7 @@ void websocket_core::update_reading() {
   lws_rx_flow_control(wsi_, want ? 1 : 0);
   // lws hands over data it already buffered from its idle handle, which only runs after lws's
   // own I/O: wake it through its event pipe.
-  if (want) lws_cancel_service(ctx_);
+  if (want) lws_cancel_service(lws_get_context(wsi_));
 }
 
 void websocket_core::deliver(event& ev) {
@@ -834,24 +944,21 @@ void websocket_core::on_ping_timer(uv_timer_t* t) {
 
 // ---- lws callbacks ------------------------------------------------------------------------------
 
-int websocket_core::lws_callback(lws* wsi, lws_callback_reasons reason, void*, void* in,
-                                 std::size_t len) {
-  lws_context* cx = wsi ? lws_get_context(wsi) : nullptr;
-  auto* self = cx ? static_cast<websocket_core*>(lws_context_user(cx)) : nullptr;
-  if (!self) return 0;
-  lws* outer = self->cb_wsi_;
-  self->cb_wsi_ = wsi;
+int websocket_core::on_lws_callback(lws* wsi, std::uint64_t id, lws_callback_reasons reason,
+                                    void* in, std::size_t len) {
+  lws* outer = cb_wsi_;
+  cb_wsi_ = wsi;
   int rc;
   try {
-    rc = self->on_lws(wsi, reason, in, len);
+    rc = on_lws(wsi, id, reason, in, len);
   } catch (const std::exception& e) {
-    self->fail_quietly("websocket: internal error: ", e.what());
+    fail_quietly("websocket: internal error: ", e.what());
     rc = -1;
   } catch (...) {
-    self->fail_quietly("websocket: internal error");
+    fail_quietly("websocket: internal error");
     rc = -1;
   }
-  self->cb_wsi_ = outer;
+  cb_wsi_ = outer;
   return rc;
 }
 
@@ -868,46 +975,23 @@ void websocket_core::fail_quietly(const char* what, const char* detail) noexcept
   }
 }
 
-int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len) {
-  switch (reason) {
-    case LWS_CALLBACK_RAW_CONNECTED:
-    case LWS_CALLBACK_RAW_WRITEABLE:
-    case LWS_CALLBACK_RAW_RX:
-    case LWS_CALLBACK_RAW_CLOSE:
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    case LWS_CALLBACK_WSI_DESTROY:
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    case LWS_CALLBACK_CLIENT_CLOSED:
-      break;
-    default:
-      return 0;
-  }
-  wsis_.insert(wsi);
-  const auto id =
-      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi)));
+int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
+                           std::size_t len) {
   const bool current = id != 0 && id == conn_ && phase_ == phase::open;
+  if (!current) return stray_answer(reason);
   if (current && !wsi_) wsi_ = wsi;  // callbacks from inside lws_client_connect_via_info
 
   switch (reason) {
     case LWS_CALLBACK_RAW_CONNECTED:
-      if (!current) return -1;
       return on_connected(wsi);
 
     case LWS_CALLBACK_RAW_WRITEABLE:
-      if (!current) return -1;
       return on_writeable(wsi);
 
     case LWS_CALLBACK_RAW_RX:
-      if (!current) return -1;
       return on_receive(wsi, id, static_cast<const char*>(in), len);
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-      if (!current) return 0;
       // With lws's websocket role (wss, proxy), lws read the upgrade answer: a refusal has a
       // status.
       const unsigned status = lws_http_client_http_response(wsi);
@@ -932,16 +1016,9 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
     case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
     case LWS_CALLBACK_CLIENT_CLOSED:
-      if (!current) {
-        return reason == LWS_CALLBACK_WS_PEER_INITIATED_CLOSE ||
-                       reason == LWS_CALLBACK_CLIENT_CLOSED
-                   ? 0
-                   : -1;
-      }
       return on_ws_role(wsi, id, reason, in, len);
 
     case LWS_CALLBACK_RAW_CLOSE:
-      if (!current) return 0;
       wsi_ = nullptr;
       connection_lost(make_error(
           errc::transport_error,
@@ -950,13 +1027,10 @@ int websocket_core::on_lws(lws* wsi, lws_callback_reasons reason, void* in, std:
       return 0;
 
     case LWS_CALLBACK_WSI_DESTROY:
-      if (id != 0 && id == conn_) {
-        // Destroyed without RAW_CLOSE / CONNECTION_ERROR (lws's own timeouts, ...).
-        wsi_ = nullptr;
-        if (current)
-          connection_lost(make_error(errc::transport_error,
-                                     "websocket: connection to " + describe() + " lost"));
-      }
+      // Destroyed without RAW_CLOSE / CONNECTION_ERROR (lws's own timeouts, ...).
+      wsi_ = nullptr;
+      connection_lost(
+          make_error(errc::transport_error, "websocket: connection to " + describe() + " lost"));
       return 0;
 
     default:
@@ -995,7 +1069,8 @@ int websocket_core::on_connected(lws* wsi) {
 std::array<unsigned char, 4> websocket_core::next_mask() {
   if (random_used_ + 4 > random_.size()) {
     if (uv_random(nullptr, nullptr, random_.data(), random_.size(), 0, nullptr) != 0 &&
-        (!ctx_ || lws_get_random(ctx_, random_.data(), random_.size()) != random_.size())) {
+        (!shared_ ||
+         lws_get_random(shared_->handle(), random_.data(), random_.size()) != random_.size())) {
       throw std::runtime_error("no random bytes for the websocket mask");
     }
     random_used_ = 0;
@@ -1343,34 +1418,149 @@ int websocket_core::on_ws_receive(lws* wsi, std::uint64_t id, const void* in, st
   return 0;
 }
 
-// ---- teardown -----------------------------------------------------------------------------------
-//
+// ---- the shared lws context ---------------------------------------------------------------------
+
+ws_context::ws_context(uv_loop_t* loop, context_settings settings)
+    : loop_(loop), settings_(std::move(settings)) {
+  std::memset(protocols_, 0, sizeof protocols_);
+  protocols_[0].name = protocol_name;
+  protocols_[0].callback = &ws_context::lws_callback;
+  // lws writes at most this much of a frame per send() (its default is the 16 KiB read buffer):
+  // a merged frame leaves in one call when the socket takes it, rather than stalling reading for
+  // several loop iterations while lws drains the rest.
+  protocols_[0].tx_packet_size = max_send;
+}
+
+ws_context* ws_context::acquire(uv_loop_t* loop, const context_settings& settings,
+                                websocket_core* user) {
+  registry& reg = contexts();
+  std::lock_guard<std::mutex> lock(reg.mutex);
+  for (ws_context* c : reg.live) {
+    if (c->loop_ == loop && c->users_.size() < users_per_context && c->settings_ == settings) {
+      c->users_.push_back(user);
+      return c;
+    }
+  }
+  reg.live.reserve(reg.live.size() + 1);
+  auto* c = new ws_context(loop, settings);
+  try {
+    c->users_.push_back(user);
+  } catch (...) {
+    delete c;
+    throw;
+  }
+
+  quiet_lws_logging();
+  lws_context_creation_info info;
+  std::memset(&info, 0, sizeof info);
+  info.options = LWS_SERVER_OPTION_LIBUV;
+  if (settings.tls) {
+    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+    // ca_file replaces the system store rather than adding to it.
+    if (!settings.ca_file.empty()) {
+      info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+      info.client_ssl_ca_filepath = c->settings_.ca_file.c_str();
+    }
+  }
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = c->protocols_;
+  void* loops[1] = {loop};
+  info.foreign_loops = loops;
+  info.pcontext = &c->ctx_;
+  info.user = c;
+  info.pt_serv_buf_size = settings.buffer_size;
+  info.fd_limit_per_thread = fd_limit;
+  info.count_threads = 1;
+  info.timeout_secs = settings.timeout_s;
+  info.connect_timeout_secs = settings.timeout_s;
+  // lws reads http_proxy from the environment here; settings.proxy is what it will find.
+  c->ctx_ = lws_create_context(&info);
+  if (!c->ctx_) {
+    delete c;
+    return nullptr;
+  }
+  uv_timer_init(loop, &c->teardown_timer_);
+  c->teardown_timer_.data = c;
+  reg.live.push_back(c);  // cannot throw: reserved above
+  return c;
+}
+
+bool ws_context::release(websocket_core* user) {
+  users_.erase(std::remove(users_.begin(), users_.end(), user), users_.end());
+  if (!users_.empty()) return false;
+  {
+    // From now on the loop's next transport with these settings gets a new context.
+    registry& reg = contexts();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    reg.live.erase(std::remove(reg.live.begin(), reg.live.end(), this), reg.live.end());
+  }
+  last_user_ = user;
+  // lws_context_destroy must not run inside an lws callback: start from our own uv callback.
+  uv_timer_start(&teardown_timer_, &ws_context::on_teardown_timer, 0, 0);
+  return true;
+}
+
+std::uint64_t ws_context::route(websocket_core* core) {
+  const std::uint64_t id = next_id_++;
+  routes_.emplace(id, core);
+  return id;
+}
+
+void ws_context::forget(std::uint64_t id) noexcept { routes_.erase(id); }
+
+void ws_context::saw_wsi(const lws* wsi) {
+  try {
+    wsis_.insert(wsi);
+  } catch (...) {
+    // Out of memory: at worst a watcher lws leaves open is not closed at teardown.
+  }
+}
+
+void ws_context::log(log_level level, std::string_view msg) const {
+  if (last_user_) last_user_->log(level, msg);
+}
+
+int ws_context::lws_callback(lws* wsi, lws_callback_reasons reason, void*, void* in,
+                             std::size_t len) {
+  if (!wsi || !is_connection_reason(reason)) return 0;
+  lws_context* cx = lws_get_context(wsi);
+  auto* self = cx ? static_cast<ws_context*>(lws_context_user(cx)) : nullptr;
+  if (!self) return 0;
+  return self->dispatch(wsi, reason, in, len);
+}
+
+int ws_context::dispatch(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len) {
+  saw_wsi(wsi);
+  const auto id =
+      static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(lws_get_opaque_user_data(wsi)));
+  const auto it = id == 0 ? routes_.end() : routes_.find(id);
+  if (it == routes_.end()) return stray_answer(reason);
+  return it->second->on_lws_callback(wsi, id, reason, in, len);  // catches everything
+}
+
 // lws 4.1.6 on a foreign loop (checked with valgrind and ASan on Debian's 4.1.6-3):
 // - one lws_context_destroy() closes lws's uv handles but never frees the context (4.1 calls the
 //   last destroy stage only for loops lws owns);
 // - a second one after those handles have closed frees it synchronously (ctx_ becomes null);
 // - a second one while their close callbacks are pending crashes (the plugin holding the callbacks
 //   is unloaded).
-// So: first destroy from our own uv callback, then poll until no handle on the loop has
-// data == context (lws's idle and timer handles do; a private 4.1 detail), then destroy again.
+// So, once the last user is gone: first destroy from our own uv callback, then poll until no
+// handle on the loop has data == context (lws's idle and timer handles do; a private 4.1 detail),
+// then destroy again.
 
-void websocket_core::on_teardown_timer(uv_timer_t* t) {
-  auto* self = static_cast<websocket_core*>(t->data);
+void ws_context::on_teardown_timer(uv_timer_t* t) {
+  auto* self = static_cast<ws_context*>(t->data);
+  if (self->ctx_) lws_context_destroy(self->ctx_);
   if (!self->ctx_) {
     self->finish_teardown();
     return;
   }
-  lws_context_destroy(self->ctx_);
-  if (!self->ctx_) {
-    self->finish_teardown();
-    return;
-  }
-  uv_timer_start(&self->teardown_timer_, &websocket_core::on_teardown_poll, teardown_poll_ms,
+  uv_timer_start(&self->teardown_timer_, &ws_context::on_teardown_poll, teardown_poll_ms,
                  teardown_poll_ms);
 }
 
-void websocket_core::on_teardown_poll(uv_timer_t* t) {
-  auto* self = static_cast<websocket_core*>(t->data);
+void ws_context::on_teardown_poll(uv_timer_t* t) {
+  auto* self = static_cast<ws_context*>(t->data);
 #if UVCOMETD_LWS_TWO_STEP_DESTROY
   if (self->ctx_ && !self->lws_handles_remain()) lws_context_destroy(self->ctx_);
 #endif
@@ -1386,7 +1576,7 @@ void websocket_core::on_teardown_poll(uv_timer_t* t) {
   self->finish_teardown();
 }
 
-bool websocket_core::lws_handles_remain() const {
+bool ws_context::lws_handles_remain() const {
   struct probe {
     const void* ctx;
     bool found;
@@ -1401,19 +1591,34 @@ bool websocket_core::lws_handles_remain() const {
   return p.found;
 }
 
-void websocket_core::close_orphaned_watchers() {
+void ws_context::close_orphaned_watchers() {
   // Runs once the context is destroyed, so lws will never touch these handles again. A watcher
   // lws still used would be active; the orphans are stopped, not closing, and point at one of our
   // (dead) wsis. lws allocated them with its realloc-based allocator: free() releases them.
+  // The current connections of the loop's other contexts are left alone: one of them may have
+  // been allocated where a dead wsi of this context was, and its watcher is stopped while paused.
+  std::unordered_set<const void*> live;
+  {
+    registry& reg = contexts();
+    std::lock_guard<std::mutex> lock(reg.mutex);
+    for (const ws_context* c : reg.live) {
+      if (c->loop_ != loop_) continue;
+      for (const websocket_core* u : c->users_) {
+        if (u->wsi_) live.insert(u->wsi_);
+      }
+    }
+  }
   struct probe {
     const std::unordered_set<const void*>* wsis;
+    const std::unordered_set<const void*>* live;
     std::vector<uv_handle_t*> found;
-  } p{&wsis_, {}};
+  } p{&wsis_, &live, {}};
   uv_walk(
       loop_,
       [](uv_handle_t* h, void* arg) {
         auto* pr = static_cast<probe*>(arg);
-        if (h->type == UV_POLL && !uv_is_closing(h) && !uv_is_active(h) && pr->wsis->count(h->data)) {
+        if (h->type == UV_POLL && !uv_is_closing(h) && !uv_is_active(h) &&
+            pr->wsis->count(h->data) && !pr->live->count(h->data)) {
           pr->found.push_back(h);
         }
       },
@@ -1426,13 +1631,29 @@ void websocket_core::close_orphaned_watchers() {
   wsis_.clear();
 }
 
-void websocket_core::finish_teardown() {
+// Frees this once its timer is closed, then lets the last user finish its close.
+void ws_context::finish_teardown() {
 #if UVCOMETD_LWS_TWO_STEP_DESTROY
-  if (!ctx_) close_orphaned_watchers();
-#endif
-  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_, &teardown_timer_}) {
-    uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
+  try {
+    if (!ctx_) close_orphaned_watchers();
+  } catch (...) {
+    // Out of memory: the orphans stay (as if lws had not left them); the teardown goes on.
   }
+#endif
+  uv_close(reinterpret_cast<uv_handle_t*>(&teardown_timer_), [](uv_handle_t* h) {
+    auto* self = static_cast<ws_context*>(h->data);
+    websocket_core* last = self->last_user_;
+    delete self;
+    if (last) last->context_closed();
+  });
+}
+
+// ---- teardown -----------------------------------------------------------------------------------
+
+void websocket_core::context_closed() {
+  if (--open_handles_ > 0) return;
+  handles_closed_ = true;
+  maybe_finished();
 }
 
 void websocket_core::on_handle_closed(uv_handle_t* h) {
