@@ -74,7 +74,8 @@
 #error "uvcometd needs libwebsockets 4.1 or later"
 #endif
 
-// 4.1.x on a foreign loop never finishes a single lws_context_destroy(); see ws_context::on_teardown_timer.
+// 4.1.x on a foreign loop never finishes a single lws_context_destroy(); see
+// ws_context::on_teardown_timer.
 #if LWS_LIBRARY_VERSION_MAJOR == 4 && LWS_LIBRARY_VERSION_MINOR == 1
 #define UVCOMETD_LWS_TWO_STEP_DESTROY 1
 #else

@@ -959,3 +959,327 @@ TEST_CASE("websocket: host names are resolved off the loop", "[websocket]") {
     CHECK(rec.downs.empty());
   }
 }
+
+// ---- transports sharing one loop's lws context ----------------------------------------------
+
+namespace {
+
+int open_handles(uv_loop_t* loop) {
+  int n = 0;
+  uv_walk(
+      loop,
+      [](uv_handle_t* h, void* arg) {
+        if (!uv_is_closing(h)) ++*static_cast<int*>(arg);
+      },
+      &n);
+  return n;
+}
+
+// One transport with its recorder, handshaken with Faye.
+struct faye_client {
+  recorder rec;
+  std::unique_ptr<transport> t;
+  std::string client_id;
+};
+
+std::string connect_frame(const std::string& client_id, const std::string& id) {
+  return R"([{"channel":"/meta/connect","clientId":")" + client_id +
+         R"(","connectionType":"websocket","advice":{"timeout":0},"id":")" + id + R"("}])";
+}
+
+// Handshakes every client at once; each must get its own reply (the id names the client).
+void handshake_all(uv_loop_t* loop, std::vector<std::unique_ptr<faye_client>>& clients,
+                   const std::string& url) {
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    auto& c = *clients[i];
+    c.t = make_websocket_transport(loop, config_for(url), c.rec);
+    c.t->send(0, handshake_with_id(static_cast<int>(100 + i)), 5s);
+  }
+  REQUIRE(run_until(loop, [&] {
+    return std::all_of(clients.begin(), clients.end(), [](const auto& c) {
+      return !c->rec.frames.empty() || !c->rec.downs.empty();
+    });
+  }));
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    auto& c = *clients[i];
+    REQUIRE(c.rec.downs.empty());
+    REQUIRE(c.rec.frames.size() == 1);
+    const json hs = reply_of(c.rec.frames[0]);
+    CHECK(hs["id"] == std::to_string(100 + i));
+    CHECK(hs["successful"] == true);
+    c.client_id = hs["clientId"];
+  }
+}
+
+// A /meta/connect of `c` answered on its own transport, and only there.
+void check_still_works(uv_loop_t* loop, faye_client& c, const std::string& id) {
+  const std::size_t before = c.rec.frames.size();
+  c.t->send(0, connect_frame(c.client_id, id), 5s);
+  REQUIRE(run_until(loop, [&] { return c.rec.frames.size() > before || !c.rec.downs.empty(); }));
+  REQUIRE(c.rec.downs.empty());
+  const json r = reply_of(c.rec.frames.back());
+  CHECK(r["channel"] == "/meta/connect");
+  CHECK(r["id"] == id);
+  CHECK(r["successful"] == true);
+}
+
+}  // namespace
+
+TEST_CASE("websocket: transports of one loop share one lws context; each gets only its own frames",
+          "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::vector<std::unique_ptr<faye_client>> clients;
+  clients.push_back(std::make_unique<faye_client>());
+  handshake_all(&loop, clients, server.url());
+  const int with_one = open_handles(&loop);
+
+  clients.push_back(std::make_unique<faye_client>());
+  clients.push_back(std::make_unique<faye_client>());
+  for (std::size_t i = 1; i < 3; ++i) {
+    auto& c = *clients[i];
+    c.t = make_websocket_transport(&loop, config_for(server.url()), c.rec);
+    c.t->send(0, handshake_with_id(static_cast<int>(100 + i)), 5s);
+  }
+  REQUIRE(run_until(&loop, [&] {
+    return clients[1]->rec.frames.size() + clients[2]->rec.frames.size() == 2;
+  }));
+  // Each more transport adds its own three timers and its socket's watcher, and no lws handles
+  // (a context of its own would add lws's idle, timer and event-pipe handles).
+  CHECK(open_handles(&loop) == with_one + 2 * 4);
+
+  for (std::size_t i = 1; i < 3; ++i) {
+    auto& c = *clients[i];
+    REQUIRE(c.rec.frames.size() == 1);
+    CHECK(reply_of(c.rec.frames[0])["id"] == std::to_string(100 + i));
+    c.client_id = reply_of(c.rec.frames[0])["clientId"];
+  }
+  // Interleaved: every publish is acknowledged on the transport that sent it.
+  auto replies = [&](std::size_t i) {
+    std::vector<json> all;
+    for (std::size_t f = 1; f < clients[i]->rec.frames.size(); ++f) {
+      for (const auto& r : json::parse(clients[i]->rec.frames[f])) all.push_back(r);
+    }
+    return all;
+  };
+  for (int round = 0; round < 3; ++round) {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      clients[i]->t->send(0,
+                          R"([{"channel":"/shared/x","clientId":")" + clients[i]->client_id +
+                              R"(","data":1,"id":"p)" + std::to_string(i) + "-" +
+                              std::to_string(round) + R"("}])",
+                          5s, /*alone=*/true);
+    }
+  }
+  REQUIRE(run_until(&loop, [&] {
+    for (std::size_t i = 0; i < clients.size(); ++i) {
+      if (replies(i).size() < 3) return false;
+    }
+    return true;
+  }));
+  run_for(&loop, 100ms);
+  for (std::size_t i = 0; i < clients.size(); ++i) {
+    CHECK(clients[i]->rec.downs.empty());
+    CHECK(clients[i]->rec.ups == 1);
+    const auto all = replies(i);
+    REQUIRE(all.size() == 3);
+    for (int round = 0; round < 3; ++round) {
+      CHECK(all[round]["id"] == "p" + std::to_string(i) + "-" + std::to_string(round));
+      CHECK(all[round]["successful"] == true);
+    }
+  }
+  for (std::size_t i = 0; i + 1 < clients.size(); ++i) {
+    bool done = false;
+    clients[i]->t->close([&] { done = true; });
+    CHECK(run_until(&loop, [&] { return done; }));
+  }
+  close_and_finish(&loop, clients.back()->t);
+}
+
+TEST_CASE("websocket: closing, aborting or destroying one transport leaves the others of the "
+          "context working; the last close leaves the loop clean",
+          "[websocket]") {
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::vector<std::unique_ptr<faye_client>> clients;
+  for (int i = 0; i < 4; ++i) clients.push_back(std::make_unique<faye_client>());
+  handshake_all(&loop, clients, server.url());
+  faye_client& survivor = *clients[3];
+
+  SECTION("from outside any callback") {
+    clients[0]->t->abort();
+    bool closed = false;
+    clients[1]->t->close([&] { closed = true; });
+    clients[2]->t.reset();
+    // A close that is not the last one completes without waiting for the shared context.
+    REQUIRE(run_until(&loop, [&] { return closed; }));
+    clients[1]->t.reset();
+    CHECK(clients[0]->rec.downs.empty());  // abort reports nothing
+    check_still_works(&loop, survivor, "after");
+    // The aborted transport connects again on the same context.
+    check_still_works(&loop, *clients[0], "again");
+  }
+  SECTION("from inside another transport's on_frame") {
+    bool closed = false;
+    survivor.rec.frame_hook = [&](const std::string&) {
+      if (survivor.rec.frames.size() != 2) return;
+      clients[0]->t->abort();
+      clients[1]->t->close([&] { closed = true; });
+      clients[2]->t.reset();
+      survivor.t->send(0, connect_frame(survivor.client_id, "from-hook"), 5s);
+    };
+    survivor.t->send(0, connect_frame(survivor.client_id, "first"), 5s);
+    REQUIRE(run_until(&loop, [&] { return survivor.rec.frames.size() == 3 && closed; }));
+    clients[1]->t.reset();
+    CHECK(reply_of(survivor.rec.frames[2])["id"] == "from-hook");
+    check_still_works(&loop, survivor, "after");
+    check_still_works(&loop, *clients[0], "again");
+  }
+  SECTION("a transport closing itself from its own on_frame") {
+    bool closed = false;
+    clients[0]->rec.frame_hook = [&](const std::string&) {
+      clients[0]->t->close([&] { closed = true; });
+    };
+    clients[0]->t->send(0, connect_frame(clients[0]->client_id, "last"), 5s);
+    REQUIRE(run_until(&loop, [&] { return closed; }));
+    clients[0]->t.reset();
+    CHECK(clients[0]->rec.frames.size() == 2);
+    check_still_works(&loop, survivor, "after");
+    check_still_works(&loop, *clients[1], "after");
+  }
+  for (auto& c : clients) CHECK(c->rec.downs.empty());
+  CHECK(survivor.rec.ups == 1);
+
+  // The last close: its done runs once the context let go of the loop, so nothing is left then.
+  std::vector<std::unique_ptr<transport>> open;
+  for (auto& c : clients) {
+    if (c->t) open.push_back(std::move(c->t));
+  }
+  int done = 0;
+  for (auto& t : open) {
+    t->close([&] {
+      if (++done == static_cast<int>(open.size())) uv_stop(&loop);
+    });
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(done == static_cast<int>(open.size()));
+  open.clear();
+  REQUIRE(uv_loop_close(&loop) == 0);
+}
+
+TEST_CASE("websocket: the context outlives a destroyed transport whose connection lws still "
+          "closes",
+          "[websocket]") {
+  // Destroyed while its connection is being made and while it is up: lws calls back for those
+  // wsis after the core is gone; the context must route them nowhere.
+  server_process server("faye-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  std::vector<std::unique_ptr<faye_client>> clients;
+  for (int i = 0; i < 2; ++i) clients.push_back(std::make_unique<faye_client>());
+  handshake_all(&loop, clients, server.url());
+  recorder early_rec;
+  auto early = make_websocket_transport(&loop, config_for(server.url()), early_rec);
+  early->send(0, handshake_frame, 5s);  // connecting, not up yet
+  early.reset();
+  clients[0]->t.reset();  // up
+  check_still_works(&loop, *clients[1], "after");
+  run_for(&loop, 100ms);
+  check_still_works(&loop, *clients[1], "later");
+  CHECK(early_rec.ups == 0);
+  CHECK(early_rec.frames.empty());
+  close_and_finish(&loop, clients[1]->t);
+}
+
+TEST_CASE("websocket: transports with different context settings coexist on one loop",
+          "[websocket]") {
+  server_process faye("faye-server.js");
+  server_process tls("ws-fragment-server.js", {"--tls", "1"});
+  const std::string wss_url = "https://127.0.0.1:" + std::to_string(tls.port()) + "/headers";
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder ws_rec, wss_rec, verify_rec;
+  auto ws = make_websocket_transport(&loop, config_for(faye.url()), ws_rec);
+  auto wss_config = config_for(wss_url);
+  wss_config.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
+  wss_config.tls_verify = false;
+  auto wss = make_websocket_transport(&loop, wss_config, wss_rec);
+  // Same context settings as `wss` (tls_verify is per connection): it still verifies.
+  wss_config.tls_verify = true;
+  auto verifying = make_websocket_transport(&loop, wss_config, verify_rec);
+
+  ws->send(0, handshake_frame, 5s);
+  wss->send(0, "[]", 5s);
+  verifying->send(0, "[]", 5s);
+  REQUIRE(run_until(
+      &loop,
+      [&] {
+        return (!ws_rec.frames.empty() || !ws_rec.downs.empty()) &&
+               (!wss_rec.frames.empty() || !wss_rec.downs.empty()) && !verify_rec.downs.empty();
+      },
+      40s));
+  REQUIRE(ws_rec.downs.empty());
+  REQUIRE(wss_rec.downs.empty());
+  CHECK(reply_of(ws_rec.frames[0])["successful"] == true);
+  REQUIRE(wss_rec.frames.size() == 1);
+  CHECK(json::parse(wss_rec.frames[0])["host"] == "127.0.0.1:" + std::to_string(tls.port()));
+  CHECK(verify_rec.frames.empty());
+  REQUIRE(verify_rec.downs.size() == 1);
+  CHECK_FALSE(verify_rec.downs[0].was_up);
+
+  // Closing the wss ones (the last users of their context) leaves the ws one working.
+  bool wss_closed = false, verifying_closed = false;
+  wss->close([&] { wss_closed = true; });
+  verifying->close([&] { verifying_closed = true; });
+  REQUIRE(run_until(&loop, [&] { return wss_closed && verifying_closed; }));
+  const std::string client_id = reply_of(ws_rec.frames[0])["clientId"];
+  ws->send(0, connect_frame(client_id, "2"), 5s);
+  REQUIRE(run_until(&loop, [&] { return ws_rec.frames.size() == 2 || !ws_rec.downs.empty(); }));
+  CHECK(reply_of(ws_rec.frames[1])["id"] == "2");
+  wss.reset();
+  verifying.reset();
+  close_and_finish(&loop, ws);
+}
+
+TEST_CASE("websocket: more transports than one context carries get another context",
+          "[websocket]") {
+  server_process server("ws-fragment-server.js");
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  constexpr int count = 300;  // a context carries 256
+  std::vector<std::unique_ptr<recorder>> recs;
+  std::vector<std::unique_ptr<transport>> ts;
+  for (int i = 0; i < count; ++i) {
+    recs.push_back(std::make_unique<recorder>());
+    auto c = config_for(server.base_url() + "/headers?n=" + std::to_string(i));
+    c.connect_timeout = 30s;
+    ts.push_back(make_websocket_transport(&loop, c, *recs.back()));
+    ts.back()->send(0, "[]", 5s);
+  }
+  REQUIRE(run_until(
+      &loop,
+      [&] {
+        return std::all_of(recs.begin(), recs.end(),
+                           [](const auto& r) { return !r->frames.empty() || !r->downs.empty(); });
+      },
+      60s));
+  for (const auto& r : recs) {
+    CHECK(r->downs.empty());
+    CHECK(r->frames.size() == 1);
+  }
+  // Closing the first ones (the first context's users) leaves the rest working.
+  int closed = 0;
+  for (int i = 0; i < 256; ++i) ts[i]->close([&] { ++closed; });
+  REQUIRE(run_until(&loop, [&] { return closed == 256; }));
+  for (int i = 256; i < count; ++i) ts[i]->abort();
+  ts[count - 1]->send(0, "[]", 5s);
+  REQUIRE(run_until(&loop, [&] { return recs[count - 1]->frames.size() == 2; }));
+  int done = 0;
+  for (int i = 256; i < count; ++i) ts[i]->close([&] { ++done; });
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK(done == count - 256);
+  ts.clear();
+  REQUIRE(uv_loop_close(&loop) == 0);
+}
