@@ -980,7 +980,7 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
                            std::size_t len) {
   const bool current = id != 0 && id == conn_ && phase_ == phase::open;
   if (!current) return stray_answer(reason);
-  if (current && !wsi_) wsi_ = wsi;  // callbacks from inside lws_client_connect_via_info
+  if (!wsi_) wsi_ = wsi;  // callbacks from inside lws_client_connect_via_info
 
   switch (reason) {
     case LWS_CALLBACK_RAW_CONNECTED:
@@ -1010,15 +1010,6 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
       return 0;
     }
 
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    case LWS_CALLBACK_CLIENT_CLOSED:
-      return on_ws_role(wsi, id, reason, in, len);
-
     case LWS_CALLBACK_RAW_CLOSE:
       wsi_ = nullptr;
       connection_lost(make_error(
@@ -1034,8 +1025,8 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
           make_error(errc::transport_error, "websocket: connection to " + describe() + " lost"));
       return 0;
 
-    default:
-      return 0;
+    default:  // the rest of is_connection_reason(): lws's websocket role (wss, proxy)
+      return on_ws_role(wsi, id, reason, in, len);
   }
 }
 
@@ -1089,9 +1080,18 @@ std::string websocket_core::control_frame(std::string_view payload) const {
   return f;
 }
 
-// Masks `bytes` (frame_headroom, then the payload) in place and writes it as one frame.
+// Writes `bytes` (frame_headroom, then the payload) as one frame: masked in place by us on a RAW
+// connection; framed and masked by lws's websocket role otherwise (which only ever gets text and
+// pings from us: it answers pings and closes itself).
 int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
   const std::size_t n = bytes.size() - frame_headroom;
+  if (!raw_) {
+    const auto mode = op == ws::opcode::ping ? LWS_WRITE_PING : LWS_WRITE_TEXT;
+    return lws_write(wsi, reinterpret_cast<unsigned char*>(&bytes[frame_headroom]), n, mode) <
+                   static_cast<int>(n)
+               ? -1
+               : 0;
+  }
   char* start = ws::frame_in_place(&bytes[frame_headroom], n, op, next_mask());
   const std::size_t total = n + ws::header_size(n);
   // lws keeps what the socket does not take and sends it before the next writeable callback.
@@ -1102,31 +1102,7 @@ int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
 }
 
 int websocket_core::on_writeable(lws* wsi) {
-  if (!raw_) {
-    // lws's websocket role frames, masks and answers pings itself.
-    int rc = 0;
-    if (ping_due_) {
-      ping_due_ = false;
-      unsigned char buf[LWS_PRE + 1];
-      rc = lws_write(wsi, buf + LWS_PRE, 0, LWS_WRITE_PING) < 0 ? -1 : 0;
-    } else if (!out_.empty()) {
-      std::string frame = std::move(out_.front().bytes);
-      out_.pop_front();
-      if (out_.empty()) last_mergeable_ = false;
-      const std::size_t n = frame.size() - frame_headroom;
-      rc = lws_write(wsi, reinterpret_cast<unsigned char*>(&frame[frame_headroom]), n,
-                     LWS_WRITE_TEXT) < static_cast<int>(n)
-               ? -1
-               : 0;
-    }
-    if (rc < 0) {
-      connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
-      return -1;
-    }
-    if (ping_due_ || !out_.empty()) lws_callback_on_writable(wsi);
-    return 0;
-  }
-  if (!request_sent_) {
+  if (raw_ && !request_sent_) {
     if (request_.empty()) return 0;  // not connected yet (RAW_CONNECTED makes the request)
     request_sent_ = true;
     const std::size_t n = request_.size() - LWS_PRE;
@@ -1173,7 +1149,7 @@ int websocket_core::on_writeable(lws* wsi) {
     connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
     return -1;
   }
-  if (lws_partial_buffered(wsi)) {
+  if (raw_ && lws_partial_buffered(wsi)) {
     // The socket did not take the whole frame; lws sends the rest as it drains, and calls this
     // again once it is gone. lws 4.1's RAW role does not read meanwhile, so stop asking it to.
     write_stalled_ = true;
