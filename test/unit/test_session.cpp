@@ -820,6 +820,31 @@ TEST_CASE("an explicit batch holds calls over several loop iterations and sends 
   CHECK(c.ok_once());
 }
 
+TEST_CASE("close() with a batch open cancels its held calls once", "[session]") {
+  harness h(long_polling_only());
+  outcome open, a, b, closed;
+  open_cometd(h, open);
+  h.s->start_batch();
+  REQUIRE_FALSE(h.s->publish("/foo/a", "1", a.cb()));
+  REQUIRE_FALSE(h.s->publish("/foo/b", "2", b.cb()));
+  h.loop();
+  CHECK(h.last().find("/foo/a") == -1);  // held
+  h.s->close(closed.cb());
+  h.loop();
+  const sent_frame bye = h.last();
+  REQUIRE(bye.channel() == "/meta/disconnect");
+  CHECK(bye.size() == 1);  // the held publishes never leave
+  CHECK(a.failed_once(errc::cancelled));
+  CHECK(b.failed_once(errc::cancelled));
+  h.reply(bye, ok_replies(bye));
+  h.s->on_transports_closed();
+  h.loop();
+  h.advance(1min);
+  CHECK(closed.ok_once());
+  CHECK(a.calls == 1);
+  CHECK(b.calls == 1);
+}
+
 TEST_CASE("an open batch never holds the re-subscription after a re-handshake", "[session]") {
   harness h(long_polling_only());
   outcome open, sub, p;
