@@ -41,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "transport/http_text.hpp"
 #include "transport/transport.hpp"
 
 namespace uvcometd::detail {
@@ -70,10 +71,6 @@ std::string lower(std::string_view s) {
 
 class lp_core;
 class lp_multi;
-
-bool has_ctl(std::string_view s) {
-  return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
 
 // One HTTP exchange; recycled (with its easy handle) through lp_core's free list.
 struct request_ctx {

@@ -66,6 +66,7 @@
 #include <utility>
 #include <vector>
 
+#include "transport/http_text.hpp"
 #include "transport/transport.hpp"
 #include "transport/ws_protocol.hpp"
 
@@ -124,17 +125,6 @@ void quiet_lws_logging() {
       lws_set_log_level(LLL_ERR, lws_log_nowhere);
     }
   });
-}
-
-bool has_ctl(std::string_view s) {
-  return std::any_of(s.begin(), s.end(),
-                     [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
 }
 
 struct ws_endpoint {
@@ -518,13 +508,13 @@ websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transpo
     const auto colon = line.find(':');
     const std::string_view name = colon == std::string::npos
                                       ? std::string_view{}
-                                      : trim(std::string_view(line).substr(0, colon));
+                                      : trim_ows(std::string_view(line).substr(0, colon));
     if (name.empty() || has_ctl(line) || name.find(' ') != std::string_view::npos) {
       log(log_level::warning, "websocket: ignoring malformed header '" + line + "'");
       continue;
     }
     headers_.emplace_back(std::string(name),
-                          std::string(trim(std::string_view(line).substr(colon + 1))));
+                          std::string(trim_ows(std::string_view(line).substr(colon + 1))));
   }
   for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_}) {
     uv_timer_init(loop_, t);

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <cstring>
 
+#include "transport/http_text.hpp"
+
 namespace uvcometd::detail::ws {
 namespace {
 
@@ -21,17 +23,11 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 // True when the comma-separated `list` holds `token` (case-insensitive).
 bool has_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     const auto comma = list.find(',');
-    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (iequals(trim_ows(list.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }
@@ -187,7 +183,7 @@ void upgrade_reader::parse_head() {
     return;
   }
   status_ = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-  if (line.size() > 13) reason_ = std::string(trim(line.substr(13)));
+  if (line.size() > 13) reason_ = std::string(trim_ows(line.substr(13)));
   if (status_ != 101) {
     state_ = state::refused;
     return;
@@ -204,7 +200,7 @@ void upgrade_reader::parse_head() {
       return;
     }
     const std::string_view name = h.substr(0, colon);
-    const std::string_view value = trim(h.substr(colon + 1));
+    const std::string_view value = trim_ows(h.substr(colon + 1));
     if (iequals(name, "upgrade")) {
       upgrade = iequals(value, "websocket");
     } else if (iequals(name, "connection")) {
