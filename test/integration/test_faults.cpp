@@ -250,6 +250,22 @@ struct fault_rig {
     REQUIRE_FALSE(err);
   }
 
+  // One round of the cut scenarios: the server publishes `per_round` messages to /flow; once
+  // part of them arrived every connection is cut until the client notices, and it must come
+  // back. Returns the number of cuts made.
+  int publish_and_cut(const seq_sink& sink, int round, int per_round) {
+    srv.publish("/flow", "{\"round\":" + std::to_string(round) + "}", per_round);
+    // Let part of the round through, then cut while the rest may still be on its way.
+    loop.run_until([&] { return sink.round_count(round) > 0; }, 5s);
+    const auto mark = states.size();
+    const int n = cut_until_reconnecting(loop, *proxy, states, mark);
+    const bool back = n > 0 && loop.run_until([&] { return reconnected_since(states, mark); }, 15s);
+    INFO(states.describe(mark));
+    REQUIRE(n > 0);
+    REQUIRE(back);
+    return n;
+  }
+
   // Ends the test once its clients are gone: shuts the proxy, then closes the loop, which must
   // have no handle left.
   void shut_down() {
@@ -284,16 +300,7 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
     int cuts = 0;
     for (int r = 0; r < rounds; ++r) {
       INFO("round " << r);
-      rig.srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
-      // Let part of the round through, then cut while the rest may still be on its way.
-      rig.loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
-      const auto mark = rig.states.size();
-      const int n = cut_until_reconnecting(rig.loop, *rig.proxy, rig.states, mark);
-      const bool back = n > 0 && rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
-      INFO(rig.states.describe(mark));
-      REQUIRE(n > 0);
-      REQUIRE(back);
-      cuts += n;
+      cuts += rig.publish_and_cut(sink, r, per_round);
       // Whatever of the round was not lost with the cut arrives after the reconnection.
       rig.loop.run_until([&] { return sink.round_count(r) >= per_round; }, 1500ms);
     }
@@ -943,15 +950,7 @@ TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connec
 
     for (int r = 0; r < rounds; ++r) {
       INFO("round " << r);
-      rig.srv.publish("/flow", "{\"round\":" + std::to_string(r) + "}", per_round);
-      rig.loop.run_until([&] { return sink.round_count(r) > 0; }, 5s);
-      const auto mark = rig.states.size();
-      const int n = cut_until_reconnecting(rig.loop, *rig.proxy, rig.states, mark);
-      const bool back = n > 0 && rig.loop.run_until([&] { return reconnected_since(rig.states, mark); }, 15s);
-      INFO(rig.states.describe(mark));
-      REQUIRE(n > 0);
-      REQUIRE(back);
-      cuts += n;
+      cuts += rig.publish_and_cut(sink, r, per_round);
       const bool all = rig.loop.run_until([&] { return sink.round_count(r) >= per_round; }, 10s);
       INFO("missing: " << sink.missing(r, per_round));
       CHECK(all);
