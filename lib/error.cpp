@@ -29,6 +29,7 @@ class category_impl final : public std::error_category {
       case errc::dropped_by_extension: return "dropped by an extension";
       case errc::extension_error: return "extension error";
       case errc::authentication_failed: return "authentication failed";
+      case errc::certificate_error: return "TLS certificate refused";
     }
     return "unknown uvcometd error";
   }

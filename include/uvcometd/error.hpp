@@ -30,6 +30,8 @@ enum class errc {
   dropped_by_extension,  // an outgoing extension removed the message from its batch
   extension_error,       // an extension failed or threw (its text is in error::message)
   authentication_failed, // the auth extension's authenticate() failed
+  certificate_error,     // the server's TLS certificate was refused (untrusted, expired, wrong
+                         // host name): a configuration error, not retried
 };
 
 // The error category of uvcometd ("uvcometd").
