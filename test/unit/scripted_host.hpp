@@ -305,4 +305,78 @@ inline std::string data_message(const std::string& channel, const std::string& d
   return o + "}";
 }
 
+// --- moves of the tests (shared by the session test files) ---
+
+// A subscription handler that records what it receives.
+struct inbox {
+  std::vector<std::string> channels, data, ids;
+  std::function<void(const uvcometd::message&)> then;
+  detail::handler_fn fn() {
+    return [this](const uvcometd::message& m) {
+      channels.emplace_back(m.channel);
+      data.emplace_back(m.data);
+      ids.emplace_back(m.id);
+      if (then) then(m);
+    };
+  }
+  std::size_t size() const { return channels.size(); }
+};
+
+inline bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+// open() against a server whose handshake reply is `handshake(id)`, through the first connect;
+// returns with the session connected and its held /meta/connect in flight.
+template <typename Handshake>
+void open_and_connect(harness& h, outcome& open, Handshake handshake) {
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, handshake(hs.id()));
+  const sent_frame first = h.last();
+  REQUIRE(first.channel() == "/meta/connect");
+  h.reply(first, ok_replies(first));
+  h.loop();
+  REQUIRE(h.s->current_state() == state::connected);
+  REQUIRE(open.ok_once());
+  REQUIRE(h.last().channel() == "/meta/connect");
+}
+
+inline void open_cometd(harness& h, outcome& open) {
+  open_and_connect(h, open, [](const std::string& id) { return cometd_handshake_reply(id); });
+}
+
+inline void open_faye(harness& h, outcome& open) {
+  open_and_connect(h, open, [](const std::string& id) { return faye_handshake_reply(id); });
+}
+
+// subscribe() and the server's successful reply; requires an idle session.
+inline std::uint64_t subscribe_ok(harness& h, const std::string& channel, detail::handler_fn fn,
+                           outcome& done) {
+  std::uint64_t id = 0;
+  REQUIRE_FALSE(h.s->subscribe(channel, std::move(fn), done.cb(), &id));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.channel() == "/meta/subscribe");
+  h.reply(f, ok_replies(f));
+  h.loop();
+  REQUIRE(done.ok_once());
+  return id;
+}
+
+// The held connect's reply, carrying `before` (data messages) ahead of the reply object.
+inline std::string connect_reply_after(const sent_frame& held, const std::vector<std::string>& before) {
+  std::string out = "[";
+  for (const auto& m : before) out += m + ",";
+  return out + ok_reply_object(held, 0) + "]";
+}
+
+// The held connect's reply followed by `after` (Faye's order: reply first, then deliveries).
+inline std::string connect_reply_before(const sent_frame& held, const std::vector<std::string>& after) {
+  std::string out = "[" + ok_reply_object(held, 0);
+  for (const auto& m : after) out += "," + m;
+  return out + "]";
+}
+
 }  // namespace uvcometd_test
