@@ -6,6 +6,7 @@
 #include <exception>
 
 #include "channel.hpp"
+#include "codec.hpp"
 #include "extension_pipeline.hpp"
 #include "json.hpp"
 #include "uvcometd/extension.hpp"
@@ -99,6 +100,10 @@ std::string id_of(const bayeux_message& m) {
 }  // namespace
 
 class client_impl final : public session_host, public std::enable_shared_from_this<client_impl> {
+  // Bounds of one incoming batch handed to the extensions (see received()).
+  static constexpr std::size_t max_batch_messages = 1024;
+  static constexpr std::size_t max_batch_bytes = 256 * 1024;
+
  public:
   client_impl(uv_loop_t* loop, const options& opts)
       : loop_(loop), opts_(validated(opts)), session_(*this, make_session_config(opts_)) {
@@ -322,21 +327,72 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       session_.on_frame(t, request, std::move(body));
       return;
     }
-    message_batch batch;
-    batch.transport = t;
-    batch.headers = headers;
-    if (!split_frame(body, batch.messages)) {
-      // The session reports what is wrong with it.
-      in_order(t, [this, t, request, text = std::make_shared<std::string>(std::move(body))] {
-        session_.on_frame(t, request, std::move(*text));
-      });
-      return;
+    // The extensions see the frame's messages in consecutive batches of bounded size, each
+    // made only when its turn comes and handed on to the session as its own frame: a huge
+    // frame of tiny messages never exists as one vector of bayeux_message objects (their
+    // fields cost several times the text). Messages the codec cannot use are skipped here, by
+    // the same reader and with the same rules as the session's: an extension never sees a
+    // message the session would read differently.
+    auto text = std::make_shared<const std::string>(std::move(body));
+    frame_reader reader(*text);
+    struct chunk {
+      frame_reader::cursor at;
+      std::size_t elements = 0;
+    };
+    std::vector<chunk> chunks(1);
+    std::size_t bytes = 0;
+    error malformed;
+    for (;;) {
+      const frame_reader::cursor before = reader.save();
+      wire_message m;
+      error why;
+      const auto st = reader.next(m, scratch_, why);
+      if (st == frame_reader::status::end) break;
+      if (st == frame_reader::status::malformed) {
+        malformed = std::move(why);
+        break;
+      }
+      if (chunks.back().elements == max_batch_messages || bytes >= max_batch_bytes) {
+        chunks.push_back({before, 0});
+        bytes = 0;
+      }
+      ++chunks.back().elements;
+      bytes += m.json.size();
     }
+    scratch_.reset();
     const event_scope scope(*this);
-    pipeline_->push(direction::incoming, std::move(batch), static_cast<std::uint64_t>(t),
-                    [this, t, request](message_batch&& b, const error& err) {
-                      finish_incoming(t, request, std::move(b), err);
-                    });
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      const bool last = i + 1 == chunks.size();
+      auto make = [this, text, t, headers, c = chunks[i]] {
+        message_batch batch;
+        batch.transport = t;
+        batch.headers = headers;
+        frame_reader r(*text, c.at);
+        string_arena arena;
+        for (std::size_t n = 0; n < c.elements; ++n) {
+          wire_message m;
+          error why;
+          const auto st = r.next(m, arena, why);
+          if (st == frame_reader::status::message) {
+            batch.messages.push_back(bayeux_message::parse(m.json));
+          } else if (st == frame_reader::status::skipped) {
+            log(log_level::warning, "skipped a message: " + why.message);
+          }
+        }
+        return batch;
+      };
+      // Replies are matched by id whatever frame carries them; only the last batch ends the
+      // request (what it carried and got no reply never will).
+      const std::uint64_t req = last && !malformed ? request : 0;
+      pipeline_->push_lazy(direction::incoming, std::move(make), static_cast<std::uint64_t>(t),
+                           [this, t, req](message_batch&& b, const error& err) {
+                             finish_incoming(t, req, std::move(b), err);
+                           });
+    }
+    if (malformed) {
+      log(log_level::warning, "malformed frame: " + malformed.message);
+      in_order(t, [this, t, request, malformed] { session_.on_bad_frame(t, request, malformed); });
+    }
   }
 
   void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b, const error& err) {
@@ -520,6 +576,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   header_list base_headers_;                      // options::headers as pairs
   header_list applied_headers_[2];                // last given to long-polling, websocket
   std::vector<std::function<void()>> posted_;
+  string_arena scratch_;                          // decoded strings while walking a frame
   bool in_event_ = false;                         // inside a transport's frame event
   state_listener listener_;
   std::shared_ptr<client_impl> self_;

@@ -1,5 +1,6 @@
-// Frames ⇄ Bayeux messages. Decoding splits a frame (one JSON array) into messages whose fields
-// are views into the frame text; only strings with escapes are decoded into the frame's arena.
+// Frames ⇄ Bayeux messages. Reading walks a frame (one JSON array of message objects) one message
+// at a time; fields are views into the frame text, and only strings with escapes are decoded,
+// into a reusable arena. Nothing is kept per message, so a frame costs its text and nothing more.
 #pragma once
 
 #include <cstdint>
@@ -21,7 +22,7 @@ struct advice {
   std::optional<std::int64_t> timeout;   // ms
 };
 
-// One decoded message. Views point into the frame text or the decoded frame's arena.
+// One decoded message. Views point into the frame text or the reader's arena.
 struct wire_message {
   std::string_view json;                // the whole object text
   std::string_view channel;             // decoded
@@ -35,19 +36,74 @@ struct wire_message {
   std::optional<bool> successful;
   bool has_advice = false;
   advice adv;
+
+  // A reply to one of our requests (it says "successful", or it is on a /meta/ channel), as
+  // opposed to a data message delivered to a subscription.
+  bool is_reply() const noexcept;
 };
 
+// Decoded strings of one message (escaped channel names, ids, ...). Slots keep their memory
+// between messages; a slot that grew past a few KiB is given back on reset().
+class string_arena {
+ public:
+  std::string& take();
+  void reset() noexcept;
+
+ private:
+  std::deque<std::string> slots_;  // a deque never moves its elements: views stay valid
+  std::size_t used_ = 0;
+};
+
+// Walks the messages of one frame in order. A message that is not usable (not an object, no
+// valid channel, a member of the wrong type or repeated, an invalid escape, nesting deeper than
+// json::max_depth) is skipped with the reason, and the messages after it are read as usual:
+// one bad message never costs the frame. Only a frame whose structure is broken (not a JSON
+// array, truncated, garbage between messages) ends with status::malformed.
+class frame_reader {
+ public:
+  enum class status { message, skipped, end, malformed };
+  // Where a walk stands; a reader made from it continues there (a frame's text is walked once
+  // when it arrives, and its data messages again one at a time as they are dispatched).
+  struct cursor {
+    std::size_t pos = 0;
+    std::size_t index = 0;
+    std::uint8_t phase = 0;
+  };
+
+  explicit frame_reader(std::string_view text) noexcept : text_(text) {}
+  frame_reader(std::string_view text, cursor at) noexcept
+      : text_(text), pos_(at.pos), index_(at.index), phase_(static_cast<phase>(at.phase)) {}
+
+  // The next message into `m` (its views into the text or `arena`, which is reset first).
+  // skipped and malformed set `why` (errc::bad_response, naming the message and the member).
+  status next(wire_message& m, string_arena& arena, error& why);
+
+  cursor save() const noexcept { return {pos_, index_, static_cast<std::uint8_t>(phase_)}; }
+
+ private:
+  enum class phase : std::uint8_t { start, first, rest, single, done };
+  std::string_view text_;
+  std::size_t pos_ = 0;
+  std::size_t index_ = 0;
+  phase phase_ = phase::start;
+  std::vector<std::string_view> names_;  // names of the current message beyond the known ones
+};
+
+// Every message of a frame at once (tests and benchmarks; the session walks frames with
+// frame_reader instead).
 struct decoded_frame {
   std::vector<wire_message> messages;
-  std::deque<std::string> arena;  // decoded strings that had escapes (stable addresses)
+  std::vector<error> skipped;  // why each skipped message was skipped
+  std::deque<string_arena> arenas;
   void clear() {
     messages.clear();
-    arena.clear();
+    skipped.clear();
+    arenas.clear();
   }
 };
 
-// Decodes `text` (one JSON array of message objects). On failure returns errc::bad_response with
-// a message that says what is wrong; `out` is then unspecified.
+// Decodes `text`. Returns errc::bad_response with what is wrong when the frame is malformed
+// (`out` then holds the messages before the fault); skipped messages are listed in out.skipped.
 error decode_frame(std::string_view text, decoded_frame& out);
 
 // Decodes a JSON array of strings (supportedConnectionTypes); non-strings are skipped.

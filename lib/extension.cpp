@@ -42,10 +42,11 @@ bool split_object(std::string_view s, std::vector<std::pair<std::string, std::st
       const std::size_t start = pos;
       if (!json::skip_value(s, pos, 1)) return false;
       std::string value(s.substr(start, pos - start));
-      // A repeated name: the last one wins, as in most JSON readers.
+      // A repeated name makes the object unusable, as in the codec: two readers could pick
+      // different copies.
       const auto it = std::find_if(out.begin(), out.end(), [&](const auto& f) { return f.first == name; });
-      if (it != out.end()) it->second = std::move(value);
-      else out.emplace_back(std::move(name), std::move(value));
+      if (it != out.end()) return false;
+      out.emplace_back(std::move(name), std::move(value));
       json::skip_space(s, pos);
       if (pos < s.size() && s[pos] == ',') {
         ++pos;

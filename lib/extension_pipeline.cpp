@@ -83,10 +83,21 @@ void extension_pipeline::push(direction d, std::optional<message_batch> batch, s
   pump(d);
 }
 
+void extension_pipeline::push_lazy(direction d, std::function<message_batch()> make,
+                                   std::uint64_t tag, finish_fn finish) {
+  job j;
+  j.seq = ++last_seq_;
+  j.tag = tag;
+  j.make = std::move(make);
+  j.finish = std::move(finish);
+  lane_of(d).jobs.push_back(std::move(j));
+  pump(d);
+}
+
 void extension_pipeline::cancel(direction d, std::uint64_t tag, bool events_only) {
   // Only marked: pump() may be walking the queue further up the stack.
   for (auto& j : lane_of(d).jobs) {
-    if (j.tag == tag && (!events_only || !j.batch)) j.cancelled = true;
+    if (j.tag == tag && (!events_only || (!j.batch && !j.make))) j.cancelled = true;
   }
 }
 
@@ -110,6 +121,17 @@ void extension_pipeline::pump(direction d) {
     if (j.cancelled) {
       l.jobs.pop_front();
       continue;
+    }
+    if (j.make) {
+      auto make = std::move(j.make);
+      j.make = nullptr;
+      try {
+        j.batch = std::make_shared<message_batch>(make());
+      } catch (const std::exception& e) {
+        j.batch = std::make_shared<message_batch>();
+        j.err = error(make_error_code(errc::extension_error), e.what());
+      }
+      if (alive.expired()) return;
     }
     if (!j.batch || j.err || j.next >= order_.size()) {
       job done = std::move(j);

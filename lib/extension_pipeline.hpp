@@ -43,6 +43,10 @@ class extension_pipeline {
   // a transport event that must not overtake the frames before it). `finish` may run inside
   // this call. `tag` is what cancel() selects on.
   void push(direction d, std::optional<message_batch> batch, std::uint64_t tag, finish_fn finish);
+  // Queues a batch made only when its turn comes (`make` runs once, just before the first
+  // extension sees it): the consecutive batches of one large frame never exist all at once.
+  void push_lazy(direction d, std::function<message_batch()> make, std::uint64_t tag,
+                 finish_fn finish);
 
   // Forgets the jobs of direction `d` with tag `tag` (queued or running): their finish never runs.
   // A job an extension is working on still holds the lane until that extension calls done, so
@@ -59,6 +63,7 @@ class extension_pipeline {
     // Shared with the extension's continuation: an extension still working on a cancelled job
     // keeps writing into a live batch.
     std::shared_ptr<message_batch> batch;
+    std::function<message_batch()> make;  // push_lazy(): makes `batch` when the job starts
     finish_fn finish;
     std::size_t next = 0;   // index of the extension to run next
     bool waiting = false;   // an extension has it and has not called done yet

@@ -145,6 +145,7 @@ void session::close(completion_fn done) {
   }
   cancel_auth_waiters(cancelled);
   pending_.clear();
+  pending_count_ = 0;
   if (prev == state::connected && !client_id_.empty()) {
     // Best effort: tell the server, but never wait longer than disconnect_timeout.
     outgoing m{kind::disconnect};
@@ -176,10 +177,9 @@ bool session::allows(connection_type t) const noexcept {
 
 connection_type session::handshake_type() const noexcept {
   // Every server speaks long-polling, so the handshake uses it unless websocket is the only type
-  // allowed (websocket-only servers exist) and no long-polling probe was asked for.
-  return allows(connection_type::long_polling) || probe_lp_handshake_
-             ? connection_type::long_polling
-             : connection_type::websocket;
+  // allowed (websocket-only servers exist): then nothing ever goes over long-polling.
+  return allows(connection_type::long_polling) ? connection_type::long_polling
+                                               : connection_type::websocket;
 }
 
 bool session::active() const noexcept {
@@ -354,14 +354,6 @@ std::chrono::milliseconds session::request_timeout(const outgoing& m) const {
 
 void session::on_frame(connection_type t, std::uint64_t request, std::string&& body) {
   if (state_ == state::closed) return;
-  // One allocation per frame holds everything its messages' views point into.
-  auto buffer = std::make_shared<frame_buffer>();
-  buffer->text = std::move(body);
-  error err = decode_frame(buffer->text, scratch_);
-  if (err) {
-    on_bad_frame(t, request, err);
-    return;
-  }
   in_flight_request req;
   bool have_req = false;
   if (request != 0) {
@@ -373,7 +365,62 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
       release_request_slot(request);
     }
   }
-  handle_messages(scratch_, buffer);
+  // Replies are handled as they are read; data messages are counted, and read again one at a
+  // time when dispatched.
+  auto text = std::make_shared<std::string>(std::move(body));
+  frame_reader reader(*text);
+  pending_frame data{text, {}, 0};
+  std::size_t skipped = 0;
+  error first_skip;
+  error malformed;
+  for (;;) {
+    const frame_reader::cursor before = reader.save();
+    wire_message m;
+    error why;
+    const auto st = reader.next(m, arena_, why);
+    if (st == frame_reader::status::end) break;
+    if (st == frame_reader::status::malformed) {
+      malformed = std::move(why);
+      break;
+    }
+    if (st == frame_reader::status::skipped) {
+      // One bad message (a co-publisher's, a server bug) never costs the valid ones beside it.
+      if (++skipped <= 3) host_.log(log_level::warning, "skipped a message: " + why.message);
+      if (!first_skip) first_skip = std::move(why);
+      continue;
+    }
+    if (m.is_reply()) {
+      // Faye keeps the publisher's id on delivered messages: a reply must match id and channel.
+      std::uint64_t id;
+      if (!parse_id(m.id, id)) continue;
+      const auto it = awaiting_.find(id);
+      if (it == awaiting_.end() || (!m.channel.empty() && m.channel != it->second.channel)) {
+        continue;
+      }
+      handle_reply(m, take_awaiting(it));
+      continue;
+    }
+    if (data.remaining++ == 0) data.at = before;
+  }
+  if (skipped > 3) {
+    host_.log(log_level::warning, "skipped " + std::to_string(skipped) + " messages of one frame");
+  }
+  arena_.reset();
+  if (data.remaining != 0 && active()) {
+    pending_count_ += data.remaining;
+    pending_.push_back(std::move(data));
+    if (buffer_full() && type_ == connection_type::websocket) {
+      host_.pause_receive(type_, true);
+      receive_paused_ = true;
+    }
+    host_.request_run();
+  }
+  if (malformed) {
+    // What came before the fault was used; the rest of the exchange is lost.
+    if (have_req) requests_.emplace(request, std::move(req));
+    on_bad_frame(t, have_req ? request : 0, malformed);
+    return;
+  }
   if (connect_wanted_ && state_ == state::connected) send_connect(false);
   if (have_req) {
     // A request/response exchange is over: whatever it carried and got no reply never will.
@@ -382,9 +429,12 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
       if (it == awaiting_.end()) continue;
       outgoing m = std::move(it->second);
       awaiting_.erase(it);
-      fail_outgoing(std::move(m),
-                    make_error(errc::no_reply, "the server's response held no reply to " +
-                                                   m.channel + " (id " + std::to_string(id) + ")"));
+      // When the response skipped a malformed message, that was most likely the reply.
+      std::string text = "the server's response held no usable reply to " + m.channel + " (id " +
+                         std::to_string(id) + ")";
+      fail_outgoing(std::move(m), first_skip ? make_error(errc::bad_response,
+                                                           text + "; " + first_skip.message)
+                                             : make_error(errc::no_reply, std::move(text)));
     }
   }
   flush();
@@ -478,31 +528,59 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
   // An upgrade refused with 401/403 asks for fresh credentials, not for another transport.
   const bool auth_failure = !was_up && is_auth_failure(err) && cfg_.has_auth;
   const bool auth = auth_failure && can_authenticate();
+  // A refused certificate is a configuration error, not a websocket problem: no fallback.
   const bool fallback = t == connection_type::websocket && ws_hopeless && lp_allowed &&
-                        server_has_lp && active() && !auth_failure;
-  std::vector<outgoing> resend;
+                        server_has_lp && active() && !auth_failure &&
+                        err.code != errc::certificate_error;
+  // Take everything out first, decide, and run the completions last: each may call back into
+  // the session (close(), reconnect_now()) and change these tables.
+  std::vector<outgoing> failed;
   bool lost_handshake = false;
-  for (const auto id : ids) {
-    const auto a = awaiting_.find(id);
+  bool lost_disconnect = false;
+  std::size_t resent = 0;
+  for (auto id = ids.rbegin(); id != ids.rend(); ++id) {
+    const auto a = awaiting_.find(*id);
     if (a == awaiting_.end()) continue;
     outgoing m = std::move(a->second);
     awaiting_.erase(a);
     switch (m.k) {
       case kind::connect: break;
       case kind::handshake: lost_handshake = true; break;
-      case kind::disconnect: finish_close(); break;
+      case kind::disconnect: lost_disconnect = true; break;
       default:
         // Frames that never left (the connection never opened, or they were still queued) are
-        // sent again on the next one: the server cannot have seen them.
-        if (!was_up || std::find(unsent.begin(), unsent.end(), m.request) != unsent.end()) {
-          resend.push_back(std::move(m));
+        // sent again on the next one: the server cannot have seen them. While closing nothing
+        // is sent again: they are cancelled with the rest.
+        if (active() &&
+            (!was_up || std::find(unsent.begin(), unsent.end(), m.request) != unsent.end())) {
+          queue_.push_front(std::move(m));  // newest first: the queue keeps their order
+          ++resent;
         } else {
-          fail_outgoing(std::move(m), err);
+          failed.push_back(std::move(m));
         }
     }
   }
-  for (auto it = resend.rbegin(); it != resend.rend(); ++it) queue_.push_front(std::move(*it));
-  if (!active()) return;
+  std::reverse(failed.begin(), failed.end());
+  const error cancelled = make_error(errc::cancelled, "the client was closed");
+  const auto fail_taken = [&] {
+    const bool closing = !active();
+    for (auto& m : failed) fail_outgoing(std::move(m), closing ? cancelled : err);
+    failed.clear();
+  };
+  if (lost_disconnect || !active()) {
+    fail_taken();
+    if (lost_disconnect) finish_close();
+    return;
+  }
+  if (resent != 0) host_.request_run();
+  recover_after_down(t, err, was_up, lost_handshake, fallback, auth_failure, auth);
+  fail_taken();
+}
+
+void session::recover_after_down(connection_type t, const error& err, bool was_up,
+                                 bool lost_handshake, bool fallback, bool auth_failure,
+                                 bool auth) {
+  (void)t;
   if (fallback) {
     host_.log(log_level::info, "websocket unavailable (" + err.message + "); falling back to long-polling");
     host_.prepare_transport(connection_type::long_polling, connection_type::websocket);
@@ -545,7 +623,13 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
     fail_session(err);  // refused again with fresh credentials: the server's answer stands
     return;
   }
-  if (lost_handshake && !was_up && !lp_allowed && !ever_connected_) probe_lp_handshake_ = true;
+  // A websocket-only client stays websocket-only: what fails is retried over websocket, except
+  // what retrying will not change during open() (an upgrade refused with a client error).
+  if (lost_handshake && !was_up && !ever_connected_ && state_ == state::connecting &&
+      is_final_refusal(err)) {
+    fail_session(err);
+    return;
+  }
   connection_lost(err);
 }
 
@@ -616,6 +700,9 @@ void session::release_request_slot(std::uint64_t request) noexcept {
 }
 
 void session::drop_requests_of(connection_type t) {
+  // Take everything out first: each completion may call back into the session (close(),
+  // reconnect_now()) and change these tables.
+  std::vector<outgoing> victims;
   for (auto it = requests_.begin(); it != requests_.end();) {
     if (it->second.type != t) {
       ++it;
@@ -624,55 +711,18 @@ void session::drop_requests_of(connection_type t) {
     for (const auto id : it->second.ids) {
       const auto a = awaiting_.find(id);
       if (a == awaiting_.end()) continue;
-      outgoing m = std::move(a->second);
-      awaiting_.erase(a);
-      if (m.k != kind::connect && m.k != kind::handshake) {
-        fail_outgoing(std::move(m), make_error(errc::transport_error, "connection abandoned"));
+      if (a->second.k != kind::connect && a->second.k != kind::handshake) {
+        victims.push_back(std::move(a->second));
       }
+      awaiting_.erase(a);
     }
     release_request_slot(it->first);
     it = requests_.erase(it);
   }
-}
-
-void session::handle_messages(decoded_frame& frame, const std::shared_ptr<frame_buffer>& buffer) {
-  // Moving the deque keeps every arena string where it is: the views into them stay valid.
-  if (!frame.arena.empty()) buffer->arena.emplace(std::move(frame.arena));
-  const std::shared_ptr<const frame_buffer> keep = buffer;
-  // Local copy: completions run from here may re-enter the session (never on_frame itself).
-  std::vector<wire_message> messages;
-  messages.swap(frame.messages);
-  bool queued = false;
-  for (const auto& m : messages) {
-    if (m.has_advice) {
-      if (m.adv.reconnect != reconnect_advice::unspecified) advice_.reconnect = m.adv.reconnect;
-      if (m.adv.interval) advice_.interval = m.adv.interval;
-      if (m.adv.timeout) advice_.timeout = m.adv.timeout;
-    }
-    const bool is_reply = m.successful.has_value() || is_meta(m.channel);
-    if (is_reply) {
-      // Faye keeps the publisher's id on delivered messages: a reply must match id and channel.
-      std::uint64_t id;
-      if (!parse_id(m.id, id)) continue;
-      const auto it = awaiting_.find(id);
-      if (it == awaiting_.end() || (!m.channel.empty() && m.channel != it->second.channel)) {
-        continue;
-      }
-      handle_reply(m, take_awaiting(it));
-      continue;
-    }
-    if (!active() || m.channel.empty()) continue;
-    pending_.push_back(pending_message{keep, message{m.channel, m.data, m.id, m.ext, m.json}});
-    queued = true;
-  }
-  messages.clear();
-  if (frame.messages.capacity() < messages.capacity()) frame.messages.swap(messages);
-  if (queued) {
-    if (buffer_full() && type_ == connection_type::websocket) {
-      host_.pause_receive(type_, true);
-      receive_paused_ = true;
-    }
-    host_.request_run();
+  std::sort(victims.begin(), victims.end(),
+            [](const outgoing& a, const outgoing& b) { return a.id < b.id; });
+  for (auto& m : victims) {
+    fail_outgoing(std::move(m), make_error(errc::transport_error, "connection abandoned"));
   }
 }
 
@@ -683,6 +733,14 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
   } else if (!*m.successful) {
     err = m.error.empty() ? make_error(errc::server_error, "refused by the server without an error text")
                           : parse_server_error(m.error);
+  }
+  if (m.has_advice && (out.k == kind::handshake || out.k == kind::connect)) {
+    // Advice is the server's word on its own meta replies. Servers forward any field a
+    // publisher puts on a message, advice included: taken from data messages, one co-publisher
+    // could stop every subscriber of a channel.
+    if (m.adv.reconnect != reconnect_advice::unspecified) advice_.reconnect = m.adv.reconnect;
+    if (m.adv.interval) advice_.interval = m.adv.interval;
+    if (m.adv.timeout) advice_.timeout = m.adv.timeout;
   }
   switch (out.k) {
     case kind::handshake: handle_handshake_reply(m, err); break;
@@ -697,7 +755,6 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
 void session::handle_handshake_reply(const wire_message& m, error err) {
   if (!active()) return;
   if (!err && m.client_id.empty()) err = make_error(errc::bad_response, "handshake reply without clientId");
-  probe_lp_handshake_ = false;
   if (err) {
     last_failure_ = err;
     if (is_auth_failure(err) && m.adv.reconnect != reconnect_advice::none &&
@@ -734,9 +791,11 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
     type_ = *chosen;
     transport_up_ = false;
     ever_up_on_type_ = false;
-    if (type_ == connection_type::websocket && connection_deadline_) {
+    if (type_ == connection_type::websocket && connection_deadline_ &&
+        allows(connection_type::long_polling)) {
       // The websocket attempt may use its whole connect timeout before falling back: it must
-      // not eat the session's connection_timeout.
+      // not eat the session's connection_timeout. (Without a fallback, connection_timeout is
+      // the whole bound.)
       connection_deadline_ = host_.now() + cfg_.connection_timeout + cfg_.websocket_connect_timeout;
       rearm();
     }
@@ -924,17 +983,9 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
     case kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
     case kind::disconnect: finish_close(); break;
     case kind::handshake:
-      if (probe_lp_handshake_) {
-        // The server does not speak long-polling either: back to websocket attempts.
-        probe_lp_handshake_ = false;
-        connection_lost(err);
-        break;
-      }
       // A client error status on the very first handshake (wrong path, forbidden) will not
-      // change by retrying: end open() with it. 408 and 429 are worth another try.
-      if (state_ == state::connecting && !ever_connected_ && err.code == errc::http_error &&
-          err.http_status >= 400 && err.http_status < 500 && err.http_status != 408 &&
-          err.http_status != 429) {
+      // change by retrying: end open() with it.
+      if (state_ == state::connecting && !ever_connected_ && is_final_refusal(err)) {
         fail_session(err);
         break;
       }
@@ -966,8 +1017,19 @@ void session::follow_advice(reconnect_advice what, const error& why) {
   }
 }
 
+bool session::is_final_refusal(const error& err) noexcept {
+  // 408 and 429 are worth another try; other client errors say the request itself is wrong.
+  return err.code == errc::http_error && err.http_status >= 400 && err.http_status < 500 &&
+         err.http_status != 408 && err.http_status != 429;
+}
+
 void session::connection_lost(const error& why) {
   if (!active()) return;
+  if (why.code == errc::certificate_error) {
+    // A certificate the client refuses is a configuration error: retrying cannot help.
+    fail_session(why);
+    return;
+  }
   last_failure_ = why;
   resubscribes_outstanding_ = 0;
   enter_reconnecting(why);
@@ -1118,7 +1180,7 @@ void session::reconcile(const std::string& pattern) {
 }
 
 bool session::buffer_full() const noexcept {
-  return cfg_.max_pending_count != 0 && pending_.size() >= cfg_.max_pending_count;
+  return cfg_.max_pending_count != 0 && pending_count_ >= cfg_.max_pending_count;
 }
 
 void session::collect_matches(std::string_view channel) {
@@ -1153,24 +1215,37 @@ void session::collect_matches(std::string_view channel) {
 void session::dispatch() {
   std::size_t n = 0;
   while (!paused_ && !pending_.empty() && n < cfg_.dispatch_batch && active()) {
-    pending_message pm = std::move(pending_.front());
-    pending_.pop_front();
+    pending_frame& f = pending_.front();
+    const std::shared_ptr<const std::string> text = f.text;  // a handler may close() the client
+    frame_reader reader(*text, f.at);
+    wire_message m;
+    error why;
+    frame_reader::status st;
+    do {
+      st = reader.next(m, dispatch_arena_, why);
+    } while (st == frame_reader::status::skipped ||
+             (st == frame_reader::status::message && m.is_reply()));
+    // The bookkeeping first: the handlers may do anything.
+    --pending_count_;
+    f.at = reader.save();
+    if (--f.remaining == 0) pending_.pop_front();
     ++n;
-    collect_matches(pm.msg.channel);
-    if (match_buf_.empty()) {
-      if (cfg_.notify_delivered && !silenced_) host_.delivered(pm.msg);
-      continue;
-    }
-    // A handler may unsubscribe others: each is checked just before its call.
+    if (st != frame_reader::status::message) continue;  // the walk that counted it found it
+    const message msg{m.channel, m.data, m.id, m.ext, m.json};
+    collect_matches(msg.channel);
+    // A handler may unsubscribe others or close the client: each is checked just before its
+    // call.
     auto targets = std::move(match_buf_);
     match_buf_.clear();
     for (const auto& s : targets) {
-      if (s->alive && !silenced_) invoke([&] { s->handler(pm.msg); });
+      if (!s->alive || silenced_ || !active()) continue;
+      invoke([&] { s->handler(msg); });
     }
     targets.clear();
     if (match_buf_.capacity() < targets.capacity()) match_buf_.swap(targets);
-    if (cfg_.notify_delivered && !silenced_) host_.delivered(pm.msg);
+    if (cfg_.notify_delivered && !silenced_ && active()) host_.delivered(msg);
   }
+  dispatch_arena_.reset();
   if (!paused_ && !pending_.empty() && active()) host_.request_run();
   if (!buffer_full()) {
     if (receive_paused_) {
@@ -1294,6 +1369,7 @@ void session::cancel_everything(const error& err) {
   subs_.clear();
   wildcard_patterns_ = 0;
   pending_.clear();
+  pending_count_ = 0;
   for (auto& m : victims) {
     if (m.k == kind::publish) complete(m.done, err);
   }

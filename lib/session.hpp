@@ -118,7 +118,7 @@ class session {
   // Forgets every user callback (the client object is being destroyed): nothing runs any more.
   void silence() noexcept;
 
-  std::size_t pending_count() const noexcept { return pending_.size(); }
+  std::size_t pending_count() const noexcept { return pending_count_; }
   state current_state() const noexcept { return state_; }
   connection_type current_type() const noexcept { return type_; }
   const std::string& client_id() const noexcept { return client_id_; }
@@ -186,15 +186,14 @@ class session {
     std::vector<completion_fn> unsub_waiters;
   };
 
-  // A received frame's text and its decoded escaped strings: what the message views point into.
-  struct frame_buffer {
-    std::string text;
-    std::optional<std::deque<std::string>> arena;  // only when a string had escapes (a deque allocates)
-  };
-
-  struct pending_message {
-    std::shared_ptr<const frame_buffer> frame;  // keeps the views alive
-    message msg;
+  // A received frame with data messages not yet dispatched: its text, where the walk stands,
+  // and how many data messages are left. Nothing is kept per message: each is read again from
+  // the text when its turn comes, so a frame costs its text (issue: a 15 MiB frame of tiny
+  // messages must not cost ten times that).
+  struct pending_frame {
+    std::shared_ptr<const std::string> text;  // shared: a handler's views outlive a close()
+    frame_reader::cursor at;
+    std::size_t remaining = 0;
   };
 
   // transitions and sending
@@ -215,7 +214,6 @@ class session {
   // Takes a message out of awaiting_, closing its stream request when it was the last one.
   outgoing take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it);
   void drop_requests_of(connection_type t);
-  void handle_messages(decoded_frame& frame, const std::shared_ptr<frame_buffer>& buffer);
   void handle_reply(const wire_message& m, outgoing&& out);
   void handle_handshake_reply(const wire_message& m, error err);
   void handle_connect_reply(const wire_message& m, const error& err);
@@ -226,6 +224,10 @@ class session {
   // reconnection
   void follow_advice(reconnect_advice what, const error& why);
   void connection_lost(const error& why);
+  void recover_after_down(connection_type t, const error& err, bool was_up, bool lost_handshake,
+                          bool fallback, bool auth_failure, bool auth);
+  // An HTTP client error that retrying the same request will not change.
+  static bool is_final_refusal(const error& err) noexcept;
   void schedule_retry(bool handshake);
   std::chrono::milliseconds backoff_delay();
   void fail_session(const error& why);
@@ -274,10 +276,7 @@ class session {
   std::vector<completion_fn> close_dones_;
   std::function<void(std::uint64_t, const std::string&, const error&)> subscription_lost_;
   unsigned websocket_failures_ = 0;  // consecutive websocket drops without a successful connect
-  bool websocket_given_up_ = false;
-  // A websocket-only client whose websocket handshake could not connect asks over long-polling
-  // once, to learn what the server offers (no_common_transport) or to proceed with websocket.
-  bool probe_lp_handshake_ = false;  // fell back from websocket: negotiation skips it from now on
+  bool websocket_given_up_ = false;  // fell back from websocket: negotiation skips it from now on
 
   // Outgoing messages waiting for the next flush, and messages sent and awaiting their reply.
   std::deque<outgoing> queue_;
@@ -316,9 +315,11 @@ class session {
   std::vector<std::function<void(const error&)>> auth_waiters_;
   std::vector<outgoing> auth_held_;  // messages refused with HTTP 401/403, sent again after it
 
-  std::deque<pending_message> pending_;
+  std::deque<pending_frame> pending_;
+  std::size_t pending_count_ = 0;
   std::vector<std::pair<completion_fn, error>> deferred_;
-  decoded_frame scratch_;
+  string_arena arena_;           // decoded strings of the message being handled
+  string_arena dispatch_arena_;  // decoded strings of the message being dispatched
   std::string match_key_;
   std::vector<std::shared_ptr<local_sub>> match_buf_;
 };

@@ -21,7 +21,8 @@ namespace uvcometd {
 class bayeux_message {
  public:
   bayeux_message() = default;
-  // Parses one JSON object. Throws std::system_error(errc::invalid_argument) if it is not one.
+  // Parses one JSON object. Throws std::system_error(errc::invalid_argument) if it is not one,
+  // or if it names a member twice (member names are compared unescaped).
   static bayeux_message parse(std::string_view json);
 
   // The decoded "channel" (empty when absent or not a string).

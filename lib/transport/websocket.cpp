@@ -1195,8 +1195,8 @@ error websocket_core::upgrade_refused(int status, std::string_view reason) const
   std::string msg = "websocket upgrade refused: HTTP " + std::to_string(status);
   if (!reason.empty()) msg.append(" ").append(reason);
   msg += " from " + describe();
-  if (status != 401 && status != 403) return make_error(errc::transport_error, std::move(msg));
-  // Authentication failures are the auth extension's business: say exactly what it was.
+  // The status says what it was: the session tells authentication failures (401/403, the auth
+  // extension's business) and client errors that retrying will not change from the rest.
   error e = make_error(errc::http_error, std::move(msg));
   e.http_status = status;
   return e;

@@ -42,6 +42,18 @@ std::string rejection(const std::string& text) {
   return err.message;
 }
 
+// Decodes `text`, requiring a well-formed frame in which the first bad message was skipped;
+// returns why it was skipped.
+std::string skip_reason(const std::string& text) {
+  decoded_frame f;
+  const auto err = decode_frame(text, f);
+  INFO("frame: " << text << "\nerror: " << err.to_string());
+  REQUIRE_FALSE(err);
+  REQUIRE_FALSE(f.skipped.empty());
+  CHECK(f.skipped.front().code == errc::bad_response);
+  return f.skipped.front().message;
+}
+
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
@@ -215,9 +227,9 @@ TEST_CASE("channels and data of every length decode exactly, escapes anywhere in
   // Lengths cross the 8- and 16-byte blocks in which the scanner skips plain text.
   for (std::size_t len = 0; len <= 40; ++len) {
     for (std::size_t at = 0; at <= len; ++at) {
-      const std::string plain = "/" + std::string(len, 'c');
+      const std::string plain = "/p" + std::string(len, 'c');
       const std::string escaped_channel =
-          "/" + std::string(at, 'c') + "\\/" + std::string(len - at, 'd');
+          "/" + std::string(at, 'c') + "\\u0041" + std::string(len - at, 'd');
       const std::string data =
           R"({"p":")" + std::string(at, 'x') + R"(\"\u00e9)" + std::string(len - at, 'y') + "\"}";
       const std::string first = R"({"channel":")" + plain + R"(","data":)" + data + "}";
@@ -228,7 +240,8 @@ TEST_CASE("channels and data of every length decode exactly, escapes anywhere in
       CHECK(f->messages[0].channel == plain);
       CHECK(f->messages[0].data == data);
       CHECK(f->messages[0].json == first);
-      CHECK(f->messages[1].channel == "/" + std::string(at, 'c') + "/" + std::string(len - at, 'd'));
+      CHECK(f->messages[1].channel ==
+            "/" + std::string(at, 'c') + "A" + std::string(len - at, 'd'));
       CHECK(f->messages[1].data == data);
       CHECK(f->messages[1].id == std::string(len, '7'));
       CHECK(f->messages[1].json == second);
@@ -236,10 +249,10 @@ TEST_CASE("channels and data of every length decode exactly, escapes anywhere in
   }
 }
 
-TEST_CASE("a raw control character in any string is a bad response", "[codec]") {
-  CHECK(contains(rejection("[{\"channel\":\"/a\x01\"}]"), "channel"));
-  CHECK(contains(rejection("[{\"channel\":\"/a\",\"data\":\"0123456789abcdef\x1f\"}]"), "data"));
-  CHECK(contains(rejection("[{\"chan\nnel\":\"/a\"}]"), "member name"));
+TEST_CASE("a raw control character in any string makes its message skipped", "[codec]") {
+  CHECK(contains(skip_reason("[{\"channel\":\"/a\x01\"}]"), "channel"));
+  CHECK(contains(skip_reason("[{\"channel\":\"/a\",\"data\":\"0123456789abcdef\x1f\"}]"), "data"));
+  CHECK(contains(skip_reason("[{\"chan\nnel\":\"/a\"}]"), "member name"));
 }
 
 TEST_CASE("a numeric id is kept as its text", "[codec]") {
@@ -289,15 +302,24 @@ TEST_CASE("advice values of the wrong type are ignored, not fatal", "[codec]") {
   CHECK_FALSE(m.adv.timeout.has_value());
 }
 
-TEST_CASE("a frame that is not a JSON array of objects is a bad response", "[codec]") {
+TEST_CASE("a frame that is not a JSON array is a bad response", "[codec]") {
   CHECK(contains(rejection(""), "empty"));
   CHECK(contains(rejection("   "), "empty"));
   CHECK(contains(rejection("Bad request"), "not a JSON array"));
   CHECK(contains(rejection("\"hello\""), "not a JSON array"));
   CHECK(contains(rejection("42"), "not a JSON array"));
   CHECK(contains(rejection("/**/cb([]);"), "not a JSON array"));
-  CHECK(contains(rejection("[1]"), "message 0 is not an object"));
-  CHECK(contains(rejection(R"([{"channel":"/a"},"x"])"), "message 1 is not an object"));
+}
+
+TEST_CASE("an element of the frame that is not an object is skipped, the rest is read",
+          "[codec]") {
+  CHECK(contains(skip_reason("[1]"), "message 0 is not an object"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a"},"x"])"), "message 1 is not an object"));
+  const auto f = decoded(R"([[1,{"channel":"/x"}],{"channel":"/a"},null,{"channel":"/b"}])");
+  REQUIRE(f->messages.size() == 2);
+  CHECK(f->messages[0].channel == "/a");
+  CHECK(f->messages[1].channel == "/b");
+  CHECK(f->skipped.size() == 2);
 }
 
 TEST_CASE("a truncated frame is a bad response", "[codec]") {
@@ -311,43 +333,95 @@ TEST_CASE("a truncated frame is a bad response", "[codec]") {
   }
   CHECK(contains(rejection(R"([{"id":"4","channel":"/foo/bar","successful":tr)"), "successful"));
   CHECK(contains(rejection(R"([{"channel":"/a"})"), "truncated"));
+  CHECK(contains(rejection(R"([{"channel":"/a"},{"channel":"/b","data":[[[)"), "truncated"));
 }
 
-TEST_CASE("fields of the wrong type are a bad response that names the field", "[codec]") {
-  CHECK(contains(rejection(R"([{"id":"4","channel":"/foo/bar","successful":"yes"}])"),
+TEST_CASE("fields of the wrong type make their message skipped, naming the field", "[codec]") {
+  CHECK(contains(skip_reason(R"([{"id":"4","channel":"/foo/bar","successful":"yes"}])"),
                  "successful"));
-  CHECK(contains(rejection(R"([{"id":"4","channel":42}])"), "channel"));
-  CHECK(contains(rejection(R"([{"channel":"/a","clientId":7}])"), "clientId"));
-  CHECK(contains(rejection(R"([{"channel":"/a","successful":1}])"), "successful"));
+  CHECK(contains(skip_reason(R"([{"id":"4","channel":42}])"), "channel"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","clientId":7}])"), "clientId"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","successful":1}])"), "successful"));
 }
 
-TEST_CASE("a message with neither channel nor successful is a bad response", "[codec]") {
-  CHECK(contains(rejection(R"([{"id":"4","data":{}}])"), "no channel"));
-  CHECK(contains(rejection("[{}]"), "no channel"));
+TEST_CASE("a message with neither channel nor successful is skipped", "[codec]") {
+  CHECK(contains(skip_reason(R"([{"id":"4","data":{}}])"), "no channel"));
+  CHECK(contains(skip_reason("[{}]"), "no channel"));
+}
+
+TEST_CASE("a data message whose channel is not one concrete channel is skipped", "[codec]") {
+  for (const std::string ch : {"/", "/a/", "//a", "/a//b", "/a/*", "/a/**", "/**", "a", "/a b"}) {
+    INFO(ch);
+    CHECK(contains(skip_reason(R"([{"channel":")" + ch + R"(","data":1}])"), "invalid channel"));
+  }
+  // Replies are matched to requests, not routed: their channel is not checked here.
+  CHECK(decoded(R"([{"channel":"/meta/x/","successful":true}])")->messages.size() == 1);
 }
 
 TEST_CASE("separators and trailing data are checked", "[codec]") {
   CHECK(contains(rejection(R"([{"channel":"/a"} {"channel":"/b"}])"), "after message 0"));
   CHECK(contains(rejection(R"([{"channel":"/a"},])"), "message 1"));
   CHECK(contains(rejection(R"([{"channel":"/a"}] x)"), "trailing"));
-  CHECK(contains(rejection(R"([{"channel":"/a" "data":1}])"), "message 0"));
-  CHECK(contains(rejection(R"([{"channel" "/a"}])"), "':'"));
-  CHECK(contains(rejection(R"([{channel:"/a"}])"), "member name"));
+  CHECK(contains(rejection(R"({"channel":"/a"} x)"), "trailing"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a" "data":1}])"), "message 0"));
+  CHECK(contains(skip_reason(R"([{"channel" "/a"}])"), "':'"));
+  CHECK(contains(skip_reason(R"([{channel:"/a"}])"), "member name"));
 }
 
-TEST_CASE("malformed values inside data or ext are a bad response", "[codec]") {
-  rejection(R"([{"channel":"/a","data":{"x":01}}])");
-  rejection(R"([{"channel":"/a","data":"bad \x escape"}])");
-  rejection(R"([{"channel":"/a","ext":{"k"}}])");
+TEST_CASE("malformed values inside data or ext make their message skipped", "[codec]") {
+  skip_reason(R"([{"channel":"/a","data":{"x":01}}])");
+  skip_reason(R"([{"channel":"/a","data":"bad \x escape"}])");
+  skip_reason(R"([{"channel":"/a","ext":{"k"}}])");
+  skip_reason(R"([{"channel":"/a","advice":{"timeout":}}])");
+  // An unterminated string runs to the end of the frame: nothing after it can be found.
   rejection(R"([{"channel":"/a","error":"unterminated}])");
-  rejection(R"([{"channel":"/a","advice":{"timeout":}}])");
 }
 
-TEST_CASE("deep nesting in data is a bad response, moderate nesting is fine", "[codec]") {
-  rejection(R"([{"channel":"/a","data":)" + nested_arrays(300) + "}]");
-  rejection(R"([{"channel":"/a","data":)" + nested_arrays(100000) + "}]");
+TEST_CASE("deep nesting in data makes its message skipped, moderate nesting is fine", "[codec]") {
+  CHECK(contains(skip_reason(R"([{"channel":"/a","data":)" + nested_arrays(300) + "}]"), "data"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","data":)" + nested_arrays(100000) + "}]"),
+                 "data"));
   const auto f = decoded(R"([{"channel":"/a","data":)" + nested_arrays(200) + "}]");
   CHECK(f->messages.at(0).data == nested_arrays(200));
+}
+
+TEST_CASE("one bad message never costs the valid messages beside it", "[codec]") {
+  const auto f = decoded(R"([{"channel":"/a","data":1},{"data":2},{"channel":"/b","data":)" +
+                         nested_arrays(1000) + R"(},{"channel":"/c","data":3},)" +
+                         R"({"channel":"/d","data":{"x":01}},{"channel":"/e","data":4}])");
+  REQUIRE(f->messages.size() == 3);
+  CHECK(f->messages[0].channel == "/a");
+  CHECK(f->messages[1].channel == "/c");
+  CHECK(f->messages[2].channel == "/e");
+  CHECK(f->skipped.size() == 3);
+}
+
+TEST_CASE("member names are compared unescaped", "[codec]") {
+  const auto f = decoded(R"([{"chann\u0065l":"/a","\u0069d":"7","d\u0061ta":{"k":1}}])");
+  REQUIRE(f->messages.size() == 1);
+  CHECK(f->messages[0].channel == "/a");
+  CHECK(f->messages[0].id == "7");
+  CHECK(f->messages[0].data == R"({"k":1})");
+  const auto r = decoded(
+      R"([{"channel":"/meta/connect","successful":true,"\u0061dvice":{"\u0069nterval":5}}])");
+  REQUIRE(r->messages.size() == 1);
+  CHECK(r->messages[0].has_advice);
+  CHECK(r->messages[0].adv.interval == 5);
+}
+
+TEST_CASE("a member named twice makes its message skipped, whatever its spelling", "[codec]") {
+  CHECK(contains(skip_reason(R"([{"channel":"/a","channel":"/b"}])"), "twice"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","chann\u0065l":"/b"}])"), "twice"));
+  CHECK(contains(skip_reason(R"([{"channel":"/meta/connect","successful":true,)"
+                             R"("advice":{},"advice":{"interval":9}}])"),
+                 "twice"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","x":1,"\u0078":2}])"), "twice"));
+}
+
+TEST_CASE("a string that is not valid Unicode makes its message skipped", "[codec]") {
+  CHECK(contains(skip_reason(R"([{"channel":"/a","\ud800":1}])"), "member name"));
+  CHECK(contains(skip_reason(R"([{"channel":"/a","\udc00x":1}])"), "member name"));
+  CHECK(contains(skip_reason(R"([{"channel":"/\ud800"}])"), "channel"));
 }
 
 TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other values",

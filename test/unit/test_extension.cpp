@@ -73,6 +73,47 @@ TEST_CASE("bayeux_message reads and edits fields and ext, keeping valid JSON", "
   CHECK(n.field("ext") == R"({"k":1})");
 }
 
+TEST_CASE("bayeux_message refuses a member named twice, however it is spelled", "[extension]") {
+  CHECK_THROWS_AS(bayeux_message::parse(R"({"channel":"/a","channel":"/b"})"), std::system_error);
+  CHECK_THROWS_AS(bayeux_message::parse(R"({"channel":"/a","chann\u0065l":"/b"})"),
+                  std::system_error);
+  CHECK_THROWS_AS(bayeux_message::parse(R"({"x":1,"\u0078":2})"), std::system_error);
+  CHECK(bayeux_message::parse(R"({"chann\u0065l":"/a"})").channel() == "/a");
+}
+
+TEST_CASE("a lazy batch is made when its turn comes, after the batches before it", "[extension]") {
+  std::vector<std::string> log;
+  auto a = std::make_shared<step>("A", log);
+  a->hold = true;
+  extension_pipeline p({a}, nullptr, nullptr);
+  std::vector<std::string> finished;
+  p.push(direction::incoming, batch_of(R"([{"channel":"/one"}])"), 0,
+         [&](message_batch&&, const uvcometd::error&) { finished.push_back("one"); });
+  int made = 0;
+  p.push_lazy(direction::incoming,
+              [&] {
+                ++made;
+                return batch_of(R"([{"channel":"/two"},{"channel":"/three"}])");
+              },
+              0, [&](message_batch&& b, const uvcometd::error& e) {
+                CHECK_FALSE(e);
+                CHECK(b.messages.size() == 2);
+                finished.push_back("two");
+              });
+  CHECK(made == 0);  // the first batch is still held by the extension
+  REQUIRE(a->held.size() == 1);
+  auto first = std::move(a->held.front());
+  a->held.clear();
+  first({});
+  CHECK(made == 1);
+  REQUIRE(a->held.size() == 1);
+  auto second = std::move(a->held.front());
+  a->held.clear();
+  second({});
+  CHECK(made == 1);
+  CHECK(finished == std::vector<std::string>{"one", "two"});
+}
+
 TEST_CASE("split_frame accepts only arrays of objects", "[extension]") {
   std::vector<bayeux_message> out;
   CHECK(uvcometd::detail::split_frame("[]", out));
