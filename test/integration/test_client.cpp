@@ -410,8 +410,8 @@ TEST_CASE("an unreachable server ends open() with connection_timeout after the t
   CHECK(loop.close() == 0);
 }
 
-TEST_CASE("websocket forced against a long-polling-only server fails open() clearly",
-          "[integration]") {
+TEST_CASE("websocket forced against a long-polling-only server fails open() at once with the "
+          "refused upgrade, never trying long-polling", "[integration]") {
   server_process srv("cometd-server.js");
   test_loop loop;
   {
@@ -422,9 +422,11 @@ TEST_CASE("websocket forced against a long-polling-only server fails open() clea
     uvcometd::client c(loop.get(), o);
     const auto err = open_and_wait(loop, c);
     INFO(err.to_string());
-    CHECK(err.code == errc::no_common_transport);
-    CHECK(err.message.find("websocket") != std::string::npos);
-    CHECK(err.message.find("long-polling") != std::string::npos);
+    CHECK(err.code == errc::http_error);
+    CHECK(err.http_status == 400);
+    CHECK(err.message.find("websocket upgrade refused") != std::string::npos);
+    // No long-polling handshake probe reached the server.
+    CHECK(srv.get("/control/stats").find("\"handshakes\":0") != std::string::npos);
     close_and_wait(loop, c);
   }
   CHECK(loop.close() == 0);
