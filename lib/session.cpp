@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <exception>
 
 #include "channel.hpp"
@@ -18,6 +19,15 @@ bool parse_id(std::string_view text, std::uint64_t& out) noexcept {
   if (text.empty()) return false;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
   return ec == std::errc() && end == text.data() + text.size();
+}
+
+// `now + d`, saturating: a delay from the server, the options or reconnect_delay can be anything
+// up to milliseconds::max(), which would overflow the clock.
+clock::time_point later(clock::time_point now, std::chrono::milliseconds d) noexcept {
+  if (d.count() <= 0) return now;
+  const auto room = std::chrono::duration_cast<std::chrono::milliseconds>(
+      clock::time_point::max() - now);
+  return d >= room ? clock::time_point::max() : now + d;
 }
 
 std::string join_types(const std::vector<std::string>& names) {
@@ -151,7 +161,7 @@ void session::close(completion_fn done) {
     outgoing m{kind::disconnect};
     m.channel = "/meta/disconnect";
     send_alone(std::move(m));
-    disconnect_deadline_ = host_.now() + cfg_.disconnect_timeout;
+    disconnect_deadline_ = later(host_.now(), cfg_.disconnect_timeout);
     rearm();
   } else {
     finish_close();
@@ -166,6 +176,11 @@ void session::resume() {
 }
 
 void session::silence() noexcept { silenced_ = true; }
+
+void session::abandon() {
+  // Waiting for the server's /meta/disconnect reply is a courtesy nobody waits for any more.
+  if (state_ == state::disconnecting) finish_close();
+}
 
 // ---------------------------------------------------------------------------------------------
 // sending
@@ -191,6 +206,9 @@ void session::send_handshake() {
   if (!active()) return;
   retry_at_.reset();
   client_id_.clear();
+  // Whatever was sent for an earlier handshake no longer counts (epoch_ moves again when this
+  // one succeeds).
+  ++epoch_;
   resubscribes_outstanding_ = 0;
   // Negotiation after the handshake picks the preferred type again (so websocket, once it
   // worked, is tried first again).
@@ -213,8 +231,30 @@ void session::send_connect(bool first) {
     connect_wanted_ = true;  // backpressure: fetch again once the application drained the buffer
     return;
   }
+  if (!first && check_empty_poll_) {
+    check_empty_poll_ = false;
+    if (data_since_connect_ == 0) {
+      // The floor between connects: without it one client sent thousands per second to a
+      // server answering every connect at once.
+      ++empty_polls_;
+      const auto cap = std::min(cfg_.backoff_max, std::chrono::milliseconds(2000));
+      const auto delay = std::min(cap, scaled_backoff(empty_polls_));
+      if (empty_polls_ == 1) {
+        host_.log(log_level::warning, "the server answers /meta/connect at once with nothing; "
+                                      "waiting between connects");
+      }
+      connect_wanted_ = false;
+      retry_at_ = later(host_.now(), delay);
+      retry_is_handshake_ = false;
+      rearm();
+      return;
+    }
+    empty_polls_ = 0;
+  }
   connect_wanted_ = false;
   retry_at_.reset();
+  connect_sent_at_ = host_.now();
+  data_since_connect_ = 0;
   outgoing m{kind::connect};
   m.channel = "/meta/connect";
   m.first_connect = first;
@@ -232,16 +272,23 @@ void session::send_alone(outgoing&& m) {
   encode(m, frame);
   frame += ']';
   const auto timeout = request_timeout(m);
-  in_flight_request req{type_, {m.id}, 1};
+  in_flight_request req;
+  req.type = type_;
+  req.ids = {m.id};
+  req.remaining = 1;
   switch (m.k) {
     case kind::connect: connect_request_ = request; break;
     case kind::handshake: handshake_request_ = request; break;
     case kind::disconnect: disconnect_request_ = request; break;
     default: break;
   }
-  requests_.emplace(request, std::move(req));
+  track(request, std::move(req), timeout);
   awaiting_.emplace(m.id, std::move(m));
   host_.send(type_, request, std::move(frame), timeout, true);
+}
+
+std::chrono::milliseconds session::held_timeout() const noexcept {
+  return advice_.timeout ? std::chrono::milliseconds(*advice_.timeout) : default_server_timeout;
 }
 
 bool session::end_batch() {
@@ -269,7 +316,8 @@ void session::flush() {
     return;
   }
   const std::uint64_t request = ++last_request_;
-  in_flight_request req{type_, {}, 0};
+  in_flight_request req;
+  req.type = type_;
   std::string frame;
   frame.reserve(64 + queue_.size() * 128);
   frame += '[';
@@ -293,8 +341,9 @@ void session::flush() {
   queue_ = std::move(held);
   req.remaining = req.ids.size();
   if (type_ == connection_type::long_polling) normal_request_ = request;
-  requests_.emplace(request, std::move(req));
-  host_.send(type_, request, std::move(frame), cfg_.max_network_delay, false);
+  const auto timeout = request_timeout(outgoing{kind::publish});
+  track(request, std::move(req), timeout);
+  host_.send(type_, request, std::move(frame), timeout, false);
 }
 
 void session::encode(const outgoing& m, std::string& f) const {
@@ -340,13 +389,17 @@ void session::encode(const outgoing& m, std::string& f) const {
 }
 
 std::chrono::milliseconds session::request_timeout(const outgoing& m) const {
+  // Options may say anything up to milliseconds::max(): the sum saturates, and no transport is
+  // asked for a deadline further than 30 days (libcurl adds it to its clock).
+  constexpr std::chrono::milliseconds longest = std::chrono::hours(24 * 30);
+  std::chrono::milliseconds t = cfg_.max_network_delay;
   if (m.k == kind::connect && !m.first_connect) {
-    const auto held = advice_.timeout ? std::chrono::milliseconds(*advice_.timeout)
-                                      : default_server_timeout;
-    return held + cfg_.max_network_delay;
+    const auto held = held_timeout();
+    t = t > longest - held ? longest : held + t;
+  } else if (m.k == kind::disconnect) {
+    t = cfg_.disconnect_timeout;
   }
-  if (m.k == kind::disconnect) return cfg_.disconnect_timeout;
-  return cfg_.max_network_delay;
+  return std::min(t, longest);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -406,6 +459,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     host_.log(log_level::warning, "skipped " + std::to_string(skipped) + " messages of one frame");
   }
   arena_.reset();
+  data_since_connect_ += data.remaining;
   if (data.remaining != 0 && active()) {
     pending_count_ += data.remaining;
     pending_.push_back(std::move(data));
@@ -605,8 +659,10 @@ void session::recover_after_down(connection_type t, const error& err, bool was_u
     enter_reconnecting(err);
     if (!active()) return;
     retry_at_.reset();
-    authenticate_then([this](const error& e) {
-      if (!active()) return;
+    authenticate_then([this, gen = epoch_](const error& e) {
+      // The session moved on meanwhile (re-established, or handshaking anew): the failure
+      // this answer was for is gone.
+      if (!active() || epoch_ != gen) return;
       if (e) {
         if (!ever_connected_) fail_session(e);
         else connection_lost(e);
@@ -648,6 +704,13 @@ void session::on_timer() {
     fail_session(make_error(errc::connection_timeout, std::move(text)));
     return;
   }
+  for (auto due = next_request_deadline(); due && now >= *due && active();
+       due = next_request_deadline()) {
+    const std::uint64_t request = deadlines_.top().second;
+    deadlines_.pop();
+    expire_request(request);
+  }
+  if (state_ == state::closed || transports_closing_) return;
   if (retry_at_ && now >= *retry_at_) {
     retry_at_.reset();
     auth_used_ = false;  // a backoff delay passed: a new failure may ask for credentials again
@@ -690,6 +753,68 @@ session::outgoing session::take_awaiting(std::unordered_map<std::uint64_t, outgo
     requests_.erase(r);
   }
   return out;
+}
+
+void session::track(std::uint64_t request, in_flight_request req,
+                    std::chrono::milliseconds timeout) {
+  const bool stream = req.type == connection_type::websocket;
+  if (stream) {
+    // A stream has no exchange to time out: without a deadline here, a lost reply (the
+    // connect's included) left its call waiting forever and the client silent.
+    req.deadline = later(host_.now(), timeout);
+    req.timeout = timeout;
+    deadlines_.emplace(*req.deadline, request);
+  }
+  requests_.emplace(request, std::move(req));
+  if (stream) rearm();
+}
+
+std::optional<clock::time_point> session::next_request_deadline() {
+  while (!deadlines_.empty()) {
+    const auto [at, request] = deadlines_.top();
+    const auto it = requests_.find(request);
+    if (it != requests_.end() && it->second.deadline == at) return at;
+    deadlines_.pop();  // answered (or given up) since
+  }
+  return std::nullopt;
+}
+
+void session::expire_request(std::uint64_t request) {
+  const auto it = requests_.find(request);
+  if (it == requests_.end()) return;
+  std::string what = "/meta/connect";
+  for (const auto id : it->second.ids) {
+    const auto a = awaiting_.find(id);
+    if (a != awaiting_.end()) {
+      what = a->second.channel;
+      break;
+    }
+  }
+  const error timed_out = make_error(
+      errc::timeout, "no reply to " + what + " within " +
+                         std::to_string(it->second.timeout.count()) + " ms");
+  if (request == connect_request_ || request == handshake_request_ ||
+      request == disconnect_request_) {
+    // The connection carries the session: a lost connect reply means it is dead (or the server
+    // lost us). Drop it and recover as from any broken connection.
+    host_.log(log_level::warning, timed_out.message + "; dropping the connection");
+    const connection_type t = it->second.type;
+    host_.abort(t);
+    on_transport_down(t, timed_out, transport_up_);
+    return;
+  }
+  // A lost reply to a publish or a subscription fails that call, as over long-polling.
+  in_flight_request req = std::move(it->second);
+  requests_.erase(it);
+  release_request_slot(request);
+  std::vector<outgoing> victims;
+  for (const auto id : req.ids) {
+    const auto a = awaiting_.find(id);
+    if (a == awaiting_.end()) continue;
+    victims.push_back(std::move(a->second));
+    awaiting_.erase(a);
+  }
+  for (auto& m : victims) fail_outgoing(std::move(m), timed_out);
 }
 
 void session::release_request_slot(std::uint64_t request) noexcept {
@@ -743,8 +868,14 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
     if (m.adv.timeout) advice_.timeout = m.adv.timeout;
   }
   switch (out.k) {
-    case kind::handshake: handle_handshake_reply(m, err); break;
-    case kind::connect: handle_connect_reply(m, err); break;
+    case kind::handshake:
+      if (out.epoch == epoch_) handle_handshake_reply(m, err);  // else a superseded attempt
+      break;
+    case kind::connect:
+      // A connect of an earlier handshake (or handshake attempt) answers for a session that is
+      // gone: accepting it could report "connected" without a clientId.
+      if (out.epoch == epoch_) handle_connect_reply(m, err, !out.first_connect);
+      break;
     case kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
     case kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
     case kind::publish: complete(out.done, err); break;
@@ -758,8 +889,10 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
   if (err) {
     last_failure_ = err;
     if (is_auth_failure(err) && m.adv.reconnect != reconnect_advice::none &&
-        authenticate_then([this](const error& e) {
-          if (!active()) return;
+        authenticate_then([this, gen = epoch_](const error& e) {
+          // The session moved on meanwhile (re-established, or handshaking anew): the failure
+          // this answer was for is gone.
+          if (!active() || epoch_ != gen) return;
           if (e) handshake_refused(reconnect_advice::handshake, e);
           else send_handshake();  // the one retry with fresh credentials
         })) {
@@ -796,7 +929,7 @@ void session::handle_handshake_reply(const wire_message& m, error err) {
       // The websocket attempt may use its whole connect timeout before falling back: it must
       // not eat the session's connection_timeout. (Without a fallback, connection_timeout is
       // the whole bound.)
-      connection_deadline_ = host_.now() + cfg_.connection_timeout + cfg_.websocket_connect_timeout;
+      connection_deadline_ = later(later(host_.now(), cfg_.connection_timeout), cfg_.websocket_connect_timeout);
       rearm();
     }
   }
@@ -836,8 +969,10 @@ void session::connect_refused(reconnect_advice what, const error& err) {
     if (!active()) return;
     if (what == reconnect_advice::handshake) client_id_.clear();
     retry_at_.reset();
-    const bool started = authenticate_then([this](const error& e) {
-      if (!active()) return;
+    const bool started = authenticate_then([this, gen = epoch_](const error& e) {
+      // The session moved on meanwhile (re-established, or handshaking anew): the failure
+      // this answer was for is gone.
+      if (!active() || epoch_ != gen) return;
       if (e) {
         last_failure_ = e;
         if (!ever_connected_) fail_session(e);
@@ -857,8 +992,8 @@ void session::connect_refused(reconnect_advice what, const error& err) {
   follow_advice(what, err);
 }
 
-void session::handle_connect_reply(const wire_message& m, const error& err) {
-  if (!active()) return;
+void session::handle_connect_reply(const wire_message& m, const error& err, bool held) {
+  if (!active() || client_id_.empty()) return;
   if (err) {
     auto what = m.adv.reconnect;
     if (what == reconnect_advice::unspecified) {
@@ -874,12 +1009,17 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
     fail_session(make_error(errc::session_ended, "the server advised reconnect \"none\""));
     return;
   }
-  failures_ = 0;
   last_failure_ = {};
-  auth_used_ = false;
   connection_deadline_.reset();
   ever_up_on_type_ = true;
-  websocket_failures_ = 0;
+  if (held) {
+    // Only a connect the server held proves the session works: the first connect after a
+    // handshake or a failure is answered at once by any server, also by one that fails every
+    // held connect. Resetting the backoff on it made such a server a reconnect storm.
+    failures_ = 0;
+    auth_used_ = false;
+    websocket_failures_ = 0;
+  }
   if (state_ != state::connected) {
     ever_connected_ = true;
     set_state(state::connected);
@@ -892,12 +1032,16 @@ void session::handle_connect_reply(const wire_message& m, const error& err) {
   }
   const auto interval = advice_.interval.value_or(0);
   if (interval > 0) {
-    retry_at_ = host_.now() + std::chrono::milliseconds(interval);
+    retry_at_ = later(host_.now(), std::chrono::milliseconds(interval));
     retry_is_handshake_ = false;
     rearm();
   } else {
     // Sent once the whole frame is handled: its data messages may fill the pending buffer.
     connect_wanted_ = true;
+    // A held connect answered at once with nothing, with no interval asked for, is a server
+    // that does not hold: the next connect waits (checked once the frame's data is counted).
+    const auto window = std::max(std::chrono::milliseconds(100), held_timeout() / 2);
+    check_empty_poll_ = held && host_.now() - connect_sent_at_ < window;
   }
 }
 
@@ -959,8 +1103,10 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
   if (is_auth_failure(err) && cfg_.has_auth && out.k != kind::disconnect) {
     // HTTP 401/403: fresh credentials, then the same message once more.
     if (out.k == kind::handshake) {
-      if (authenticate_then([this](const error& e) {
-            if (!active()) return;
+      if (authenticate_then([this, gen = epoch_](const error& e) {
+            // The session moved on meanwhile (re-established, or handshaking anew): the failure
+            // this answer was for is gone.
+            if (!active() || epoch_ != gen) return;
             if (e) handshake_refused(reconnect_advice::handshake, e);
             else send_handshake();
           })) {
@@ -1070,26 +1216,36 @@ std::error_code session::reconnect_now() {
 
 void session::schedule_retry(bool handshake) {
   ++failures_;
-  const auto delay = std::chrono::milliseconds(advice_.interval.value_or(0)) + backoff_delay();
-  retry_at_ = host_.now() + delay;
+  const auto delay = later(host_.now(), std::chrono::milliseconds(advice_.interval.value_or(0)));
+  retry_at_ = later(delay, backoff_delay());
   retry_is_handshake_ = handshake;
   start_connection_deadline();
   rearm();
+  // Every failed attempt is worth a line: a client that retries in silence looks hung.
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_at_ - host_.now());
+  host_.log(log_level::info, std::string(handshake ? "handshake" : "connect") + " attempt " +
+                                 std::to_string(failures_) + " failed" +
+                                 (last_failure_ ? " (" + last_failure_.to_string() + ")" : "") +
+                                 "; retrying in " + std::to_string(wait.count()) + " ms");
 }
 
-std::chrono::milliseconds session::backoff_delay() {
+std::chrono::milliseconds session::scaled_backoff(unsigned n) {
   const auto initial = std::max<std::int64_t>(1, cfg_.backoff_initial.count());
   const auto cap = std::max<std::int64_t>(initial, cfg_.backoff_max.count());
-  const unsigned shift = std::min(failures_ > 0 ? failures_ - 1 : 0u, 30u);
-  const std::int64_t base = std::min<std::int64_t>(cap, initial << shift);
+  const unsigned shift = std::min(n > 0 ? n - 1 : 0u, 30u);
+  const std::int64_t base = initial > (cap >> shift) ? cap : std::min(cap, initial << shift);
   // xorshift64*: cheap, deterministic under a fixed seed (tests).
   rng_ ^= rng_ >> 12;
   rng_ ^= rng_ << 25;
   rng_ ^= rng_ >> 27;
   const double unit = static_cast<double>((rng_ * 2685821657736338717ULL) >> 11) / 9007199254740992.0;
-  const double jitter = std::clamp(cfg_.backoff_jitter, 0.0, 1.0);
+  const double jitter = std::isfinite(cfg_.backoff_jitter) ? std::clamp(cfg_.backoff_jitter, 0.0, 1.0) : 0.0;
   const auto ms = static_cast<std::int64_t>(static_cast<double>(base) * (1.0 - jitter * unit));
-  std::chrono::milliseconds delay(std::max<std::int64_t>(1, ms));
+  return std::chrono::milliseconds(std::max<std::int64_t>(1, ms));
+}
+
+std::chrono::milliseconds session::backoff_delay() {
+  auto delay = scaled_backoff(failures_);
   if (cfg_.reconnect_delay) {
     try {
       delay = std::max(std::chrono::milliseconds(0), cfg_.reconnect_delay(failures_, delay));
@@ -1114,14 +1270,15 @@ void session::fail_session(const error& why) {
 
 void session::start_connection_deadline() {
   if (cfg_.connection_timeout.count() <= 0 || connection_deadline_) return;
-  connection_deadline_ = host_.now() + cfg_.connection_timeout;
+  connection_deadline_ = later(host_.now(), cfg_.connection_timeout);
   rearm();
 }
 
 void session::rearm() {
   if (transports_closing_ || state_ == state::closed) return;
   std::optional<clock::time_point> next;
-  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_}) {
+  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_,
+                        active() ? next_request_deadline() : std::nullopt}) {
     if (t && (!next || *t < *next)) next = t;
   }
   if (!next) {
@@ -1131,7 +1288,9 @@ void session::rearm() {
   const auto now = host_.now();
   auto delay = std::chrono::ceil<std::chrono::milliseconds>(*next - now);
   if (delay.count() < 0) delay = std::chrono::milliseconds(0);
-  host_.arm_timer(delay);
+  // A far deadline is armed a day at a time (on_timer finds nothing due and arms again): no
+  // host has to add a near-infinite delay to its clock.
+  host_.arm_timer(std::min(delay, std::chrono::milliseconds(std::chrono::hours(24))));
 }
 
 // ---------------------------------------------------------------------------------------------

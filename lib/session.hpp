@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <queue>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -117,6 +118,9 @@ class session {
   void resume();
   // Forgets every user callback (the client object is being destroyed): nothing runs any more.
   void silence() noexcept;
+  // The client object is gone while closing: stop waiting for the /meta/disconnect reply and
+  // close the transports now.
+  void abandon();
 
   std::size_t pending_count() const noexcept { return pending_count_; }
   state current_state() const noexcept { return state_; }
@@ -169,6 +173,10 @@ class session {
     connection_type type = connection_type::long_polling;
     std::vector<std::uint64_t> ids;  // messages sent in it, answered or not
     std::size_t remaining = 0;       // stream transports: replies still expected
+    // Stream transports: when its replies are given up (request/response transports time
+    // their exchanges out themselves).
+    std::optional<clock::time_point> deadline;
+    std::chrono::milliseconds timeout{0};
   };
 
   struct local_sub {
@@ -214,9 +222,14 @@ class session {
   // Takes a message out of awaiting_, closing its stream request when it was the last one.
   outgoing take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it);
   void drop_requests_of(connection_type t);
+  // Registers `req` as in flight, with a deadline when the transport does not time it out.
+  void track(std::uint64_t request, in_flight_request req, std::chrono::milliseconds timeout);
+  // The earliest stream request deadline still standing.
+  std::optional<clock::time_point> next_request_deadline();
+  void expire_request(std::uint64_t request);
   void handle_reply(const wire_message& m, outgoing&& out);
   void handle_handshake_reply(const wire_message& m, error err);
-  void handle_connect_reply(const wire_message& m, const error& err);
+  void handle_connect_reply(const wire_message& m, const error& err, bool held);
   void handle_subscribe_reply(outgoing&& out, const error& err);
   void handle_unsubscribe_reply(outgoing&& out, const error& err);
   void fail_outgoing(outgoing&& out, const error& err);
@@ -230,6 +243,10 @@ class session {
   static bool is_final_refusal(const error& err) noexcept;
   void schedule_retry(bool handshake);
   std::chrono::milliseconds backoff_delay();
+  // The backoff for the n-th consecutive failure (1, 2, ...), jitter applied.
+  std::chrono::milliseconds scaled_backoff(unsigned n);
+  // How long the server holds a connect (its advice, else 60 s).
+  std::chrono::milliseconds held_timeout() const noexcept;
   void fail_session(const error& why);
   void enter_reconnecting(const error& why);
   void start_connection_deadline();
@@ -282,11 +299,20 @@ class session {
   std::deque<outgoing> queue_;
   std::unordered_map<std::uint64_t, outgoing> awaiting_;
   std::unordered_map<std::uint64_t, in_flight_request> requests_;
+  // Deadlines of stream requests, earliest first; entries of requests answered since are
+  // dropped when they come up.
+  std::priority_queue<std::pair<clock::time_point, std::uint64_t>,
+                      std::vector<std::pair<clock::time_point, std::uint64_t>>, std::greater<>>
+      deadlines_;
   std::uint64_t normal_request_ = 0;   // long-polling: the one non-connect request in flight
   std::uint64_t connect_request_ = 0;  // the request carrying /meta/connect (0 = none)
   std::uint64_t handshake_request_ = 0;
   std::uint64_t disconnect_request_ = 0;
   bool connect_wanted_ = false;        // a connect is due as soon as the buffer drains
+  clock::time_point connect_sent_at_{};
+  std::size_t data_since_connect_ = 0;  // data messages received since the last connect left
+  bool check_empty_poll_ = false;       // the last held connect came back at once: was it empty?
+  unsigned empty_polls_ = 0;            // consecutive held connects answered at once with nothing
   bool transport_up_ = false;          // stream transport established (websocket)
   bool ever_up_on_type_ = false;       // a connect succeeded on the current type
   bool ever_connected_ = false;        // open() completed once

@@ -258,7 +258,8 @@ TEST_CASE("websocket: a refused upgrade reports the HTTP status", "[websocket]")
   CHECK(rec.ups == 0);
   CHECK(rec.frames.empty());
   REQUIRE(rec.downs.size() == 1);
-  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK(rec.downs[0].err.code == errc::http_error);
+  CHECK(rec.downs[0].err.http_status == 400);
   CHECK_FALSE(rec.downs[0].was_up);
   CHECK_THAT(rec.downs[0].err.message, Catch::Contains("websocket upgrade refused: HTTP 400"));
   run_for(&loop, 50ms);

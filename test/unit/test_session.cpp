@@ -499,8 +499,10 @@ TEST_CASE("over long-polling, publishes issued while a frame is in flight leave 
   CHECK(b.ok_once());
   CHECK(c.ok_once());
 
-  // Meanwhile the held connect is answered and re-sent: each time alone.
+  // Meanwhile the held connect is answered (once the server held it) and re-sent: each time
+  // alone.
   const sent_frame held = h.last_on("/meta/connect");
+  h.advance(3000ms);
   h.reply(held, ok_replies(held));
   for (const auto& f : h.host.sends) {
     if (f.carries("/meta/connect") || f.carries("/meta/handshake")) {
@@ -934,6 +936,21 @@ TEST_CASE("close() when connected sends /meta/disconnect alone, cancels pending 
   outcome after;
   h.s->close(after.cb());
   CHECK(after.ok_once());
+}
+
+TEST_CASE("abandon() while waiting for the disconnect reply closes the transports at once",
+          "[session]") {
+  harness h(long_polling_only());
+  outcome open, done;
+  open_cometd(h, open);
+  h.s->close(done.cb());
+  REQUIRE(h.last().channel() == "/meta/disconnect");
+  CHECK(h.host.close_transports_calls == 0);
+  h.s->abandon();
+  CHECK(h.host.close_transports_calls == 1);
+  h.s->on_transports_closed();
+  h.loop();
+  CHECK(done.ok_once());
 }
 
 TEST_CASE("close() during the handshake cancels open() and sends no disconnect", "[session]") {

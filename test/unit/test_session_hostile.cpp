@@ -2,6 +2,7 @@
 // each case is one finding, and failed before its fix.
 #include <catch2/catch.hpp>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -49,12 +50,14 @@ TEST_CASE("advice on a reply to a publish is ignored; on handshake and connect r
   CHECK(pub.ok_once());
   // The held connect's reply carries no advice: the handshake's interval (0) still holds.
   const sent_frame held = h.last_on("/meta/connect");
+  h.advance(3000ms);
   h.reply(held, R"([{"id":")" + held.id() + R"(","channel":"/meta/connect","successful":true}])");
   h.loop();
   const sent_frame next = h.last();
   REQUIRE(next.channel() == "/meta/connect");
   CHECK(next.request != held.request);
   // A connect reply's advice counts.
+  h.advance(3000ms);
   h.reply(next, R"([{"id":")" + next.id() +
                     R"(","channel":"/meta/connect","successful":true,"advice":{"interval":700}}])");
   h.loop();
@@ -284,4 +287,182 @@ TEST_CASE("a refused certificate fails open() at once, on either transport", "[s
     h.advance(1h);
     CHECK(h.sent_count() == sends);
   }
+}
+
+namespace {
+
+// Plays a server for `span` of fake time in steps of 10 ms: `answer` is called once for each frame
+// the session sends.
+template <typename Answer>
+void serve_for(harness& h, ms span, std::size_t from, Answer answer) {
+  const auto end = h.host.now_ + span;
+  std::size_t answered = from;
+  while (h.host.now_ < end) {
+    // What was sent by now is answered in this step; what that makes the session send waits for
+    // the next one.
+    const std::size_t upto = h.sent_count();
+    while (answered < upto) {
+      const sent_frame f = h.sent(answered++);
+      answer(f);
+      h.loop();
+    }
+    h.advance(10ms);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a server answering every connect at once with nothing gets a few connects per second",
+          "[session][hostile]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const auto mark = h.sent_count() - 1;  // the held connect
+  serve_for(h, 10s, mark, [&](const sent_frame& f) { h.reply(f, ok_replies(f)); });
+  const auto connects = h.count_on("/meta/connect", mark);
+  INFO(connects << " connects in 10 s");
+  CHECK(connects <= 15);
+  CHECK(connects >= 5);  // it keeps polling
+  CHECK(h.s->current_state() == state::connected);
+}
+
+TEST_CASE("a server answering every connect at once with data is polled at full speed",
+          "[session][hostile]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  std::size_t got = 0;
+  const auto mark = h.sent_count() - 1;  // the held connect
+  REQUIRE(h.last().channel() == "/meta/connect");
+  REQUIRE_FALSE(h.s->subscribe("/d", [&](const uvcometd::message&) { ++got; }, sub.cb(), nullptr));
+  h.loop();
+  serve_for(h, 1s, mark, [&](const sent_frame& f) {
+    if (f.channel() == "/meta/connect") h.reply(f, connect_reply_after(f, {data_message("/d", "1")}));
+    else h.reply(f, ok_replies(f));
+  });
+  INFO(got << " messages");
+  CHECK(got >= 90);  // one per 10 ms step: no floor
+}
+
+TEST_CASE("a server failing every held connect with HTTP 500 is retried with a growing backoff",
+          "[session][hostile]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const auto mark = h.sent_count() - 1;
+  serve_for(h, 60s, mark, [&](const sent_frame& f) {
+    // The first connect after a failure (advice timeout 0) succeeds; a held one fails.
+    if (f.channel() == "/meta/connect" && !f.has(0, "advice")) {
+      h.fail(f, errc::http_error, "HTTP 500", 500);
+    } else {
+      h.reply(f, ok_replies(f));
+    }
+  });
+  const auto connects = h.count_on("/meta/connect", mark);
+  INFO(connects << " connects in 60 s");
+  CHECK(connects <= 30);  // ~14 per second before the fix
+}
+
+TEST_CASE("a server refusing every held connect with 402 and advice handshake gets a growing "
+          "backoff between handshakes", "[session][hostile]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  const auto mark = h.sent_count() - 1;
+  serve_for(h, 60s, mark, [&](const sent_frame& f) {
+    if (f.channel() == "/meta/handshake") {
+      h.reply(f, cometd_handshake_reply(f.id()));
+    } else if (f.channel() == "/meta/connect" && !f.has(0, "advice")) {
+      h.reply(f, refusal(f, 0, "402::session_unknown", R"({"reconnect":"handshake"})"));
+    } else {
+      h.reply(f, ok_replies(f));
+    }
+  });
+  const auto handshakes = h.count_on("/meta/handshake", mark);
+  INFO(handshakes << " handshakes in 60 s");
+  CHECK(handshakes <= 15);  // 5-6 per second before the fix
+}
+
+TEST_CASE("over websocket a lost reply fails its call after max_network_delay", "[session][hostile]") {
+  harness h;
+  outcome open, pub;
+  open_faye(h, open);
+  REQUIRE(h.s->current_type() == connection_type::websocket);
+  REQUIRE_FALSE(h.s->publish("/x", "1", pub.cb()));
+  h.loop();
+  h.advance(9999ms);
+  CHECK(pub.calls == 0);
+  h.advance(1ms);
+  REQUIRE(pub.failed_once(errc::timeout));
+  CHECK(contains(pub.err.message, "/x"));
+  CHECK(h.s->current_state() == state::connected);  // the connection is not blamed for it
+}
+
+TEST_CASE("over websocket a lost connect reply drops the connection and reconnects",
+          "[session][hostile]") {
+  harness h;
+  outcome open;
+  open_faye(h, open);
+  const sent_frame held = h.last();
+  REQUIRE(held.channel() == "/meta/connect");
+  REQUIRE(held.type == connection_type::websocket);
+  const auto aborts = h.host.aborts.size();
+  // Faye's advice: timeout 3000 ms; plus max_network_delay 10 s.
+  h.advance(12999ms);
+  CHECK(h.host.aborts.size() == aborts);
+  h.advance(1ms);
+  CHECK(h.host.aborts.size() == aborts + 1);
+  CHECK(h.s->current_state() == state::reconnecting);
+  CHECK(h.host.states.back().why.code == errc::timeout);
+  h.advance(1s);
+  CHECK(h.last().channel() == "/meta/connect");
+  CHECK(h.last().request != held.request);
+}
+
+TEST_CASE("an authenticate() answer arriving after the session was re-established changes "
+          "nothing", "[session][hostile]") {
+  auto cfg = long_polling_only();
+  cfg.has_auth = true;
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  const sent_frame hs = h.last();
+  h.reply(hs, refusal(hs, 0, "401::token expired"));
+  h.loop();
+  REQUIRE(h.host.authenticate_calls == 1);
+  // Meanwhile the application reconnects, and the session is re-established.
+  REQUIRE_FALSE(h.s->reconnect_now());
+  const sent_frame hs2 = h.last();
+  REQUIRE(hs2.channel() == "/meta/handshake");
+  h.reply(hs2, cometd_handshake_reply(hs2.id(), "the-client"));
+  const sent_frame first = h.last();
+  REQUIRE(first.channel() == "/meta/connect");
+  // The late answer, then the connect's reply.
+  h.s->on_authenticated({});
+  h.loop();
+  h.reply(first, ok_replies(first));
+  h.loop();
+  CHECK(h.count_on("/meta/handshake") == 2);
+  REQUIRE(open.ok_once());
+  CHECK(h.s->current_state() == state::connected);
+  CHECK(h.s->client_id() == "the-client");
+}
+
+TEST_CASE("extreme delays from the options or the reconnect_delay hook saturate",
+          "[session][hostile]") {
+  auto cfg = long_polling_only();
+  cfg.connection_timeout = std::chrono::milliseconds::max();
+  cfg.backoff_jitter = std::numeric_limits<double>::quiet_NaN();
+  cfg.backoff_initial = std::chrono::milliseconds::max();
+  cfg.reconnect_delay = [](unsigned, ms) { return std::chrono::milliseconds::max(); };
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.fail(h.last(), errc::transport_error, "connection refused");
+  h.loop();
+  CHECK(h.s->current_state() == state::connecting);
+  h.advance(std::chrono::hours(72));
+  CHECK(h.sent_count() == 1);
+  CHECK(open.calls == 0);
+  CHECK(h.s->current_state() == state::connecting);
 }
