@@ -876,3 +876,52 @@ TEST_CASE("uvcometd-cli --forever keeps retrying past the default connection tim
   INFO(cli.describe());
   CHECK(cli.exit_code() == 128 + SIGINT);  // never connected
 }
+
+// ---------------------------------------------------------------------------------------------
+// Documentation
+
+TEST_CASE("every option of uvcometd-cli --help is in the manual page and the README",
+          "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  cli_process help({"--help"});
+  REQUIRE(help.wait(at_once));
+  const std::string root = uvcometd::test::servers_dir() + "/../..";
+  const auto read = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  std::string man = read(root + "/samples/uvcometd-cli.1");
+  REQUIRE_FALSE(man.empty());
+  for (std::size_t at; (at = man.find("\\-")) != std::string::npos;) man.replace(at, 2, "-");
+  const std::string readme = read(root + "/README.md");
+  std::size_t options = 0;
+  for (std::size_t at = 0; (at = help.out().find("--", at)) != std::string::npos;) {
+    const auto end = help.out().find_first_not_of("abcdefghijklmnopqrstuvwxyz-", at + 2);
+    const std::string name = help.out().substr(at, end - at);
+    at = end;
+    if (name.size() < 3) continue;
+    ++options;
+    INFO(name);
+    CHECK(man.find(name) != std::string::npos);
+    CHECK(readme.find(name) != std::string::npos);
+  }
+  CHECK(options >= 20);
+  for (const char* word : {"UVCOMETD_HEADERS", "EXIT STATUS", "141", "130"}) {
+    INFO(word);
+    CHECK(man.find(word) != std::string::npos);
+  }
+  SECTION("groff reads the page without a warning") {
+    if (::access("/usr/bin/groff", X_OK) != 0) {
+      WARN("groff is not installed: the manual page's syntax is not checked");
+      return;
+    }
+    uvcometd::test::child_process groff(
+        {"/usr/bin/groff", "-man", "-ww", "-z", root + "/samples/uvcometd-cli.1"});
+    REQUIRE(groff.wait(30s));
+    INFO(groff.describe());
+    CHECK(groff.exit_code() == 0);
+    CHECK(groff.err().empty());
+  }
+}
