@@ -49,6 +49,12 @@ std::error_code make_error_code(errc e) noexcept {
 std::string error::to_string() const {
   if (!code) return "ok";
   std::string out = code.message();
+  // Some descriptions already start with the code's own words ("transport error: ..."): say them
+  // once.
+  if (server_code == 0 && args.empty() && message.compare(0, out.size(), out) == 0 &&
+      (message.size() == out.size() || message[out.size()] == ':')) {
+    return message;
+  }
   if (server_code != 0) out += " " + std::to_string(server_code);
   if (!args.empty()) {
     out += " [";

@@ -3,9 +3,16 @@
 
 #include <getopt.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
 #include <limits>
 
 namespace uvcometd_cli {
@@ -19,6 +26,12 @@ enum long_only : int {
   opt_cacert,
   opt_version,
   opt_debug,
+  opt_format,
+  opt_timestamps,
+  opt_ack,
+  opt_replay_from,
+  opt_header_file,
+  opt_forever,
 };
 
 const option long_options[] = {
@@ -27,9 +40,15 @@ const option long_options[] = {
     {"transport", required_argument, nullptr, 't'},
     {"count", required_argument, nullptr, 'n'},
     {"connection-timeout", required_argument, nullptr, opt_connection_timeout},
+    {"forever", no_argument, nullptr, opt_forever},
     {"max-pending", required_argument, nullptr, opt_max_pending},
     {"header", required_argument, nullptr, 'H'},
+    {"header-file", required_argument, nullptr, opt_header_file},
     {"ext", required_argument, nullptr, opt_ext},
+    {"ack", no_argument, nullptr, opt_ack},
+    {"replay-from", required_argument, nullptr, opt_replay_from},
+    {"format", required_argument, nullptr, opt_format},
+    {"timestamps", no_argument, nullptr, opt_timestamps},
     {"verbose", no_argument, nullptr, 'v'},
     {"debug", no_argument, nullptr, opt_debug},
     {"insecure", no_argument, nullptr, opt_insecure},
@@ -47,6 +66,13 @@ bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
 bool is_json_space(char c) noexcept { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
 
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // Decimal digits only (no sign, no space), within `max`.
 std::optional<std::uint64_t> parse_unsigned(std::string_view s, std::uint64_t max) noexcept {
   if (s.empty()) return std::nullopt;
@@ -58,6 +84,18 @@ std::optional<std::uint64_t> parse_unsigned(std::string_view s, std::uint64_t ma
     v = v * 10 + d;
   }
   return v;
+}
+
+// An optional '-' then decimal digits, within int64.
+std::optional<std::int64_t> parse_signed(std::string_view s) noexcept {
+  const bool negative = !s.empty() && s.front() == '-';
+  if (negative) s.remove_prefix(1);
+  const auto max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
+  const auto v = parse_unsigned(s, negative ? max + 1 : max);
+  if (!v) return std::nullopt;
+  if (!negative) return static_cast<std::int64_t>(*v);
+  if (*v == max + 1) return std::numeric_limits<std::int64_t>::min();
+  return -static_cast<std::int64_t>(*v);
 }
 
 // "SECONDS[.FRACTION]"; a positive value below 1 ms becomes 1 ms so that it never means "forever".
@@ -118,9 +156,345 @@ std::string header_problem(std::string_view h) {
   return {};
 }
 
+// ---------------------------------------------------------------------------------------------
+// UTF-8
+
+constexpr std::string_view replacement_char = "\xef\xbf\xbd";  // U+FFFD
+
+// The length of the well-formed UTF-8 sequence (Unicode table 3-7) starting at s[i], a byte
+// >= 0x80, or 0 when it is ill-formed; then `bad` is the length of its maximal ill-formed
+// subpart (at least 1), which is replaced by one U+FFFD as Unicode recommends.
+std::size_t utf8_length(std::string_view s, std::size_t i, std::size_t& bad) noexcept {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+    if (b0 == 0xE0) lo = 0xA0;
+    if (b0 == 0xED) hi = 0x9F;  // no encoded surrogates
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+    if (b0 == 0xF0) lo = 0x90;
+    if (b0 == 0xF4) hi = 0x8F;  // nothing above U+10FFFF
+  } else {
+    bad = 1;
+    return 0;
+  }
+  std::size_t k = 1;
+  for (; k < len && i + k < s.size(); ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    const unsigned char min = k == 1 ? lo : 0x80;
+    const unsigned char max = k == 1 ? hi : 0xBF;
+    if (b < min || b > max) break;
+  }
+  if (k == len) return len;
+  bad = k;
+  return 0;
+}
+
+// The code point of the well-formed sequence s[i, i + len).
+unsigned utf8_decode(std::string_view s, std::size_t i, std::size_t len) noexcept {
+  const auto b = [&](std::size_t k) {
+    return static_cast<unsigned>(static_cast<unsigned char>(s[i + k]));
+  };
+  switch (len) {
+    case 2: return ((b(0) & 0x1Fu) << 6) | (b(1) & 0x3Fu);
+    case 3: return ((b(0) & 0x0Fu) << 12) | ((b(1) & 0x3Fu) << 6) | (b(2) & 0x3Fu);
+    default:
+      return ((b(0) & 0x07u) << 18) | ((b(1) & 0x3Fu) << 12) | ((b(2) & 0x3Fu) << 6) |
+             (b(3) & 0x3Fu);
+  }
+}
+
+// Appends s[i...] from a byte >= 0x80: the well-formed sequence, or U+FFFD. Returns the index
+// just past what was consumed.
+std::size_t append_utf8_repaired(std::string_view s, std::size_t i, std::string& out) {
+  std::size_t bad = 0;
+  const std::size_t len = utf8_length(s, i, bad);
+  if (len == 0) {
+    out += replacement_char;
+    return i + bad;
+  }
+  out.append(s.substr(i, len));
+  return i + len;
+}
+
+// ---------------------------------------------------------------------------------------------
+// JSON
+
+enum class json_status { ok, syntax, too_deep };
+
+// Reads the four hex digits of a \u escape at text[i] (just past the 'u').
+bool read_hex4(std::string_view text, std::size_t i, unsigned& out) noexcept {
+  if (i + 4 > text.size()) return false;
+  out = 0;
+  for (std::size_t k = 0; k < 4; ++k) {
+    const int v = hex_value(text[i + k]);
+    if (v < 0) return false;
+    out = out * 16 + static_cast<unsigned>(v);
+  }
+  return true;
+}
+
+// The containers ('{' or '[') open around the current value: as the deepest value allowed is at
+// depth max_json_depth, at most max_json_depth + 1 of them.
+struct nesting {
+  char open[max_json_depth + 1];
+  std::size_t n = 0;
+
+  bool empty() const noexcept { return n == 0; }
+  std::size_t size() const noexcept { return n; }
+  char back() const noexcept { return open[n - 1]; }
+  void push_back(char c) noexcept { open[n++] = c; }
+  void pop_back() noexcept { --n; }
+};
+
+// The special bytes of the 8 bytes of `x`: '"', '\\', a control character, or a byte >= 0x80
+// (which needs a UTF-8 check), each marked by its high bit. The classic "has a zero byte" test on
+// x ^ '"' and x ^ '\\' and "has a byte below 0x20" on x: a borrow can only mark bytes above a
+// real hit, so the lowest mark is exact.
+std::uint64_t special_bytes(std::uint64_t x) noexcept {
+  constexpr std::uint64_t ones = 0x0101010101010101ULL;
+  constexpr std::uint64_t highs = 0x8080808080808080ULL;
+  const std::uint64_t q = x ^ (ones * '"');
+  const std::uint64_t b = x ^ (ones * '\\');
+  const std::uint64_t zq = (q - ones) & ~q;
+  const std::uint64_t zb = (b - ones) & ~b;
+  const std::uint64_t lt = (x - ones * 0x20) & ~x;
+  return (zq | zb | lt | x) & highs;
+}
+
+// The index of the first special byte (see special_bytes) of p[i, n), or n. String contents are
+// where messages spend their bytes, so plain runs are skipped 16 (SSE2) or 8 bytes at a time.
+std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexcept {
+#if defined(__SSE2__)
+  const __m128i quote = _mm_set1_epi8('"');
+  const __m128i backslash = _mm_set1_epi8('\\');
+  const __m128i ctl_max = _mm_set1_epi8(0x1F);
+  while (i + 16 <= n) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i hit = _mm_or_si128(
+        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+        _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
+    // movemask of v itself: the bytes >= 0x80.
+    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit) | _mm_movemask_epi8(v));
+    if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
+    i += 16;
+  }
+#endif
+  while (i + 8 <= n) {
+    std::uint64_t x;
+    std::memcpy(&x, p + i, 8);
+    if (const std::uint64_t bits = special_bytes(x); bits != 0) {
+      return i + static_cast<std::size_t>(__builtin_ctzll(bits)) / 8;  // little-endian
+    }
+    i += 8;
+  }
+  while (i < n) {
+    const auto c = static_cast<unsigned char>(p[i]);
+    if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') break;
+    ++i;
+  }
+  return i;
+}
+
+// Scans the string whose opening quote is at text[pos] and leaves `pos` just past it; when `out`
+// is not null, copies it there with its UTF-8 and lone surrogate escapes repaired. A function of
+// its own, on local copies, so that the hot loop keeps its state in registers.
+bool scan_string(std::string_view text, std::size_t& pos, std::string* out) {
+  const char* const p = text.data();
+  const std::size_t n = text.size();
+  std::size_t i = pos + 1;
+  std::size_t run = pos;  // the start of the bytes not yet copied (the quote included)
+  const auto flush = [&](std::size_t to) {
+    if (out != nullptr) out->append(p + run, to - run);
+  };
+  while (i < n) {
+    i = skip_plain(p, i, n);
+    if (i >= n) break;
+    const auto c = static_cast<unsigned char>(p[i]);
+    if (c == '"') {
+      ++i;
+      flush(i);
+      pos = i;
+      return true;
+    }
+    if (c < 0x20) return false;
+    if (c == '\\') {
+      if (i + 1 >= n) return false;
+      const char x = p[i + 1];
+      if (x == 'u') {
+        unsigned cp = 0;
+        if (!read_hex4(text, i + 2, cp)) return false;
+        if (cp >= 0xD800 && cp <= 0xDFFF) {
+          unsigned low = 0;
+          const bool paired = cp <= 0xDBFF && i + 12 <= n && p[i + 6] == '\\' && p[i + 7] == 'u' &&
+                              read_hex4(text, i + 8, low) && low >= 0xDC00 && low <= 0xDFFF;
+          if (paired) {
+            i += 12;
+          } else {
+            flush(i);
+            if (out != nullptr) out->append("\\ufffd");
+            i += 6;
+            run = i;
+          }
+        } else {
+          i += 6;
+        }
+      } else if (std::string_view("\"\\/bfnrt").find(x) != std::string_view::npos) {
+        i += 2;
+      } else {
+        return false;
+      }
+      continue;
+    }
+    if (out == nullptr) {  // bytes >= 0x80 are only checked when copying
+      ++i;
+      continue;
+    }
+    std::size_t bad = 0;
+    const std::size_t len = utf8_length(text, i, bad);
+    if (len != 0) {
+      i += len;
+    } else {
+      flush(i);
+      out->append(replacement_char);
+      i += bad;
+      run = i;
+    }
+  }
+  return false;
+}
+
+// Validates `text` as one JSON value nested at most max_json_depth deep; when `out` is not null,
+// also writes it there compactly (see append_compact_json). Iterative, so that deep nesting
+// cannot overflow the stack; it allocates nothing but the output.
+json_status scan_json(std::string_view text, std::string* out) {
+  const std::size_t n = text.size();
+  std::size_t i = 0;
+  nesting stack;
+  enum class expect { value, value_or_close, key, key_or_close, after_value } e = expect::value;
+
+  auto emit = [&](std::string_view s) {
+    if (out != nullptr) out->append(s);
+  };
+  auto put = [&](char c) {
+    if (out != nullptr) out->push_back(c);
+  };
+  auto skip_space = [&] {
+    while (i < n && is_json_space(text[i])) ++i;
+  };
+  auto string = [&]() -> bool { return scan_string(text, i, out); };
+  auto digits = [&]() -> bool {
+    const std::size_t start = i;
+    while (i < n && is_digit(text[i])) ++i;
+    return i > start;
+  };
+  auto number = [&]() -> bool {
+    const std::size_t start = i;
+    if (text[i] == '-') ++i;
+    if (i < n && text[i] == '0') {
+      ++i;
+    } else if (!digits()) {
+      return false;
+    }
+    if (i < n && text[i] == '.') {
+      ++i;
+      if (!digits()) return false;
+    }
+    if (i < n && (text[i] == 'e' || text[i] == 'E')) {
+      ++i;
+      if (i < n && (text[i] == '+' || text[i] == '-')) ++i;
+      if (!digits()) return false;
+    }
+    emit(text.substr(start, i - start));
+    return true;
+  };
+  auto literal = [&](std::string_view word) -> bool {
+    if (text.substr(i, word.size()) != word) return false;
+    emit(word);
+    i += word.size();
+    return true;
+  };
+  // The value about to be read sits at depth stack.size() (the top value at 0).
+  auto too_deep = [&] { return stack.size() > static_cast<std::size_t>(max_json_depth); };
+
+  for (;;) {
+    skip_space();
+    if (e == expect::after_value && stack.empty()) {
+      return i == n ? json_status::ok : json_status::syntax;
+    }
+    if (i >= n) return json_status::syntax;
+    const char c = text[i];
+    switch (e) {
+      case expect::key_or_close:
+        if (c == '}') {
+          stack.pop_back();
+          put('}');
+          ++i;
+          e = expect::after_value;
+          break;
+        }
+        [[fallthrough]];
+      case expect::key:
+        if (c != '"' || !string()) return json_status::syntax;
+        skip_space();
+        if (i >= n || text[i] != ':') return json_status::syntax;
+        put(':');
+        ++i;
+        e = expect::value;
+        break;
+      case expect::value_or_close:
+        if (c == ']') {
+          stack.pop_back();
+          put(']');
+          ++i;
+          e = expect::after_value;
+          break;
+        }
+        [[fallthrough]];
+      case expect::value:
+        if (too_deep()) return json_status::too_deep;
+        if (c == '{' || c == '[') {
+          stack.push_back(c);
+          put(c);
+          ++i;
+          e = c == '{' ? expect::key_or_close : expect::value_or_close;
+          break;
+        }
+        if (c == '"') {
+          if (!string()) return json_status::syntax;
+        } else if (c == '-' || is_digit(c)) {
+          if (!number()) return json_status::syntax;
+        } else if (!literal("true") && !literal("false") && !literal("null")) {
+          return json_status::syntax;
+        }
+        e = expect::after_value;
+        break;
+      case expect::after_value:
+        if (c == ',') {
+          e = stack.back() == '{' ? expect::key : expect::value;
+        } else if ((c == '}' && stack.back() == '{') || (c == ']' && stack.back() == '[')) {
+          stack.pop_back();
+        } else {
+          return json_status::syntax;
+        }
+        put(c);
+        ++i;
+        break;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// the parser
+
 struct parser {
   parse_result result;
-  bool count_given = false;
+  bool timeout_given = false;
+  bool forever = false;
 
   void fail(std::string message) {
     if (result.action != parse_action::usage_error) {
@@ -132,20 +506,29 @@ struct parser {
   void option_with(int opt, const std::string& arg) {
     cli_config& c = result.config;
     switch (opt) {
-      case 's':
-        if (arg.empty() || arg.front() != '/') {
-          return fail("--subscribe: channel must start with '/': '" + arg + "'");
-        }
+      case 's': {
+        const std::string why = channel_problem(arg, false);
+        if (!why.empty()) return fail("--subscribe: " + why + ": '" + arg + "'");
         c.subscribe.push_back(arg);
         return;
+      }
       case 'p': {
         const auto eq = arg.find('=');
-        if (eq == std::string::npos) return fail("--publish: expected CHANNEL=JSON: '" + arg + "'");
-        publish_spec p{arg.substr(0, eq), arg.substr(eq + 1)};
-        if (p.channel.empty() || p.channel.front() != '/') {
-          return fail("--publish: channel must start with '/': '" + p.channel + "'");
+        if (eq == std::string::npos) {
+          return fail("--publish: expected CHANNEL=JSON or CHANNEL=-: '" + arg + "'");
         }
-        if (!is_json(p.data)) return fail("--publish: invalid JSON for " + p.channel + ": " + p.data);
+        publish_spec p{arg.substr(0, eq), arg.substr(eq + 1)};
+        const std::string why = channel_problem(p.channel, true);
+        if (!why.empty()) return fail("--publish: " + why + ": '" + p.channel + "'");
+        if (p.data == "-") {
+          const bool again = std::any_of(c.publish.begin(), c.publish.end(),
+                                         [](const publish_spec& q) { return q.from_stdin; });
+          if (again) return fail("--publish: only one CHANNEL=- may read stdin");
+          p.data.clear();
+          p.from_stdin = true;
+        } else if (const std::string bad = json_problem(p.data); !bad.empty()) {
+          return fail("--publish: " + bad + " for " + p.channel + ": " + p.data);
+        }
         c.publish.push_back(std::move(p));
         return;
       }
@@ -180,6 +563,7 @@ struct parser {
         const auto t = parse_seconds(arg);
         if (!t) return fail("--connection-timeout: expected seconds (0 = forever): '" + arg + "'");
         c.connection_timeout = *t;
+        timeout_given = true;
         return;
       }
       case opt_max_pending: {
@@ -194,15 +578,40 @@ struct parser {
         c.headers.push_back(arg);
         return;
       }
+      case opt_header_file:
+        if (arg.empty()) return fail("--header-file: empty file name");
+        c.header_files.push_back(arg);
+        return;
       case opt_ext: {
         const std::string_view text = arg;
         const auto first = text.find_first_not_of(" \t\r\n");
-        if (first == std::string_view::npos || text[first] != '{' || !is_json(text)) {
+        if (first == std::string_view::npos || text[first] != '{') {
           return fail("--ext: expected a JSON object: '" + arg + "'");
+        }
+        if (const std::string bad = json_problem(text); !bad.empty()) {
+          return fail("--ext: expected a JSON object (" + bad + "): '" + arg + "'");
         }
         c.handshake_ext = arg;
         return;
       }
+      case opt_replay_from: {
+        const auto id = parse_signed(arg);
+        if (!id || *id < -2) {
+          return fail("--replay-from: expected -2 (all kept), -1 (new only) or an event id: '" +
+                      arg + "'");
+        }
+        c.replay_from = *id;
+        return;
+      }
+      case opt_format:
+        if (arg == "json") {
+          c.format = output_format::json;
+        } else if (arg == "data") {
+          c.format = output_format::data;
+        } else {
+          return fail("--format: expected json or data: '" + arg + "'");
+        }
+        return;
       case opt_cacert:
         if (arg.empty()) return fail("--cacert: empty file name");
         c.ca_file = arg;
@@ -217,6 +626,11 @@ struct parser {
     }
   }
 };
+
+bool is_unreserved_or_sub_delim(char c) noexcept {
+  if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
+}
 
 }  // namespace
 
@@ -233,9 +647,12 @@ parse_result parse_args(int argc, char* argv[]) {
     // The element getopt just looked at (for messages about long options).
     const std::string element = optind - 1 >= 1 && optind - 1 < argc ? argv[optind - 1] : "";
     switch (opt) {
-      case 'v': p.result.config.verbose = true; break;
+      case 'v': ++p.result.config.verbose; break;
       case opt_debug: p.result.config.debug = true; break;
       case opt_insecure: p.result.config.tls_verify = false; break;
+      case opt_timestamps: p.result.config.timestamps = true; break;
+      case opt_ack: p.result.config.ack = true; break;
+      case opt_forever: p.forever = true; break;
       case 'h': help = true; break;
       case opt_version: version = true; break;
       case ':':
@@ -269,12 +686,24 @@ parse_result parse_args(int argc, char* argv[]) {
     p.result.action = parse_action::version;
     return std::move(p.result);
   }
-  if (p.result.config.url.empty()) {
+  cli_config& c = p.result.config;
+  if (p.forever) c.connection_timeout = std::chrono::milliseconds(0);
+  if (p.forever && p.timeout_given) {
+    p.fail("--forever and --connection-timeout exclude each other");
+  } else if (c.url.empty()) {
     p.fail("missing URL");
-  } else if (p.result.config.count && p.result.config.subscribe.empty()) {
+  } else if (const std::string why = url_problem(c.url); !why.empty()) {
+    p.fail("invalid URL '" + c.url + "': " + why);
+  } else if (c.count && c.subscribe.empty()) {
     p.fail("--count needs at least one --subscribe");
   }
   return std::move(p.result);
+}
+
+std::vector<std::string> long_option_names() {
+  std::vector<std::string> names;
+  for (const option* o = long_options; o->name != nullptr; ++o) names.emplace_back(o->name);
+  return names;
 }
 
 std::string usage() {
@@ -289,156 +718,195 @@ std::string usage() {
          "  -p, --publish CHANNEL=JSON    publish JSON to CHANNEL once connected and subscribed\n"
          "                                (repeatable); without -s, exit once every publish is\n"
          "                                acknowledged\n"
+         "  -p, --publish CHANNEL=-       publish each line of stdin (one JSON value per line)\n"
          "  -t, --transport LIST          comma-separated preference: websocket,long-polling;\n"
          "                                a single name forces that transport\n"
          "  -n, --count N                 exit 0 after N messages received (needs -s)\n"
          "      --connection-timeout SECONDS\n"
          "                                give up when no session for SECONDS (default 10;\n"
          "                                0 = retry forever)\n"
+         "      --forever                 retry forever (--connection-timeout 0)\n"
          "      --max-pending N           received messages buffered before fetching pauses\n"
          "  -H, --header 'Name: value'    extra HTTP header (repeatable)\n"
+         "      --header-file FILE        extra HTTP headers, one 'Name: value' per line\n"
+         "                                (repeatable; also $UVCOMETD_HEADERS)\n"
          "      --ext JSON                handshake ext object\n"
+         "      --ack                     acknowledged messages (CometD's ack extension)\n"
+         "      --replay-from ID          replay extension: start after event ID\n"
+         "                                (-1 new events only, -2 every event kept)\n"
+         "      --format json|data        print {\"channel\",\"data\"} lines (default), or the\n"
+         "                                data alone\n"
+         "      --timestamps              add the time of receipt (ISO 8601 UTC): a \"ts\" field,\n"
+         "                                or a prefix in data format\n"
          "      --insecure                do not verify the server's TLS certificate\n"
          "      --cacert FILE             CA certificates (PEM) to verify the server with\n"
-         "  -v, --verbose                 state changes on stderr, one line each\n"
-         "      --debug                   the library's log on stderr\n"
+         "  -v, --verbose                 state changes and the library's log on stderr;\n"
+         "                                -vv adds debug lines\n"
+         "      --debug                   the library's whole log on stderr\n"
          "  -h, --help                    this help\n"
          "      --version                 print the version\n"
          "\n"
-         "Without -s and -p, exits 0 once connected. With -s and without -n, runs until SIGINT or\n"
-         "SIGTERM (then exits 0).\n"
+         "Without -s and -p, exits 0 once connected. With -s and without -n, runs until SIGINT,\n"
+         "SIGTERM or SIGHUP (then disconnects and exits 0; a second signal stops waiting).\n"
          "\n"
-         "Exit status: 0 done, 1 refused by the server or failed, 2 usage, 3 connection timeout.\n";
+         "Exit status: 0 done, 1 refused by the server or failed, 2 usage, 3 connection timeout,\n"
+         "128+N ended by signal N before a session or with publishes unacknowledged, 141 stdout\n"
+         "closed by its reader. See uvcometd-cli(1).\n";
 }
 
-bool is_json(std::string_view text) noexcept {
-  const std::size_t n = text.size();
-  std::size_t i = 0;
-  std::vector<char> stack;  // '{' or '['; iterative so that deep nesting cannot overflow
-  enum class expect { value, value_or_close, key, key_or_close, after_value } e = expect::value;
-
-  auto skip_space = [&] {
-    while (i < n && is_json_space(text[i])) ++i;
-  };
-  auto string = [&]() -> bool {  // at '"'
-    ++i;
-    while (i < n) {
-      const auto c = static_cast<unsigned char>(text[i]);
-      if (c == '"') {
-        ++i;
-        return true;
+std::string url_problem(std::string_view url) {
+  for (const char ch : url) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c <= 0x20 || c == 0x7f) return "it contains a space or a control character";
+  }
+  std::string_view rest;
+  if (url.rfind("http://", 0) == 0) {
+    rest = url.substr(7);
+  } else if (url.rfind("https://", 0) == 0) {
+    rest = url.substr(8);
+  } else {
+    return "it must start with http:// or https://";
+  }
+  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
+  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);
+  }
+  std::string_view host;
+  std::string_view port;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return "an IPv6 address needs its closing ']'";
+    host = authority.substr(1, close - 1);
+    const std::string_view address = host.substr(0, host.find('%'));  // then a zone id
+    const std::string_view zone = host.substr(address.size());
+    if (address.find(':') == std::string_view::npos ||
+        address.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos ||
+        !std::all_of(zone.begin(), zone.end(), is_unreserved_or_sub_delim)) {
+      return "malformed IPv6 address '[" + std::string(host) + "]'";
+    }
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return "unexpected text after the IPv6 address";
+      has_port = true;
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    host = authority.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      has_port = true;
+      port = authority.substr(colon + 1);
+    }
+    if (host.empty()) return "missing host name";
+    for (std::size_t i = 0; i < host.size(); ++i) {
+      // reg-name (RFC 3986) or IPv4; bytes >= 0x80 for internationalised names.
+      const char ch = host[i];
+      if (!is_unreserved_or_sub_delim(ch) && static_cast<unsigned char>(ch) < 0x80) {
+        return "invalid character '" + std::string(1, ch) + "' in the host name";
       }
-      if (c < 0x20) return false;
-      if (c == '\\') {
-        if (++i >= n) return false;
-        const char x = text[i];
-        if (x == 'u') {
-          for (int k = 0; k < 4; ++k) {
-            if (++i >= n || !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
-          }
-        } else if (std::string_view("\"\\/bfnrt").find(x) == std::string_view::npos) {
-          return false;
-        }
+      if (ch == '%' && (i + 2 >= host.size() || hex_value(host[i + 1]) < 0 ||
+                        hex_value(host[i + 2]) < 0)) {
+        return "'%' must start a %XX escape in the host name";
       }
-      ++i;
-    }
-    return false;
-  };
-  auto digits = [&]() -> bool {
-    const std::size_t start = i;
-    while (i < n && is_digit(text[i])) ++i;
-    return i > start;
-  };
-  auto number = [&]() -> bool {
-    if (text[i] == '-') ++i;
-    if (i < n && text[i] == '0') {
-      ++i;
-    } else if (!digits()) {
-      return false;
-    }
-    if (i < n && text[i] == '.') {
-      ++i;
-      if (!digits()) return false;
-    }
-    if (i < n && (text[i] == 'e' || text[i] == 'E')) {
-      ++i;
-      if (i < n && (text[i] == '+' || text[i] == '-')) ++i;
-      if (!digits()) return false;
-    }
-    return true;
-  };
-  auto literal = [&](std::string_view word) -> bool {
-    if (text.substr(i, word.size()) != word) return false;
-    i += word.size();
-    return true;
-  };
-
-  for (;;) {
-    skip_space();
-    if (e == expect::after_value && stack.empty()) return i == n;
-    if (i >= n) return false;
-    const char c = text[i];
-    switch (e) {
-      case expect::key_or_close:
-        if (c == '}') {
-          stack.pop_back();
-          ++i;
-          e = expect::after_value;
-          break;
-        }
-        [[fallthrough]];
-      case expect::key:
-        if (c != '"' || !string()) return false;
-        skip_space();
-        if (i >= n || text[i] != ':') return false;
-        ++i;
-        e = expect::value;
-        break;
-      case expect::value_or_close:
-        if (c == ']') {
-          stack.pop_back();
-          ++i;
-          e = expect::after_value;
-          break;
-        }
-        [[fallthrough]];
-      case expect::value:
-        if (c == '{' || c == '[') {
-          stack.push_back(c);
-          ++i;
-          e = c == '{' ? expect::key_or_close : expect::value_or_close;
-          break;
-        }
-        if (c == '"') {
-          if (!string()) return false;
-        } else if (c == '-' || is_digit(c)) {
-          if (!number()) return false;
-        } else if (!literal("true") && !literal("false") && !literal("null")) {
-          return false;
-        }
-        e = expect::after_value;
-        break;
-      case expect::after_value:
-        if (c == ',') {
-          e = stack.back() == '{' ? expect::key : expect::value;
-        } else if ((c == '}' && stack.back() == '{') || (c == ']' && stack.back() == '[')) {
-          stack.pop_back();
-        } else {
-          return false;
-        }
-        ++i;
-        break;
     }
   }
+  if (has_port && !port.empty()) {  // "host:" means the default port
+    const auto n = parse_unsigned(port, 1000000);
+    if (!n || *n == 0 || *n > 65535) {
+      return "the port must be a number from 1 to 65535, not '" + std::string(port) + "'";
+    }
+  }
+  return {};
+}
+
+std::string channel_problem(std::string_view ch, bool publish) {
+  if (ch.empty() || ch.front() != '/') return "channel must start with '/'";
+  if (ch.size() < 2) return "channel '/' has no name";
+  if (ch.back() == '/') return "channel must not end with '/'";
+  if (ch == "/meta" || ch.substr(0, 6) == "/meta/") return "/meta channels belong to the protocol";
+  if (publish && ch.find('*') != std::string_view::npos) {
+    return "cannot publish to a wildcard channel";
+  }
+  std::size_t start = 1;
+  for (;;) {
+    auto end = ch.find('/', start);
+    const bool last = end == std::string_view::npos;
+    if (last) end = ch.size();
+    const std::string_view seg = ch.substr(start, end - start);
+    if (seg.empty()) return "empty segment ('//') in channel";
+    if (seg.find('*') != std::string_view::npos && !(last && (seg == "*" || seg == "**"))) {
+      return "a wildcard must be the whole last segment ('/a/*' or '/a/**')";
+    }
+    for (const char c : seg) {
+      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+        return "spaces and control characters are not allowed in a channel";
+      }
+    }
+    if (last) break;
+    start = end + 1;
+  }
+  return {};
+}
+
+std::string parse_header_text(std::string_view text, std::string_view source,
+                              std::vector<std::string>& out) {
+  std::vector<std::string> found;
+  std::size_t line_no = 0;
+  while (!text.empty()) {
+    ++line_no;
+    const auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text.remove_prefix(nl == std::string_view::npos ? text.size() : nl + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    const std::string_view t = trim(line);
+    if (t.empty() || t.front() == '#') continue;
+    const std::string why = header_problem(line);
+    if (!why.empty()) {
+      return std::string(source) + ":" + std::to_string(line_no) + ": " + why;
+    }
+    found.emplace_back(line);
+  }
+  out.insert(out.end(), found.begin(), found.end());
+  return {};
+}
+
+std::string json_problem(std::string_view text) {
+  switch (scan_json(text, nullptr)) {
+    case json_status::ok: return {};
+    case json_status::too_deep:
+      return "nested deeper than " + std::to_string(max_json_depth) + " levels";
+    case json_status::syntax: break;
+  }
+  return "invalid JSON";
+}
+
+bool is_json(std::string_view text) noexcept { return scan_json(text, nullptr) == json_status::ok; }
+
+bool append_compact_json(std::string_view text, std::string& out) {
+  const std::size_t size = out.size();
+  if (scan_json(text, &out) == json_status::ok) return true;
+  out.resize(size);
+  return false;
 }
 
 std::string json_quote(std::string_view text) {
-  static const char hex[] = "0123456789abcdef";
   std::string out;
   out.reserve(text.size() + 2);
+  append_json_string(out, text);
+  return out;
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  static const char hex[] = "0123456789abcdef";
   out.push_back('"');
-  for (char ch : text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const char ch = text[i];
     const auto c = static_cast<unsigned char>(ch);
+    if (c >= 0x80) {
+      i = append_utf8_repaired(text, i, out);
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -456,8 +924,57 @@ std::string json_quote(std::string_view text) {
           out.push_back(ch);
         }
     }
+    ++i;
   }
   out.push_back('"');
+}
+
+std::string terminal_safe(std::string_view text) {
+  static const char hex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x80) {
+      std::size_t bad = 0;
+      const std::size_t len = utf8_length(text, i, bad);
+      if (len == 0) {
+        out += replacement_char;
+        i += bad;
+        continue;
+      }
+      const unsigned cp = utf8_decode(text, i, len);
+      const bool invisible = (cp >= 0x80 && cp <= 0x9F) ||       // C1 controls
+                             cp == 0x061C || cp == 0x200E || cp == 0x200F ||  // bidi marks
+                             (cp >= 0x202A && cp <= 0x202E) ||   // bidi embeddings, overrides
+                             (cp >= 0x2066 && cp <= 0x2069) ||   // bidi isolates
+                             cp == 0x2028 || cp == 0x2029;       // line, paragraph separators
+      if (invisible) {
+        out += "\\u";
+        for (int shift = 12; shift >= 0; shift -= 4) out.push_back(hex[(cp >> shift) & 0xF]);
+      } else {
+        out.append(text.substr(i, len));
+      }
+      i += len;
+      continue;
+    }
+    switch (c) {
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      case 0x1b: out += "\\e"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          out += "\\x";
+          out.push_back(hex[c >> 4]);
+          out.push_back(hex[c & 0xF]);
+        } else {
+          out.push_back(static_cast<char>(c));
+        }
+    }
+    ++i;
+  }
   return out;
 }
 
@@ -472,19 +989,55 @@ bool channel_matches(std::string_view pattern, std::string_view channel) noexcep
   return last == "**" || rest.find('/') == std::string_view::npos;
 }
 
-std::string format_message_line(std::string_view channel, std::string_view data) {
-  std::string line;
-  line.reserve(channel.size() + data.size() + 28);
-  line += "{\"channel\":";
-  line += json_quote(channel);
-  line += ",\"data\":";
-  if (data.empty()) {
-    line += "null";
-  } else {
-    line += data;
+std::string iso8601_utc(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  const auto since = t.time_since_epoch();
+  auto secs = duration_cast<seconds>(since);
+  auto ms = duration_cast<milliseconds>(since - secs).count();
+  if (ms < 0) {  // before 1970: floor, not truncation
+    secs -= seconds(1);
+    ms += 1000;
   }
-  line += "}\n";
-  return line;
+  const std::time_t tt = static_cast<std::time_t>(secs.count());
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[40];
+  const auto n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  std::string out(buf, n);
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms));
+  out += frac;
+  return out;
+}
+
+bool append_message_line(std::string& out, output_format format, std::string_view channel,
+                         std::string_view data, std::string_view timestamp) {
+  const std::size_t size = out.size();
+  if (format == output_format::json) {
+    out += "{\"channel\":";
+    append_json_string(out, channel);
+    out += ",\"data\":";
+  } else if (!timestamp.empty()) {
+    out.append(timestamp).append(" ");
+  }
+  if (data.empty()) {
+    out += "null";
+  } else if (!append_compact_json(data, out)) {
+    out.resize(size);
+    return false;
+  }
+  if (format == output_format::json) {
+    if (!timestamp.empty()) out.append(",\"ts\":\"").append(timestamp).append("\"");
+    out += '}';
+  }
+  out += '\n';
+  return true;
+}
+
+std::string format_message_line(std::string_view channel, std::string_view data) {
+  std::string out;
+  append_message_line(out, output_format::json, channel, data);
+  return out;
 }
 
 }  // namespace uvcometd_cli

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -13,28 +14,40 @@
 
 namespace uvcometd_cli {
 
-// One -p CHANNEL=JSON.
+// One -p CHANNEL=JSON, or -p CHANNEL=- (one publish per line of stdin).
 struct publish_spec {
   std::string channel;
-  std::string data;  // JSON text, as given
+  std::string data;         // JSON text, as given; empty when from_stdin
+  bool from_stdin = false;  // -p CHANNEL=-
+};
+
+// --format: what a received message prints on stdout.
+enum class output_format {
+  json,  // {"channel":"/x","data":...}
+  data,  // the data alone
 };
 
 // Everything the command line asks for. Defaults are those of the documented interface.
 struct cli_config {
   std::string url;
   std::vector<std::string> subscribe;  // -s, in order
-  std::vector<publish_spec> publish;   // -p, in order
+  std::vector<publish_spec> publish;   // -p, in order (at most one from stdin)
   // -t; the library's default preference unless given.
   std::vector<uvcometd::connection_type> connection_types = uvcometd::options{}.connection_types;
-  std::chrono::milliseconds connection_timeout{10000};  // 0 = retry forever
+  std::chrono::milliseconds connection_timeout{10000};  // 0 = retry forever (also --forever)
   std::size_t max_pending_count = uvcometd::options{}.max_pending_count;
   std::optional<std::size_t> count;  // -n: exit 0 after this many messages
   std::vector<std::string> headers;  // -H, each "Name: value"
+  std::vector<std::string> header_files;  // --header-file, read by the program (not the parser)
   std::string handshake_ext;         // --ext, a JSON object or empty
-  bool verbose = false;              // -v: state changes on stderr
-  bool debug = false;                // --debug: the library's log on stderr
+  int verbose = 0;                   // -v: 1 state changes and the library's log >= info; 2 debug
+  bool debug = false;                // --debug: the library's whole log on stderr
   bool tls_verify = true;            // --insecure turns it off
   std::string ca_file;               // --cacert
+  output_format format = output_format::json;  // --format
+  bool timestamps = false;                     // --timestamps
+  bool ack = false;                            // --ack: the acknowledged-messages extension
+  std::optional<std::int64_t> replay_from;     // --replay-from ID (-2, -1 or an event's id)
 };
 
 enum class parse_action {
@@ -56,20 +69,74 @@ struct parse_result {
 // permutation: options and the URL may come in any order; "--" ends the options.
 parse_result parse_args(int argc, char* argv[]);
 
+// The long option names the parser knows ("subscribe", ...), for documentation checks.
+std::vector<std::string> long_option_names();
+
 // The help text, ending with a newline.
 std::string usage();
 
-// True when `text` is one complete JSON value (RFC 8259; strings are not checked for valid UTF-8).
+// Why `url` cannot be used (missing host, a port that is not a number from 1 to 65535, a space or
+// control character, not http:// or https://), or empty when it can.
+std::string url_problem(std::string_view url);
+
+// Why `channel` cannot be subscribed to (publish = false) or published to (publish = true) by the
+// library's rules: "/" then non-empty segments without spaces or control characters, a wildcard
+// ("*" or "**") only as the whole last segment of a subscription, no /meta channel. Empty when
+// it can.
+std::string channel_problem(std::string_view channel, bool publish);
+
+// Appends to `out` the headers of `text`, one "Name: value" per line ("\n" or "\r\n"); blank
+// lines and lines starting with '#' are skipped. On a malformed line returns
+// "<source>:<line>: <why>" (the line itself is not repeated: it may hold a secret) and appends
+// nothing; otherwise returns empty.
+std::string parse_header_text(std::string_view text, std::string_view source,
+                              std::vector<std::string>& out);
+
+// The deepest nesting the library accepts (lib/json.hpp max_depth): a value nested deeper, like
+// the 258th '[' of "[[[...]]]", makes publish() and the handshake ext invalid.
+inline constexpr int max_json_depth = 256;
+
+// Why `text` is not JSON the library would take ("invalid JSON", "nested deeper than 256
+// levels"), or empty when it is.
+std::string json_problem(std::string_view text);
+
+// True when `text` is one complete JSON value (RFC 8259) nested at most max_json_depth deep.
+// Strings are not checked for valid UTF-8 (the library does not check them either).
 bool is_json(std::string_view text) noexcept;
 
-// `text` as a JSON string literal, quotes included. Bytes >= 0x80 are copied as they are.
+// Appends `text`, one JSON value, to `out` in compact form: whitespace outside strings removed,
+// invalid UTF-8 inside strings replaced by U+FFFD (as UTF-8), and a \u escape of a lone surrogate
+// replaced by \ufffd; everything else, escapes and numbers included, is copied unchanged. Returns
+// false, with `out` unchanged, when `text` is not JSON by is_json's rules.
+bool append_compact_json(std::string_view text, std::string& out);
+
+// Appends `text` to `out` as a JSON string literal, quotes included. Invalid UTF-8 becomes U+FFFD.
+void append_json_string(std::string& out, std::string_view text);
+
+// append_json_string into a new string.
 std::string json_quote(std::string_view text);
+
+// `text` made safe for a terminal, for messages on stderr: control characters, DEL and the C1
+// controls become visible escapes (\n, \t, \r, \e, \xHH, \u0080..\u009f), as do the bidirectional
+// formatting characters and the line/paragraph separators (\u202e, ...); a backslash is doubled;
+// invalid UTF-8 becomes U+FFFD. The whole text is kept, NULs included (as \x00).
+std::string terminal_safe(std::string_view text);
 
 // True when `channel` matches the Bayeux pattern: exact, "/a/*" (one segment) or "/a/**" (any
 // depth, at least one segment).
 bool channel_matches(std::string_view pattern, std::string_view channel) noexcept;
 
-// One output line: {"channel":<channel quoted>,"data":<data raw, or null when empty>} + '\n'.
+// `t` as ISO 8601 UTC with milliseconds: "2024-05-06T07:08:09.123Z".
+std::string iso8601_utc(std::chrono::system_clock::time_point t);
+
+// One output line with a newline: in json format {"channel":<channel>,"data":<data>} (plus
+// ,"ts":"<timestamp>" before the closing brace when `timestamp` is not empty), in data format
+// the data alone (after "<timestamp> " when given). The data is compacted (append_compact_json),
+// null when empty. Returns false, with `out` unchanged, when `data` is not JSON.
+bool append_message_line(std::string& out, output_format format, std::string_view channel,
+                         std::string_view data, std::string_view timestamp = {});
+
+// append_message_line in json format without a timestamp, as a string ("" when not JSON).
 std::string format_message_line(std::string_view channel, std::string_view data);
 
 }  // namespace uvcometd_cli

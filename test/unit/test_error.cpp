@@ -86,6 +86,22 @@ TEST_CASE("to_string of a success is \"ok\" and of a transport error its descrip
   CHECK_FALSE(contains(s, "["));  // no arguments, no brackets
 }
 
+TEST_CASE("to_string does not repeat the code's words when the message starts with them",
+          "[error]") {
+  const auto ec = uvcometd::make_error_code(errc::transport_error);
+  CHECK(uvcometd::error{ec, "transport error: URL using bad/illegal format"}.to_string() ==
+        "transport error: URL using bad/illegal format");
+  CHECK(uvcometd::error{ec, "transport error"}.to_string() == "transport error");
+  // Only a whole prefix counts, and a message that merely mentions the words keeps the prefix.
+  CHECK(uvcometd::error{ec, "transport errors: 3"}.to_string() ==
+        "transport error: transport errors: 3");
+  CHECK(uvcometd::error{ec, "websocket: transport error"}.to_string() ==
+        "transport error: websocket: transport error");
+  // A server error keeps its code and arguments in front.
+  auto e = parse_server_error("403:a:refused by the server");
+  CHECK(e.to_string() == "refused by the server 403 [a]: refused by the server");
+}
+
 TEST_CASE("every errc has its own message in the \"uvcometd\" category", "[error]") {
   CHECK(std::string(uvcometd::category().name()) == "uvcometd");
   std::vector<std::string> seen;
