@@ -1,5 +1,6 @@
 #include "channel.hpp"
 
+#include "uvcometd/checks.hpp"
 #include "uvcometd/error.hpp"
 
 namespace uvcometd::detail {
@@ -60,3 +61,39 @@ bool channel_matches(std::string_view pattern, std::string_view channel) noexcep
 }
 
 }  // namespace uvcometd::detail
+
+namespace uvcometd {
+
+std::string channel_problem(std::string_view ch, channel_use use) {
+  const bool publish = use == channel_use::publish;
+  if ((publish ? detail::check_publish_channel(ch) : detail::check_subscribe_channel(ch)) ==
+      std::error_code{}) {
+    return {};
+  }
+  // Only a refused name pays for finding the words.
+  if (ch.empty() || ch.front() != '/') return "channel must start with '/'";
+  if (ch.size() < 2) return "channel '/' has no name";
+  if (ch.back() == '/') return "channel must not end with '/'";
+  if (ch == "/meta" || detail::is_meta(ch)) return "/meta channels belong to the protocol";
+  if (publish && ch.find('*') != std::string_view::npos) return "cannot publish to a wildcard channel";
+  std::size_t start = 1;
+  for (;;) {
+    auto end = ch.find('/', start);
+    const bool last = end == std::string_view::npos;
+    if (last) end = ch.size();
+    const std::string_view seg = ch.substr(start, end - start);
+    if (seg.empty()) return "empty segment ('//') in channel";
+    if (seg.find('*') != std::string_view::npos && !(last && (seg == "*" || seg == "**"))) {
+      return "a wildcard must be the whole last segment ('/a/*' or '/a/**')";
+    }
+    if (last) break;
+    start = end + 1;
+  }
+  return "spaces and control characters are not allowed in a channel";
+}
+
+bool channel_matches(std::string_view pattern, std::string_view channel) noexcept {
+  return detail::channel_matches(pattern, channel);
+}
+
+}  // namespace uvcometd

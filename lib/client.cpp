@@ -14,6 +14,7 @@
 #include "codec.hpp"
 #include "extension_pipeline.hpp"
 #include "json.hpp"
+#include "uvcometd/checks.hpp"
 #include "uvcometd/extension.hpp"
 #include "session.hpp"
 #include "transport/http_text.hpp"
@@ -45,6 +46,47 @@ std::string_view to_string(state s) noexcept {
   return "unknown";
 }
 
+bool is_valid_json(std::string_view text) noexcept { return detail::json::is_valid(text); }
+
+std::string options_problem(const options& o) {
+  std::string why;
+  if (!detail::parse_server_url(o.url, why)) return why;
+  if (o.connection_types.empty()) return "no connection type allowed";
+  if (!o.handshake_ext.empty() && !detail::json::is_object(o.handshake_ext)) {
+    return "handshake_ext must be a JSON object";
+  }
+  if (!std::isfinite(o.backoff_jitter) || o.backoff_jitter < 0 || o.backoff_jitter > 1) {
+    return "backoff_jitter must be a number from 0 to 1";
+  }
+  const std::pair<const char*, std::chrono::milliseconds> durations[] = {
+      {"connection_timeout", o.connection_timeout},
+      {"max_network_delay", o.max_network_delay},
+      {"websocket_connect_timeout", o.websocket_connect_timeout},
+      {"backoff_initial", o.backoff_initial},
+      {"backoff_max", o.backoff_max},
+      {"websocket_ping_interval", o.websocket_ping_interval},
+      {"disconnect_timeout", o.disconnect_timeout},
+  };
+  for (const auto& [name, d] : durations) {
+    if (d.count() < 0) return std::string(name) + " must not be negative";
+  }
+  for (std::size_t i = 0; i < o.headers.size(); ++i) {
+    // The text itself is not quoted: a header may carry a secret.
+    const std::string_view line = o.headers[i];
+    const auto colon = line.find(':');
+    const std::string which = "header " + std::to_string(i + 1);
+    if (colon == std::string_view::npos) return which + " is not \"Name: value\"";
+    if (!detail::is_token(detail::trim_ows(line.substr(0, colon)))) {
+      return which + " has an invalid name";
+    }
+    if (detail::has_ctl(line)) return which + " holds a line break or NUL";
+  }
+  if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
+    return "ca_file " + o.ca_file + " cannot be read: " + std::strerror(errno);
+  }
+  return {};
+}
+
 namespace detail {
 namespace {
 
@@ -70,58 +112,12 @@ session_config make_session_config(const options& o) {
   return c;
 }
 
-// RFC 9110 token characters: what a header name may be made of.
-bool is_token(std::string_view s) noexcept {
-  if (s.empty()) return false;
-  for (const char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                    (u > 0x20 && u < 0x7f && std::string_view("!#$%&'*+-.^_`|~").find(c) !=
-                                                    std::string_view::npos);
-    if (!ok) return false;
-  }
-  return true;
-}
-
 // Options are checked once, here: what the client would only find out on the network (a URL
 // without host, an unreadable CA file) or could not compute with (a NaN jitter, a negative delay)
 // is refused when the client is made.
 const options& validated(const options& o) {
-  const auto bad = [](const std::string& what) {
-    throw std::system_error(make_error_code(errc::invalid_argument), "uvcometd: " + what);
-  };
-  std::string why;
-  if (!parse_server_url(o.url, why)) bad(why);
-  if (o.connection_types.empty()) bad("no connection type allowed");
-  if (!o.handshake_ext.empty() && !json::is_object(o.handshake_ext)) {
-    bad("handshake_ext must be a JSON object");
-  }
-  if (!std::isfinite(o.backoff_jitter) || o.backoff_jitter < 0 || o.backoff_jitter > 1) {
-    bad("backoff_jitter must be a number from 0 to 1");
-  }
-  const std::pair<const char*, std::chrono::milliseconds> durations[] = {
-      {"connection_timeout", o.connection_timeout},
-      {"max_network_delay", o.max_network_delay},
-      {"websocket_connect_timeout", o.websocket_connect_timeout},
-      {"backoff_initial", o.backoff_initial},
-      {"backoff_max", o.backoff_max},
-      {"websocket_ping_interval", o.websocket_ping_interval},
-      {"disconnect_timeout", o.disconnect_timeout},
-  };
-  for (const auto& [name, d] : durations) {
-    if (d.count() < 0) bad(std::string(name) + " must not be negative");
-  }
-  for (std::size_t i = 0; i < o.headers.size(); ++i) {
-    // The text itself is not quoted: a header may carry a secret.
-    const std::string_view line = o.headers[i];
-    const auto colon = line.find(':');
-    const std::string which = "header " + std::to_string(i + 1);
-    if (colon == std::string_view::npos) bad(which + " is not \"Name: value\"");
-    if (!is_token(trim_ows(line.substr(0, colon)))) bad(which + " has an invalid name");
-    if (has_ctl(line)) bad(which + " holds a line break or NUL");
-  }
-  if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
-    bad("ca_file " + o.ca_file + " cannot be read: " + std::strerror(errno));
+  if (std::string why = options_problem(o); !why.empty()) {
+    throw std::system_error(make_error_code(errc::invalid_argument), "uvcometd: " + why);
   }
   return o;
 }

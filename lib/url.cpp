@@ -5,16 +5,38 @@
 namespace uvcometd::detail {
 namespace {
 
-bool is_host_char(char c) noexcept {
-  // Registered names and IPv4 literals (RFC 3986 unreserved and sub-delims, '%' for escapes).
+int hex_value(char c) noexcept {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// RFC 3986 unreserved and sub-delims: what a registered name is made of (besides %XX escapes
+// and, for internationalised names, bytes above 0x7f).
+bool is_name_char(char c) noexcept {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  if (static_cast<unsigned char>(c) >= 0x80) return true;
   switch (c) {
-    case '-': case '.': case '_': case '~': case '%': case '!': case '$': case '&': case '\'':
+    case '-': case '.': case '_': case '~': case '!': case '$': case '&': case '\'':
     case '(': case ')': case '*': case '+': case ',': case ';': case '=':
       return true;
     default:
       return false;
   }
+}
+
+// `s` is made of name characters and well-formed %XX escapes.
+bool is_reg_name(std::string_view s) noexcept {
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%') {
+      if (i + 2 >= s.size() || hex_value(s[i + 1]) < 0 || hex_value(s[i + 2]) < 0) return false;
+      i += 2;
+    } else if (!is_name_char(s[i])) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool is_path_char(char c) noexcept {
@@ -69,33 +91,25 @@ std::optional<server_url> parse_server_url(std::string_view text, std::string& w
         return std::nullopt;
       }
       port = after.substr(1);
-      if (port.empty()) {
-        why = "the URL's port is empty";
-        return std::nullopt;
-      }
     }
-    for (const char c : host) {
-      if (!(c == ':' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
-            (c >= 'A' && c <= 'F'))) {
-        why = "the URL's IPv6 address is malformed";
-        return std::nullopt;
-      }
+    // An address, then maybe a zone ("fe80::1%25eth0").
+    const auto zone = host.find('%');
+    const std::string_view address = host.substr(0, zone);
+    if (address.find(':') == std::string_view::npos ||
+        address.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos ||
+        (zone != std::string_view::npos && !is_reg_name(host.substr(zone)))) {
+      why = "the URL's IPv6 address is malformed";
+      return std::nullopt;
     }
   } else {
     const auto colon = authority.rfind(':');
     if (colon != std::string_view::npos) {
       host = authority.substr(0, colon);
-      port = authority.substr(colon + 1);
-      if (port.empty()) {
-        why = "the URL's port is empty";
-        return std::nullopt;
-      }
+      port = authority.substr(colon + 1);  // "host:" means the default port (RFC 3986)
     }
-    for (const char c : host) {
-      if (!is_host_char(c)) {
-        why = "the URL's host has a character that is not allowed there";
-        return std::nullopt;
-      }
+    if (!is_reg_name(host)) {
+      why = "the URL's host has a character that is not allowed there (or a bad %XX escape)";
+      return std::nullopt;
     }
   }
   if (host.empty()) {

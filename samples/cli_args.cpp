@@ -1,6 +1,8 @@
 // uvcometd-cli — command-line parsing and output formatting.
 #include "cli_args.hpp"
 
+#include <uvcometd/checks.hpp>
+
 #include <getopt.h>
 
 #if defined(__SSE2__)
@@ -507,7 +509,7 @@ struct parser {
     cli_config& c = result.config;
     switch (opt) {
       case 's': {
-        const std::string why = channel_problem(arg, false);
+        const std::string why = uvcometd::channel_problem(arg, uvcometd::channel_use::subscribe);
         if (!why.empty()) return fail("--subscribe: " + why + ": '" + arg + "'");
         c.subscribe.push_back(arg);
         return;
@@ -518,7 +520,8 @@ struct parser {
           return fail("--publish: expected CHANNEL=JSON or CHANNEL=-: '" + arg + "'");
         }
         publish_spec p{arg.substr(0, eq), arg.substr(eq + 1)};
-        const std::string why = channel_problem(p.channel, true);
+        const std::string why =
+            uvcometd::channel_problem(p.channel, uvcometd::channel_use::publish);
         if (!why.empty()) return fail("--publish: " + why + ": '" + p.channel + "'");
         if (p.data == "-") {
           const bool again = std::any_of(c.publish.begin(), c.publish.end(),
@@ -627,10 +630,6 @@ struct parser {
   }
 };
 
-bool is_unreserved_or_sub_delim(char c) noexcept {
-  if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("-._~%!$&'()*+,;=").find(c) != std::string_view::npos;
-}
 
 }  // namespace
 
@@ -754,100 +753,7 @@ std::string usage() {
          "closed by its reader. See uvcometd-cli(1).\n";
 }
 
-std::string url_problem(std::string_view url) {
-  for (const char ch : url) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c <= 0x20 || c == 0x7f) return "it contains a space or a control character";
-  }
-  std::string_view rest;
-  if (url.rfind("http://", 0) == 0) {
-    rest = url.substr(7);
-  } else if (url.rfind("https://", 0) == 0) {
-    rest = url.substr(8);
-  } else {
-    return "it must start with http:// or https://";
-  }
-  std::string_view authority = rest.substr(0, rest.find_first_of("/?#"));
-  if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
-    authority.remove_prefix(at + 1);
-  }
-  std::string_view host;
-  std::string_view port;
-  bool has_port = false;
-  if (!authority.empty() && authority.front() == '[') {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return "an IPv6 address needs its closing ']'";
-    host = authority.substr(1, close - 1);
-    const std::string_view address = host.substr(0, host.find('%'));  // then a zone id
-    const std::string_view zone = host.substr(address.size());
-    if (address.find(':') == std::string_view::npos ||
-        address.find_first_not_of("0123456789abcdefABCDEF:.") != std::string_view::npos ||
-        !std::all_of(zone.begin(), zone.end(), is_unreserved_or_sub_delim)) {
-      return "malformed IPv6 address '[" + std::string(host) + "]'";
-    }
-    const std::string_view after = authority.substr(close + 1);
-    if (!after.empty()) {
-      if (after.front() != ':') return "unexpected text after the IPv6 address";
-      has_port = true;
-      port = after.substr(1);
-    }
-  } else {
-    const auto colon = authority.rfind(':');
-    host = authority.substr(0, colon);
-    if (colon != std::string_view::npos) {
-      has_port = true;
-      port = authority.substr(colon + 1);
-    }
-    if (host.empty()) return "missing host name";
-    for (std::size_t i = 0; i < host.size(); ++i) {
-      // reg-name (RFC 3986) or IPv4; bytes >= 0x80 for internationalised names.
-      const char ch = host[i];
-      if (!is_unreserved_or_sub_delim(ch) && static_cast<unsigned char>(ch) < 0x80) {
-        return "invalid character '" + std::string(1, ch) + "' in the host name";
-      }
-      if (ch == '%' && (i + 2 >= host.size() || hex_value(host[i + 1]) < 0 ||
-                        hex_value(host[i + 2]) < 0)) {
-        return "'%' must start a %XX escape in the host name";
-      }
-    }
-  }
-  if (has_port && !port.empty()) {  // "host:" means the default port
-    const auto n = parse_unsigned(port, 1000000);
-    if (!n || *n == 0 || *n > 65535) {
-      return "the port must be a number from 1 to 65535, not '" + std::string(port) + "'";
-    }
-  }
-  return {};
-}
 
-std::string channel_problem(std::string_view ch, bool publish) {
-  if (ch.empty() || ch.front() != '/') return "channel must start with '/'";
-  if (ch.size() < 2) return "channel '/' has no name";
-  if (ch.back() == '/') return "channel must not end with '/'";
-  if (ch == "/meta" || ch.substr(0, 6) == "/meta/") return "/meta channels belong to the protocol";
-  if (publish && ch.find('*') != std::string_view::npos) {
-    return "cannot publish to a wildcard channel";
-  }
-  std::size_t start = 1;
-  for (;;) {
-    auto end = ch.find('/', start);
-    const bool last = end == std::string_view::npos;
-    if (last) end = ch.size();
-    const std::string_view seg = ch.substr(start, end - start);
-    if (seg.empty()) return "empty segment ('//') in channel";
-    if (seg.find('*') != std::string_view::npos && !(last && (seg == "*" || seg == "**"))) {
-      return "a wildcard must be the whole last segment ('/a/*' or '/a/**')";
-    }
-    for (const char c : seg) {
-      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
-        return "spaces and control characters are not allowed in a channel";
-      }
-    }
-    if (last) break;
-    start = end + 1;
-  }
-  return {};
-}
 
 std::string parse_header_text(std::string_view text, std::string_view source,
                               std::vector<std::string>& out) {
@@ -871,17 +777,22 @@ std::string parse_header_text(std::string_view text, std::string_view source,
   return {};
 }
 
+std::string url_problem(std::string_view url) {
+  // The client's own rule: what its constructor would refuse.
+  uvcometd::options o;
+  o.url = std::string(url);
+  return uvcometd::options_problem(o);
+}
+
 std::string json_problem(std::string_view text) {
-  switch (scan_json(text, nullptr)) {
-    case json_status::ok: return {};
-    case json_status::too_deep:
-      return "nested deeper than " + std::to_string(max_json_depth) + " levels";
-    case json_status::syntax: break;
+  // The library decides (what publish() and the handshake take); the CLI's own scanner only
+  // finds the words for a refusal.
+  if (uvcometd::is_valid_json(text)) return {};
+  if (scan_json(text, nullptr) == json_status::too_deep) {
+    return "nested deeper than " + std::to_string(max_json_depth) + " levels";
   }
   return "invalid JSON";
 }
-
-bool is_json(std::string_view text) noexcept { return scan_json(text, nullptr) == json_status::ok; }
 
 bool append_compact_json(std::string_view text, std::string& out) {
   const std::size_t size = out.size();
@@ -978,16 +889,6 @@ std::string terminal_safe(std::string_view text) {
   return out;
 }
 
-bool channel_matches(std::string_view pattern, std::string_view channel) noexcept {
-  const auto slash = pattern.rfind('/');
-  if (slash == std::string_view::npos) return false;
-  const std::string_view last = pattern.substr(slash + 1);
-  if (last != "*" && last != "**") return pattern == channel;
-  const std::string_view prefix = pattern.substr(0, slash + 1);  // "/a/"
-  if (channel.size() <= prefix.size() || channel.substr(0, prefix.size()) != prefix) return false;
-  const std::string_view rest = channel.substr(prefix.size());
-  return last == "**" || rest.find('/') == std::string_view::npos;
-}
 
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;

@@ -75,15 +75,8 @@ std::vector<std::string> long_option_names();
 // The help text, ending with a newline.
 std::string usage();
 
-// Why `url` cannot be used (missing host, a port that is not a number from 1 to 65535, a space or
-// control character, not http:// or https://), or empty when it can.
+// Why the client would refuse `url` (uvcometd::options_problem), or empty when it would not.
 std::string url_problem(std::string_view url);
-
-// Why `channel` cannot be subscribed to (publish = false) or published to (publish = true) by the
-// library's rules: "/" then non-empty segments without spaces or control characters, a wildcard
-// ("*" or "**") only as the whole last segment of a subscription, no /meta channel. Empty when
-// it can.
-std::string channel_problem(std::string_view channel, bool publish);
 
 // Appends to `out` the headers of `text`, one "Name: value" per line ("\n" or "\r\n"); blank
 // lines and lines starting with '#' are skipped. On a malformed line returns
@@ -100,14 +93,10 @@ inline constexpr int max_json_depth = 256;
 // levels"), or empty when it is.
 std::string json_problem(std::string_view text);
 
-// True when `text` is one complete JSON value (RFC 8259) nested at most max_json_depth deep.
-// Strings are not checked for valid UTF-8 (the library does not check them either).
-bool is_json(std::string_view text) noexcept;
-
 // Appends `text`, one JSON value, to `out` in compact form: whitespace outside strings removed,
 // invalid UTF-8 inside strings replaced by U+FFFD (as UTF-8), and a \u escape of a lone surrogate
 // replaced by \ufffd; everything else, escapes and numbers included, is copied unchanged. Returns
-// false, with `out` unchanged, when `text` is not JSON by is_json's rules.
+// false, with `out` unchanged, when `text` is not JSON by uvcometd::is_valid_json's rules.
 bool append_compact_json(std::string_view text, std::string& out);
 
 // Appends `text` to `out` as a JSON string literal, quotes included. Invalid UTF-8 becomes U+FFFD.
@@ -122,9 +111,6 @@ std::string json_quote(std::string_view text);
 // invalid UTF-8 becomes U+FFFD. The whole text is kept, NULs included (as \x00).
 std::string terminal_safe(std::string_view text);
 
-// True when `channel` matches the Bayeux pattern: exact, "/a/*" (one segment) or "/a/**" (any
-// depth, at least one segment).
-bool channel_matches(std::string_view pattern, std::string_view channel) noexcept;
 
 // `t` as ISO 8601 UTC with milliseconds: "2024-05-06T07:08:09.123Z".
 std::string iso8601_utc(std::chrono::system_clock::time_point t);

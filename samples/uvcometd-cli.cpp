@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "cli_args.hpp"
+#include "uvcometd/checks.hpp"
 #include "uvcometd/client.hpp"
 #include "uvcometd/extensions.hpp"
 
@@ -618,7 +619,7 @@ class app final : private stdin_lines::receiver {
 
   std::size_t first_match(std::string_view channel) const noexcept {
     for (std::size_t i = 0; i < cfg_.subscribe.size(); ++i) {
-      if (uvcometd_cli::channel_matches(cfg_.subscribe[i], channel)) return i;
+      if (uvcometd::channel_matches(cfg_.subscribe[i], channel)) return i;
     }
     return npos;
   }

@@ -18,4 +18,17 @@ inline std::string_view trim_ows(std::string_view s) noexcept {
   return s;
 }
 
+// True when `s` is an RFC 9110 token: what a header name is made of.
+inline bool is_token(std::string_view s) noexcept {
+  if (s.empty()) return false;
+  for (const char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    (u > 0x20 && u < 0x7f &&
+                     std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos);
+    if (!ok) return false;
+  }
+  return true;
+}
+
 }  // namespace uvcometd::detail

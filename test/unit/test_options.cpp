@@ -73,6 +73,12 @@ TEST_CASE("server URLs: scheme, host, port, path and query", "[options]") {
   u = parse_server_url("http://h?x=1", why);
   REQUIRE(u);
   CHECK(u->path == "/?x=1");
+  u = parse_server_url("http://h:/x", why);  // an empty port is the default one
+  REQUIRE(u);
+  CHECK(u->port == 80);
+  CHECK(parse_server_url("http://[fe80::1%25eth0]:1/x", why).has_value());
+  CHECK(parse_server_url("http://b\xc3\xbc" "cher.example/", why).has_value());
+  CHECK(parse_server_url("http://h%41/", why).has_value());
 }
 
 TEST_CASE("malformed server URLs are refused with the reason", "[options]") {
@@ -81,7 +87,6 @@ TEST_CASE("malformed server URLs are refused with the reason", "[options]") {
   CHECK(contains(refusal("http://"), "no host"));
   CHECK(contains(refusal("http:///path"), "no host"));
   CHECK(contains(refusal("http://:80/x"), "no host"));
-  CHECK(contains(refusal("http://h:/x"), "port"));
   CHECK(contains(refusal("http://h:http/x"), "port"));
   CHECK(contains(refusal("http://h:0/x"), "port"));
   CHECK(contains(refusal("http://h:65536/x"), "port"));
@@ -93,6 +98,8 @@ TEST_CASE("malformed server URLs are refused with the reason", "[options]") {
   CHECK(contains(refusal("http://h/a\r\nX: y"), "path"));
   CHECK(contains(refusal("http://[::1/x"), "IPv6"));
   CHECK(contains(refusal("http://[zz]/x"), "IPv6"));
+  CHECK(contains(refusal("http://h%4/x"), "escape"));
+  CHECK(contains(refusal("http://h<x>/"), "host"));
 }
 
 TEST_CASE("the client refuses unusable options when it is made", "[options]") {
