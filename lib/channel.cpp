@@ -47,17 +47,12 @@ std::error_code check_publish_channel(std::string_view ch) noexcept {
   return {};
 }
 
-bool channel_matches(std::string_view pattern, std::string_view channel) noexcept {
-  if (pattern.size() >= 2 && pattern.substr(pattern.size() - 2) == "**") {
-    const auto prefix = pattern.substr(0, pattern.size() - 2);  // keeps the trailing '/'
-    return channel.size() > prefix.size() && channel.substr(0, prefix.size()) == prefix;
-  }
-  if (!pattern.empty() && pattern.back() == '*') {
-    const auto prefix = pattern.substr(0, pattern.size() - 1);
-    return channel.size() > prefix.size() && channel.substr(0, prefix.size()) == prefix &&
-           channel.find('/', prefix.size()) == std::string_view::npos;
-  }
-  return pattern == channel;
+bool channel_matches(std::string_view pattern, std::string_view channel) {
+  if (!is_valid_channel(channel) || is_wildcard(channel)) return false;
+  std::string scratch;
+  bool found = false;
+  for_each_matching_pattern(channel, scratch, [&](std::string_view p) { found = found || p == pattern; });
+  return found;
 }
 
 }  // namespace uvcometd::detail
@@ -93,7 +88,11 @@ std::string channel_problem(std::string_view ch, channel_use use) {
 }
 
 bool channel_matches(std::string_view pattern, std::string_view channel) noexcept {
-  return detail::channel_matches(pattern, channel);
+  try {
+    return detail::channel_matches(pattern, channel);
+  } catch (...) {
+    return false;  // only an allocation could fail
+  }
 }
 
 }  // namespace uvcometd

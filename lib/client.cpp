@@ -16,35 +16,12 @@
 #include "json.hpp"
 #include "uvcometd/checks.hpp"
 #include "uvcometd/extension.hpp"
-#include "session.hpp"
+#include "session/session.hpp"
 #include "transport/http_text.hpp"
 #include "transport/transport.hpp"
 #include "url.hpp"
 
 namespace uvcometd {
-
-std::string_view to_string(connection_type t) noexcept {
-  return t == connection_type::websocket ? "websocket" : "long-polling";
-}
-
-std::optional<connection_type> parse_connection_type(std::string_view name) noexcept {
-  if (name == "websocket") return connection_type::websocket;
-  if (name == "long-polling") return connection_type::long_polling;
-  return std::nullopt;
-}
-
-std::string_view to_string(state s) noexcept {
-  switch (s) {
-    case state::disconnected: return "disconnected";
-    case state::connecting: return "connecting";
-    case state::connected: return "connected";
-    case state::reconnecting: return "reconnecting";
-    case state::disconnecting: return "disconnecting";
-    case state::closed: return "closed";
-    case state::failed: return "failed";
-  }
-  return "unknown";
-}
 
 bool is_valid_json(std::string_view text) noexcept { return detail::json::is_valid(text); }
 

@@ -424,6 +424,52 @@ error decode_frame(std::string_view text, decoded_frame& out) {
   }
 }
 
+void encode_message(std::string& f, message_kind kind, std::string_view channel,
+                    std::uint64_t id, std::string_view payload, bool first_connect,
+                    const encode_context& c) {
+  f += "{\"channel\":";
+  json::append_string(f, channel);
+  f += ",\"id\":\"";
+  f += std::to_string(id);
+  f += '"';
+  if (kind != message_kind::handshake) {
+    f += ",\"clientId\":";
+    json::append_string(f, c.client_id);
+  }
+  switch (kind) {
+    case message_kind::handshake:
+      f += ",\"version\":\"1.0\",\"minimumVersion\":\"1.0\",\"supportedConnectionTypes\":[";
+      if (c.supported) {
+        for (std::size_t i = 0; i < c.supported->size(); ++i) {
+          if (i) f += ',';
+          json::append_string(f, to_string((*c.supported)[i]));
+        }
+      }
+      f += "],\"advice\":{\"timeout\":60000,\"interval\":0}";
+      if (!c.handshake_ext.empty()) {
+        f += ",\"ext\":";
+        f += c.handshake_ext;
+      }
+      break;
+    case message_kind::connect:
+      f += ",\"connectionType\":";
+      json::append_string(f, to_string(c.type));
+      if (first_connect) f += ",\"advice\":{\"timeout\":0}";
+      break;
+    case message_kind::subscribe:
+    case message_kind::unsubscribe:
+      f += ",\"subscription\":";
+      json::append_string(f, payload);
+      break;
+    case message_kind::publish:
+      f += ",\"data\":";
+      f += payload;
+      break;
+    case message_kind::disconnect: break;
+  }
+  f += '}';
+}
+
 std::vector<std::string> decode_string_array(std::string_view raw) {
   std::vector<std::string> out;
   std::size_t pos = 0;

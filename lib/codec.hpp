@@ -11,8 +11,29 @@
 #include <vector>
 
 #include "uvcometd/error.hpp"
+#include "uvcometd/options.hpp"
 
 namespace uvcometd::detail {
+
+// --- encoding ---
+
+enum class message_kind : std::uint8_t { handshake, connect, subscribe, unsubscribe, publish, disconnect };
+
+// What the messages of one session have in common.
+struct encode_context {
+  std::string_view client_id;
+  connection_type type = connection_type::long_polling;      // a connect's connectionType
+  const std::vector<connection_type>* supported = nullptr;    // a handshake's types
+  std::string_view handshake_ext;                             // JSON object text, or empty
+};
+
+// Appends one message object to `frame`. `payload` is a publish's data (JSON text) or a
+// (un)subscribe's pattern. A first connect asks the server to answer at once (timeout 0).
+void encode_message(std::string& frame, message_kind kind, std::string_view channel,
+                    std::uint64_t id, std::string_view payload, bool first_connect,
+                    const encode_context& c);
+
+// --- decoding ---
 
 enum class reconnect_advice { unspecified, retry, handshake, none };
 

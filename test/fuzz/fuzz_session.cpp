@@ -39,7 +39,7 @@
 #include "channel.hpp"
 #include "codec.hpp"
 #include "fuzz_target.hpp"
-#include "session.hpp"
+#include "session/session.hpp"
 
 namespace {
 

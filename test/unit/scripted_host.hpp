@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "session.hpp"
+#include "session/session.hpp"
 
 namespace uvcometd_test {
 

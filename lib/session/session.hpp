@@ -2,30 +2,41 @@
 // failures, timer expiry, the host's clock) and emits actions through session_host (send this
 // frame on that transport, arm the timer, run me again soon, the state changed). It includes no
 // uv, curl or lws header, so unit tests drive it with a scripted host and a fake clock.
+//
+// One word of state (phase), one classifier of failures (recovery.hpp) applied by recover(),
+// and one resume() that decides "handshake or connect?". Beside it: the subscription table, the
+// pending queue, the request ledger, the auth gate and the backoff.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
-#include <memory>
 #include <optional>
-#include <queue>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "codec.hpp"
+#include "session/auth_gate.hpp"
+#include "session/backoff.hpp"
+#include "session/exchanges.hpp"
+#include "session/outgoing.hpp"
+#include "session/pending_queue.hpp"
+#include "session/recovery.hpp"
+#include "session/subscriptions.hpp"
 #include "uvcometd/error.hpp"
 #include "uvcometd/message.hpp"
 #include "uvcometd/options.hpp"
 
 namespace uvcometd::detail {
 
-using clock = std::chrono::steady_clock;
-using completion_fn = std::function<void(const error&)>;
-using handler_fn = std::function<void(const message&)>;
+// What a transport is, as far as the session cares.
+struct transport_traits {
+  bool request_response = false;  // each frame is an exchange with its own response and timeout
+  bool pausable = false;          // reading can stop (backpressure) without losing anything
+};
 
 // What the session asks of its environment (the client on libuv, or a test script).
 class session_host {
@@ -46,9 +57,14 @@ class session_host {
   virtual void disarm_timer() = 0;
   // Asks for session::run_deferred() soon, on a later loop iteration, not from inside this call.
   virtual void request_run() = 0;
+  // What the transport of type `t` is.
+  virtual transport_traits traits(connection_type t) {
+    return t == connection_type::long_polling ? transport_traits{true, false}
+                                              : transport_traits{false, true};
+  }
   // About to use transport `t` after the handshake ran on `from` (e.g. copy cookies over).
   virtual void prepare_transport(connection_type t, connection_type from) { (void)t, (void)from; }
-  // Stream transports: stop/resume reading (backpressure of the pending buffer).
+  // Pausable transports: stop/resume reading (backpressure of the pending buffer).
   virtual void pause_receive(connection_type t, bool paused) { (void)t, (void)paused; }
   // The session is done with the network: close every transport, then call
   // session::on_transports_closed().
@@ -114,16 +130,16 @@ class session {
   void on_subscription_lost(std::function<void(std::uint64_t, const std::string&, const error&)> f) {
     subscription_lost_ = std::move(f);
   }
-  void pause() noexcept;
+  void pause() noexcept { paused_ = true; }
   void resume();
   // Forgets every user callback (the client object is being destroyed): nothing runs any more.
-  void silence() noexcept;
+  void silence() noexcept { silenced_ = true; }
   // The client object is gone while closing: stop waiting for the /meta/disconnect reply and
   // close the transports now.
   void abandon();
 
-  std::size_t pending_count() const noexcept { return pending_count_; }
-  state current_state() const noexcept { return state_; }
+  std::size_t pending_count() const noexcept { return pending_.size(); }
+  state current_state() const noexcept;
   connection_type current_type() const noexcept { return type_; }
   const std::string& client_id() const noexcept { return client_id_; }
 
@@ -147,128 +163,82 @@ class session {
   // before): the message is queued again and its reply must be ignored.
   bool resend(std::string_view id);
   // True while `request` is awaited (an extension still holding its frame may send it).
-  bool in_flight(std::uint64_t request) const noexcept;
+  bool in_flight(std::uint64_t request) const noexcept { return ledger_.is_open(request); }
   // The auth extension's authenticate() finished.
   void on_authenticated(const error& err);
 
  private:
-  enum class kind : std::uint8_t { handshake, connect, subscribe, unsubscribe, publish, disconnect };
-
-  struct outgoing {
-    explicit outgoing(kind kk) : k(kk) {}
-    kind k;
-    std::uint64_t id = 0;  // assigned when encoded
-    std::string channel;
-    std::string payload;   // publish: data JSON; subscribe/unsubscribe: the subscription
-    completion_fn done;
-    std::uint64_t request = 0;  // the request that carried it
-    std::uint64_t epoch = 0;    // handshake generation it belongs to
-    bool first_connect = false;
-    bool resubscribe = false;
-    bool resent = false;        // an extension had it sent again once already
-    bool auth_retried = false;  // sent again once after authenticate()
+  // The one word of state. The public state is a function of it (and of whether open()
+  // completed: the same phases are "connecting" before and "reconnecting" after).
+  enum class phase : std::uint8_t {
+    idle,            // made, not opened
+    handshaking,     // a handshake in flight
+    subscribing,     // a new session: re-subscriptions in flight, the connect waits for them
+    connecting,      // the first connect (timeout 0) in flight
+    connected,       // the connect cycle runs
+    backing_off,     // waiting for the retry timer after a failure
+    authenticating,  // waiting for the auth extension, then the same step once more
+    disconnecting,   // close(): /meta/disconnect in flight
+    closing,         // the transports are closing
+    closed,
+    failed,          // gave up (refused, advice none, connection_timeout)
   };
 
-  struct in_flight_request {
-    connection_type type = connection_type::long_polling;
-    std::vector<std::uint64_t> ids;  // messages sent in it, answered or not
-    std::size_t remaining = 0;       // stream transports: replies still expected
-    // Stream transports: when its replies are given up (request/response transports time
-    // their exchanges out themselves).
-    std::optional<clock::time_point> deadline;
-    std::chrono::milliseconds timeout{0};
-  };
-
-  struct local_sub {
-    std::uint64_t id;
-    std::string pattern;
-    handler_fn handler;
-    completion_fn done;  // until the server answered
-    bool alive = true;
-  };
-
-  struct pattern_entry {
-    std::vector<std::shared_ptr<local_sub>> subs;
-    bool server_subscribed = false;
-    bool in_flight = false;
-    std::vector<completion_fn> unsub_waiters;
-  };
-
-  // A received frame with data messages not yet dispatched: its text, where the walk stands,
-  // and how many data messages are left. Nothing is kept per message: each is read again from
-  // the text when its turn comes, so a frame costs its text (issue: a 15 MiB frame of tiny
-  // messages must not cost ten times that).
-  struct pending_frame {
-    std::shared_ptr<const std::string> text;  // shared: a handler's views outlive a close()
-    frame_reader::cursor at;
-    std::size_t remaining = 0;
-  };
-
-  // transitions and sending
+  // --- phases ---
+  void enter(phase p, const error& why = {});
   bool active() const noexcept;
+  bool opening() const noexcept { return !ever_connected_; }
+
+  // --- sending ---
   bool allows(connection_type t) const noexcept;
   connection_type handshake_type() const noexcept;
-  void set_state(state s, const error& why = {}, bool force = false);
+  transport_traits traits() { return host_.traits(type_); }
+  // Handshake or connect, whichever the session needs: the only place that decides. `why`
+  // goes to the state listener if the public state changes.
+  void resume_session(const error& why = {});
   void send_handshake();
   void send_connect(bool first);
-  void send_alone(outgoing&& m);
+  void send_alone(outgoing&& m, exchanges::slot holds);
   void flush();
-  void encode(const outgoing& m, std::string& frame) const;
-  std::chrono::milliseconds request_timeout(const outgoing& m) const;
+  std::chrono::milliseconds request_timeout(message_kind k, bool first_connect) const;
+  std::chrono::milliseconds held_timeout() const noexcept;
   std::uint64_t next_id() noexcept { return ++last_id_; }
 
-  // replies
-  void release_request_slot(std::uint64_t request) noexcept;
-  // Takes a message out of awaiting_, closing its stream request when it was the last one.
-  outgoing take_awaiting(std::unordered_map<std::uint64_t, outgoing>::iterator it);
-  void drop_requests_of(connection_type t);
-  // Registers `req` as in flight, with a deadline when the transport does not time it out.
-  void track(std::uint64_t request, in_flight_request req, std::chrono::milliseconds timeout);
-  // The earliest stream request deadline still standing.
-  std::optional<clock::time_point> next_request_deadline();
-  void expire_request(std::uint64_t request);
+  // --- replies ---
   void handle_reply(const wire_message& m, outgoing&& out);
   void handle_handshake_reply(const wire_message& m, error err);
   void handle_connect_reply(const wire_message& m, const error& err, bool held);
   void handle_subscribe_reply(outgoing&& out, const error& err);
   void handle_unsubscribe_reply(outgoing&& out, const error& err);
   void fail_outgoing(outgoing&& out, const error& err);
+  void fail_all(std::vector<outgoing>&& messages, const error& err);
+  void expire_request(std::uint64_t request);
 
-  // reconnection
-  void follow_advice(reconnect_advice what, const error& why);
-  void connection_lost(const error& why);
-  void recover_after_down(connection_type t, const error& err, bool was_up, bool lost_handshake,
-                          bool fallback, bool auth_failure, bool auth);
-  // An HTTP client error that retrying the same request will not change.
-  static bool is_final_refusal(const error& err) noexcept;
-  void schedule_retry(bool handshake);
-  std::chrono::milliseconds backoff_delay();
-  // The backoff for the n-th consecutive failure (1, 2, ...), jitter applied.
-  std::chrono::milliseconds scaled_backoff(unsigned n);
-  // How long the server holds a connect (its advice, else 60 s).
-  std::chrono::milliseconds held_timeout() const noexcept;
+  // --- recovery ---
+  void recover(const failure& f);
+  session_facts facts(const failure& f) const;
+  // Tells the listener again (the transport changed, the state did not).
+  void notify(const error& why);
+  void back_off(const error& why);
+  void fall_back(const error& why);
+  void authenticate_then_retry(const error& why, reconnect_advice advice);
+  void note_failure(const error& why);
   void fail_session(const error& why);
-  void enter_reconnecting(const error& why);
   void start_connection_deadline();
   void rearm();
 
-  // subscriptions and dispatch
+  // --- subscriptions and dispatch ---
   void reconcile(const std::string& pattern);
   void reconcile_all();
-  void collect_matches(std::string_view channel);
   void dispatch();
   bool buffer_full() const noexcept;
 
-  // authentication
-  static bool is_auth_failure(const error& err) noexcept;
-  bool authenticate_then(std::function<void(const error&)> then);
-  void cancel_auth_waiters(const error& err);
+  // --- authentication ---
+  bool authenticate_then(auth_gate::waiter then);
   void release_auth_held(const error& err);
-  bool can_authenticate() const noexcept { return cfg_.has_auth && (auth_in_flight_ || !auth_used_); }
-  void handshake_refused(reconnect_advice advised, const error& err);
-  void connect_refused(reconnect_advice what, const error& err);
+  void cancel_auth_waiters(const error& err);
 
-  // completion
+  // --- completion ---
   template <typename F>
   void invoke(F&& f) noexcept;
   void complete(completion_fn& done, const error& err);
@@ -278,76 +248,71 @@ class session {
 
   session_host& host_;
   session_config cfg_;
-  state state_ = state::disconnected;
+  phase phase_ = phase::idle;
+  state reported_ = state::disconnected;  // the last public state the listener heard
+  bool ever_connected_ = false;           // open() completed
+  bool silenced_ = false;
+  bool paused_ = false;
+  unsigned batch_depth_ = 0;              // open client batches
+
+  // The session on the server.
   connection_type type_ = connection_type::long_polling;
   std::vector<std::string> server_types_;
   std::string client_id_;
   advice advice_;
-  std::uint64_t last_id_ = 0;
-  std::uint64_t last_request_ = 0;
-  bool silenced_ = false;
-  unsigned batch_depth_ = 0;  // open client batches
-  bool paused_ = false;
+  std::uint64_t epoch_ = 0;  // moves on every handshake attempt and success
+  std::size_t resubscribes_outstanding_ = 0;
 
-  completion_fn open_done_;
-  std::vector<completion_fn> close_dones_;
-  std::function<void(std::uint64_t, const std::string&, const error&)> subscription_lost_;
-  unsigned websocket_failures_ = 0;  // consecutive websocket drops without a successful connect
-  bool websocket_given_up_ = false;  // fell back from websocket: negotiation skips it from now on
+  // The transport.
+  bool transport_up_ = false;          // a stream connection is open
+  bool ever_up_on_type_ = false;       // a connect succeeded on the current type
+  unsigned websocket_failures_ = 0;    // consecutive websocket drops without a held connect
+  bool websocket_given_up_ = false;    // fell back: negotiation skips websocket from now on
+  bool receive_paused_ = false;
 
-  // Outgoing messages waiting for the next flush, and messages sent and awaiting their reply.
-  std::deque<outgoing> queue_;
-  std::unordered_map<std::uint64_t, outgoing> awaiting_;
-  std::unordered_map<std::uint64_t, in_flight_request> requests_;
-  // Deadlines of stream requests, earliest first; entries of requests answered since are
-  // dropped when they come up.
-  std::priority_queue<std::pair<clock::time_point, std::uint64_t>,
-                      std::vector<std::pair<clock::time_point, std::uint64_t>>, std::greater<>>
-      deadlines_;
-  std::uint64_t normal_request_ = 0;   // long-polling: the one non-connect request in flight
-  std::uint64_t connect_request_ = 0;  // the request carrying /meta/connect (0 = none)
-  std::uint64_t handshake_request_ = 0;
-  std::uint64_t disconnect_request_ = 0;
-  bool connect_wanted_ = false;        // a connect is due as soon as the buffer drains
+  // The connect cycle.
+  bool connect_wanted_ = false;         // a connect is due as soon as the buffer drains
   clock::time_point connect_sent_at_{};
   std::size_t data_since_connect_ = 0;  // data messages received since the last connect left
   bool check_empty_poll_ = false;       // the last held connect came back at once: was it empty?
-  unsigned empty_polls_ = 0;            // consecutive held connects answered at once with nothing
-  bool transport_up_ = false;          // stream transport established (websocket)
-  bool ever_up_on_type_ = false;       // a connect succeeded on the current type
-  bool ever_connected_ = false;        // open() completed once
-  bool receive_paused_ = false;
-  bool transports_closing_ = false;
-  std::uint64_t epoch_ = 0;            // incremented by every successful handshake
-  std::size_t resubscribes_outstanding_ = 0;
+  unsigned empty_polls_ = 0;            // consecutive held connects answered at once, empty
+
+  // Calls.
+  completion_fn open_done_;
+  std::vector<completion_fn> close_dones_;
+  std::function<void(std::uint64_t, const std::string&, const error&)> subscription_lost_;
+  std::vector<std::pair<completion_fn, error>> deferred_;
+
+  // Messages: waiting for the next flush, and sent.
+  std::deque<outgoing> queue_;
+  exchanges ledger_;
+  std::uint64_t last_id_ = 0;
+  std::uint64_t last_request_ = 0;
 
   // Timers (one host timer armed at the earliest).
   std::optional<clock::time_point> retry_at_;
-  bool retry_is_handshake_ = false;
   std::optional<clock::time_point> connection_deadline_;
   std::optional<clock::time_point> disconnect_deadline_;
-  unsigned failures_ = 0;
+  backoff backoff_;
   error last_failure_;
-  std::uint64_t rng_;
 
-  std::unordered_map<std::string, pattern_entry> patterns_;
-  std::unordered_map<std::uint64_t, std::shared_ptr<local_sub>> subs_;
-  std::size_t wildcard_patterns_ = 0;
-  std::uint64_t last_sub_id_ = 0;
-
-  // authenticate() in flight and what waits for it; used since the last success.
-  bool auth_in_flight_ = false;
-  bool auth_used_ = false;
-  std::vector<std::function<void(const error&)>> auth_waiters_;
-  std::vector<outgoing> auth_held_;  // messages refused with HTTP 401/403, sent again after it
-
-  std::deque<pending_frame> pending_;
-  std::size_t pending_count_ = 0;
-  std::vector<std::pair<completion_fn, error>> deferred_;
-  string_arena arena_;           // decoded strings of the message being handled
-  string_arena dispatch_arena_;  // decoded strings of the message being dispatched
-  std::string match_key_;
-  std::vector<std::shared_ptr<local_sub>> match_buf_;
+  subscription_table subs_;
+  std::vector<sub_ptr> match_buf_;
+  auth_gate auth_;
+  pending_queue pending_;
+  string_arena arena_;  // decoded strings of the message being handled
 };
+
+template <typename F>
+void session::invoke(F&& f) noexcept {
+  // No exception may cross into the event loop's C frames.
+  try {
+    f();
+  } catch (const std::exception& e) {
+    host_.log(log_level::error, std::string("a callback threw: ") + e.what());
+  } catch (...) {
+    host_.log(log_level::error, "a callback threw a non-std exception");
+  }
+}
 
 }  // namespace uvcometd::detail
