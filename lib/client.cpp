@@ -114,10 +114,6 @@ header_list parse_header_lines(const std::vector<std::string>& lines) {
   return out;
 }
 
-std::string id_of(const bayeux_message& m) {
-  if (auto s = m.string_field("id")) return *s;
-  return std::string(m.field("id"));
-}
 
 }  // namespace
 
@@ -163,29 +159,33 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   // --- session_host ---
   clock::time_point now() override { return clock::now(); }
 
-  void send(connection_type t, std::uint64_t request, std::string&& frame,
+  void send(connection_type t, std::uint64_t request, const outgoing_batch& batch,
             std::chrono::milliseconds timeout, bool alone) override {
     if (!pipeline_) {
-      send_frame(t, request, std::move(frame), timeout, alone, nullptr);
+      send_frame(t, request, batch.encode(), timeout, alone, nullptr);
       return;
     }
-    message_batch batch;
-    batch.transport = t;
-    batch.headers = base_headers_;
-    if (!split_frame(frame, batch.messages)) {
-      // Our own encoder wrote it: cannot happen, but never send what extensions did not see.
-      post([this, t, request] {
-        session_.on_request_failed(t, request, error(make_error_code(errc::extension_error),
-                                                     "internal: an outgoing frame is not a message array"));
-      });
-      return;
-    }
-    std::vector<std::string> ids;
+    // Extensions see structured messages; each is tagged with its id, which survives whatever
+    // they edit, so drops are told to the session by id. The text is encoded once, after them.
+    message_batch b;
+    b.transport = t;
+    b.headers = base_headers_;
+    b.messages.reserve(batch.messages.size());
+    std::vector<std::uint64_t> ids;
     ids.reserve(batch.messages.size());
-    for (const auto& m : batch.messages) ids.push_back(id_of(m));
-    pipeline_->push(direction::outgoing, std::move(batch), static_cast<std::uint64_t>(t),
-                    [this, t, request, timeout, alone, ids = std::move(ids)](message_batch&& b, const error& err) {
-                      finish_outgoing(t, request, timeout, alone, ids, std::move(b), err);
+    std::string text;
+    for (const auto& m : batch.messages) {
+      text.clear();
+      encode_message(text, m.kind, m.channel, m.id, m.payload, m.first_connect, batch.context);
+      bayeux_message bm = bayeux_message::parse(text);  // our own encoding: valid
+      message_access::set_tag(bm, m.id);
+      b.messages.push_back(std::move(bm));
+      ids.push_back(m.id);
+    }
+    pipeline_->push(direction::outgoing, std::move(b), static_cast<std::uint64_t>(t),
+                    [this, t, request, timeout, alone, ids = std::move(ids)](message_batch&& done,
+                                                                             const error& err) {
+                      finish_outgoing(t, request, timeout, alone, ids, std::move(done), err);
                     });
   }
 
@@ -353,71 +353,61 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       return;
     }
     // The extensions see the frame's messages in consecutive batches of bounded size, each
-    // made only when its turn comes and handed on to the session as its own frame: a huge
-    // frame of tiny messages never exists as one vector of bayeux_message objects (their
-    // fields cost several times the text). Messages the codec cannot use are skipped here, by
-    // the same reader and with the same rules as the session's: an extension never sees a
-    // message the session would read differently.
-    auto text = std::make_shared<const std::string>(std::move(body));
-    frame_reader reader(*text);
-    struct chunk {
+    // made when its turn comes (by the same reader, with the same rules, as the session's) and
+    // handed on to the session as its own frame: a huge frame of tiny messages never exists as
+    // one vector of bayeux_message objects (their fields cost several times the text). The
+    // frame's text is let go once its last batch is made.
+    struct walk {
+      std::shared_ptr<const std::string> text;
       frame_reader::cursor at;
-      std::size_t elements = 0;
+      error malformed;
+      bool ended = false;
     };
-    std::vector<chunk> chunks(1);
-    std::size_t bytes = 0;
-    error malformed;
-    for (;;) {
-      const frame_reader::cursor before = reader.save();
-      wire_message m;
-      error why;
-      const auto st = reader.next(m, scratch_, why);
-      if (st == frame_reader::status::end) break;
-      if (st == frame_reader::status::malformed) {
-        malformed = std::move(why);
-        break;
-      }
-      if (chunks.back().elements == max_batch_messages || bytes >= max_batch_bytes) {
-        chunks.push_back({before, 0});
-        bytes = 0;
-      }
-      ++chunks.back().elements;
-      bytes += m.json.size();
-    }
-    scratch_.reset();
-    const event_scope scope(*this);
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      const bool last = i + 1 == chunks.size();
-      auto make = [this, text, t, headers, c = chunks[i]] {
-        message_batch batch;
-        batch.transport = t;
-        batch.headers = headers;
-        frame_reader r(*text, c.at);
-        string_arena arena;
-        for (std::size_t n = 0; n < c.elements; ++n) {
-          wire_message m;
-          error why;
-          const auto st = r.next(m, arena, why);
-          if (st == frame_reader::status::message) {
-            batch.messages.push_back(bayeux_message::parse(m.json));
-          } else if (st == frame_reader::status::skipped) {
-            log(log_level::warning, "skipped a message: " + why.message);
-          }
+    auto w = std::make_shared<walk>();
+    w->text = std::make_shared<const std::string>(std::move(body));
+    auto make = [this, w, t, headers](message_batch& b) {
+      b.transport = t;
+      b.headers = headers;
+      frame_reader reader(*w->text, w->at);
+      std::size_t bytes = 0;
+      while (b.messages.size() < max_batch_messages && bytes < max_batch_bytes) {
+        wire_message m;
+        error why;
+        const auto st = reader.next(m, scratch_, why);
+        if (st == frame_reader::status::end || st == frame_reader::status::malformed) {
+          w->malformed = std::move(why);
+          w->ended = true;
+          break;
         }
-        return batch;
-      };
-      // Replies are matched by id whatever frame carries them; only the last batch ends the
-      // request (what it carried and got no reply never will).
-      const std::uint64_t req = last && !malformed ? request : 0;
-      pipeline_->push_lazy(direction::incoming, std::move(make), static_cast<std::uint64_t>(t),
-                           [this, t, req](message_batch&& b, const error& err) {
-                             finish_incoming(t, req, std::move(b), err);
-                           });
-    }
-    if (malformed) {
-      log(log_level::warning, "malformed frame: " + malformed.message);
-      in_order(t, [this, t, request, malformed] { session_.on_bad_frame(t, request, malformed); });
-    }
+        if (st == frame_reader::status::skipped) {
+          log(log_level::warning, "skipped a message: " + why.message);
+          continue;
+        }
+        b.messages.push_back(bayeux_message::parse(m.json));  // the reader's rules are parse()'s
+        bytes += m.json.size();
+      }
+      scratch_.reset();
+      w->at = reader.save();
+      if (w->ended) w->text.reset();
+      return !w->ended;
+    };
+    const event_scope scope(*this);
+    pipeline_->push_lazy(direction::incoming, std::move(make), static_cast<std::uint64_t>(t),
+                         [this, w, t, request](message_batch&& b, const error& err) {
+                           // Replies are matched by id whatever frame carries them; only the
+                           // last batch ends the request (what it carried and got no reply never
+                           // will), unless the frame turned out broken.
+                           const bool last = w->ended || err;
+                           if (last && w->malformed) {
+                             finish_incoming(t, 0, std::move(b), err);
+                             log(log_level::warning, "malformed frame: " + w->malformed.message);
+                             deliver([this, t, request, bad = w->malformed] {
+                               session_.on_bad_frame(t, request, bad);
+                             });
+                             return;
+                           }
+                           finish_incoming(t, last ? request : 0, std::move(b), err);
+                         });
   }
 
   void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b, const error& err) {
@@ -431,12 +421,17 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       // Replies whose message goes out again are not reported. Each resend goes to the front of
       // the queue: the last first keeps their order.
       auto& messages = batch->messages;
-      for (auto it = batch->resend_ids.rbegin(); it != batch->resend_ids.rend(); ++it) {
-        const std::string& id = *it;
+      const auto& resends = message_access::resends(*batch);
+      for (auto it = resends.rbegin(); it != resends.rend(); ++it) {
+        const std::uint64_t id = *it;
         if (!session_.resend(id)) continue;
         messages.erase(std::remove_if(messages.begin(), messages.end(),
                                       [&](const bayeux_message& m) {
-                                        return m.successful().has_value() && id_of(m) == id;
+                                        std::uint64_t reply_id = 0;
+                                        const auto text = m.string_field("id");
+                                        return is_reply(m.channel(), m.successful().has_value()) &&
+                                               text && parse_message_id(*text, reply_id) &&
+                                               reply_id == id;
                                       }),
                        messages.end());
       }
@@ -445,7 +440,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
   void finish_outgoing(connection_type t, std::uint64_t request, std::chrono::milliseconds timeout,
-                       bool alone, const std::vector<std::string>& ids, message_batch&& b,
+                       bool alone, const std::vector<std::uint64_t>& ids, message_batch&& b,
                        const error& err) {
     // The session may have given the request up while an extension held it (connection lost,
     // aborted): sending it now would duplicate what the session sends again, or reopen a
@@ -455,15 +450,15 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       post([this, t, request, err] { session_.on_request_failed(t, request, err); });
       return;
     }
-    std::vector<std::string> kept;
-    kept.reserve(b.messages.size());
-    for (const auto& m : b.messages) kept.push_back(id_of(m));
     const error dropped(make_error_code(errc::dropped_by_extension), "an outgoing extension dropped the message");
     if (b.messages.empty()) {
       post([this, t, request, dropped] { session_.on_request_failed(t, request, dropped); });
       return;
     }
-    for (const auto& id : ids) {
+    std::vector<std::uint64_t> kept;
+    kept.reserve(b.messages.size());
+    for (const auto& m : b.messages) kept.push_back(message_access::tag(m));
+    for (const auto id : ids) {
       if (std::find(kept.begin(), kept.end(), id) != kept.end()) continue;
       post([this, request, id, dropped] { session_.on_dropped(request, id, dropped); });
     }

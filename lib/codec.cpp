@@ -1,6 +1,7 @@
 #include "codec.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include "channel.hpp"
 #include "json.hpp"
@@ -156,7 +157,17 @@ std::string quoted(std::string_view text) {
 
 }  // namespace
 
-bool wire_message::is_reply() const noexcept { return successful.has_value() || is_meta(channel); }
+bool is_reply(std::string_view channel, bool has_successful) noexcept {
+  return has_successful || is_meta(channel);
+}
+
+bool wire_message::is_reply() const noexcept { return detail::is_reply(channel, successful.has_value()); }
+
+bool parse_message_id(std::string_view text, std::uint64_t& out) noexcept {
+  if (text.empty()) return false;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && end == text.data() + text.size();
+}
 
 std::string& string_arena::take() {
   if (used_ == slots_.size()) slots_.emplace_back();
@@ -468,6 +479,21 @@ void encode_message(std::string& f, message_kind kind, std::string_view channel,
     case message_kind::disconnect: break;
   }
   f += '}';
+}
+
+std::string outgoing_batch::encode() const {
+  std::string frame;
+  std::size_t size = 2;
+  for (const auto& m : messages) size += 96 + m.channel.size() + m.payload.size();
+  frame.reserve(size);
+  frame += '[';
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (i) frame += ',';
+    const batch_message& m = messages[i];
+    encode_message(frame, m.kind, m.channel, m.id, m.payload, m.first_connect, context);
+  }
+  frame += ']';
+  return frame;
 }
 
 std::vector<std::string> decode_string_array(std::string_view raw) {

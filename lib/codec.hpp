@@ -27,6 +27,24 @@ struct encode_context {
   std::string_view handshake_ext;                             // JSON object text, or empty
 };
 
+// One message of an outgoing batch: what the session sends, before any text exists. Views are
+// valid during session_host::send() only.
+struct batch_message {
+  message_kind kind = message_kind::publish;
+  std::uint64_t id = 0;
+  std::string_view channel;
+  std::string_view payload;  // a publish's data (JSON text) or a (un)subscribe's pattern
+  bool first_connect = false;
+};
+
+// The messages of one frame, with what they share.
+struct outgoing_batch {
+  std::vector<batch_message> messages;
+  encode_context context;
+  // The frame: one JSON array of the messages.
+  std::string encode() const;
+};
+
 // Appends one message object to `frame`. `payload` is a publish's data (JSON text) or a
 // (un)subscribe's pattern. A first connect asks the server to answer at once (timeout 0).
 void encode_message(std::string& frame, message_kind kind, std::string_view channel,
@@ -58,10 +76,17 @@ struct wire_message {
   bool has_advice = false;
   advice adv;
 
-  // A reply to one of our requests (it says "successful", or it is on a /meta/ channel), as
-  // opposed to a data message delivered to a subscription.
+  // See detail::is_reply().
   bool is_reply() const noexcept;
 };
+
+// The one definition of a reply to one of our requests (it says "successful", or it is on a
+// /meta/ channel), as opposed to a data message delivered to a subscription. Replies are matched
+// to requests by id and channel, never routed.
+bool is_reply(std::string_view channel, bool has_successful) noexcept;
+
+// The session's message ids are decimal integers ("id":"42"; a server may echo them as numbers).
+bool parse_message_id(std::string_view text, std::uint64_t& out) noexcept;
 
 // Decoded strings of one message (escaped channel names, ids, ...). Slots keep their memory
 // between messages; a slot that grew past a few KiB is given back on reset().

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <system_error>
 
+#include "codec.hpp"
 #include "json.hpp"
 #include "json_object.hpp"
 
@@ -230,16 +231,14 @@ std::string bayeux_message::to_json() const {
 void bayeux_message::append_json(std::string& out) const { append_object(out, fields_); }
 
 bool message_batch::resend(const bayeux_message& reply) {
-  if (!reply.successful().has_value()) return false;
-  auto id = reply.string_field("id");
-  if (!id) {
-    // A numeric id is kept as its text.
-    const auto raw = reply.field("id");
-    if (raw.empty() || raw[0] == '"' || raw[0] == '{' || raw[0] == '[') return false;
-    id = std::string(raw);
-  }
-  if (std::find(resend_ids.begin(), resend_ids.end(), *id) == resend_ids.end()) {
-    resend_ids.push_back(std::move(*id));
+  if (!detail::is_reply(reply.channel(), reply.successful().has_value())) return false;
+  std::string text;
+  if (auto s = reply.string_field("id")) text = std::move(*s);
+  else text = std::string(reply.field("id"));
+  std::uint64_t id = 0;
+  if (!detail::parse_message_id(text, id)) return false;
+  if (std::find(resend_ids_.begin(), resend_ids_.end(), id) == resend_ids_.end()) {
+    resend_ids_.push_back(id);
   }
   return true;
 }

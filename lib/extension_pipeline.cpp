@@ -1,6 +1,7 @@
 #include "extension_pipeline.hpp"
 
 #include <exception>
+#include <utility>
 
 #include "json.hpp"
 
@@ -83,7 +84,7 @@ void extension_pipeline::push(direction d, std::optional<message_batch> batch, s
   pump(d);
 }
 
-void extension_pipeline::push_lazy(direction d, std::function<message_batch()> make,
+void extension_pipeline::push_lazy(direction d, std::function<bool(message_batch&)> make,
                                    std::uint64_t tag, finish_fn finish) {
   job j;
   j.seq = ++last_seq_;
@@ -122,16 +123,34 @@ void extension_pipeline::pump(direction d) {
       l.jobs.pop_front();
       continue;
     }
-    if (j.make) {
-      auto make = std::move(j.make);
-      j.make = nullptr;
+    if (j.make && !j.batch) {
+      j.batch = std::make_shared<message_batch>();
       try {
-        j.batch = std::make_shared<message_batch>(make());
+        j.more = j.make(*j.batch);
       } catch (const std::exception& e) {
-        j.batch = std::make_shared<message_batch>();
+        j.more = false;
         j.err = error(make_error_code(errc::extension_error), e.what());
       }
       if (alive.expired()) return;
+      if (!j.more) j.make = nullptr;
+    }
+    if (j.more && j.err) {
+      // A failed batch ends a lazy job: what follows it is not made.
+      j.more = false;
+      j.make = nullptr;
+    }
+    if (j.more && j.next >= order_.size()) {
+      // A batch of a lazy job is through; the job keeps its place for the next one.
+      message_batch b = std::move(*j.batch);
+      j.batch.reset();
+      j.next = 0;
+      try {
+        j.finish(std::move(b), {});
+      } catch (const std::exception& e) {
+        if (log_) log_(log_level::error, std::string("uvcometd internal error after an extension: ") + e.what());
+      }
+      if (alive.expired()) return;
+      continue;
     }
     if (!j.batch || j.err || j.next >= order_.size()) {
       job done = std::move(j);

@@ -20,6 +20,16 @@ enum class direction { outgoing, incoming };
 
 // Splits a frame (a JSON array of objects) into messages; false when it is not one.
 bool split_frame(std::string_view frame, std::vector<bayeux_message>& out);
+
+// The client's private access to a message's tag (the id of the outgoing message it carries,
+// whatever an extension edits) and to a batch's resend requests.
+struct message_access {
+  static std::uint64_t tag(const bayeux_message& m) noexcept { return m.tag_; }
+  static void set_tag(bayeux_message& m, std::uint64_t tag) noexcept { m.tag_ = tag; }
+  static const std::vector<std::uint64_t>& resends(const message_batch& b) noexcept {
+    return b.resend_ids_;
+  }
+};
 // The JSON array of `messages`.
 std::string join_frame(const std::vector<bayeux_message>& messages);
 
@@ -43,9 +53,11 @@ class extension_pipeline {
   // a transport event that must not overtake the frames before it). `finish` may run inside
   // this call. `tag` is what cancel() selects on.
   void push(direction d, std::optional<message_batch> batch, std::uint64_t tag, finish_fn finish);
-  // Queues a batch made only when its turn comes (`make` runs once, just before the first
-  // extension sees it): the consecutive batches of one large frame never exist all at once.
-  void push_lazy(direction d, std::function<message_batch()> make, std::uint64_t tag,
+  // Queues batches made only when their turn comes: `make` fills the next batch just before
+  // the first extension sees it, and says whether another follows; `finish` runs for each. The
+  // consecutive batches of one large frame never exist all at once, and no other batch of the
+  // direction comes between them.
+  void push_lazy(direction d, std::function<bool(message_batch&)> make, std::uint64_t tag,
                  finish_fn finish);
 
   // Forgets the jobs of direction `d` with tag `tag` (queued or running): their finish never runs.
@@ -63,7 +75,8 @@ class extension_pipeline {
     // Shared with the extension's continuation: an extension still working on a cancelled job
     // keeps writing into a live batch.
     std::shared_ptr<message_batch> batch;
-    std::function<message_batch()> make;  // push_lazy(): makes `batch` when the job starts
+    std::function<bool(message_batch&)> make;  // push_lazy(): makes each batch when it starts
+    bool more = false;                         // push_lazy(): another batch follows this one
     finish_fn finish;
     std::size_t next = 0;   // index of the extension to run next
     bool waiting = false;   // an extension has it and has not called done yet

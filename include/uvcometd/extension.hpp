@@ -2,6 +2,7 @@
 // extension the client asks for fresh credentials after an authentication failure.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -14,6 +15,10 @@
 #include "uvcometd/options.hpp"
 
 namespace uvcometd {
+
+namespace detail {
+struct message_access;
+}
 
 // One Bayeux message as extensions see it: its top-level fields in order, each a name and the raw
 // JSON text of its value. Every setter validates what it stores, so the message always encodes to
@@ -59,7 +64,9 @@ class bayeux_message {
   void append_json(std::string& out) const;
 
  private:
+  friend struct detail::message_access;
   std::vector<std::pair<std::string, std::string>> fields_;
+  std::uint64_t tag_ = 0;  // the client's id of an outgoing message: survives any edit
 };
 
 // HTTP headers as {name, value} pairs, in order.
@@ -79,10 +86,13 @@ struct message_batch {
   // Incoming only: asks the client to send again the message `reply` answers (a publish,
   // subscribe or unsubscribe, at most once per message; outgoing extensions see it again) instead
   // of reporting the reply, which is then removed once every extension is done with the batch.
-  // Returns false for a message that is not a reply (no "successful" or no "id").
+  // Returns false for a message that is not a reply (no "successful", or no "id" the client
+  // could have sent).
   bool resend(const bayeux_message& reply);
-  // The ids whose messages resend() asked for (read by the client).
-  std::vector<std::string> resend_ids;
+
+ private:
+  friend struct detail::message_access;
+  std::vector<std::uint64_t> resend_ids_;  // what resend() asked for, read by the client
 };
 
 // Called by an extension exactly once when it is done with a batch, on the loop thread, inside

@@ -43,12 +43,13 @@ class session_host {
  public:
   virtual ~session_host() = default;
   virtual clock::time_point now() = 0;
-  // Sends one frame on the transport of type `t`. The outcome comes back through
-  // session::on_frame / on_request_failed (request/response transports) or on_frame(…, 0, …) /
-  // on_transport_down (stream transports). `timeout` is the request's whole deadline.
-  // `alone`: the frame must travel by itself (connect, handshake, disconnect); others may be
-  // merged by stream transports.
-  virtual void send(connection_type t, std::uint64_t request, std::string&& frame,
+  // Sends one batch of messages as one frame on the transport of type `t` (the host encodes
+  // it, after extensions if any: the batch's views are valid during the call only). The outcome
+  // comes back through session::on_frame / on_request_failed (request/response transports) or
+  // on_frame(…, 0, …) / on_transport_down (stream transports). `timeout` is the request's whole
+  // deadline. `alone`: the frame must travel by itself (connect, handshake, disconnect); others
+  // may be merged by stream transports.
+  virtual void send(connection_type t, std::uint64_t request, const outgoing_batch& batch,
                     std::chrono::milliseconds timeout, bool alone) = 0;
   // Drops every exchange in flight on `t` without reporting them (retries, close).
   virtual void abort(connection_type t) = 0;
@@ -157,11 +158,11 @@ class session {
   // request's exchange fails with `err`; a stream connection is dropped.
   void on_bad_frame(connection_type t, std::uint64_t request, const error& err);
   // An outgoing extension removed the message `id` from the frame of `request`.
-  void on_dropped(std::uint64_t request, std::string_view id, const error& err);
+  void on_dropped(std::uint64_t request, std::uint64_t id, const error& err);
   // An incoming extension asked to send again the message that the reply with `id` answers.
   // True when accepted (a publish, subscribe or unsubscribe awaiting its reply, not resent
   // before): the message is queued again and its reply must be ignored.
-  bool resend(std::string_view id);
+  bool resend(std::uint64_t id);
   // True while `request` is awaited (an extension still holding its frame may send it).
   bool in_flight(std::uint64_t request) const noexcept { return ledger_.is_open(request); }
   // The auth extension's authenticate() finished.
@@ -199,6 +200,9 @@ class session {
   void send_handshake();
   void send_connect(bool first);
   void send_alone(outgoing&& m, exchanges::slot holds);
+  // Records the request of `sent` in the ledger and hands the batch to the host.
+  void send_request(std::vector<outgoing>&& sent, exchanges::slot holds, std::chrono::milliseconds timeout,
+                    bool alone);
   void flush();
   std::chrono::milliseconds request_timeout(message_kind k, bool first_connect) const;
   std::chrono::milliseconds held_timeout() const noexcept;

@@ -53,7 +53,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     if (m.is_reply()) {
       // Faye keeps the publisher's id on delivered messages: a reply must match id and channel.
       std::uint64_t id;
-      if (!parse_id(m.id, id)) continue;
+      if (!parse_message_id(m.id, id)) continue;
       const outgoing* out = ledger_.awaiting(id);
       if (!out || (!m.channel.empty() && m.channel != out->channel)) continue;
       handle_reply(m, ledger_.take(id));
@@ -106,17 +106,14 @@ void session::on_bad_frame(connection_type t, std::uint64_t request, const error
   }
 }
 
-void session::on_dropped(std::uint64_t request, std::string_view id_text, const error& err) {
-  std::uint64_t id;
-  if (!parse_id(id_text, id)) return;
+void session::on_dropped(std::uint64_t request, std::uint64_t id, const error& err) {
   const outgoing* out = ledger_.awaiting(id);
   if (!out || out->request != request) return;
   fail_outgoing(ledger_.take(id), err);
 }
 
-bool session::resend(std::string_view id_text) {
-  std::uint64_t id;
-  if (!parse_id(id_text, id) || !active()) return false;
+bool session::resend(std::uint64_t id) {
+  if (!active()) return false;
   const outgoing* o = ledger_.awaiting(id);
   if (!o || o->resent ||
       (o->kind != message_kind::publish && o->kind != message_kind::subscribe &&

@@ -97,29 +97,42 @@ void session::send_connect(bool first) {
 void session::send_alone(outgoing&& m, exchanges::slot holds) {
   m.id = next_id();
   m.epoch = epoch_;
-  const std::uint64_t request = ++last_request_;
-  m.request = request;
-  std::string frame;
-  frame.reserve(256);
-  frame += '[';
-  const encode_context ctx{client_id_, type_, &cfg_.connection_types, cfg_.handshake_ext};
-  encode_message(frame, m.kind, m.channel, m.id, m.payload, m.first_connect, ctx);
-  frame += ']';
   const auto timeout = request_timeout(m.kind, m.first_connect);
+  std::vector<outgoing> one;
+  one.push_back(std::move(m));
+  send_request(std::move(one), holds, timeout, true);
+}
+
+void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
+                           std::chrono::milliseconds timeout, bool alone) {
+  const std::uint64_t request = ++last_request_;
   exchanges::request req;
   req.type = type_;
   req.holds = holds;
-  if (!traits().request_response) {
+  const bool stream = !traits().request_response;
+  if (stream) {
     // A stream has no exchange to time out: without a deadline here, a lost reply (the
     // connect's included) left its call waiting forever and the client silent.
     req.deadline = later(host_.now(), timeout);
     req.timeout = timeout;
   }
-  std::vector<outgoing> one;
-  one.push_back(std::move(m));
-  ledger_.open(request, std::move(req), std::move(one));
-  if (!traits().request_response) rearm();
-  host_.send(type_, request, std::move(frame), timeout, true);
+  std::vector<std::uint64_t> ids;
+  ids.reserve(sent.size());
+  for (auto& m : sent) {
+    m.request = request;
+    ids.push_back(m.id);
+  }
+  ledger_.open(request, std::move(req), std::move(sent));
+  if (stream) rearm();
+  // The batch's views point into the ledger, where the messages now live.
+  outgoing_batch batch;
+  batch.context = encode_context{client_id_, type_, &cfg_.connection_types, cfg_.handshake_ext};
+  batch.messages.reserve(ids.size());
+  for (const auto id : ids) {
+    const outgoing* m = ledger_.awaiting(id);
+    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect});
+  }
+  host_.send(type_, request, batch, timeout, alone);
 }
 
 void session::flush() {
@@ -145,11 +158,6 @@ void session::flush() {
       })) {
     return;
   }
-  const std::uint64_t request = ++last_request_;
-  std::string frame;
-  frame.reserve(64 + queue_.size() * 128);
-  frame += '[';
-  const encode_context ctx{client_id_, type_, &cfg_.connection_types, cfg_.handshake_ext};
   std::deque<outgoing> held;
   std::vector<outgoing> sent;
   while (!queue_.empty()) {
@@ -161,24 +169,11 @@ void session::flush() {
     }
     m.id = next_id();
     m.epoch = epoch_;
-    m.request = request;
-    if (!sent.empty()) frame += ',';
-    encode_message(frame, m.kind, m.channel, m.id, m.payload, false, ctx);
     sent.push_back(std::move(m));
   }
-  frame += ']';
   queue_ = std::move(held);
-  const auto timeout = request_timeout(message_kind::publish, false);
-  exchanges::request req;
-  req.type = type_;
-  req.holds = request_response ? exchanges::slot::normal : exchanges::slot::none;
-  if (!request_response) {
-    req.deadline = later(host_.now(), timeout);
-    req.timeout = timeout;
-  }
-  ledger_.open(request, std::move(req), std::move(sent));
-  if (!request_response) rearm();
-  host_.send(type_, request, std::move(frame), timeout, false);
+  send_request(std::move(sent), request_response ? exchanges::slot::normal : exchanges::slot::none,
+               request_timeout(message_kind::publish, false), false);
 }
 
 std::chrono::milliseconds session::held_timeout() const noexcept {

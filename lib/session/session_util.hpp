@@ -1,7 +1,6 @@
 // Small helpers the session's files share.
 #pragma once
 
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -24,13 +23,6 @@ inline error make_error(errc code, std::string text) {
 inline const error& closed_error() {
   static const error e = make_error(errc::cancelled, "the client was closed");
   return e;
-}
-
-// The session's message ids are decimal integers.
-inline bool parse_id(std::string_view text, std::uint64_t& out) noexcept {
-  if (text.empty()) return false;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
-  return ec == std::errc() && end == text.data() + text.size();
 }
 
 // `now + d`, saturating: a delay from the server, the options or reconnect_delay can be anything

@@ -148,7 +148,7 @@ class fuzz_host final : public d::session_host {
  public:
   explicit fuzz_host(driver& dr) : dr_(dr) {}
   d::clock::time_point now() override { return now_; }
-  void send(connection_type t, std::uint64_t request, std::string&& frame, ms timeout,
+  void send(connection_type t, std::uint64_t request, const d::outgoing_batch& batch, ms timeout,
             bool alone) override;
   void abort(connection_type t) override;
   void arm_timer(ms delay) override {
@@ -618,7 +618,7 @@ class driver {
         if (!f) break;
         auto& m = f->messages[in_.pick(f->messages.size())];
         if (m.answered) break;
-        if (s_->resend(m.id)) m.answered = true;  // its reply is ignored from now on
+        if (s_->resend(std::stoull(m.id))) m.answered = true;  // its reply is ignored from now on
         break;
       }
       case 31: {  // an outgoing extension dropped a message from its frame
@@ -627,7 +627,7 @@ class driver {
         auto& m = f->messages[in_.pick(f->messages.size())];
         if (m.answered) break;
         m.answered = true;
-        s_->on_dropped(f->request, m.id,
+        s_->on_dropped(f->request, std::stoull(m.id),
                        uvcometd::error{make_error_code(errc::dropped_by_extension), "dropped"});
         break;
       }
@@ -686,9 +686,10 @@ class driver {
   long next_client_ = 1;
 };
 
-void fuzz_host::send(connection_type t, std::uint64_t request, std::string&& frame, ms timeout,
-                     bool alone) {
+void fuzz_host::send(connection_type t, std::uint64_t request, const d::outgoing_batch& batch,
+                     ms timeout, bool alone) {
   (void)timeout;
+  const std::string frame = batch.encode();
   trace(std::string("sent over ") + type_name(t) + " #" + std::to_string(request) + ": " + frame);
   sent_frame f{t, request, {}, true};
   d::decoded_frame df;

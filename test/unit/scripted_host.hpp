@@ -109,13 +109,13 @@ class scripted_host final : public detail::session_host {
 
   detail::clock::time_point now() override { return now_; }
 
-  void send(connection_type t, std::uint64_t request, std::string&& frame, ms timeout,
-            bool alone) override {
+  void send(connection_type t, std::uint64_t request, const detail::outgoing_batch& batch,
+            ms timeout, bool alone) override {
     sent_frame f;
     f.type = t;
     f.alone = alone;
     f.request = request;
-    f.text = std::move(frame);
+    f.text = batch.encode();
     f.timeout = timeout;
     f.doc = std::make_shared<rapidjson::Document>();
     f.doc->Parse(f.text.c_str(), f.text.size());

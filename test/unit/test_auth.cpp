@@ -210,19 +210,20 @@ TEST_CASE("resend(): an extension sends a refused message again once; on_dropped
   h.loop();
   const sent_frame f = h.last();
   REQUIRE(f.size() == 2);
-  h.s->on_dropped(f.request, f.id(1), uvcometd::error{uvcometd::make_error_code(errc::dropped_by_extension), "x"});
+  h.s->on_dropped(f.request, std::stoull(f.id(1)),
+                  uvcometd::error{uvcometd::make_error_code(errc::dropped_by_extension), "x"});
   CHECK(dropped.failed_once(errc::dropped_by_extension));
-  CHECK(h.s->resend(f.id(0)));
-  CHECK_FALSE(h.s->resend(f.id(0)));  // no longer awaiting
+  CHECK(h.s->resend(std::stoull(f.id(0))));
+  CHECK_FALSE(h.s->resend(std::stoull(f.id(0))));  // no longer awaiting
   h.reply(f, "[]");
   h.loop();
   CHECK(pub.calls == 0);
   const sent_frame again = h.last();
   REQUIRE(again.channel() == "/a");
-  CHECK_FALSE(h.s->resend(again.id()));  // at most once
+  CHECK_FALSE(h.s->resend(std::stoull(again.id())));  // at most once
   h.reply(again, ok_replies(again));
   h.loop();
   CHECK(pub.ok_once());
   CHECK(dropped.calls == 1);
-  CHECK_FALSE(h.s->resend("not-a-number"));
+  CHECK_FALSE(h.s->resend(999999));  // never sent
 }
