@@ -154,6 +154,31 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
   session& sess() noexcept { return session_; }
+
+  std::error_code add_meta_listener(std::string_view channel, meta_listener listener,
+                                    std::uint64_t* id) {
+    static constexpr std::string_view known[] = {"/meta/handshake", "/meta/connect",
+                                                 "/meta/subscribe", "/meta/unsubscribe",
+                                                 "/meta/disconnect", "/meta/*", "/meta/**"};
+    if (std::find(std::begin(known), std::end(known), channel) == std::end(known)) {
+      return errc::invalid_channel;
+    }
+    if (!listener) return errc::invalid_argument;
+    if (meta_listeners_.empty()) {
+      session_.on_meta([this](const meta_message& m) { tell_meta(m); });
+    }
+    meta_listeners_.push_back({++last_meta_id_, std::string(channel), std::move(listener)});
+    if (id) *id = last_meta_id_;
+    return {};
+  }
+
+  std::error_code remove_meta_listener(std::uint64_t id) {
+    const auto it = std::find_if(meta_listeners_.begin(), meta_listeners_.end(),
+                                 [&](const meta_entry& e) { return e.id == id; });
+    if (it == meta_listeners_.end()) return errc::invalid_argument;
+    meta_listeners_.erase(it);
+    return {};
+  }
   void set_listener(state_listener l) { listener_ = std::move(l); }
 
   // --- session_host ---
@@ -176,7 +201,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     std::string text;
     for (const auto& m : batch.messages) {
       text.clear();
-      encode_message(text, m.kind, m.channel, m.id, m.payload, m.first_connect, batch.context);
+      encode_message(text, m.kind, m.channel, m.id, m.payload, m.first_connect, batch.context,
+                     m.ext);
       bayeux_message bm = bayeux_message::parse(text);  // our own encoding: valid
       message_access::set_tag(bm, m.id);
       b.messages.push_back(std::move(bm));
@@ -585,6 +611,35 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     self->guarded([&] { self->session_.run_deferred(); });
   }
 
+  void tell_meta(const meta_message& m) {
+    // Listeners may add or remove listeners: each is looked up again just before its call.
+    std::vector<std::uint64_t> ids;
+    for (const auto& e : meta_listeners_) {
+      if (e.pattern == m.channel || detail::channel_matches(e.pattern, m.channel)) ids.push_back(e.id);
+    }
+    for (const auto id : ids) {
+      const auto it = std::find_if(meta_listeners_.begin(), meta_listeners_.end(),
+                                   [&](const meta_entry& e) { return e.id == id; });
+      if (it == meta_listeners_.end()) continue;
+      const meta_listener l = it->listener;  // a copy: it may remove itself
+      try {
+        l(m);
+      } catch (const std::exception& e) {
+        log(log_level::error, std::string("a meta listener threw: ") + e.what());
+      } catch (...) {
+        log(log_level::error, "a meta listener threw");
+      }
+    }
+  }
+
+  struct meta_entry {
+    std::uint64_t id;
+    std::string pattern;
+    meta_listener listener;
+  };
+  std::vector<meta_entry> meta_listeners_;
+  std::uint64_t last_meta_id_ = 0;
+
   uv_loop_t* loop_;
   options opts_;
   session session_;
@@ -634,6 +689,54 @@ std::error_code client::publish(std::string_view channel, std::string_view json_
                                 completion done) {
   return impl_->sess().publish(channel, json_data, std::move(done));
 }
+
+namespace {
+
+// An "ext" of message_options: empty, or a JSON object.
+bool valid_ext(const message_options& f) noexcept {
+  return f.ext.empty() || detail::json::is_object(f.ext);
+}
+
+}  // namespace
+
+std::error_code client::publish(std::string_view channel, std::string_view json_data,
+                                completion done, const message_options& fields) {
+  if (!valid_ext(fields)) return errc::invalid_argument;
+  return impl_->sess().publish(channel, json_data, std::move(done), fields.ext);
+}
+
+std::error_code client::subscribe(std::string_view channel, message_handler on_message,
+                                  completion done, subscription* out,
+                                  const message_options& fields) {
+  if (!valid_ext(fields)) return errc::invalid_argument;
+  std::uint64_t id = 0;
+  auto ec = impl_->sess().subscribe(channel, std::move(on_message), std::move(done), &id, fields.ext);
+  if (!ec && out) *out = subscription(id, std::string(channel));
+  return ec;
+}
+
+std::error_code client::remote_call(std::string_view target, std::string_view json_data,
+                                    call_completion done) {
+  return remote_call(target, json_data, std::chrono::seconds(5), std::move(done));
+}
+
+std::error_code client::remote_call(std::string_view target, std::string_view json_data,
+                                    std::chrono::milliseconds timeout, call_completion done,
+                                    const message_options& fields) {
+  if (!valid_ext(fields)) return errc::invalid_argument;
+  return impl_->sess().remote_call(target, json_data, timeout, std::move(done), fields.ext);
+}
+
+std::error_code client::on_meta(std::string_view channel, meta_listener listener,
+                                std::uint64_t* id) {
+  return impl_->add_meta_listener(channel, std::move(listener), id);
+}
+
+std::error_code client::remove_meta_listener(std::uint64_t id) {
+  return impl_->remove_meta_listener(id);
+}
+
+void client::on_unmatched(message_handler handler) { impl_->sess().on_unmatched(std::move(handler)); }
 
 void client::start_batch() { impl_->sess().start_batch(); }
 

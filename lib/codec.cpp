@@ -303,6 +303,7 @@ read_result read_message(std::string_view s, std::size_t& pos, wire_message& m, 
       } else if (bit == m_advice) {
         m.has_advice = true;
         if (!read_advice(s, pos, m.adv)) bad_value = value_problem::malformed;
+        else m.advice_json = s.substr(vstart, pos - vstart);
       } else if (bit == m_connection_types) {
         raw_value(m.connection_types);
       } else if (!json::skip_value(s, pos, 2)) {
@@ -437,7 +438,7 @@ error decode_frame(std::string_view text, decoded_frame& out) {
 
 void encode_message(std::string& f, message_kind kind, std::string_view channel,
                     std::uint64_t id, std::string_view payload, bool first_connect,
-                    const encode_context& c) {
+                    const encode_context& c, std::string_view ext) {
   f += "{\"channel\":";
   json::append_string(f, channel);
   f += ",\"id\":\"";
@@ -478,6 +479,10 @@ void encode_message(std::string& f, message_kind kind, std::string_view channel,
       break;
     case message_kind::disconnect: break;
   }
+  if (!ext.empty() && kind != message_kind::handshake) {
+    f += ",\"ext\":";
+    f += ext;
+  }
   f += '}';
 }
 
@@ -490,7 +495,7 @@ std::string outgoing_batch::encode() const {
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (i) frame += ',';
     const batch_message& m = messages[i];
-    encode_message(frame, m.kind, m.channel, m.id, m.payload, m.first_connect, context);
+    encode_message(frame, m.kind, m.channel, m.id, m.payload, m.first_connect, context, m.ext);
   }
   frame += ']';
   return frame;

@@ -35,6 +35,7 @@ struct batch_message {
   std::string_view channel;
   std::string_view payload;  // a publish's data (JSON text) or a (un)subscribe's pattern
   bool first_connect = false;
+  std::string_view ext;      // the message's own "ext" object, or empty
 };
 
 // The messages of one frame, with what they share.
@@ -47,9 +48,11 @@ struct outgoing_batch {
 
 // Appends one message object to `frame`. `payload` is a publish's data (JSON text) or a
 // (un)subscribe's pattern. A first connect asks the server to answer at once (timeout 0).
+// `ext`: the message's own "ext" object (JSON text), or empty (the handshake's ext comes from
+// the context).
 void encode_message(std::string& frame, message_kind kind, std::string_view channel,
                     std::uint64_t id, std::string_view payload, bool first_connect,
-                    const encode_context& c);
+                    const encode_context& c, std::string_view ext = {});
 
 // --- decoding ---
 
@@ -72,6 +75,7 @@ struct wire_message {
   std::string_view data;                // raw JSON text, empty when absent
   std::string_view ext;                 // raw JSON text, empty when absent
   std::string_view connection_types;    // raw JSON text of supportedConnectionTypes
+  std::string_view advice_json;         // raw JSON text of advice, empty when absent
   std::optional<bool> successful;
   bool has_advice = false;
   advice adv;

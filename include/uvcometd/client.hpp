@@ -1,6 +1,7 @@
 // uvcometd — the Bayeux client on an application-owned libuv loop.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -28,6 +29,20 @@ using completion = std::function<void(const error& err)>;
 using message_handler = std::function<void(const message& msg)>;
 // Called on every state transition with the new state and the connection type then in use.
 using state_listener = std::function<void(state s, connection_type t, const error& why)>;
+/// Completion of a remote call; runs exactly once, on the loop thread. `reply` is the server's
+/// answer (its `data` is the call's result) and is valid during the call only; its views are
+/// empty when no reply came (timeout, cancelled, connection lost).
+using call_completion = std::function<void(const error& err, const message& reply)>;
+/// Called with every meta reply whose channel the listener's pattern matches; see on_meta().
+using meta_listener = std::function<void(const meta_message& reply)>;
+
+/// Fields of one publish, subscribe or remote call, beyond its channel and data.
+struct message_options {
+  /// JSON object text sent as this message's "ext" (CometD's publish props and
+  /// subscribeProps), without writing an extension; empty for none. A subscription's ext also
+  /// travels with its re-subscription after a re-handshake.
+  std::string ext;
+};
 
 // One local subscription. Several may share a channel pattern; the server is subscribed once per
 // pattern and unsubscribed when the last local subscription of the pattern is released. A default
@@ -86,6 +101,30 @@ class client {
   // Fails synchronously with invalid_channel (wildcards, /meta/), invalid_argument (not JSON) or
   // invalid_state.
   std::error_code publish(std::string_view channel, std::string_view json_data, completion done);
+  /// publish() with per-message fields (an "ext" object). invalid_argument when the ext is not
+  /// a JSON object.
+  std::error_code publish(std::string_view channel, std::string_view json_data, completion done,
+                          const message_options& fields);
+  /// subscribe() with per-message fields: the "ext" goes with the /meta/subscribe this call
+  /// sends (none is sent when the server already delivers the pattern: then the first
+  /// subscription's ext stands). invalid_argument when the ext is not a JSON object.
+  std::error_code subscribe(std::string_view channel, message_handler on_message, completion done,
+                            subscription* out, const message_options& fields);
+
+  /// Remote call (CometD's remoteCall): publishes `json_data` to /service/`target` and
+  /// completes with the server's reply to that message (its `data` is the result; a refusal is
+  /// errc::server_error with the server's text), errc::timeout when none came within `timeout`
+  /// of the call (5 s by default), errc::cancelled at close(), or the transport's error when the
+  /// connection that carried it broke (its reply can no longer come). Exactly once, on either
+  /// transport. Fails synchronously like publish(): invalid_channel (an empty target, or one
+  /// that makes no valid channel), invalid_argument (not JSON, a non-positive timeout),
+  /// invalid_state, not_connected, queue_full.
+  std::error_code remote_call(std::string_view target, std::string_view json_data,
+                              call_completion done);
+  /// remote_call() with its own timeout and per-message fields.
+  std::error_code remote_call(std::string_view target, std::string_view json_data,
+                              std::chrono::milliseconds timeout, call_completion done,
+                              const message_options& fields = {});
 
   // Explicit batching: publishes, subscribes and unsubscribes issued between start_batch() and
   // the matching end_batch() are held and leave together in one frame (one HTTP request, one
@@ -113,6 +152,21 @@ class client {
   // Sets the listener told when the server refuses to restore a subscription after a
   // re-handshake (the subscription has ended; its handler is not called any more).
   void on_subscription_lost(std::function<void(const subscription& sub, const error& why)> listener);
+
+  /// Adds a listener of meta replies (CometD's addListener): `channel` is /meta/handshake,
+  /// /meta/connect, /meta/subscribe, /meta/unsubscribe, /meta/disconnect, or /meta/* or /meta/**
+  /// for all of them. It runs after the client handled each reply (or the failure of such a
+  /// request with no reply: then meta_message::json is empty), with views valid during the
+  /// call only. `id` receives a number for remove_meta_listener(). invalid_channel for any other
+  /// channel; listeners may be added and removed at any time, from callbacks too.
+  std::error_code on_meta(std::string_view channel, meta_listener listener,
+                          std::uint64_t* id = nullptr);
+  /// Removes a meta listener; invalid_argument when unknown.
+  std::error_code remove_meta_listener(std::uint64_t id);
+
+  /// Sets the handler of data messages whose channel matches no subscription (service replies,
+  /// /service/** pushes, a server's direct deliveries), dropped otherwise. Empty: none.
+  void on_unmatched(message_handler handler);
 
   // Stops dispatching received messages to handlers until resume(). Messages keep arriving until
   // the pending buffer reaches max_pending_count; then fetching stops.

@@ -66,7 +66,7 @@ void session::enter(phase p, const error& why) {
     }
     queue_ = std::move(keep);
     const error e = make_error(errc::not_connected, "connection lost: " + why.to_string());
-    for (auto& m : failed) complete(m.done, e);
+    for (auto& m : failed) complete_publish(m, e);
   }
 }
 
@@ -83,12 +83,12 @@ std::error_code session::open(completion_fn done) {
 }
 
 std::error_code session::subscribe(std::string_view channel, handler_fn on_message,
-                                   completion_fn done, std::uint64_t* sub_id) {
+                                   completion_fn done, std::uint64_t* sub_id, std::string_view ext) {
   if (!active()) return errc::invalid_state;
   if (auto ec = check_subscribe_channel(channel)) return ec;
   if (!on_message) return errc::invalid_argument;
   bool server_has_it = false;
-  const sub_ptr sub = subs_.add(channel, std::move(on_message), server_has_it);
+  const sub_ptr sub = subs_.add(channel, std::move(on_message), ext, server_has_it);
   if (server_has_it) {
     defer(std::move(done), {});  // the server already delivers this channel
   } else {
@@ -118,7 +118,7 @@ std::error_code session::unsubscribe(std::uint64_t sub_id, completion_fn done) {
 }
 
 std::error_code session::publish(std::string_view channel, std::string_view json_data,
-                                 completion_fn done) {
+                                 completion_fn done, std::string_view ext) {
   if (!active()) return errc::invalid_state;
   if (auto ec = check_publish_channel(channel)) return ec;
   if (!json::is_valid(json_data)) return errc::invalid_argument;
@@ -132,8 +132,27 @@ std::error_code session::publish(std::string_view channel, std::string_view json
   m.channel = std::string(channel);
   m.payload = std::string(json_data);
   m.done = std::move(done);
+  m.ext = std::string(ext);
   queue_.push_back(std::move(m));
   host_.request_run();
+  return {};
+}
+
+std::error_code session::remote_call(std::string_view target, std::string_view json_data,
+                                     std::chrono::milliseconds timeout, call_fn done,
+                                     std::string_view ext) {
+  if (target.empty() || target.front() == '/') return errc::invalid_channel;
+  const std::string channel = "/service/" + std::string(target);
+  if (!done) return errc::invalid_argument;
+  if (timeout.count() <= 0) return errc::invalid_argument;
+  // The same rules as a publish (a call is one), and the same queueing while reconnecting.
+  if (auto ec = publish(channel, json_data, nullptr, ext)) return ec;
+  outgoing& m = queue_.back();
+  m.call_done = std::move(done);
+  m.call = ++last_call_;
+  calls_.emplace(m.call, 0);
+  call_deadlines_.emplace(later(host_.now(), timeout), m.call);
+  rearm();
   return {};
 }
 
@@ -221,6 +240,7 @@ void session::on_timer() {
        due = ledger_.next_deadline()) {
     expire_request(due->second);
   }
+  expire_calls(now);
   if (phase_ == phase::closing || phase_ == phase::closed) return;
   if (retry_at_ && now >= *retry_at_ && active()) {
     retry_at_.reset();
@@ -264,7 +284,9 @@ void session::rearm() {
   if (active()) {
     if (const auto due = ledger_.next_deadline()) request_deadline = due->first;
   }
-  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_, request_deadline}) {
+  const auto call_deadline = next_call_deadline();
+  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_, request_deadline,
+                        call_deadline}) {
     if (t && (!next || *t < *next)) next = t;
   }
   if (!next) {
@@ -276,6 +298,63 @@ void session::rearm() {
   // A far deadline is armed a day at a time (on_timer finds nothing due and arms again): no
   // host has to add a near-infinite delay to its clock.
   host_.arm_timer(std::min(delay, std::chrono::milliseconds(std::chrono::hours(24))));
+}
+
+std::optional<clock::time_point> session::next_call_deadline() {
+  while (!call_deadlines_.empty()) {
+    const auto [at, call] = call_deadlines_.top();
+    if (calls_.count(call) != 0) return at;
+    call_deadlines_.pop();  // answered since
+  }
+  return std::nullopt;
+}
+
+void session::expire_calls(clock::time_point now) {
+  for (auto due = next_call_deadline(); due && now >= *due; due = next_call_deadline()) {
+    const std::uint64_t call = call_deadlines_.top().second;
+    call_deadlines_.pop();
+    const std::uint64_t id = calls_[call];
+    // Wherever the call is (queued, sent, held for credentials), it ends now; a reply that
+    // comes later finds nothing awaiting it.
+    std::optional<outgoing> m;
+    if (id != 0 && ledger_.awaiting(id)) {
+      m.emplace(ledger_.take(id));
+    } else {
+      for (auto* list : {&queue_}) {
+        const auto it = std::find_if(list->begin(), list->end(),
+                                     [&](const outgoing& o) { return o.call == call; });
+        if (it != list->end()) {
+          m.emplace(std::move(*it));
+          list->erase(it);
+        }
+      }
+      auto& held = auth_.held;
+      const auto it = std::find_if(held.begin(), held.end(),
+                                   [&](const outgoing& o) { return o.call == call; });
+      if (!m && it != held.end()) {
+        m.emplace(std::move(*it));
+        held.erase(it);
+      }
+    }
+    if (!m) {
+      calls_.erase(call);
+      continue;
+    }
+    complete_publish(*m, make_error(errc::timeout, "no reply to the remote call on " +
+                                                       m->channel + " in time"));
+  }
+}
+
+void session::complete_publish(outgoing& m, const error& err, const wire_message* reply) {
+  if (!m.call_done) {
+    complete(m.done, err);
+    return;
+  }
+  if (calls_.erase(m.call) == 0) return;  // timed out already
+  call_fn f = std::exchange(m.call_done, nullptr);
+  const message msg = reply ? message{reply->channel, reply->data, reply->id, reply->ext, reply->json}
+                            : message{};
+  if (!silenced_) invoke([&] { f(err, msg); });
 }
 
 void session::complete(completion_fn& done, const error& err) {
@@ -303,7 +382,7 @@ void session::cancel_everything(const error& err) {
   auto patterns = subs_.take_all();
   pending_.clear();
   for (auto& m : victims) {
-    if (m.kind == message_kind::publish) complete(m.done, err);
+    if (m.kind == message_kind::publish) complete_publish(m, err);
   }
   for (auto& [p, e] : patterns) {
     for (auto& s : e.subs) {

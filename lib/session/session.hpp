@@ -14,6 +14,8 @@
 #include <exception>
 #include <functional>
 #include <optional>
+#include <queue>
+#include <unordered_map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -115,11 +117,21 @@ class session {
 
   // --- user calls (the client's public API) ---
   std::error_code open(completion_fn done);
+  // `ext`: the message's own "ext" object (JSON text, checked by the caller), or empty.
   std::error_code subscribe(std::string_view channel, handler_fn on_message, completion_fn done,
-                            std::uint64_t* sub_id);
+                            std::uint64_t* sub_id, std::string_view ext = {});
   std::error_code unsubscribe(std::uint64_t sub_id, completion_fn done);
   std::error_code publish(std::string_view channel, std::string_view json_data,
-                          completion_fn done);
+                          completion_fn done, std::string_view ext = {});
+  // Publishes to /service/<target>; `done` gets the server's reply (the message with the same
+  // id), or errc::timeout once `timeout` passed since the call.
+  std::error_code remote_call(std::string_view target, std::string_view json_data,
+                              std::chrono::milliseconds timeout, call_fn done,
+                              std::string_view ext = {});
+  // Told of every meta reply (or failure of a meta request) once the session handled it.
+  void on_meta(std::function<void(const meta_message&)> f) { meta_listener_ = std::move(f); }
+  // Told of every data message no subscription matches.
+  void on_unmatched(handler_fn f) { unmatched_ = std::move(f); }
   // client::start_batch / end_batch: while a batch is open, flush() holds the queue.
   void start_batch() noexcept { ++batch_depth_; }
   bool end_batch();
@@ -210,12 +222,17 @@ class session {
 
   // --- replies ---
   void handle_reply(const wire_message& m, outgoing&& out);
-  void handle_handshake_reply(const wire_message& m, error err);
+  void handle_handshake_reply(const wire_message& m, const error& reply_err);
   void handle_connect_reply(const wire_message& m, const error& err, bool held);
   void handle_subscribe_reply(outgoing&& out, const error& err);
   void handle_unsubscribe_reply(outgoing&& out, const error& err);
   void fail_outgoing(outgoing&& out, const error& err);
   void fail_all(std::vector<outgoing>&& messages, const error& err);
+  // Completes a publish or a remote call (with the reply when there is one), once.
+  void complete_publish(outgoing& m, const error& err, const wire_message* reply = nullptr);
+  void tell_meta(std::string_view channel, const error& err, const wire_message* reply);
+  void expire_calls(clock::time_point now);
+  std::optional<clock::time_point> next_call_deadline();
   void expire_request(std::uint64_t request);
 
   // --- recovery ---
@@ -299,6 +316,15 @@ class session {
   std::optional<clock::time_point> disconnect_deadline_;
   backoff backoff_;
   error last_failure_;
+
+  // Remote calls: number -> id of the message carrying it (0 while queued), and deadlines.
+  std::unordered_map<std::uint64_t, std::uint64_t> calls_;
+  std::priority_queue<std::pair<clock::time_point, std::uint64_t>,
+                      std::vector<std::pair<clock::time_point, std::uint64_t>>, std::greater<>>
+      call_deadlines_;
+  std::uint64_t last_call_ = 0;
+  std::function<void(const meta_message&)> meta_listener_;
+  handler_fn unmatched_;
 
   subscription_table subs_;
   std::vector<sub_ptr> match_buf_;

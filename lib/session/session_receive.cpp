@@ -153,17 +153,38 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
     if (m.adv.interval) advice_.interval = m.adv.interval;
     if (m.adv.timeout) advice_.timeout = m.adv.timeout;
   }
+  const std::string channel = out.kind == message_kind::publish ? std::string() : out.channel;
   switch (out.kind) {
-    case message_kind::handshake: handle_handshake_reply(m, std::move(err)); break;
+    case message_kind::handshake: handle_handshake_reply(m, err); break;
     case message_kind::connect: handle_connect_reply(m, err, !out.first_connect); break;
     case message_kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
     case message_kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
-    case message_kind::publish: complete(out.done, err); break;
+    case message_kind::publish: complete_publish(out, err, &m); return;
     case message_kind::disconnect: finish_close(); break;
   }
+  tell_meta(channel, err, &m);
 }
 
-void session::handle_handshake_reply(const wire_message& m, error err) {
+void session::tell_meta(std::string_view channel, const error& err, const wire_message* reply) {
+  if (!meta_listener_ || silenced_) return;
+  meta_message mm;
+  mm.channel = channel;
+  std::string text;
+  if (reply) {
+    mm.successful = reply->successful.value_or(false);
+    mm.error = reply->error;
+    mm.advice = reply->advice_json;
+    mm.ext = reply->ext;
+    mm.json = reply->json;
+    if (!mm.successful && mm.error.empty() && err) mm.error = text = err.to_string();
+  } else {
+    mm.error = text = err.to_string();
+  }
+  invoke([&] { meta_listener_(mm); });
+}
+
+void session::handle_handshake_reply(const wire_message& m, const error& reply_err) {
+  error err = reply_err;
   if (!active()) return;
   if (!err && m.client_id.empty()) err = make_error(errc::bad_response, "handshake reply without clientId");
   if (err) {
@@ -345,8 +366,9 @@ void session::fail_outgoing(outgoing&& out, const error& err) {
     authenticate_then([](const error&) {});
     return;
   }
+  if (out.kind != message_kind::publish) tell_meta(out.channel, err, nullptr);
   switch (out.kind) {
-    case message_kind::publish: complete(out.done, err); break;
+    case message_kind::publish: complete_publish(out, err); break;
     case message_kind::subscribe: handle_subscribe_reply(std::move(out), err); break;
     case message_kind::unsubscribe: handle_unsubscribe_reply(std::move(out), err); break;
     case message_kind::disconnect: finish_close(); break;
@@ -420,6 +442,7 @@ void session::reconcile(const std::string& pattern) {
       outgoing m{message_kind::subscribe};
       m.channel = "/meta/subscribe";
       m.payload = pattern;
+      if (const auto* e = subs_.find(pattern)) m.ext = e->ext;  // also on a re-subscription
       // After a new handshake the connect waits for these answers.
       if (!client_id_.empty() && ever_connected_ && phase_ != phase::connected &&
           !ledger_.busy(exchanges::slot::connect)) {
@@ -453,6 +476,10 @@ void session::dispatch() {
     ++n;
     const message msg{m.channel, m.data, m.id, m.ext, m.json};
     subs_.collect(msg.channel, match_buf_);
+    if (match_buf_.empty() && unmatched_ && !silenced_) {
+      // A message nobody subscribed to: a service reply, a /service/** push, a direct delivery.
+      invoke([&] { unmatched_(msg); });
+    }
     // A handler may unsubscribe others or close the client: each is checked just before its
     // call, on a copy of the list.
     auto targets = std::move(match_buf_);

@@ -28,8 +28,11 @@ void session::on_transport_down(connection_type t, const error& err, bool was_up
   for (auto it = lost.rbegin(); it != lost.rend(); ++it) {
     outgoing& m = *it;
     switch (m.kind) {
-      case message_kind::connect: break;
-      case message_kind::handshake: lost_handshake = true; break;
+      case message_kind::connect: tell_meta(m.channel, err, nullptr); break;
+      case message_kind::handshake:
+        lost_handshake = true;
+        tell_meta(m.channel, err, nullptr);
+        break;
       case message_kind::disconnect: lost_disconnect = true; break;
       default:
         // Frames that never left (the connection never opened, or they were still queued) are

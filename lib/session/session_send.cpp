@@ -121,6 +121,9 @@ void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
   for (auto& m : sent) {
     m.request = request;
     ids.push_back(m.id);
+    if (m.call != 0) {
+      if (const auto c = calls_.find(m.call); c != calls_.end()) c->second = m.id;
+    }
   }
   ledger_.open(request, std::move(req), std::move(sent));
   if (stream) rearm();
@@ -130,7 +133,7 @@ void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
   batch.messages.reserve(ids.size());
   for (const auto id : ids) {
     const outgoing* m = ledger_.awaiting(id);
-    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect});
+    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect, m->ext});
   }
   host_.send(type_, request, batch, timeout, alone);
 }

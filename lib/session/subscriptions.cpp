@@ -6,13 +6,15 @@
 
 namespace uvcometd::detail {
 
-sub_ptr subscription_table::add(std::string_view pattern, handler_fn handler, bool& server_has_it) {
+sub_ptr subscription_table::add(std::string_view pattern, handler_fn handler, std::string_view ext,
+                                bool& server_has_it) {
   auto sub = std::make_shared<local_sub>();
   sub->id = ++last_id_;
   sub->pattern = std::string(pattern);
   sub->handler = std::move(handler);
   auto [it, inserted] = patterns_.try_emplace(sub->pattern);
   if (inserted && is_wildcard(pattern)) ++wildcards_;
+  if (it->second.ext.empty()) it->second.ext = std::string(ext);
   server_has_it = it->second.server_subscribed && !it->second.in_flight;
   it->second.subs.push_back(sub);
   subs_.emplace(sub->id, sub);

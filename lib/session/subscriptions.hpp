@@ -35,13 +35,15 @@ class subscription_table {
     bool server_subscribed = false;
     bool in_flight = false;  // a (un)subscribe for it awaits its reply
     std::vector<completion_fn> unsub_waiters;
+    std::string ext;  // the "ext" its /meta/subscribe carries (the first subscription's)
   };
   // What the server must be told about a pattern.
   enum class action { none, subscribe, unsubscribe, forgotten };
 
   // A new local subscription. `server_has_it`: the server already delivers the pattern (its
   // completion can run at once).
-  sub_ptr add(std::string_view pattern, handler_fn handler, bool& server_has_it);
+  sub_ptr add(std::string_view pattern, handler_fn handler, std::string_view ext,
+              bool& server_has_it);
   // Ends a local subscription: its handler never runs again. Null when unknown.
   sub_ptr remove(std::uint64_t id);
   // Ends `sub` after the server refused it (or failed its first subscribe).

@@ -44,6 +44,7 @@ const cometd = cometdLib.createCometDServer({
 });
 
 const state = {
+  silentCalls: 0,  // remote calls to /service/silent (never answered)
   adviceNone: false,
   sessions: new Map(),   // id -> ServerSession
   handshakes: 0,
@@ -91,6 +92,20 @@ cometd.addExtension({
   },
 });
 
+// Remote calls: /service/echo answers with the caller's data (a server-side channel listener
+// filling the publish reply, which carries the caller's id); /service/refuse refuses;
+// /service/silent never answers.
+cometd.createServerChannel('/service/echo').addListener('message', (session, channel, message, callback) => {
+  message.reply.data = message.data;
+  callback(undefined, true);
+});
+cometd.createServerChannel('/service/refuse').addListener('message', (session, channel, message, callback) => {
+  message.reply.successful = false;
+  message.reply.error = '403:refuse:refused by the test server';
+  callback(undefined, true);
+});
+cometd.createServerChannel('/service/silent').addListener('message', () => ++state.silentCalls);
+
 // Subscribers per channel pattern, from the sessions' own subscription lists.
 function subscriptionCounts() {
   const counts = {};
@@ -130,10 +145,16 @@ const routes = {
     return { expired: sessions.length };
   },
   'POST /control/drop': async (body, req) => ({ dropped: sockets.dropAll(req.socket) }),
+  // Delivers {channel, data} to every session directly (no subscription needed).
+  'POST /control/deliver': async body => {
+    for (const session of state.sessions.values()) session.deliver(null, body.channel, body.data);
+    return { delivered: state.sessions.size };
+  },
   'GET /control/stats': async () => ({
     clients: state.sessions.size,
     handshakes: state.handshakes,
     connects: state.connects,
+    silentCalls: state.silentCalls,
     subscriptions: subscriptionCounts(),
   }),
 };

@@ -91,6 +91,7 @@ const adapter = new faye.NodeAdapter({ mount: '/bayeux', timeout: opts.timeout }
 const engine = adapter._server._engine;
 
 const state = {
+  silentCalls: 0,  // remote calls to /service/silent (never answered)
   adviceNone: false,
   clients: new Set(),   // clientIds handshaken over the network and not destroyed since
   handshakes: 0,
@@ -162,6 +163,29 @@ adapter.addExtension({
   },
 });
 
+// Remote calls: /service/echo answers with the caller's data (the publish reply, which keeps the
+// caller's id, gets the data), /service/refuse refuses, /service/silent never answers.
+const echoes = new Map();  // clientId + ' ' + id -> data, between the request and its reply
+adapter.addExtension({
+  incoming(message, request, callback) {
+    const ch = message.channel;
+    if (ch === '/service/echo') echoes.set(message.clientId + ' ' + message.id, message.data);
+    else if (ch === '/service/refuse') message.error = '403:refuse:refused by the test server';
+    else if (ch === '/service/silent') return void ++state.silentCalls;  // never answered
+    callback(message);
+  },
+  outgoing(message, request, callback) {
+    if (message.channel === '/service/echo' && message.successful !== undefined) {
+      const key = message.clientId + ' ' + message.id;
+      if (echoes.has(key)) {
+        message.data = echoes.get(key);
+        echoes.delete(key);
+      }
+    }
+    callback(message);
+  },
+});
+
 const replay = createReplay(adapter, opts.replayKeep);
 adapter.addExtension(replay.extension);
 
@@ -208,6 +232,7 @@ const routes = {
     clients: state.clients.size,
     handshakes: state.handshakes,
     connects: state.connects,
+    silentCalls: state.silentCalls,
     subscriptions: Object.fromEntries(subscriptions),
     ...auth.stats(),
   }),

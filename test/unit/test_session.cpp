@@ -1641,3 +1641,99 @@ TEST_CASE("a meta reply without \"successful\" fails its call with bad_response"
   CHECK(sub.calls == 1);
   CHECK(sub.err.code == errc::bad_response);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Remote calls, meta listeners, unmatched messages (issue 15)
+
+TEST_CASE("a remote call completes once with its reply's data; a late reply after its timeout "
+          "changes nothing", "[session][calls]") {
+  harness h(long_polling_only());
+  outcome open;
+  open_cometd(h, open);
+  int calls = 0;
+  std::string data;
+  uvcometd::error err;
+  const auto cb = [&](const uvcometd::error& e, const uvcometd::message& reply) {
+    ++calls;
+    err = e;
+    data = std::string(reply.data);
+  };
+  REQUIRE_FALSE(h.s->remote_call("echo", R"({"q":1})", 1000ms, cb));
+  h.loop();
+  const sent_frame f = h.last();
+  REQUIRE(f.channel() == "/service/echo");
+  h.reply(f, R"([{"id":")" + f.id() + R"(","channel":"/service/echo","successful":true,"data":{"a":2}}])");
+  h.loop();
+  CHECK(calls == 1);
+  CHECK_FALSE(err);
+  CHECK(data == R"({"a":2})");
+
+  REQUIRE_FALSE(h.s->remote_call("echo", "1", 1000ms, cb));
+  h.loop();
+  const sent_frame g = h.last();
+  h.advance(999ms);
+  CHECK(calls == 1);
+  h.advance(1ms);
+  CHECK(calls == 2);
+  CHECK(err.code == errc::timeout);
+  h.reply(g, R"([{"id":")" + g.id() + R"(","channel":"/service/echo","successful":true,"data":1}])");
+  h.loop();
+  CHECK(calls == 2);
+}
+
+TEST_CASE("a remote call made before the session is up times out while still queued",
+          "[session][calls]") {
+  harness h(long_polling_only());
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  int calls = 0;
+  uvcometd::error err;
+  REQUIRE_FALSE(h.s->remote_call("echo", "1", 500ms,
+                                 [&](const uvcometd::error& e, const uvcometd::message&) {
+                                   ++calls;
+                                   err = e;
+                                 }));
+  h.advance(500ms);
+  CHECK(calls == 1);
+  CHECK(err.code == errc::timeout);
+  const sent_frame hs = h.last();
+  h.reply(hs, cometd_handshake_reply(hs.id()));
+  h.reply(h.last(), ok_replies(h.last()));
+  h.loop();
+  CHECK(h.count_on("/service/echo") == 0);  // it never leaves
+  CHECK(calls == 1);
+}
+
+TEST_CASE("the meta hook hears replies and failures without a reply", "[session][meta]") {
+  harness h(long_polling_only());
+  std::vector<std::string> seen;
+  h.s->on_meta([&](const uvcometd::meta_message& m) {
+    seen.push_back(std::string(m.channel) + (m.successful ? " ok" : " failed: " + std::string(m.error)) +
+                   (m.json.empty() ? " (no reply)" : ""));
+  });
+  outcome open;
+  open_cometd(h, open);
+  REQUIRE(seen.size() >= 2);
+  CHECK(seen[0] == "/meta/handshake ok");
+  CHECK(seen[1] == "/meta/connect ok");
+  const sent_frame held = h.last();
+  h.fail(held, errc::transport_error, "connection reset");
+  h.loop();
+  CHECK(seen.back() == "/meta/connect failed: transport error: connection reset (no reply)");
+}
+
+TEST_CASE("a data message no subscription matches goes to the unmatched handler",
+          "[session][unmatched]") {
+  harness h(long_polling_only());
+  outcome open, sub;
+  open_cometd(h, open);
+  inbox mine, other;
+  subscribe_ok(h, "/a", mine.fn(), sub);
+  h.s->on_unmatched(other.fn());
+  const sent_frame held = h.last_on("/meta/connect");
+  h.advance(3000ms);
+  h.reply(held, connect_reply_after(held, {data_message("/a", "1"), data_message("/service/x", "2")}));
+  h.loop();
+  CHECK(mine.data == std::vector<std::string>{"1"});
+  CHECK(other.channels == std::vector<std::string>{"/service/x"});
+}
