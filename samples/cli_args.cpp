@@ -34,6 +34,9 @@ enum long_only : int {
   opt_replay_from,
   opt_header_file,
   opt_forever,
+  opt_call,
+  opt_call_timeout,
+  opt_meta,
 };
 
 const option long_options[] = {
@@ -57,6 +60,9 @@ const option long_options[] = {
     {"cacert", required_argument, nullptr, opt_cacert},
     {"help", no_argument, nullptr, 'h'},
     {"version", no_argument, nullptr, opt_version},
+    {"call", required_argument, nullptr, opt_call},
+    {"call-timeout", required_argument, nullptr, opt_call_timeout},
+    {"meta", no_argument, nullptr, opt_meta},
     {nullptr, 0, nullptr, 0},
 };
 
@@ -619,6 +625,31 @@ struct parser {
         if (arg.empty()) return fail("--cacert: empty file name");
         c.ca_file = arg;
         return;
+      case opt_call: {
+        const auto eq = arg.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          return fail("--call: expected TARGET=JSON: '" + arg + "'");
+        }
+        call_spec call{arg.substr(0, eq), arg.substr(eq + 1)};
+        const std::string why =
+            uvcometd::channel_problem("/service/" + call.target, uvcometd::channel_use::publish);
+        if (call.target.front() == '/' || !why.empty()) {
+          return fail("--call: TARGET names /service/TARGET (" +
+                      (why.empty() ? std::string("no leading '/'") : why) + "): '" +
+                      call.target + "'");
+        }
+        if (const std::string bad = json_problem(call.data); !bad.empty()) {
+          return fail("--call: " + bad + " for " + call.target + ": " + call.data);
+        }
+        c.calls.push_back(std::move(call));
+        return;
+      }
+      case opt_call_timeout: {
+        const auto t = parse_seconds(arg);
+        if (!t || t->count() <= 0) return fail("--call-timeout: expected positive seconds: '" + arg + "'");
+        c.call_timeout = *t;
+        return;
+      }
       case 1:  // positional
         if (!c.url.empty()) return fail("unexpected argument '" + arg + "' (one URL only)");
         if (arg.empty()) return fail("empty URL");
@@ -651,6 +682,7 @@ parse_result parse_args(int argc, char* argv[]) {
       case opt_insecure: p.result.config.tls_verify = false; break;
       case opt_timestamps: p.result.config.timestamps = true; break;
       case opt_ack: p.result.config.ack = true; break;
+      case opt_meta: p.result.config.meta = true; break;
       case opt_forever: p.forever = true; break;
       case 'h': help = true; break;
       case opt_version: version = true; break;
@@ -718,6 +750,10 @@ std::string usage() {
          "                                (repeatable); without -s, exit once every publish is\n"
          "                                acknowledged\n"
          "  -p, --publish CHANNEL=-       publish each line of stdin (one JSON value per line)\n"
+         "      --call TARGET=JSON        remote call to /service/TARGET once connected and\n"
+         "                                subscribed (repeatable): each reply's data is printed\n"
+         "                                as one JSON line; without -s, exit once all answered\n"
+         "      --call-timeout SECONDS    how long a call may wait for its reply (default 5)\n"
          "  -t, --transport LIST          comma-separated preference: websocket,long-polling;\n"
          "                                a single name forces that transport\n"
          "  -n, --count N                 exit 0 after N messages received (needs -s)\n"
@@ -742,15 +778,16 @@ std::string usage() {
          "  -v, --verbose                 state changes and the library's log on stderr;\n"
          "                                -vv adds debug lines\n"
          "      --debug                   the library's whole log on stderr\n"
+         "      --meta                    with -v, every meta reply on stderr, one line each\n"
          "  -h, --help                    this help\n"
          "      --version                 print the version\n"
          "\n"
          "Without -s and -p, exits 0 once connected. With -s and without -n, runs until SIGINT,\n"
          "SIGTERM or SIGHUP (then disconnects and exits 0; a second signal stops waiting).\n"
          "\n"
-         "Exit status: 0 done, 1 refused by the server or failed, 2 usage, 3 connection timeout,\n"
-         "128+N ended by signal N before a session or with publishes unacknowledged, 141 stdout\n"
-         "closed by its reader. See uvcometd-cli(1).\n";
+         "Exit status: 0 done, 1 refused by the server or failed (a call refused or unanswered\n"
+         "too), 2 usage, 3 connection timeout, 128+N ended by signal N before a session or with\n"
+         "publishes unacknowledged, 141 stdout closed by its reader. See uvcometd-cli(1).\n";
 }
 
 

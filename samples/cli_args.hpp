@@ -21,6 +21,12 @@ struct publish_spec {
   bool from_stdin = false;  // -p CHANNEL=-
 };
 
+// One --call TARGET=JSON: a remote call to /service/TARGET.
+struct call_spec {
+  std::string target;
+  std::string data;  // JSON text
+};
+
 // --format: what a received message prints on stdout.
 enum class output_format {
   json,  // {"channel":"/x","data":...}
@@ -48,6 +54,9 @@ struct cli_config {
   bool timestamps = false;                     // --timestamps
   bool ack = false;                            // --ack: the acknowledged-messages extension
   std::optional<std::int64_t> replay_from;     // --replay-from ID (-2, -1 or an event's id)
+  std::vector<call_spec> calls;                // --call, in order
+  std::chrono::milliseconds call_timeout{5000};  // --call-timeout (the library's default)
+  bool meta = false;                           // --meta: meta replies on stderr (with -v)
 };
 
 enum class parse_action {

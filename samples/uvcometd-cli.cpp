@@ -396,6 +396,14 @@ class app final : private stdin_lines::receiver {
     }
     client_->on_state([this](uvcometd::state s, uvcometd::connection_type t,
                              const uvcometd::error& why) { on_state(s, t, why); });
+    if (cfg_.meta && cfg_.verbose > 0) {
+      (void)client_->on_meta("/meta/**", [](const uvcometd::meta_message& m) {
+        std::string line = "meta " + sv(m.channel) + (m.successful ? " successful" : " failed");
+        if (!m.successful && !m.error.empty()) line += ": " + sv(m.error);
+        if (!m.json.empty()) line += " " + sv(m.json);
+        print_line(line);
+      });
+    }
     const std::error_code ec = client_->open([this](const uvcometd::error& err) { on_open(err); });
     if (ec) {
       print_error("open: " + ec.message());
@@ -431,16 +439,17 @@ class app final : private stdin_lines::receiver {
     if (!finishing_) {
       // The normal end of a subscriber is a signal: 0 when the session was established and no
       // publish is left unacknowledged; otherwise the run was cut short, which 128+N tells.
-      const bool complete = opened_ && publishes_pending_ == 0 && stdin_in_flight_ == 0;
+      const bool complete =
+        opened_ && publishes_pending_ == 0 && calls_pending_ == 0 && stdin_in_flight_ == 0;
       finish(complete ? exit_done : exit_signal_base + signum);
       return;
     }
-    // A second signal while closing: stop waiting for the server now. close() waits up to
-    // disconnect_timeout for the /meta/disconnect reply, and destroying the client does not cut
-    // that wait, so the process leaves without draining the loop (the OS closes the sockets).
+    // A second signal while closing: stop waiting for the server now. Destroying a client that
+    // is closing ends its wait for the /meta/disconnect reply; its handles close on their own,
+    // and close()'s completion never runs, so ours close here.
     flush();
-    std::fflush(stderr);
-    ::_exit(exit_code_);
+    client_.reset();
+    close_handles();
   }
 
   void on_state(uvcometd::state s, uvcometd::connection_type t, const uvcometd::error& why) {
@@ -522,6 +531,8 @@ class app final : private stdin_lines::receiver {
       }
     }
     if (finishing_) return;
+    call_all();
+    if (finishing_) return;
     if (stdin_channel_ != nullptr) {
       stdin_reading_ = true;
       const std::string err = stdin_.start();
@@ -529,6 +540,49 @@ class app final : private stdin_lines::receiver {
         print_error(err);
         finish(exit_failed);
         return;
+      }
+    }
+    check_publishing_done();
+  }
+
+  // --call: each reply's data is one JSON line on stdout; a refusal or a timeout ends the run
+  // with 1 once every call is answered.
+  void call_all() {
+    for (std::size_t i = 0; i < cfg_.calls.size() && !finishing_; ++i) {
+      const auto& call = cfg_.calls[i];
+      ++calls_pending_;
+      const std::error_code ec = client_->remote_call(
+          call.target, call.data, cfg_.call_timeout,
+          [this, i](const uvcometd::error& err, const uvcometd::message& reply) {
+            on_called(i, err, reply);
+          });
+      if (ec) {
+        --calls_pending_;
+        print_error("call " + call.target + ": " + ec.message());
+        finish(ec == uvcometd::errc::invalid_channel || ec == uvcometd::errc::invalid_argument
+                   ? exit_usage
+                   : exit_failed);
+      }
+    }
+  }
+
+  void on_called(std::size_t i, const uvcometd::error& err, const uvcometd::message& reply) {
+    if (finishing_) return;
+    --calls_pending_;
+    if (err) {
+      print_error("call " + cfg_.calls[i].target + ": " + err.to_string());
+      call_failed_ = true;
+    } else {
+      line_.clear();
+      if (reply.data.empty()) {
+        line_ = "null";
+      } else if (!uvcometd_cli::append_compact_json(reply.data, line_)) {
+        print_error("call " + cfg_.calls[i].target + ": the reply's data is not JSON (not printed)");
+        call_failed_ = true;
+      }
+      if (!line_.empty()) {
+        line_ += '\n';
+        write(line_);
       }
     }
     check_publishing_done();
@@ -598,8 +652,8 @@ class app final : private stdin_lines::receiver {
   // Once every -p CHANNEL=JSON is acknowledged, a refused one ends the run (1). Without -s the
   // run ends once stdin (-p CHANNEL=-) is used up too and every line of it acknowledged.
   void check_publishing_done() {
-    if (finishing_ || publishes_pending_ != 0) return;
-    if (publish_failed_) return finish(exit_failed);
+    if (finishing_ || publishes_pending_ != 0 || calls_pending_ != 0) return;
+    if (publish_failed_ || call_failed_) return finish(exit_failed);
     if (stdin_reading_ || stdin_in_flight_ != 0) return;
     if (cfg_.subscribe.empty()) finish(exit_done);
   }
@@ -718,12 +772,14 @@ class app final : private stdin_lines::receiver {
   bool handles_closed_ = false;
   bool opened_ = false;
   bool publish_failed_ = false;  // a -p CHANNEL=JSON was refused
+  bool call_failed_ = false;     // a --call was refused or not answered in time
   bool stream_failed_ = false;  // a line of stdin was skipped or refused, or stdin failed
   bool stdin_reading_ = false;
   bool dirty_ = false;
   bool output_closed_ = false;
   std::size_t subscribes_pending_ = 0;
   std::size_t publishes_pending_ = 0;
+  std::size_t calls_pending_ = 0;
   std::size_t stdin_in_flight_ = 0;
   std::size_t received_ = 0;
   std::string line_;

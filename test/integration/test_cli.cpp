@@ -925,3 +925,60 @@ TEST_CASE("every option of uvcometd-cli --help is in the manual page and the REA
     CHECK(groff.err().empty());
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// --call, --call-timeout and --meta (issue 15)
+
+TEST_CASE("uvcometd-cli --call prints each reply's data as one JSON line and exits 0",
+          "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  const std::string script = GENERATE(std::string("faye-server.js"), std::string("cometd-server.js"));
+  server_process srv(script);
+  cli_process cli({"--call", "echo={\"n\": 1}", "--call", "echo=[2, 3]", srv.url()});
+  REQUIRE(cli.wait(30s));
+  INFO(script << "\n" << cli.describe());
+  CHECK(cli.exit_code() == 0);
+  const auto lines = lines_of(cli.out());
+  REQUIRE(lines.size() == 2);
+  // Replies may come in any order; each is printed compactly on its own line.
+  CHECK(((lines[0] == R"({"n":1})" && lines[1] == "[2,3]") ||
+         (lines[1] == R"({"n":1})" && lines[0] == "[2,3]")));
+}
+
+TEST_CASE("uvcometd-cli --call exits 1 with the server's error for a refused call",
+          "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  server_process srv("cometd-server.js");
+  cli_process cli({"--call", "refuse={}", srv.url()});
+  REQUIRE(cli.wait(30s));
+  INFO(cli.describe());
+  CHECK(cli.exit_code() == 1);
+  CHECK(cli.out().empty());
+  CHECK(cli.err().find("call refuse") != std::string::npos);
+  CHECK(cli.err().find("refused by the test server") != std::string::npos);
+}
+
+TEST_CASE("uvcometd-cli --call-timeout bounds a call nobody answers", "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  server_process srv("faye-server.js");
+  const auto start = steady::now();
+  cli_process cli({"--call", "silent={}", "--call-timeout", "1", srv.url()});
+  REQUIRE(cli.wait(30s));
+  INFO(cli.describe());
+  CHECK(cli.exit_code() == 1);
+  CHECK(steady::now() - start >= 1s);
+  CHECK(steady::now() - start < 10s);
+  CHECK(cli.err().find("timed out") != std::string::npos);
+}
+
+TEST_CASE("uvcometd-cli --meta -v prints the meta replies on stderr", "[integration][cli]") {
+  SKIP_WITHOUT_CLI();
+  server_process srv("faye-server.js");
+  cli_process cli({"--meta", "-v", "-p", "/m={}", "-t", "long-polling", srv.url()});
+  REQUIRE(cli.wait(30s));
+  INFO(cli.describe());
+  CHECK(cli.exit_code() == 0);
+  CHECK(cli.err().find("meta /meta/handshake successful") != std::string::npos);
+  CHECK(cli.err().find("meta /meta/connect successful") != std::string::npos);
+  CHECK(cli.out().empty());
+}

@@ -637,3 +637,22 @@ TEST_CASE("every long option is listed in the help", "[cli]") {
     CHECK(help.find("--" + name) != std::string::npos);
   }
 }
+
+TEST_CASE("--call TARGET=JSON and --call-timeout", "[cli]") {
+  auto r = parse({"--call", "echo={\"a\":1}", "--call", "sub/x=2", "--call-timeout", "1.5", url});
+  REQUIRE(r.ok());
+  REQUIRE(r.config.calls.size() == 2);
+  CHECK(r.config.calls[0].target == "echo");
+  CHECK(r.config.calls[0].data == "{\"a\":1}");
+  CHECK(r.config.calls[1].target == "sub/x");
+  CHECK(r.config.call_timeout == std::chrono::milliseconds(1500));
+  CHECK(parse({url}).config.call_timeout == std::chrono::milliseconds(5000));
+  CHECK(parse({"--meta", url}).config.meta);
+  require_usage_error({"--call", "echo", url}, "TARGET=JSON");
+  require_usage_error({"--call", "={}", url}, "TARGET=JSON");
+  require_usage_error({"--call", "/echo={}", url}, "/service/TARGET");
+  require_usage_error({"--call", "a/*={}", url}, "/service/TARGET");
+  require_usage_error({"--call", "echo={", url}, "--call");
+  require_usage_error({"--call-timeout", "0", url}, "--call-timeout");
+  require_usage_error({"--call-timeout", "x", url}, "--call-timeout");
+}
