@@ -744,7 +744,7 @@ std::error_code client::end_batch() {
   return impl_->sess().end_batch() ? std::error_code{} : make_error_code(errc::invalid_state);
 }
 
-void client::close(completion done) { impl_->sess().close(std::move(done)); }
+std::error_code client::close(completion done) { return impl_->sess().close(std::move(done)); }
 
 std::error_code client::reconnect_now() { return impl_->sess().reconnect_now(); }
 

@@ -138,9 +138,10 @@ class client {
 
   // Sends /meta/disconnect when connected (waiting at most options::disconnect_timeout), completes
   // every pending call with errc::cancelled, drops undelivered messages, and closes every handle;
-  // `done` runs last, after which uv_loop_close() may be called. Calling it again while closing
-  // adds `done`; once closed, `done` runs at once (inside the call). Never fails.
-  void close(completion done = {});
+  // `done` runs last (never inside this call), after which uv_loop_close() may be called. Calling
+  // it again while closing adds `done`. Once closed it fails with invalid_state and `done` never
+  // runs (like every call that fails synchronously).
+  std::error_code close(completion done = {});
 
   // Drops the current connection and re-establishes the session at once, e.g. after the
   // application learned that the network changed. invalid_state unless open.

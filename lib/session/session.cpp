@@ -162,14 +162,11 @@ bool session::end_batch() {
   return true;
 }
 
-void session::close(completion_fn done) {
-  if (phase_ == phase::closed) {
-    // Nothing is left to wait for; the host's handles may be gone, so answer now.
-    if (done && !silenced_) invoke([&] { done({}); });
-    return;
-  }
+std::error_code session::close(completion_fn done) {
+  // Like uv_close() on a closed handle: a synchronous failure, and `done` never runs.
+  if (phase_ == phase::closed) return errc::invalid_state;
   close_dones_.push_back(std::move(done));
-  if (phase_ == phase::disconnecting || phase_ == phase::closing) return;
+  if (phase_ == phase::disconnecting || phase_ == phase::closing) return {};
   const bool say_goodbye = phase_ == phase::connected && !client_id_.empty();
   enter(phase::disconnecting);
   retry_at_.reset();
@@ -182,7 +179,7 @@ void session::close(completion_fn done) {
   }
   cancel_auth_waiters(closed_error());
   pending_.clear();
-  if (phase_ != phase::disconnecting) return;  // a completion finished the close already
+  if (phase_ != phase::disconnecting) return {};  // a completion finished the close already
   if (say_goodbye) {
     // Best effort: tell the server, but never wait longer than disconnect_timeout.
     outgoing m{message_kind::disconnect};
@@ -193,6 +190,7 @@ void session::close(completion_fn done) {
   } else {
     finish_close();
   }
+  return {};
 }
 
 void session::resume() {

@@ -135,7 +135,8 @@ class session {
   // client::start_batch / end_batch: while a batch is open, flush() holds the queue.
   void start_batch() noexcept { ++batch_depth_; }
   bool end_batch();
-  void close(completion_fn done);
+  // invalid_state once closed (`done` never runs then).
+  std::error_code close(completion_fn done);
   // Drops the current connection and re-establishes the session at once (network change).
   std::error_code reconnect_now();
   // Called when the server refuses to restore a subscription after a re-handshake; the
