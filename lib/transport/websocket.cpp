@@ -1354,8 +1354,12 @@ int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, s
   }
   if (stage_ == stage::tls) {
     const auto st = tls_->handshake();
-    if (st == tls::stream::status::failed || st == tls::stream::status::closed) {
-      return tls_failed(wsi);
+    if (st == tls::stream::status::failed) return tls_failed(wsi);
+    if (st == tls::stream::status::closed) {
+      connection_lost(make_error(errc::transport_error, "websocket: " + describe() +
+                                                            " ended the TLS session during the "
+                                                            "handshake"));
+      return -1;
     }
     if (flush_tls(wsi) < 0) {
       connection_lost(make_error(errc::transport_error,

@@ -395,8 +395,8 @@ TEST_CASE("websocket: wss:// reads frames like ws://: an oversized header is ref
   uv_loop_t loop;
   uv_loop_init(&loop);
   recorder rec;
-  SECTION("a frame header claiming 1 TiB: message_too_large from the announced length") {
-    auto config = config_for(base + "/huge");
+  SECTION("a frame header claiming 1 TiB, alone: message_too_large from the announced length") {
+    auto config = config_for(base + "/huge-header");
     config.tls_verify = false;
     auto t = make_websocket_transport(&loop, config, rec);
     t->send(0, "[]", 5s);

@@ -17,6 +17,7 @@
 //              continuation FIN=1): [{"channel":"/frag","data":"<3000 x>","parts":3}]
 //   /headers   one text message: the upgrade request's headers as a JSON object
 //   /huge      a text frame header announcing 2^40 bytes, then 64 KiB of payload, then silence
+//   /huge-header  the same header alone, then silence (a reader that waits for payload stalls)
 //   /close     a close frame (code 4000, reason "bye"), then ends the connection
 //   /silent    nothing at all, and never answers a ping
 //   /ping      a ping with payload "are-you-there"; each frame the client sends is unmasked and
@@ -105,6 +106,13 @@ const behaviours = {
     head[1] = 127;
     head.writeBigUInt64BE(1n << 40n, 2);
     socket.write(Buffer.concat([head, Buffer.alloc(65536, 0x78)]));
+  },
+  '/huge-header': socket => {
+    const head = Buffer.alloc(10);
+    head[0] = 0x81;
+    head[1] = 127;
+    head.writeBigUInt64BE(1n << 40n, 2);
+    socket.write(head);
   },
   '/close': socket => {
     const payload = Buffer.concat([Buffer.from([4000 >> 8, 4000 & 0xff]), Buffer.from('bye')]);
