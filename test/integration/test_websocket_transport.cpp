@@ -747,6 +747,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   auto config = [&](const std::string& path) {
     auto c = config_for(base + path);
     c.tls_verify = false;
+    c.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
     return c;
   };
   uv_loop_t loop;
@@ -757,7 +758,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst"), rec);
     rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     CHECK(rec.frames.size() == 1);
     rec.frame_hook = nullptr;
@@ -770,7 +771,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst-end"), rec);
     rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 400ms);  // the server's FIN has arrived meanwhile
     CHECK(rec.frames.size() == 1);
     CHECK(rec.downs.empty());
@@ -785,7 +786,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst"), rec);
     rec.frame_hook = [&](const std::string&) { t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     REQUIRE(rec.frames.size() == 1);
     t->pause_receive(false);
@@ -807,7 +808,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
       if (rec.frames.size() == 3) t->close([&] { closed = true; });
     };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     idle_call ic(&loop, [&] { t->pause_receive(false); });
     run_until(&loop, [&] { return closed; }, 3s);
