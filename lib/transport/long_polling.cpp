@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "transport/http_text.hpp"
+#include "transport/tls_client.hpp"
 #include "transport/transport.hpp"
 
 namespace uvcometd::detail {
@@ -550,6 +551,9 @@ class lp_core {
                    "response larger than " + std::to_string(r.max_size) + " bytes");
     }
     if (r.out_of_memory) return error(make_error_code(errc::transport_error), "out of memory");
+    if (result == CURLE_PEER_FAILED_VERIFICATION || result == CURLE_SSL_CACERT_BADFILE) {
+      return certificate_failure(r, result);
+    }
     std::string what;
     switch (result) {
       case CURLE_COULDNT_RESOLVE_HOST:
@@ -572,8 +576,6 @@ class lp_core {
         what = "connection lost";
         break;
       case CURLE_SSL_CONNECT_ERROR:
-      case CURLE_PEER_FAILED_VERIFICATION:
-      case CURLE_SSL_CACERT_BADFILE:
       case CURLE_SSL_CERTPROBLEM:
         what = "TLS error";
         break;
@@ -585,6 +587,43 @@ class lp_core {
     while (!what.empty() && what.back() == '\n') what.pop_back();  // curl ends some with '\n'
     const errc code = result == CURLE_OPERATION_TIMEDOUT ? errc::timeout : errc::transport_error;
     return error(make_error_code(code), std::move(what));
+  }
+
+  // The server's certificate was refused (or could not be checked: the CA file is unusable):
+  // errc::certificate_error, the cause in words, as the websocket transport says it.
+  error certificate_failure(const request_ctx& r, CURLcode result) const {
+    std::string detail = r.errbuf[0] ? r.errbuf : curl_easy_strerror(result);
+    while (!detail.empty() && detail.back() == '\n') detail.pop_back();
+    std::string why;
+    if (result == CURLE_SSL_CACERT_BADFILE) {
+      why = "the CA file '" + config_.ca_file + "' could not be loaded (" + detail + ")";
+    } else {
+      long verified = 0;  // an X509_V_ERR_* code
+      curl_easy_getinfo(r.easy, CURLINFO_SSL_VERIFYRESULT, &verified);
+      why = tls::curl_verify_problem(verified, detail);
+    }
+    return error(make_error_code(errc::certificate_error),
+                 "TLS certificate of " + peer_of(r) + " refused: " + why);
+  }
+
+  // host:port of the request's URL, for messages.
+  static std::string peer_of(const request_ctx& r) {
+    std::string peer = "the server";
+    char* url = nullptr;
+    curl_easy_getinfo(r.easy, CURLINFO_EFFECTIVE_URL, &url);
+    CURLU* u = url ? curl_url() : nullptr;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+      char* host = nullptr;
+      char* port = nullptr;
+      if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+          curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        peer = std::string(host) + ":" + port;
+      }
+      curl_free(host);
+      curl_free(port);
+    }
+    curl_url_cleanup(u);
+    return peer;
   }
 
   void report_failure(std::uint64_t id, const error& err) {

@@ -1,23 +1,28 @@
 // Websocket transport: libwebsockets 4.1 driven by the application's libuv loop (foreign loop).
 //
-// - ws:// (plain TCP): lws carries the connection (socket, loop integration) as a "RAW" client
-//   connection and the websocket protocol on top of it (the upgrade, framing, masking,
-//   ping/pong, close) is ws_protocol.*. lws 4.1's own websocket role parses every received byte
-//   through a per-byte state machine (about 80 instructions per byte: 87% of a firehose
-//   client's CPU); ws_protocol reads a frame's payload with one append.
-// - wss:// (TLS) uses lws's websocket role: 4.1 built without its async DNS (as Debian builds
-//   it) starts TLS on a RAW client connection before the socket is connected, so RAW cannot
-//   carry TLS there. So does ws:// when `http_proxy` is set in the environment (lws tunnels
-//   through it with CONNECT and never reports a RAW connection as connected). Both paths report
-//   the same events and errors. The RAW path does not follow redirects of the upgrade (lws's
-//   role did): a 3xx is a refused upgrade.
-// - Reading (RAW path) stops while the receive is paused, while bytes read earlier still wait to
+// - lws carries every connection (socket, loop integration) as a "RAW" client connection; the
+//   rest is uvcometd's: the websocket protocol on top of it (the upgrade, framing, masking,
+//   ping/pong, close) is ws_protocol.*, TLS for wss:// is OpenSSL over memory BIOs
+//   (tls_client.*), and a proxy tunnel is a CONNECT request of ours. So ws://, wss:// and both
+//   through a proxy read frames the same way: a frame's payload with one append (lws 4.1's own
+//   websocket role parses every byte through a per-byte state machine, 87% of a firehose
+//   client's CPU), an oversized frame refused by the length its header announces, a masked server
+//   frame refused. lws's own TLS is not used: 4.1 built without its async DNS (as Debian builds
+//   it) starts TLS on a RAW client connection before the socket is connected ("tls start fail"),
+//   and its certificate errors reach the callback as opaque text.
+// - Stages of a connection: name resolution (uv_getaddrinfo), TCP connect (to the proxy when
+//   `http_proxy` names one, `no_proxy` permitting), the proxy's CONNECT answer, the TLS
+//   handshake (wss), the upgrade request and its 101, then frames. connect_timeout bounds all
+//   of them. A certificate the client refuses ends the attempt with errc::certificate_error,
+//   naming the cause. The upgrade does not follow redirects: a 3xx is a refused upgrade.
+// - Reading stops while the receive is paused, while bytes read earlier still wait to
 //   be parsed, and while lws holds part of a frame the socket did not take (lws 4.1's RAW role
 //   would otherwise spin on a readable socket it refuses to read until the write drains).
 // - The transports of one uv loop share lws contexts (`ws_context`): one per set of context
-//   settings (TLS, ca_file, http_proxy, receive buffer size, lws timeouts), carrying up to
-//   users_per_context transports (creating a context costs ~1.3 ms of CPU in lws 4.1, which scans
-//   the library directory for its libuv plugin, plus its buffer and fd tables). A transport takes
+//   settings (TLS and its ca_file: one SSL_CTX per context; receive buffer size, lws timeouts),
+//   carrying up to users_per_context transports (creating a context costs ~1.3 ms of CPU in lws
+//   4.1, which scans the library directory for its libuv plugin, plus its buffer and fd tables;
+//   an SSL_CTX loads the trust store). A transport takes
 //   its reference on its first send(), so a client that never uses websocket pays nothing but
 //   three idle uv timers; the last transport's close destroys the context and completes once lws
 //   let go of the loop. lws_service() is never called: lws adds its own uv handles to the loop.
@@ -25,7 +30,8 @@
 //   are reassembled from fragments and refused by the length a frame announces when they would
 //   exceed max_message_size. Server pings are answered; a server close is echoed.
 // - pause_receive stops lws reading (rx flow control); bytes already read are kept, unparsed,
-//   until the receive resumes, so no message is delivered while paused.
+//   until the receive resumes, so no message is delivered while paused. On wss what lws read is
+//   decrypted at once (OpenSSL keeps nothing back) and the plaintext is what is held.
 // - Events are delivered straight from lws/uv callbacks, except while one of our own entry points
 //   (send, abort, close, pause_receive) is on the stack: lws can report a connection error from
 //   inside lws_client_connect_via_info, so those go through a 0 ms timer, and so does everything
@@ -67,6 +73,7 @@
 #include <vector>
 
 #include "transport/http_text.hpp"
+#include "transport/tls_client.hpp"
 #include "transport/transport.hpp"
 #include "transport/ws_protocol.hpp"
 
@@ -88,11 +95,11 @@ namespace {
 
 // lws reads at most this much per receive (websocket_tuning::rx_chunk_size, with this floor).
 constexpr std::size_t min_read_size = 1024;
-// With lws's websocket role (wss, or through a proxy) the buffer also holds the upgrade request:
-// headers and cookies.
-constexpr std::size_t min_tls_buffer = 16 * 1024;
-// Room before a queued frame's payload: lws's LWS_PRE, then the largest client frame header.
-constexpr std::size_t frame_headroom = LWS_PRE + 14;
+// Room before a queued frame's payload: the largest client frame header (lws_write of RAW bytes
+// needs no LWS_PRE).
+constexpr std::size_t frame_headroom = 14;
+// Decrypted bytes are taken from OpenSSL this much at a time (a TLS record holds at most 16 KiB).
+constexpr std::size_t plaintext_chunk = 16 * 1024;
 // The most lws hands to one send() (the protocol's tx_packet_size).
 constexpr std::size_t max_send = 1u << 20;
 // The transports one shared context carries; the next one of the same loop and settings gets
@@ -134,6 +141,13 @@ struct ws_endpoint {
   int port = 0;
   std::string path;      // path and query
   bool numeric = false;  // address is an IP literal: no name resolution
+  bool explicit_port = false;  // the URL names the port
+
+  // host:port, the port always there ("[::1]:443" for IPv6): for messages and CONNECT.
+  std::string host_port() const {
+    const bool v6 = address.find(':') != std::string::npos;
+    return (v6 ? "[" + address + "]" : address) + ":" + std::to_string(port);
+  }
 };
 
 // http(s)://host[:port]/path (ws/wss accepted too) → where the upgrade goes.
@@ -201,6 +215,7 @@ std::optional<ws_endpoint> parse_endpoint(std::string_view url, std::string& why
       return std::nullopt;
     }
     ep.port = p;
+    ep.explicit_port = true;
   }
   ep.address = std::string(host);
   ep.host = std::string(authority);
@@ -217,6 +232,65 @@ std::optional<ws_endpoint> parse_endpoint(std::string_view url, std::string& why
   return ep;
 }
 
+// Does `no_proxy` (comma-separated names, ".suffix" or "*") exempt `host` from the proxy? As
+// libcurl reads it for long-polling, without CIDR ranges.
+bool proxy_exempt(std::string_view no_proxy, std::string_view host) {
+  std::string h(host);
+  std::transform(h.begin(), h.end(), h.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  while (!no_proxy.empty()) {
+    const auto comma = no_proxy.find(',');
+    std::string entry(trim_ows(no_proxy.substr(0, comma)));
+    no_proxy = comma == std::string_view::npos ? std::string_view{} : no_proxy.substr(comma + 1);
+    std::transform(entry.begin(), entry.end(), entry.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    if (entry == "*") return true;
+    if (!entry.empty() && entry.front() == '.') entry.erase(0, 1);
+    if (entry.size() > 2 && entry.front() == '[' && entry.back() == ']') {
+      entry = entry.substr(1, entry.size() - 2);
+    }
+    if (entry.empty()) continue;
+    if (h == entry ||
+        (h.size() > entry.size() && h.compare(h.size() - entry.size(), entry.size(), entry) == 0 &&
+         h[h.size() - entry.size() - 1] == '.')) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// `http_proxy` ("[http://][user:password@]host[:port][/]", port 1080 when none, as libcurl reads
+// it) → where connections go first. Credentials become `auth`, a Proxy-Authorization value.
+std::optional<ws_endpoint> parse_proxy(std::string_view value, std::string& auth,
+                                       std::string& why) {
+  std::string v(trim_ows(value));
+  if (v.find("://") == std::string::npos) v.insert(0, "http://");
+  const auto sep = v.find("://");
+  std::string scheme = v.substr(0, sep);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::string rest = v.substr(sep + 3);
+  rest = rest.substr(0, rest.find_first_of("/?#"));
+  if (scheme != "http") {
+    why = "unsupported http_proxy scheme '" + scheme + "' (http:// only)";
+    return std::nullopt;
+  }
+  if (const auto at = rest.rfind('@'); at != std::string::npos) {
+    const std::string credentials = rest.substr(0, at);
+    auth = "Basic " + ws::base64(reinterpret_cast<const unsigned char*>(credentials.data()),
+                                 credentials.size());
+    rest.erase(0, at + 1);
+  }
+  std::string inner;
+  auto ep = parse_endpoint("http://" + rest, inner);
+  if (!ep) {
+    why = "invalid http_proxy: " + inner;
+    return std::nullopt;
+  }
+  if (!ep->explicit_port) ep->port = 1080;
+  return ep;
+}
+
 error make_error(errc code, std::string message) {
   return error{make_error_code(code), std::move(message)};
 }
@@ -230,13 +304,6 @@ bool is_connection_reason(lws_callback_reasons reason) {
     case LWS_CALLBACK_RAW_CLOSE:
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
     case LWS_CALLBACK_WSI_DESTROY:
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-    case LWS_CALLBACK_CLIENT_CLOSED:
       return true;
     default:
       return false;
@@ -250,11 +317,6 @@ int stray_answer(lws_callback_reasons reason) {
     case LWS_CALLBACK_RAW_CONNECTED:
     case LWS_CALLBACK_RAW_WRITEABLE:
     case LWS_CALLBACK_RAW_RX:
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
       return -1;
     default:
       return 0;
@@ -265,16 +327,14 @@ class websocket_core;
 
 // What an lws context is made with; transports share a context only when these are equal.
 struct context_settings {
-  bool tls = false;
-  std::string ca_file;
-  std::string proxy;          // http_proxy when the context was made (lws reads it then)
-  unsigned buffer_size = 0;   // pt_serv_buf_size
-  unsigned timeout_s = 20;    // timeout_secs and connect_timeout_secs
+  bool tls = false;          // wss: the context has an SSL_CTX for its connections
+  std::string ca_file;       // its trust store (empty: the system's)
+  unsigned buffer_size = 0;  // pt_serv_buf_size
+  unsigned timeout_s = 20;   // timeout_secs and connect_timeout_secs
 
-  bool raw() const { return !tls && proxy.empty(); }
   bool operator==(const context_settings& o) const {
-    return tls == o.tls && ca_file == o.ca_file && proxy == o.proxy &&
-           buffer_size == o.buffer_size && timeout_s == o.timeout_s;
+    return tls == o.tls && ca_file == o.ca_file && buffer_size == o.buffer_size &&
+           timeout_s == o.timeout_s;
   }
 };
 
@@ -297,6 +357,19 @@ class ws_context {
 
   lws_context* handle() const noexcept { return ctx_; }
   const context_settings& settings() const noexcept { return settings_; }
+  // The TLS settings of the context's wss connections (null unless settings().tls).
+  const tls::context* tls() const noexcept { return tls_.get(); }
+
+  // A buffer for decrypted bytes, lent for one receive: the transports of a context run on its
+  // loop's thread, one lws callback at a time. Empty when it is lent already.
+  std::vector<char> borrow_plaintext_buffer() {
+    std::vector<char> b;
+    b.swap(plaintext_);
+    return b;
+  }
+  void return_plaintext_buffer(std::vector<char>&& b) noexcept {
+    if (plaintext_.empty()) plaintext_.swap(b);
+  }
 
   // A new connection id whose callbacks go to `core` until forget(id).
   std::uint64_t route(websocket_core* core);
@@ -334,6 +407,8 @@ class ws_context {
   context_settings settings_;
   lws_protocols protocols_[2];
   lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
+  std::unique_ptr<tls::context> tls_;
+  std::vector<char> plaintext_;  // see borrow_plaintext_buffer()
   std::vector<websocket_core*> users_;
   std::unordered_map<std::uint64_t, websocket_core*> routes_;  // id → core of that connection
   std::uint64_t next_id_ = 1;
@@ -419,16 +494,20 @@ class websocket_core {
   int on_lws_callback(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
                       std::size_t len);
   int on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in, std::size_t len);
-  int on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
-                 std::size_t len);
   int on_established(lws* wsi, std::uint64_t id);
   error upgrade_refused(int status, std::string_view reason) const;
-  int on_append_headers(lws* wsi, void* in, std::size_t len);
-  int on_ws_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len);
   int on_connected(lws* wsi);
+  int start_stream(lws* wsi);
+  void prepare_upgrade(lws* wsi);
   int on_writeable(lws* wsi);
+  int write_bytes(lws* wsi, const char* data, std::size_t len);
+  int flush_tls(lws* wsi);
+  int tls_failed(lws* wsi);
   int write_frame(lws* wsi, std::string& bytes, ws::opcode op);
   int on_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
+  int on_tunnel_answer(lws* wsi, const char*& in, std::size_t& len);
+  int on_tls_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
+  int on_stream(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
   int on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& in, std::size_t& len);
   int read_frames(lws* wsi, std::uint64_t id, const char* in, std::size_t len);
   void parse_held();
@@ -451,12 +530,18 @@ class websocket_core {
   std::string cookie_;
 
   ws_context* shared_ = nullptr;  // a reference on the loop's context, released by close()
-  bool raw_ = true;  // RAW connection + ws_protocol (else lws's websocket role); set with shared_
   int lws_timeout_s_ = 20;
+  // http_proxy (read with the context): connections go there first, then CONNECT to the server.
+  std::optional<ws_endpoint> proxy_;
+  std::string proxy_auth_;   // Proxy-Authorization value from the proxy URL's credentials
+  std::string proxy_error_;  // http_proxy set but unusable: every connection fails with this
 
   std::uint64_t conn_ = 0;  // current connection attempt; 0 when none
   lws* wsi_ = nullptr;     // wsi of conn_ once known
   lws* cb_wsi_ = nullptr;  // wsi whose lws callback is on the stack (it closes by returning -1)
+  // Where a connection that is not up yet is (see the top of the file); frames flow once up_.
+  enum class stage { connecting, tunnel, tls, upgrade };
+  stage stage_ = stage::connecting;
   bool up_ = false;
   bool paused_ = false;
   bool ping_due_ = false;
@@ -464,15 +549,16 @@ class websocket_core {
   std::string peer_close_;       // the server's close frame, for the on_down message
   // The connection's websocket protocol state.
   std::string key_;                          // Sec-WebSocket-Key
-  std::string request_;                      // the upgrade request until written
+  std::string request_;                      // the CONNECT or upgrade request until written
   bool request_sent_ = false;
+  std::optional<ws::upgrade_reader> tunnel_;  // the proxy's answer to CONNECT
+  std::unique_ptr<tls::stream> tls_;          // wss: the TLS session under the websocket
   std::optional<ws::upgrade_reader> upgrade_;
   std::optional<ws::frame_reader> reader_;
   std::string held_rx_;  // read while paused, not parsed yet
   bool held_queued_ = false;   // a `held` event is in deferred_
   bool reading_ = true;        // lws reads the current connection (rx flow control)
   bool write_stalled_ = false;  // lws holds part of a frame the socket has not taken yet
-  std::string rx_;       // lws's websocket role (wss, proxy): the message being reassembled
   std::optional<std::string> pong_;   // a pong to send (the ping's payload)
   std::optional<std::string> close_;  // the close frame to echo; the connection ends after it
   std::array<unsigned char, 256> random_{};  // mask keys, refilled from uv_random
@@ -634,10 +720,8 @@ bool websocket_core::acquire_context() {
   context_settings settings;
   settings.tls = endpoint_ && endpoint_->tls;
   if (settings.tls) settings.ca_file = config_.ca_file;  // nothing else reads it
-  // lws reads http_proxy when the context is made; it cannot tunnel a RAW connection.
-  if (const char* proxy = std::getenv("http_proxy")) settings.proxy = proxy;
-  settings.buffer_size = static_cast<unsigned>(std::clamp<std::size_t>(
-      tuning_.rx_chunk_size, settings.raw() ? min_read_size : min_tls_buffer, 1u << 24));
+  settings.buffer_size = static_cast<unsigned>(
+      std::clamp<std::size_t>(tuning_.rx_chunk_size, min_read_size, 1u << 24));
   // lws has connect/handshake timeouts of its own (20 s); keep them behind ours.
   const auto connect_s = static_cast<unsigned>(
       std::clamp<long long>(config_.connect_timeout.count() / 1000 + 5, 0, 86400));
@@ -648,8 +732,14 @@ bool websocket_core::acquire_context() {
         "websocket: lws_create_context failed (is the libwebsockets libuv plugin installed?)");
     return false;
   }
-  raw_ = settings.raw();
   lws_timeout_s_ = static_cast<int>(settings.timeout_s);
+  // The environment is read once, with the context, as lws used to.
+  const char* proxy = std::getenv("http_proxy");
+  const char* no_proxy = std::getenv("no_proxy");
+  if (proxy && *proxy && endpoint_ &&
+      !(no_proxy && proxy_exempt(no_proxy, endpoint_->address))) {
+    proxy_ = parse_proxy(proxy, proxy_auth_, proxy_error_);
+  }
   return true;
 }
 
@@ -672,6 +762,12 @@ void websocket_core::open_connection() {
           {}});
     return;
   }
+  if (!proxy_error_.empty()) {
+    out_.clear();
+    emit({event::kind::down, {}, make_error(errc::transport_error, "websocket: " + proxy_error_),
+          false, {}});
+    return;
+  }
   const std::uint64_t id = shared_->route(this);  // forgotten by drop_connection()
   conn_ = id;
   clear_connection_state();
@@ -680,8 +776,9 @@ void websocket_core::open_connection() {
                    static_cast<std::uint64_t>(config_.connect_timeout.count()), 0);
   }
 
-  if (endpoint_->numeric) {
-    connect_to(endpoint_->address.c_str());
+  const ws_endpoint& first_hop = proxy_ ? *proxy_ : *endpoint_;
+  if (first_hop.numeric) {
+    connect_to(first_hop.address.c_str());
     return;
   }
   auto q = std::make_unique<dns_query>();
@@ -695,11 +792,11 @@ void websocket_core::open_connection() {
   hints.ai_flags = AI_ADDRCONFIG;
   dns_.reserve(dns_.size() + 1);
   const int rc = uv_getaddrinfo(loop_, &q->req, &websocket_core::on_resolved,
-                                endpoint_->address.c_str(), nullptr, &hints);
+                                first_hop.address.c_str(), nullptr, &hints);
   if (rc != 0) {
     connection_lost(
         make_error(errc::transport_error,
-                   "websocket: could not resolve " + endpoint_->address + ": " + uv_strerror(rc)));
+                   "websocket: could not resolve " + first_hop.address + ": " + uv_strerror(rc)));
     return;
   }
   dns_.push_back(q.release());
@@ -720,9 +817,10 @@ void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* re
       if (ip[0] != '\0') {
         self->connect_to(ip);  // the first address only, as lws would
       } else {
+        const ws_endpoint& hop = self->proxy_ ? *self->proxy_ : *self->endpoint_;
         self->connection_lost(make_error(
-            errc::transport_error, "websocket: could not resolve " + self->endpoint_->address +
-                                       ": " + (status < 0 ? uv_strerror(status) : "no address")));
+            errc::transport_error, "websocket: could not resolve " + hop.address + ": " +
+                                       (status < 0 ? uv_strerror(status) : "no address")));
       }
     }
   } catch (...) {
@@ -738,25 +836,13 @@ void websocket_core::connect_to(const char* address) {
   std::memset(&ci, 0, sizeof ci);
   ci.context = shared_->handle();
   ci.address = address;
-  ci.port = endpoint_->port;
+  ci.port = proxy_ ? proxy_->port : endpoint_->port;
   ci.path = endpoint_->path.c_str();
   ci.host = endpoint_->host.c_str();
   ci.local_protocol_name = protocol_name;
-  if (!raw_) {
-    ci.ietf_version_or_minus_one = -1;  // lws's websocket role (see the top of the file)
-  } else {
-    ci.method = "RAW";  // lws carries the bytes; ws_protocol speaks websocket over them
-  }
+  ci.method = "RAW";  // lws carries the bytes; the rest is ours (see the top of the file)
   ci.opaque_user_data = reinterpret_cast<void*>(static_cast<std::uintptr_t>(id));
   ci.retry_and_idle_policy = &no_validity_policy;
-  if (endpoint_->tls) {
-    ci.ssl_connection = LCCSCF_USE_SSL;
-    if (!config_.tls_verify) {
-      ci.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                           LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
-    ci.alpn = "http/1.1";  // the upgrade is HTTP/1.1
-  }
   lws* wsi = lws_client_connect_via_info(&ci);
   if (wsi) shared_->saw_wsi(wsi);
   if (conn_ != id) return;  // failed inside the call, already reported
@@ -766,7 +852,8 @@ void websocket_core::connect_to(const char* address) {
     return;
   }
   wsi_ = wsi;
-  log(log_level::debug, "websocket: connecting to " + describe());
+  log(log_level::debug, "websocket: connecting to " + describe() +
+                            (proxy_ ? " through the proxy " + proxy_->host_port() : ""));
 }
 
 // The current connection ended: drop it and report once.
@@ -797,18 +884,20 @@ void websocket_core::drop_connection() {
 // (a partial message, held input).
 void websocket_core::clear_connection_state() {
   wsi_ = nullptr;
+  stage_ = stage::connecting;
   up_ = false;
   ping_due_ = false;
   peer_close_.clear();
   reading_ = true;
   write_stalled_ = false;
   request_sent_ = false;
+  tunnel_.reset();
+  tls_.reset();  // frees the SSL and its BIOs
   upgrade_.reset();
   reader_.reset();
   pong_.reset();
   close_.reset();
   std::string().swap(held_rx_);
-  std::string().swap(rx_);
   std::string().swap(request_);
 }
 
@@ -983,15 +1072,10 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
       return on_receive(wsi, id, static_cast<const char*>(in), len);
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
-      // With lws's websocket role (wss, proxy), lws read the upgrade answer: a refusal has a
-      // status.
-      const unsigned status = lws_http_client_http_response(wsi);
       wsi_ = nullptr;  // lws frees it after this callback
-      if (status != 0 && status != 101) {
-        connection_lost(upgrade_refused(static_cast<int>(status), {}));
-        return 0;
-      }
-      std::string msg = "websocket: connection to " + describe() + " failed";
+      std::string msg = "websocket: connection to " + describe();
+      if (proxy_) msg += " through the proxy " + proxy_->host_port();
+      msg += " failed";
       if (in) {
         const auto* text = static_cast<const char*>(in);
         msg += ": " + std::string(text, ::strnlen(text, len > 0 ? len : 256));
@@ -1000,13 +1084,22 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
       return 0;
     }
 
-    case LWS_CALLBACK_RAW_CLOSE:
+    case LWS_CALLBACK_RAW_CLOSE: {
       wsi_ = nullptr;
-      connection_lost(make_error(
-          errc::transport_error,
-          up_ ? "websocket: connection closed by " + describe() + peer_close_
-              : "websocket: connection to " + describe() + " closed before the upgrade completed"));
+      std::string msg;
+      if (up_) {
+        msg = "websocket: connection closed by " + describe() + peer_close_;
+      } else {
+        msg = "websocket: connection to " + describe() + " closed ";
+        switch (stage_) {
+          case stage::tunnel: msg += "by the proxy before it answered CONNECT"; break;
+          case stage::tls: msg += "during the TLS handshake"; break;
+          default: msg += "before the upgrade completed"; break;
+        }
+      }
+      connection_lost(make_error(errc::transport_error, std::move(msg)));
       return 0;
+    }
 
     case LWS_CALLBACK_WSI_DESTROY:
       // Destroyed without RAW_CLOSE / CONNECTION_ERROR (lws's own timeouts, ...).
@@ -1015,13 +1108,50 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
           make_error(errc::transport_error, "websocket: connection to " + describe() + " lost"));
       return 0;
 
-    default:  // the rest of is_connection_reason(): lws's websocket role (wss, proxy)
-      return on_ws_role(wsi, id, reason, in, len);
+    default:
+      return 0;
   }
 }
 
-// TCP (and TLS) is up: send the upgrade request.
+// TCP is up (to the proxy, or to the server).
 int websocket_core::on_connected(lws* wsi) {
+  // Without a connect timeout of ours, lws's own bounds the wait for the answers (lws clears it
+  // for RAW connections).
+  if (config_.connect_timeout.count() <= 0) {
+    lws_set_timeout(wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, lws_timeout_s_);
+  }
+  if (!proxy_) return start_stream(wsi);
+  stage_ = stage::tunnel;
+  request_ = ws::connect_request(endpoint_->host_port(), proxy_auth_);
+  request_sent_ = false;
+  tunnel_.emplace(std::string());
+  lws_callback_on_writable(wsi);
+  return 0;
+}
+
+// The byte stream to the server is there (directly or through the proxy's tunnel): start TLS on
+// it for wss, else ask for the upgrade.
+int websocket_core::start_stream(lws* wsi) {
+  if (!endpoint_->tls) {
+    prepare_upgrade(wsi);
+    return 0;
+  }
+  stage_ = stage::tls;
+  tls_ = std::make_unique<tls::stream>(*shared_->tls(), endpoint_->address, endpoint_->numeric,
+                                       config_.tls_verify);
+  // The ClientHello, or an unusable trust store.
+  if (tls_->handshake() == tls::stream::status::failed) return tls_failed(wsi);
+  if (flush_tls(wsi) < 0) {
+    connection_lost(make_error(errc::transport_error,
+                               "websocket: starting TLS with " + describe() + " failed"));
+    return -1;
+  }
+  return 0;
+}
+
+// Builds the upgrade request; on_writeable sends it.
+void websocket_core::prepare_upgrade(lws* wsi) {
+  stage_ = stage::upgrade;
   unsigned char nonce[16];
   for (std::size_t i = 0; i < sizeof nonce; i += 4) {
     const auto m = next_mask();
@@ -1033,17 +1163,10 @@ int websocket_core::on_connected(lws* wsi) {
     log(log_level::warning, "websocket: ignoring a cookie header with control characters");
     cookie = {};
   }
-  request_.assign(LWS_PRE, '\0');
-  request_ += ws::upgrade_request(endpoint_->host, endpoint_->path, key_, headers_, cookie);
+  request_ = ws::upgrade_request(endpoint_->host, endpoint_->path, key_, headers_, cookie);
   request_sent_ = false;
   upgrade_.emplace(key_);
-  // Without a connect timeout of ours, lws's own bounds the wait for the answer (lws clears it
-  // for RAW connections).
-  if (config_.connect_timeout.count() <= 0) {
-    lws_set_timeout(wsi, PENDING_TIMEOUT_AWAITING_SERVER_RESPONSE, lws_timeout_s_);
-  }
   lws_callback_on_writable(wsi);
-  return 0;
 }
 
 // 4 bytes of the loop-independent system CSPRNG per frame (RFC 6455 wants unpredictable mask
@@ -1070,43 +1193,75 @@ std::string websocket_core::control_frame(std::string_view payload) const {
   return f;
 }
 
-// Writes `bytes` (frame_headroom, then the payload) as one frame: masked in place by us on a RAW
-// connection; framed and masked by lws's websocket role otherwise (which only ever gets text and
-// pings from us: it answers pings and closes itself).
-int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
-  const std::size_t n = bytes.size() - frame_headroom;
-  if (!raw_) {
-    const auto mode = op == ws::opcode::ping ? LWS_WRITE_PING : LWS_WRITE_TEXT;
-    return lws_write(wsi, reinterpret_cast<unsigned char*>(&bytes[frame_headroom]), n, mode) <
-                   static_cast<int>(n)
-               ? -1
-               : 0;
+// Bytes for the server: through TLS on wss, else as they are. lws keeps what the socket does not
+// take and sends it, in order, before anything written later and before the next writeable
+// callback. -1 when the connection cannot take them.
+int websocket_core::write_bytes(lws* wsi, const char* data, std::size_t len) {
+  if (tls_) {
+    if (!tls_->write(data, len)) {
+      log(log_level::error, "websocket: TLS write failed: " + tls_->what());
+      return -1;
+    }
+    return flush_tls(wsi);
   }
-  char* start = ws::frame_in_place(&bytes[frame_headroom], n, op, next_mask());
-  const std::size_t total = n + ws::header_size(n);
-  // lws keeps what the socket does not take and sends it before the next writeable callback.
-  return lws_write(wsi, reinterpret_cast<unsigned char*>(start), total, LWS_WRITE_RAW) <
-                 static_cast<int>(total)
+  auto* p = reinterpret_cast<unsigned char*>(const_cast<char*>(data));
+  return lws_write(wsi, p, len, LWS_WRITE_RAW) < static_cast<int>(len) ? -1 : 0;
+}
+
+// Hands what TLS has for the server (records, handshake messages, alerts) to lws.
+int websocket_core::flush_tls(lws* wsi) {
+  std::string out;
+  tls_->take_output(out);
+  if (out.empty()) return 0;
+  return lws_write(wsi, reinterpret_cast<unsigned char*>(&out[0]), out.size(), LWS_WRITE_RAW) <
+                 static_cast<int>(out.size())
              ? -1
              : 0;
 }
 
+// TLS failed (tls_->what() says why): report the connection lost and close it. A refused
+// certificate is errc::certificate_error: retrying cannot help.
+int websocket_core::tls_failed(lws* wsi) {
+  flush_tls(wsi);  // the alert that tells the server why, if any; best effort
+  const std::string peer = endpoint_->host_port();
+  error err = tls_->certificate_refused()
+                  ? make_error(errc::certificate_error,
+                               "websocket: TLS certificate of " + peer + " refused: " + tls_->what())
+                  : make_error(errc::transport_error,
+                               "websocket: TLS with " + peer + " failed: " + tls_->what());
+  connection_lost(std::move(err));
+  return -1;
+}
+
+// Writes `bytes` (frame_headroom, then the payload) as one frame, masked in place.
+int websocket_core::write_frame(lws* wsi, std::string& bytes, ws::opcode op) {
+  const std::size_t n = bytes.size() - frame_headroom;
+  const char* start = ws::frame_in_place(&bytes[frame_headroom], n, op, next_mask());
+  return write_bytes(wsi, start, n + ws::header_size(n));
+}
+
 int websocket_core::on_writeable(lws* wsi) {
-  if (raw_ && !request_sent_) {
-    if (request_.empty()) return 0;  // not connected yet (RAW_CONNECTED makes the request)
+  if (!up_) {
+    // Until the upgrade: the CONNECT request (in the clear, to the proxy), then the upgrade.
+    if (request_sent_ || request_.empty()) return 0;  // nothing to send yet
     request_sent_ = true;
-    const std::size_t n = request_.size() - LWS_PRE;
-    if (lws_write(wsi, reinterpret_cast<unsigned char*>(&request_[LWS_PRE]), n, LWS_WRITE_RAW) <
-        static_cast<int>(n)) {
-      connection_lost(make_error(errc::transport_error,
-                                 "websocket: sending the upgrade request to " + describe() +
-                                     " failed"));
+    const bool connect = stage_ == stage::tunnel;
+    const int rc = connect ? lws_write(wsi, reinterpret_cast<unsigned char*>(&request_[0]),
+                                       request_.size(), LWS_WRITE_RAW) <
+                                     static_cast<int>(request_.size())
+                                 ? -1
+                                 : 0
+                           : write_bytes(wsi, request_.data(), request_.size());
+    if (rc < 0) {
+      connection_lost(make_error(
+          errc::transport_error,
+          connect ? "websocket: sending CONNECT to the proxy " + proxy_->host_port() + " failed"
+                  : "websocket: sending the upgrade request to " + describe() + " failed"));
       return -1;
     }
     std::string().swap(request_);
     return 0;
   }
-  if (!up_) return 0;
   if (write_stalled_) {
     // lws calls this only once what it held has left: read again.
     write_stalled_ = false;
@@ -1139,7 +1294,7 @@ int websocket_core::on_writeable(lws* wsi) {
     connection_lost(make_error(errc::transport_error, "websocket: sending a frame failed"));
     return -1;
   }
-  if (raw_ && lws_partial_buffered(wsi)) {
+  if (lws_partial_buffered(wsi)) {
     // The socket did not take the whole frame; lws sends the rest as it drains, and calls this
     // again once it is gone. lws 4.1's RAW role does not read meanwhile, so stop asking it to.
     write_stalled_ = true;
@@ -1153,6 +1308,99 @@ int websocket_core::on_writeable(lws* wsi) {
 
 int websocket_core::on_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
   last_rx_ms_ = uv_now(loop_);
+  if (stage_ == stage::tunnel) {
+    if (on_tunnel_answer(wsi, in, len) < 0) return -1;
+    if (stage_ == stage::tunnel || len == 0) return 0;
+  }
+  if (tls_) return on_tls_receive(wsi, id, in, len);
+  return on_stream(wsi, id, in, len);
+}
+
+// The proxy's answer to CONNECT; on success the tunnel carries the rest (`in`/`len` are left at
+// the first byte past the answer).
+int websocket_core::on_tunnel_answer(lws* wsi, const char*& in, std::size_t& len) {
+  const std::size_t used = tunnel_->feed(in, len);
+  in += used;
+  len -= used;
+  const std::string proxy = "the proxy " + proxy_->host_port();
+  switch (tunnel_->status_state()) {
+    case ws::upgrade_reader::state::incomplete:
+      return 0;
+    case ws::upgrade_reader::state::invalid:
+      connection_lost(make_error(errc::transport_error, "websocket: invalid answer from " + proxy +
+                                                            " to CONNECT: " + tunnel_->what()));
+      return -1;
+    case ws::upgrade_reader::state::accepted:  // a 101, no answer to CONNECT
+    case ws::upgrade_reader::state::refused:
+      break;
+  }
+  if (tunnel_->status() / 100 != 2) {
+    std::string msg = "websocket: " + proxy + " refused the tunnel to " + endpoint_->host_port() +
+                      ": HTTP " + std::to_string(tunnel_->status());
+    if (!tunnel_->reason().empty()) msg += " " + tunnel_->reason();
+    connection_lost(make_error(errc::transport_error, std::move(msg)));
+    return -1;
+  }
+  tunnel_.reset();
+  return start_stream(wsi);
+}
+
+// wss: ciphertext from the server. Decrypts everything it completes (while paused too: the
+// plaintext is then held like ws:// bytes), sending what TLS answers.
+int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
+  if (!tls_->feed(in, len)) {
+    connection_lost(make_error(errc::transport_error, "websocket: " + tls_->what()));
+    return -1;
+  }
+  if (stage_ == stage::tls) {
+    const auto st = tls_->handshake();
+    if (st == tls::stream::status::failed) return tls_failed(wsi);
+    if (st == tls::stream::status::closed) {
+      connection_lost(make_error(errc::transport_error, "websocket: " + describe() +
+                                                            " ended the TLS session during the "
+                                                            "handshake"));
+      return -1;
+    }
+    if (flush_tls(wsi) < 0) {
+      connection_lost(make_error(errc::transport_error,
+                                 "websocket: TLS handshake with " + describe() + " failed"));
+      return -1;
+    }
+    if (st == tls::stream::status::again) return 0;
+    log(log_level::debug, "websocket: TLS established with " + describe());
+    prepare_upgrade(wsi);
+  }
+  // The context's buffer; returned below whatever happens (the context outlives this callback
+  // even when the transport closes from inside it: its teardown starts from a timer).
+  ws_context* ctx = shared_;
+  std::vector<char> buf = ctx->borrow_plaintext_buffer();
+  struct give_back {
+    ws_context* ctx;
+    std::vector<char>& buf;
+    ~give_back() { ctx->return_plaintext_buffer(std::move(buf)); }
+  } guard{ctx, buf};
+  if (buf.size() < plaintext_chunk) buf.resize(plaintext_chunk);
+  for (;;) {
+    std::size_t n = 0;
+    const auto st = tls_->read(buf.data(), buf.size(), n);
+    if (st == tls::stream::status::again) break;
+    if (st == tls::stream::status::closed) {
+      // close_notify: the server ended the session; what it sent before was delivered.
+      connection_lost(make_error(
+          errc::transport_error,
+          up_ ? "websocket: connection closed by " + describe() + peer_close_
+              : "websocket: " + describe() + " ended the TLS session before the upgrade"));
+      return -1;
+    }
+    if (st == tls::stream::status::failed) return tls_failed(wsi);
+    if (on_stream(wsi, id, buf.data(), n) < 0 || conn_ != id) return -1;
+  }
+  // TLS may answer what it read (a key update).
+  return flush_tls(wsi) < 0 ? -1 : 0;
+}
+
+// The byte stream from the server (decrypted on wss): the upgrade answer, then frames.
+int websocket_core::on_stream(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
   if (close_) return 0;  // nothing after the server's close frame counts
   if (!up_) {
     if (on_upgrade_answer(wsi, id, in, len) < 0) return -1;
@@ -1202,7 +1450,7 @@ error websocket_core::upgrade_refused(int status, std::string_view reason) const
   return e;
 }
 
-// The websocket is open (either path).
+// The websocket is open.
 int websocket_core::on_established(lws* wsi, std::uint64_t id) {
   up_ = true;
   uv_timer_stop(&connect_timer_);
@@ -1211,7 +1459,7 @@ int websocket_core::on_established(lws* wsi, std::uint64_t id) {
     const auto iv = static_cast<std::uint64_t>(tuning_.ping_interval.count());
     uv_timer_start(&ping_timer_, &websocket_core::on_ping_timer, iv, iv);
   }
-  if (config_.connect_timeout.count() <= 0 && raw_) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
+  if (config_.connect_timeout.count() <= 0) lws_set_timeout(wsi, NO_PENDING_TIMEOUT, 0);
   update_reading();
   log(log_level::debug, "websocket: connected to " + describe());
   emit({event::kind::up, {}, {}, false, {}});
@@ -1296,95 +1544,6 @@ void websocket_core::parse_held() {
   if (conn_ == id) update_reading();
 }
 
-// ---- wss, or ws:// through a proxy: lws's websocket role -----------------------------
-
-int websocket_core::on_ws_role(lws* wsi, std::uint64_t id, lws_callback_reasons reason, void* in,
-                               std::size_t len) {
-  switch (reason) {
-    case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-      return on_append_headers(wsi, in, len);
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-      return on_established(wsi, id);
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-      return on_writeable(wsi);
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-      return on_ws_receive(wsi, id, in, len);
-    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
-      last_rx_ms_ = uv_now(loop_);
-      return 0;
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-      if (in && len >= 2) {
-        const auto* p = static_cast<const unsigned char*>(in);
-        peer_close_ = " (close code " + std::to_string((p[0] << 8) | p[1]);
-        if (len > 2)
-          peer_close_ += ": " + std::string(reinterpret_cast<const char*>(p + 2), len - 2);
-        peer_close_ += ")";
-      }
-      return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
-      wsi_ = nullptr;
-      connection_lost(make_error(errc::transport_error,
-                                 "websocket: connection closed by " + describe() + peer_close_));
-      return 0;
-    default:
-      return 0;
-  }
-}
-
-int websocket_core::on_append_headers(lws* wsi, void* in, std::size_t len) {
-  auto** p = static_cast<unsigned char**>(in);
-  unsigned char* end = *p + len;
-  auto add = [&](const std::string& name, std::string_view value) {
-    const std::string n = name + ":";
-    return lws_add_http_header_by_name(wsi, reinterpret_cast<const unsigned char*>(n.c_str()),
-                                       reinterpret_cast<const unsigned char*>(value.data()),
-                                       static_cast<int>(value.size()), p, end) == 0;
-  };
-  const auto too_big = [&] {
-    connection_lost(make_error(errc::transport_error,
-                               "websocket: the upgrade request headers do not fit in " +
-                                   std::to_string(len) + " bytes"));
-    return -1;
-  };
-  for (const auto& [name, value] : headers_) {
-    if (!add(name, value)) return too_big();
-  }
-  if (!cookie_.empty()) {
-    if (has_ctl(cookie_)) {
-      log(log_level::warning, "websocket: ignoring a cookie header with control characters");
-    } else if (!add("cookie", cookie_)) {
-      return too_big();
-    }
-  }
-  return 0;
-}
-
-int websocket_core::on_ws_receive(lws* wsi, std::uint64_t id, const void* in, std::size_t len) {
-  last_rx_ms_ = uv_now(loop_);
-  const std::size_t max = config_.max_message_size;  // 0: no limit
-  const std::size_t remaining = lws_remaining_packet_payload(wsi);
-  // Checked before appending, with the size the peer announces for the rest of this frame: a
-  // huge claim is refused without allocating anything for it.
-  if (max != 0 && (len > max - rx_.size() || remaining > max - rx_.size() - len)) {
-    const std::size_t claimed = rx_.size() + len + remaining;
-    // No lws_close_reason(1009) here: in 4.1.6 it crashes lws's parser (ASan SEGV) when called
-    // from this callback mid-frame. Returning -1 closes without a status.
-    connection_lost(make_error(errc::message_too_large, "websocket: incoming message of at least " +
-                                                            std::to_string(claimed) +
-                                                            " bytes exceeds max_message_size " +
-                                                            std::to_string(max)));
-    return -1;
-  }
-  rx_.append(static_cast<const char*>(in), len);
-  if (lws_is_final_fragment(wsi) && remaining == 0) {
-    std::string frame;
-    frame.swap(rx_);
-    emit({event::kind::frame, std::move(frame), {}, false, {}});
-    if (conn_ != id) return -1;  // aborted, closed or failed from on_frame
-  }
-  return 0;
-}
-
 // ---- the shared lws context ---------------------------------------------------------------------
 
 ws_context::ws_context(uv_loop_t* loop, context_settings settings)
@@ -1417,18 +1576,21 @@ ws_context* ws_context::acquire(uv_loop_t* loop, const context_settings& setting
     throw;
   }
 
+  if (settings.tls) {
+    try {
+      c->tls_ = std::make_unique<tls::context>(settings.ca_file);
+    } catch (...) {
+      delete c;
+      throw;
+    }
+  }
   quiet_lws_logging();
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
   info.options = LWS_SERVER_OPTION_LIBUV;
-  if (settings.tls) {
-    info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-    // ca_file replaces the system store rather than adding to it.
-    if (!settings.ca_file.empty()) {
-      info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
-      info.client_ssl_ca_filepath = c->settings_.ca_file.c_str();
-    }
-  }
+  // The transport tunnels through http_proxy itself; an empty address keeps lws from reading the
+  // variable and tunnelling every RAW connection it makes (lws then logs an error nobody sees).
+  info.http_proxy_address = "";
   info.port = CONTEXT_PORT_NO_LISTEN;
   info.protocols = c->protocols_;
   void* loops[1] = {loop};
@@ -1440,7 +1602,6 @@ ws_context* ws_context::acquire(uv_loop_t* loop, const context_settings& setting
   info.count_threads = 1;
   info.timeout_secs = settings.timeout_s;
   info.connect_timeout_secs = settings.timeout_s;
-  // lws reads http_proxy from the environment here; settings.proxy is what it will find.
   c->ctx_ = lws_create_context(&info);
   if (!c->ctx_) {
     delete c;

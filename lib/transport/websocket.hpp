@@ -16,8 +16,8 @@ struct websocket_tuning {
   // A ping goes out this often while the connection is up; no pong or data for two intervals
   // ends the connection with errc::timeout. Zero disables pings and the dead-peer check.
   std::chrono::milliseconds ping_interval{15000};
-  // lws reads at most this many bytes from the socket at a time (its per-thread buffer; at
-  // least 1024, and at least 16 KiB for wss, where the buffer also holds the upgrade request).
+  // lws reads at most this many bytes from the socket at a time (its per-thread buffer, one per
+  // shared context; at least 1024).
   std::size_t rx_chunk_size = 16u * 1024u;
   // Frames queued while the socket is busy are merged up to this size (bytes), so a burst of
   // publishes leaves as a few frames the server can work on while the rest is written.

@@ -137,6 +137,15 @@ std::string upgrade_request(std::string_view host, std::string_view path, std::s
   return r;
 }
 
+std::string connect_request(std::string_view authority, std::string_view proxy_auth) {
+  std::string r;
+  r.append("CONNECT ").append(authority).append(" HTTP/1.1\r\nHost: ").append(authority);
+  r.append("\r\n");
+  if (!proxy_auth.empty()) r.append("Proxy-Authorization: ").append(proxy_auth).append("\r\n");
+  r.append("\r\n");
+  return r;
+}
+
 // ---- upgrade_reader -----------------------------------------------------------------------------
 
 std::size_t upgrade_reader::feed(const char* data, std::size_t len) {

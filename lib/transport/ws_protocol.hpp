@@ -1,6 +1,7 @@
 // The websocket protocol (RFC 6455), client side, without I/O: the upgrade request and its
 // response, and the frames. The websocket transport runs it over a raw libwebsockets connection
-// (lws does the TCP/TLS socket and the event loop; see websocket.cpp for why not its ws role).
+// (lws does the TCP socket and the event loop; see websocket.cpp for why not its ws role), through
+// TLS on wss (tls_client.hpp).
 #pragma once
 
 #include <array>
@@ -28,7 +29,12 @@ std::string upgrade_request(std::string_view host, std::string_view path, std::s
                             const std::vector<std::pair<std::string, std::string>>& headers,
                             std::string_view cookie);
 
-// The server's answer to the upgrade, read as it arrives.
+// The request that asks an HTTP proxy for a tunnel to `authority` ("host:port"), with a
+// Proxy-Authorization header when `proxy_auth` is not empty. Both are free of CR/LF.
+std::string connect_request(std::string_view authority, std::string_view proxy_auth);
+
+// The server's answer to the upgrade, read as it arrives. It also reads a proxy's answer to
+// CONNECT: any status but 101 ends in `refused` with status() once the whole head is read.
 class upgrade_reader {
  public:
   enum class state {

@@ -4,7 +4,7 @@
 //
 //   uvcometd-bench [--transport long-polling|websocket] [--count N] [--size B] [--batch M]
 //                  [--publish N] [--publish-batch P] [--publish-inflight I] [--clients K]
-//                  [--max-pending P] [--roundtrip N] [--window W] [-v]
+//                  [--max-pending P] [--roundtrip N] [--window W] [--tls] [-v]
 //
 // Output: "key: value" lines, then one "summary:" line. Every run is bounded: after 120 s the
 // bench stops with an error. The server is killed at exit.
@@ -66,6 +66,7 @@ struct args {
   unsigned long window = 1;         // round trips in flight at once
   long max_pending = -1;            // < 0: the library's default
   bool verbose = false;             // the client's log on stderr
+  bool tls = false;                 // https/wss to the firehose (self-signed, not verified)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -75,7 +76,8 @@ struct args {
                "[--size B] [--batch M]\n"
                "                      [--publish N] [--publish-batch P] [--clients K] "
                "[--max-pending P]\n"
-               "                      [--publish-inflight I] [--roundtrip N] [--window W] [-v]\n",
+               "                      [--publish-inflight I] [--roundtrip N] [--window W] [--tls] "
+               "[-v]\n",
                why);
   std::exit(2);
 }
@@ -89,6 +91,10 @@ args parse_args(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "-h" || k == "--help") usage("benchmark of the uvcometd client");
+    if (k == "--tls") {
+      a.tls = true;
+      continue;
+    }
     if (k == "-v" || k == "--verbose") {
       a.verbose = true;
       continue;
@@ -126,6 +132,7 @@ args parse_args(int argc, char** argv) {
   if ((a.publish != 0) + (a.clients != 0) + (a.roundtrip != 0) > 1) {
     usage("--publish, --clients and --roundtrip are exclusive");
   }
+  if (a.tls && a.roundtrip) usage("--tls goes with the firehose, not --roundtrip (Faye)");
   return a;
 }
 
@@ -354,7 +361,9 @@ struct run_state {
 
 uvcometd::options client_options(const run_state& r) {
   uvcometd::options o;
-  o.url = "http://127.0.0.1:" + std::to_string(r.port) + "/bayeux";
+  o.url = std::string(r.a.tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(r.port) +
+          "/bayeux";
+  o.tls_verify = false;  // the firehose's throw-away certificate; a once-per-connection cost
   o.connection_types = {r.a.transport};
   o.connection_timeout = std::chrono::seconds(60);
   if (r.a.max_pending >= 0) o.max_pending_count = std::size_t(r.a.max_pending);
@@ -642,9 +651,10 @@ int main(int argc, char** argv) {
     r->port = start_server(env_or("UVCOMETD_SERVERS_DIR", UVCOMETD_SERVERS_DIR) + "/faye-server.js",
                            {"--port", "0"}, "UVCOMETD_SERVERS_DIR");
   } else {
-    const std::vector<std::string> server_args{
+    std::vector<std::string> server_args{
         "--stdin-exit", "--size", std::to_string(a.size), "--batch", std::to_string(a.batch),
         "--count", receive ? std::to_string(a.count) : "0", "--publish-echo", "0"};
+    if (a.tls) server_args.push_back("--tls");
     r->port = start_server(env_or("UVCOMETD_BENCH_DIR", UVCOMETD_BENCH_DIR) + "/firehose-server.js",
                            server_args, "UVCOMETD_BENCH_DIR");
   }

@@ -4,7 +4,7 @@
 // (upgrade at any path). Not a general server: no channel routing beyond what the benchmark needs.
 //
 //   node firehose-server.js [--port N] [--timeout MS] [--count N] [--size BYTES] [--batch M]
-//                           [--publish-echo 0|1] [--stdin-exit]
+//                           [--publish-echo 0|1] [--stdin-exit] [--tls]
 //
 // Prints "PORT <n>" on stdout once listening on 127.0.0.1.
 //   --count N         data messages streamed to each client after its first subscribe (20000)
@@ -14,10 +14,16 @@
 //   --publish-echo    1: client publishes are also delivered to subscribers of their channel;
 //                     0 (default): publishes are only acknowledged (publishing benchmark)
 //   --stdin-exit      exit when stdin reaches EOF (the parent died or closed the pipe)
+//   --tls             serve https:// and wss:// with a throw-away self-signed certificate made
+//                     at start by the openssl command (clients must not verify it)
 'use strict';
 
+const fs = require('fs');
 const http = require('http');
+const https = require('https');
+const os = require('os');
 const path = require('path');
+const { execFileSync } = require('child_process');
 const crypto = require('crypto');
 
 let WebSocket;
@@ -66,7 +72,7 @@ try {
 
 // ---- options ------------------------------------------------------------------------------
 const opts = { port: 0, timeout: 30000, count: 20000, size: 100, batch: 1000, publishEcho: 0,
-               stdinExit: false };
+               stdinExit: false, tls: false };
 {
   const argv = process.argv.slice(2);
   const num = (i) => {
@@ -86,6 +92,7 @@ const opts = { port: 0, timeout: 30000, count: 20000, size: 100, batch: 1000, pu
       case '--batch': opts.batch = Math.max(1, num(i)); ++i; break;
       case '--publish-echo': opts.publishEcho = num(i); ++i; break;
       case '--stdin-exit': opts.stdinExit = true; break;
+      case '--tls': opts.tls = true; break;
       default:
         console.error(`firehose-server: unknown argument ${argv[i]}`);
         process.exit(2);
@@ -284,7 +291,23 @@ function lpFinish(res) {
   };
 }
 
-const server = http.createServer((req, res) => {
+// A self-signed P-256 certificate for 127.0.0.1, made in a temporary directory removed at once.
+function throwAwayCertificate() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'firehose-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt',
+                             'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2',
+                             '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+                             '-keyout', path.join(dir, 'key.pem'), '-out',
+                             path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    return { key: fs.readFileSync(path.join(dir, 'key.pem')),
+             cert: fs.readFileSync(path.join(dir, 'cert.pem')) };
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const onRequest = (req, res) => {
   if (req.method !== 'POST') {
     res.writeHead(400, { 'Content-Type': 'text/plain' });
     res.end('POST a JSON array\n');
@@ -307,7 +330,9 @@ const server = http.createServer((req, res) => {
       onAbort: (fn) => res.on('close', () => { if (!res.writableEnded) fn(); }),
     });
   });
-});
+};
+const server = opts.tls ? https.createServer(throwAwayCertificate(), onRequest)
+                        : http.createServer(onRequest);
 server.requestTimeout = 0;
 server.keepAliveTimeout = 120000;
 server.headersTimeout = 0;

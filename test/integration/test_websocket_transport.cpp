@@ -386,6 +386,49 @@ TEST_CASE("websocket: an oversized message ends the connection", "[websocket]") 
   }
 }
 
+TEST_CASE("websocket: wss:// reads frames like ws://: an oversized header is refused at once, a "
+          "masked server frame is a protocol error", "[websocket]") {
+  // Over lws 4.1's websocket role, wss waited for a 1 TiB frame to fill lws's buffer (until the
+  // ping timeout, 30 s) and accepted masked server frames.
+  server_process server("ws-fragment-server.js", {"--tls", "1"});
+  const std::string base = "https://127.0.0.1:" + std::to_string(server.port());
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  SECTION("a frame header claiming 1 TiB, alone: message_too_large from the announced length") {
+    auto config = config_for(base + "/huge-header");
+    config.tls_verify = false;
+    config.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
+    auto t = make_websocket_transport(&loop, config, rec);
+    std::chrono::steady_clock::time_point up;
+    rec.up_hook = [&] { up = std::chrono::steady_clock::now(); };
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty(); }, 40s));
+    REQUIRE(rec.ups == 1);
+    // The header arrives with the 101: refused at once, not at the ping timeout (30 s).
+    CHECK(std::chrono::steady_clock::now() - up < 5s);
+    CHECK(rec.frames.empty());
+    CHECK(rec.downs[0].err.code == errc::message_too_large);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("1099511627776"));
+    CHECK(rec.downs[0].was_up);
+    close_and_finish(&loop, t);
+  }
+  SECTION("a masked frame from the server") {
+    auto config = config_for(base + "/masked");
+    config.tls_verify = false;
+    config.connect_timeout = 30s;
+    auto t = make_websocket_transport(&loop, config, rec);
+    t->send(0, "[]", 5s);
+    REQUIRE(run_until(&loop, [&] { return !rec.downs.empty() || !rec.frames.empty(); }, 40s));
+    CHECK(rec.frames.empty());
+    REQUIRE(rec.downs.size() == 1);
+    CHECK(rec.downs[0].was_up);
+    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("masked frame"));
+    close_and_finish(&loop, t);
+  }
+}
+
 TEST_CASE("websocket: fragmented messages are reassembled", "[websocket]") {
   SECTION("continuation frames with a ping in between") {
     server_process server("ws-fragment-server.js");
@@ -695,7 +738,7 @@ int n_of(const std::string& frame) { return reply_of(frame)["n"]; }
 TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, until resumed",
           "[websocket]") {
   // ws-fragment-server's bursts put several messages in one write, so one read holds them all.
-  // Each section runs over ws:// (uvcometd's framing) and wss:// (lws's websocket role).
+  // Each section runs over ws:// and wss:// (uvcometd's framing over TLS).
   const bool tls = GENERATE(false, true);
   server_process server("ws-fragment-server.js", tls ? std::vector<std::string>{"--tls", "1"}
                                                      : std::vector<std::string>{});
@@ -704,6 +747,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   auto config = [&](const std::string& path) {
     auto c = config_for(base + path);
     c.tls_verify = false;
+    c.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
     return c;
   };
   uv_loop_t loop;
@@ -714,7 +758,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst"), rec);
     rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     CHECK(rec.frames.size() == 1);
     rec.frame_hook = nullptr;
@@ -727,7 +771,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst-end"), rec);
     rec.frame_hook = [&](const std::string&) { if (rec.frames.size() == 1) t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 400ms);  // the server's FIN has arrived meanwhile
     CHECK(rec.frames.size() == 1);
     CHECK(rec.downs.empty());
@@ -742,7 +786,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     auto t = make_websocket_transport(&loop, config("/burst"), rec);
     rec.frame_hook = [&](const std::string&) { t->pause_receive(true); };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     REQUIRE(rec.frames.size() == 1);
     t->pause_receive(false);
@@ -764,7 +808,7 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
       if (rec.frames.size() == 3) t->close([&] { closed = true; });
     };
     t->send(0, "[]", 5s);
-    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }));
+    REQUIRE(run_until(&loop, [&] { return rec.frames.size() == 1; }, 40s));
     run_for(&loop, 300ms);
     idle_call ic(&loop, [&] { t->pause_receive(false); });
     run_until(&loop, [&] { return closed; }, 3s);
@@ -836,21 +880,53 @@ TEST_CASE("websocket: a write the peer does not take stops reading, without a fa
   close_and_finish(&loop, t);
 }
 
-TEST_CASE("websocket: ws:// goes through an http_proxy from the environment", "[websocket]") {
+TEST_CASE("websocket: ws:// and wss:// go through an http_proxy from the environment",
+          "[websocket]") {
+  const bool tls = GENERATE(false, true);
+  INFO((tls ? "wss" : "ws"));
   server_process proxy("connect-proxy.js");
-  server_process server("ws-fragment-server.js");
+  server_process server("ws-fragment-server.js", tls ? std::vector<std::string>{"--tls", "1"}
+                                                     : std::vector<std::string>{});
+  const std::string authority = "127.0.0.1:" + std::to_string(server.port());
   const std::string via = "http://127.0.0.1:" + std::to_string(proxy.port());
   ::setenv("http_proxy", via.c_str(), 1);  // read when the transport creates its lws context
   uv_loop_t loop;
   uv_loop_init(&loop);
   recorder rec;
-  auto t = make_websocket_transport(&loop, config_for(server.base_url() + "/headers"), rec);
+  auto config = config_for(std::string(tls ? "https" : "http") + "://" + authority + "/headers");
+  config.tls_verify = false;
+  config.connect_timeout = 30s;  // OpenSSL's start-up is slow under valgrind
+  auto t = make_websocket_transport(&loop, config, rec);
   t->send(0, "[]", 5s);
-  const bool got = run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); });
+  const bool got =
+      run_until(&loop, [&] { return !rec.frames.empty() || !rec.downs.empty(); }, 40s);
   ::unsetenv("http_proxy");
   REQUIRE(got);
   REQUIRE(rec.downs.empty());
-  CHECK(json::parse(rec.frames[0])["host"] == "127.0.0.1:" + std::to_string(server.port()));
+  CHECK(json::parse(rec.frames[0])["host"] == authority);
+  // The proxy saw the tunnel: its CONNECT count (connect-proxy.js counts them).
+  CHECK(json::parse(proxy.get("/control/stats"))["connects"] == 1);
+  close_and_finish(&loop, t);
+}
+
+TEST_CASE("websocket: a proxy that refuses the tunnel is reported with its status", "[websocket]") {
+  server_process proxy("connect-proxy.js");
+  server_process server("ws-fragment-server.js");
+  const std::string via = "http://127.0.0.1:" + std::to_string(proxy.port());
+  ::setenv("http_proxy", via.c_str(), 1);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  recorder rec;
+  // connect-proxy.js refuses a tunnel to port 1 with 403.
+  auto t = make_websocket_transport(&loop, config_for("http://127.0.0.1:1/headers"), rec);
+  t->send(0, "[]", 5s);
+  const bool got = run_until(&loop, [&] { return !rec.downs.empty(); });
+  ::unsetenv("http_proxy");
+  REQUIRE(got);
+  CHECK(rec.downs[0].err.code == errc::transport_error);
+  CHECK_THAT(rec.downs[0].err.message,
+             Catch::Contains("refused the tunnel to 127.0.0.1:1: HTTP 403"));
+  CHECK_FALSE(rec.downs[0].was_up);
   close_and_finish(&loop, t);
 }
 
@@ -890,9 +966,9 @@ TEST_CASE("websocket: wss verifies the server certificate unless told not to", "
         &loop, [&] { return !rec.downs.empty() || !rec.frames.empty(); }, 40s));
     CHECK(rec.frames.empty());
     REQUIRE(rec.downs.size() == 1);
-    CHECK(rec.downs[0].err.code == errc::transport_error);
+    CHECK(rec.downs[0].err.code == errc::certificate_error);
     CHECK_FALSE(rec.downs[0].was_up);
-    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("failed"));
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("self-signed certificate"));
     close_and_finish(&loop, t);
   }
   SECTION("tls_verify = false accepts it") {

@@ -2,17 +2,22 @@
 // Raw websocket peer for the websocket transport tests: frames are built by hand so that the
 // server can do what a library would not (fragments, huge length claims, no pongs).
 //
-//   node ws-fragment-server.js [--port N] [--tls 1]
+//   node ws-fragment-server.js [--port N] [--tls 1 [--cert FILE --key FILE]]
 //
-// Prints "PORT <n>" on stdout once listening. With --tls 1 it serves wss:// with TEST_CERT below
-// (self-signed, CA:TRUE, for IP 127.0.0.1 and DNS localhost, valid until 2126; the websocket test
-// embeds the same PEM as its ca_file). A test key, never a secret.
+// Prints "PORT <n>" on stdout once listening. With --tls 1 it serves wss:// (and https://) with
+// TEST_CERT below (self-signed, CA:TRUE, for IP 127.0.0.1 and DNS localhost, valid until 2126;
+// the websocket test embeds the same PEM as its ca_file; a test key, never a secret), or with the
+// PEM certificate (chain) and key in --cert and --key (the TLS tests make theirs at start).
+//
+// A plain HTTP request to /headers (any method) is answered 200 with the request's headers as a
+// JSON object, like the upgrade to /headers below; any other is refused with 404.
 //
 // Every upgrade is accepted; the request path picks what the server does right after the 101:
 //   /fragment  one text message in three fragments (text FIN=0, ping, continuation FIN=0,
 //              continuation FIN=1): [{"channel":"/frag","data":"<3000 x>","parts":3}]
 //   /headers   one text message: the upgrade request's headers as a JSON object
 //   /huge      a text frame header announcing 2^40 bytes, then 64 KiB of payload, then silence
+//   /huge-header  the same header alone, then silence (a reader that waits for payload stalls)
 //   /close     a close frame (code 4000, reason "bye"), then ends the connection
 //   /silent    nothing at all, and never answers a ping
 //   /ping      a ping with payload "are-you-there"; each frame the client sends is unmasked and
@@ -28,12 +33,28 @@
 // Anything else is refused with HTTP 404.
 
 const crypto = require('crypto');
+const fs = require('fs');
 const http = require('http');
 const https = require('https');
 const common = require('./common');
 
-const opts = common.parseArgs(process.argv.slice(2), { port: 0, tls: 0 }, 'ws-fragment-server.js',
-  ' [--tls 1]');
+// --cert and --key take file names, which common.parseArgs (numbers only) does not.
+const files = { cert: null, key: null };
+const argv = [];
+for (let i = 2; i < process.argv.length; ++i) {
+  const m = /^--(cert|key)(?:=(.*))?$/.exec(process.argv[i]);
+  if (!m) {
+    argv.push(process.argv[i]);
+  } else {
+    files[m[1]] = m[2] !== undefined ? m[2] : process.argv[++i];
+  }
+}
+const usageTail = ' [--tls 1 [--cert FILE --key FILE]]';
+const opts = common.parseArgs(argv, { port: 0, tls: 0 }, 'ws-fragment-server.js', usageTail);
+if (!files.cert !== !files.key || (files.cert && !opts.tls)) {
+  process.stderr.write('--cert and --key go together, with --tls 1\n');
+  process.exit(2);
+}
 
 const TEST_CERT =
   '-----BEGIN CERTIFICATE-----\n' +
@@ -85,6 +106,13 @@ const behaviours = {
     head[1] = 127;
     head.writeBigUInt64BE(1n << 40n, 2);
     socket.write(Buffer.concat([head, Buffer.alloc(65536, 0x78)]));
+  },
+  '/huge-header': socket => {
+    const head = Buffer.alloc(10);
+    head[0] = 0x81;
+    head[1] = 127;
+    head.writeBigUInt64BE(1n << 40n, 2);
+    socket.write(head);
   },
   '/close': socket => {
     const payload = Buffer.concat([Buffer.from([4000 >> 8, 4000 & 0xff]), Buffer.from('bye')]);
@@ -166,11 +194,19 @@ function readClientFrame(buf) {
 }
 
 const onRequest = (req, res) => {
-  res.writeHead(404);
-  res.end();
+  req.on('data', () => {});
+  req.on('end', () => {
+    if (new URL(req.url, 'http://127.0.0.1').pathname === '/headers') {
+      common.sendJson(res, 200, req.headers);
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
+  });
 };
-const server = opts.tls ? https.createServer({ cert: TEST_CERT, key: TEST_KEY }, onRequest)
-                        : http.createServer(onRequest);
+const tlsFiles = files.cert ? { cert: fs.readFileSync(files.cert), key: fs.readFileSync(files.key) }
+                            : { cert: TEST_CERT, key: TEST_KEY };
+const server = opts.tls ? https.createServer(tlsFiles, onRequest) : http.createServer(onRequest);
 
 server.on('upgrade', (req, socket) => {
   socket.on('error', () => {});

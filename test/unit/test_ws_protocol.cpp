@@ -277,6 +277,29 @@ TEST_CASE("Sec-WebSocket-Accept of RFC 6455's example key", "[ws_protocol]") {
   CHECK(ws::accept_for(rfc_key) == rfc_accept);
 }
 
+// ---- connect_request (proxy tunnel) ---------------------------------------------------------
+
+TEST_CASE("the CONNECT request names host:port, with Proxy-Authorization only when given",
+          "[ws_protocol]") {
+  CHECK(ws::connect_request("example.com:443", "") ==
+        "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+  CHECK(ws::connect_request("[::1]:8080", "Basic dTpw") ==
+        "CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n"
+        "Proxy-Authorization: Basic dTpw\r\n\r\n");
+}
+
+TEST_CASE("a proxy's answer to CONNECT reads as a refusal with its status, the rest untouched",
+          "[ws_protocol]") {
+  ws::upgrade_reader r{std::string()};
+  const std::string answer = "HTTP/1.1 200 Connection established\r\n\r\n";
+  const std::string after = "\x16\x03\x01";  // the tunnel's first bytes
+  const std::string in = answer + after;
+  CHECK(r.feed(in.data(), in.size()) == answer.size());
+  CHECK(r.status_state() == ws::upgrade_reader::state::refused);
+  CHECK(r.status() == 200);
+  CHECK(r.reason() == "Connection established");
+}
+
 // ---- upgrade_request ------------------------------------------------------------------------
 
 TEST_CASE("the upgrade request is a GET with the websocket headers and an empty line",

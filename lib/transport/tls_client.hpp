@@ -1,0 +1,94 @@
+// TLS, client side, without I/O: OpenSSL over memory BIOs. The transport keeps the socket and the
+// event loop (the websocket transport's RAW libwebsockets connection): ciphertext from the peer
+// goes in through feed(), ciphertext for the peer comes out of take_output(), plaintext goes
+// through read() and write(). OpenSSL's headers stay out of this one (its types are declared).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+struct ssl_st;      // SSL
+struct ssl_ctx_st;  // SSL_CTX
+struct bio_st;      // BIO
+
+namespace uvcometd::detail::tls {
+
+// What a certificate verification result (OpenSSL's X509_V_ERR_*, also libcurl's
+// CURLINFO_SSL_VERIFYRESULT) means, in words: "certificate has expired", "host name mismatch", ...
+std::string verify_problem(long result);
+
+// The same for libcurl's CURLE_PEER_FAILED_VERIFICATION, given CURLINFO_SSL_VERIFYRESULT and
+// libcurl's error text: when OpenSSL found nothing to say (0, or "unspecified"), the chain passed
+// and libcurl's own host name check refused the certificate.
+std::string curl_verify_problem(long result, const std::string& curl_text);
+
+// What the connections of one set of trust settings share (one SSL_CTX): the trust store, peer
+// verification by default, ALPN "http/1.1".
+class context {
+ public:
+  // Trusts `ca_file` when not empty (it replaces the system store), else the system's default
+  // store. Throws std::bad_alloc when OpenSSL cannot allocate the context.
+  explicit context(const std::string& ca_file);
+  ~context();
+  context(const context&) = delete;
+  context& operator=(const context&) = delete;
+
+  // Empty when the trust store is usable; else why not (the CA file could not be read). A
+  // connection made with an unusable store fails its handshake with certificate_refused().
+  const std::string& load_error() const noexcept { return load_error_; }
+
+ private:
+  friend class stream;
+  ssl_ctx_st* ctx_ = nullptr;
+  std::string load_error_;
+};
+
+// One client connection's TLS session; `ctx` must outlive it.
+class stream {
+ public:
+  enum class status {
+    again,   // more ciphertext from the peer is needed (take_output() may have some to send)
+    ready,   // handshake(): done; read(): bytes were returned
+    closed,  // the peer ended the TLS session (close_notify)
+    failed   // certificate_refused() and what() say why; the stream is dead
+  };
+
+  // `host`: the server's name (sent as SNI and checked against the certificate) or IP literal
+  // (`numeric`: checked against the certificate's IP addresses, no SNI). `verify` false accepts
+  // any certificate. Throws std::bad_alloc.
+  stream(const context& ctx, const std::string& host, bool numeric, bool verify);
+  ~stream();
+  stream(const stream&) = delete;
+  stream& operator=(const stream&) = delete;
+
+  // Ciphertext received from the peer, kept until read() or handshake() use it. False when out
+  // of memory (the stream is then dead).
+  bool feed(const char* data, std::size_t len);
+  // Advances the handshake with what was fed; `ready` once it is complete.
+  status handshake();
+  // Up to `cap` decrypted bytes into `buf`; `n` says how many (only with `ready`).
+  status read(char* buf, std::size_t cap, std::size_t& n);
+  // Encrypts `len` bytes; the records wait in take_output(). False on failure (what()).
+  bool write(const char* data, std::size_t len);
+  // Appends the ciphertext waiting for the peer to `out` (nothing when none).
+  void take_output(std::string& out);
+
+  // After `failed`: true when the peer's certificate was refused (untrusted, expired, not for
+  // this host, or the trust store is unusable), false for any other TLS failure.
+  bool certificate_refused() const noexcept { return certificate_refused_; }
+  // After `failed`: the cause in words (OpenSSL's reason or the verification problem).
+  const std::string& what() const noexcept { return what_; }
+
+ private:
+  status fail_from(int ret);
+
+  const context& ctx_;
+  ssl_st* ssl_ = nullptr;  // owns both memory BIOs
+  bio_st* in_ = nullptr;   // ciphertext from the peer
+  bio_st* out_ = nullptr;  // ciphertext for the peer
+  bool verify_;
+  bool certificate_refused_ = false;
+  std::string what_;
+};
+
+}  // namespace uvcometd::detail::tls
