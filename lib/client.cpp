@@ -27,7 +27,16 @@ bool is_valid_json(std::string_view text) noexcept { return detail::json::is_val
 
 std::string options_problem(const options& o) {
   std::string why;
-  if (!detail::parse_server_url(o.url, why)) return why;
+  if (!o.url.empty() && !o.urls.empty()) return "set url or urls, not both";
+  if (o.urls.empty()) {
+    if (!detail::parse_server_url(o.url, why)) return why;
+  }
+  for (std::size_t i = 0; i < o.urls.size(); ++i) {
+    if (!detail::parse_server_url(o.urls[i], why)) {
+      return "urls[" + std::to_string(i) + "]: " + why;
+    }
+  }
+  if (o.failback_after.count() < 0) return "failback_after must not be negative";
   if (o.connection_types.empty()) return "no connection type allowed";
   if (!o.handshake_ext.empty() && !detail::json::is_object(o.handshake_ext)) {
     return "handshake_ext must be a JSON object";
@@ -69,6 +78,8 @@ namespace {
 
 session_config make_session_config(const options& o) {
   session_config c;
+  c.urls = o.urls.empty() ? std::vector<std::string>{o.url} : o.urls;
+  c.failback_after = o.failback_after;
   c.connection_types = o.connection_types;
   c.connection_timeout = o.connection_timeout;
   c.max_pending_count = o.max_pending_count;
@@ -125,6 +136,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
  public:
   client_impl(uv_loop_t* loop, const options& opts)
       : loop_(loop), opts_(validated(opts)), session_(*this, make_session_config(opts_)) {
+    url_ = session_.current_url();
     base_headers_ = parse_header_lines(opts_.headers);
     if (std::any_of(opts_.extensions.begin(), opts_.extensions.end(), [](const auto& e) { return e != nullptr; }) ||
         opts_.auth) {
@@ -286,15 +298,22 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void close_transports() override {
     if (pipeline_) pipeline_->cancel_all();
     uv_timer_stop(&timer_);
-    transports_open_ = 0;
-    for (auto* tr : {lp_.get(), ws_.get()}) {
-      if (!tr) continue;
-      ++transports_open_;
-      tr->close([this] {
-        if (--transports_open_ == 0) close_handles();
-      });
+    closing_transports_ = true;
+    for (auto* slot : {&lp_, &ws_}) {
+      if (*slot) retire(std::move(*slot));
     }
-    if (transports_open_ == 0) close_handles();
+    if (retired_.empty()) close_handles();
+  }
+
+  void use_endpoint(const std::string& url) override {
+    if (url == url_) return;
+    url_ = url;
+    // The transports of the old server close; new ones are made for this one when needed.
+    // (Cookies are per transport, so a server's cookies never go to another.)
+    for (auto* slot : {&lp_, &ws_}) {
+      if (*slot) retire(std::move(*slot));
+    }
+    applied_headers_[0] = applied_headers_[1] = base_headers_;
   }
 
   void state_changed(state s, connection_type t, const error& why) override {
@@ -544,9 +563,24 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     }
   }
 
+  // Closes a transport no longer used; it is destroyed once its handles are closed (from the
+  // loop, never inside its own callback), and the client's handles close after the last one.
+  void retire(std::unique_ptr<transport> tr) {
+    transport* raw = tr.get();
+    retired_.push_back(std::move(tr));
+    raw->close([this, raw] {
+      post([this, raw] {
+        retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
+                                      [&](const auto& p) { return p.get() == raw; }),
+                       retired_.end());
+        if (closing_transports_ && retired_.empty() && !closing_handles_) close_handles();
+      });
+    });
+  }
+
   transport_config make_transport_config() const {
     transport_config c;
-    c.url = opts_.url;
+    c.url = url_;
     c.headers = opts_.headers;
     c.tls_verify = opts_.tls_verify;
     c.ca_file = opts_.ca_file;
@@ -589,6 +623,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     auto keep = std::move(self->self_);
     self->lp_.reset();
     self->ws_.reset();
+    self->retired_.clear();
     self->guarded([&] { self->session_.on_transports_closed(); });
   }
 
@@ -647,6 +682,9 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   uv_idle_t idle_{};
   events_adapter lp_events_, ws_events_;
   std::unique_ptr<transport> lp_, ws_;
+  std::vector<std::unique_ptr<transport>> retired_;  // closing (an old server's, or at close)
+  std::string url_;                                   // the server in use
+  bool closing_transports_ = false;
   std::unique_ptr<extension_pipeline> pipeline_;  // null without extensions: frames bypass it
   header_list base_headers_;                      // options::headers as pairs
   header_list applied_headers_[2];                // last given to long-polling, websocket
@@ -655,7 +693,6 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   bool in_event_ = false;                         // inside a transport's frame event
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
-  int transports_open_ = 0;
   int handles_open_ = 0;
   bool closing_handles_ = false;
 };
@@ -776,5 +813,6 @@ connection_type client::current_connection_type() const noexcept {
   return impl_->sess().current_type();
 }
 const std::string& client::client_id() const noexcept { return impl_->sess().client_id(); }
+const std::string& client::current_url() const noexcept { return impl_->sess().current_url(); }
 
 }  // namespace uvcometd

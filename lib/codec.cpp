@@ -57,7 +57,9 @@ bool read_advice(std::string_view s, std::size_t& pos, advice& adv) {
     const std::size_t vstart = i;
     if (!json::skip_value(obj, i, 3)) return false;
     const std::string_view val = obj.substr(vstart, i - vstart);
-    if (key == "reconnect") {
+    if (key == "hosts") {
+      if (!val.empty() && val[0] == '[') adv.hosts = val;
+    } else if (key == "reconnect") {
       if (val == "\"retry\"") adv.reconnect = reconnect_advice::retry;
       else if (val == "\"handshake\"") adv.reconnect = reconnect_advice::handshake;
       else if (val == "\"none\"") adv.reconnect = reconnect_advice::none;

@@ -62,6 +62,7 @@ struct advice {
   reconnect_advice reconnect = reconnect_advice::unspecified;
   std::optional<std::int64_t> interval;  // ms
   std::optional<std::int64_t> timeout;   // ms
+  std::string_view hosts;                // raw JSON text of "hosts" (an array), empty if absent
 };
 
 // One decoded message. Views point into the frame text or the reader's arena.

@@ -651,9 +651,10 @@ struct parser {
         return;
       }
       case 1:  // positional
-        if (!c.url.empty()) return fail("unexpected argument '" + arg + "' (one URL only)");
         if (arg.empty()) return fail("empty URL");
-        c.url = arg;
+        // Several URLs are a cluster's servers, in order of preference (failover).
+        if (c.url.empty()) c.url = arg;
+        else c.fallbacks.push_back(arg);
         return;
       default:
         return fail("internal error: unhandled option");
@@ -725,6 +726,10 @@ parse_result parse_args(int argc, char* argv[]) {
     p.fail("missing URL");
   } else if (const std::string why = url_problem(c.url); !why.empty()) {
     p.fail("invalid URL '" + c.url + "': " + why);
+  } else if (const auto bad = std::find_if(c.fallbacks.begin(), c.fallbacks.end(),
+                                           [](const std::string& u) { return !url_problem(u).empty(); });
+             bad != c.fallbacks.end()) {
+    p.fail("invalid URL '" + *bad + "': " + url_problem(*bad));
   } else if (c.count && c.subscribe.empty()) {
     p.fail("--count needs at least one --subscribe");
   }
@@ -738,10 +743,11 @@ std::vector<std::string> long_option_names() {
 }
 
 std::string usage() {
-  return "Usage: uvcometd-cli [options] URL\n"
+  return "Usage: uvcometd-cli [options] URL [URL...]\n"
          "\n"
          "Connects to the Bayeux (CometD) server at URL (http:// or https://), subscribes and\n"
-         "publishes. Each message received is printed on stdout as one JSON line:\n"
+         "publishes; several URLs are the servers of a cluster, tried in order (failover).\n"
+         "Each message received is printed on stdout as one JSON line:\n"
          "  {\"channel\":\"/x\",\"data\":...}\n"
          "\n"
          "Options:\n"

@@ -35,7 +35,8 @@ enum class output_format {
 
 // Everything the command line asks for. Defaults are those of the documented interface.
 struct cli_config {
-  std::string url;
+  std::string url;                     // the first URL
+  std::vector<std::string> fallbacks;  // the other URLs: the failover list is url + fallbacks
   std::vector<std::string> subscribe;  // -s, in order
   std::vector<publish_spec> publish;   // -p, in order (at most one from stdin)
   // -t; the library's default preference unless given.

@@ -123,7 +123,12 @@ std::string load_files(cli_config& cfg) {
 
 uvcometd::options make_options(const cli_config& cfg) {
   uvcometd::options o;
-  o.url = cfg.url;
+  if (cfg.fallbacks.empty()) {
+    o.url = cfg.url;
+  } else {
+    o.urls.push_back(cfg.url);
+    o.urls.insert(o.urls.end(), cfg.fallbacks.begin(), cfg.fallbacks.end());
+  }
   o.connection_types = cfg.connection_types;
   o.connection_timeout = cfg.connection_timeout;
   o.max_pending_count = cfg.max_pending_count;
@@ -454,6 +459,11 @@ class app final : private stdin_lines::receiver {
 
   void on_state(uvcometd::state s, uvcometd::connection_type t, const uvcometd::error& why) {
     if (cfg_.verbose > 0) {
+      // The server in use, on a line of its own whenever it changes (a cluster's failover).
+      if (client_->current_url() != shown_url_) {
+        shown_url_ = client_->current_url();
+        print_line("url=" + shown_url_);
+      }
       std::string line = "state=" + sv(uvcometd::to_string(s)) +
                          " transport=" + sv(uvcometd::to_string(t));
       if (why) line += " error=" + why.to_string();
@@ -783,6 +793,7 @@ class app final : private stdin_lines::receiver {
   std::size_t stdin_in_flight_ = 0;
   std::size_t received_ = 0;
   std::string line_;
+  std::string shown_url_;  // -v: the server last named on stderr
 };
 
 // Runs the loop until every handle is closed, then closes it.

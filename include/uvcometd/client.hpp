@@ -183,6 +183,9 @@ class client {
   connection_type current_connection_type() const noexcept;
   // The clientId the server assigned; empty before the handshake.
   const std::string& client_id() const noexcept;
+  // The server in use (options::url, or one of options::urls or of a server's advice.hosts).
+  // The reference is valid until the next call into the client or callback.
+  const std::string& current_url() const noexcept;
 
  private:
   std::shared_ptr<detail::client_impl> impl_;

@@ -44,8 +44,23 @@ enum class log_level { debug, info, warning, error };
 // Options, copied when the client is created.
 struct options {
   // The server's Bayeux URL, http(s)://host[:port]/path. The websocket URL is derived from it
-  // (ws(s)://, same host and path).
+  // (ws(s)://, same host and path). The one-URL shorthand of `urls`.
   std::string url;
+
+  // The servers of a cluster, in order of preference (set `url` or `urls`, not both:
+  // invalid_argument). Each has its websocket URL derived as for `url`. When the current server
+  // cannot be reached, or its connection breaks and the retry on it fails, the client moves to
+  // the next (round robin; the backoff applies between full rounds) and first tries to continue
+  // its session there (same clientId: a cluster that shares sessions accepts it); it re-handshakes
+  // and re-subscribes only when that server answers "unknown client". A server's advice.hosts is
+  // merged in and tried in order on a re-handshake, as the Bayeux spec asks. Cookies are kept per
+  // server: a cookie of one is never sent to another.
+  std::vector<std::string> urls;
+
+  // After this long on another server than the first of `urls`, the client goes back to the
+  // first at its next connect (and stays where it is if that fails). Zero: never (the client
+  // stays on the server that works).
+  std::chrono::milliseconds failback_after{0};
 
   // Allowed connection types in order of preference. One entry forces that type: if the server
   // lacks it open() fails with errc::no_common_transport.

@@ -20,6 +20,7 @@ session::session(session_host& host, session_config config)
                    ? cfg_.random_seed
                    : static_cast<std::uint64_t>(clock::now().time_since_epoch().count()) | 1u,
                cfg_.reconnect_delay),
+      endpoints_(cfg_.urls),
       auth_(cfg_.has_auth) {}
 
 session::~session() = default;

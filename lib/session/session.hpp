@@ -23,6 +23,7 @@
 #include "codec.hpp"
 #include "session/auth_gate.hpp"
 #include "session/backoff.hpp"
+#include "session/endpoints.hpp"
 #include "session/exchanges.hpp"
 #include "session/outgoing.hpp"
 #include "session/pending_queue.hpp"
@@ -65,6 +66,9 @@ class session_host {
     return t == connection_type::long_polling ? transport_traits{true, false}
                                               : transport_traits{false, true};
   }
+  // The session moves to another server of the cluster: what is in flight on the old one was
+  // aborted already; later sends go to `url`.
+  virtual void use_endpoint(const std::string& url) { (void)url; }
   // About to use transport `t` after the handshake ran on `from` (e.g. copy cookies over).
   virtual void prepare_transport(connection_type t, connection_type from) { (void)t, (void)from; }
   // Pausable transports: stop/resume reading (backpressure of the pending buffer).
@@ -84,6 +88,9 @@ class session_host {
 
 // The part of options the session uses, plus the few knobs tests need.
 struct session_config {
+  // The servers, in order of preference (options::url or options::urls).
+  std::vector<std::string> urls;
+  std::chrono::milliseconds failback_after{0};
   std::vector<connection_type> connection_types{connection_type::websocket,
                                                 connection_type::long_polling};
   std::chrono::milliseconds connection_timeout{10000};
@@ -156,6 +163,8 @@ class session {
   state current_state() const noexcept;
   connection_type current_type() const noexcept { return type_; }
   const std::string& client_id() const noexcept { return client_id_; }
+  // The server in use.
+  const std::string& current_url() const noexcept { return endpoints_.current(); }
 
   // --- events from the host ---
   void on_frame(connection_type t, std::uint64_t request, std::string&& body);
@@ -242,6 +251,11 @@ class session {
   // Tells the listener again (the transport changed, the state did not).
   void notify(const error& why);
   void back_off(const error& why);
+  // Points the transports at the current endpoint (the policy moved): aborts what is in flight
+  // on the old one.
+  void use_current_endpoint(const error& why);
+  // The session goes on on another server at once (no backoff delay).
+  void resume_elsewhere(const error& why);
   void fall_back(const error& why);
   void authenticate_then_retry(const error& why, reconnect_advice advice);
   void note_failure(const error& why);
@@ -326,6 +340,9 @@ class session {
   std::uint64_t last_call_ = 0;
   std::function<void(const meta_message&)> meta_listener_;
   handler_fn unmatched_;
+
+  endpoint_list endpoints_;
+  clock::time_point arrived_{};  // when the session moved to the current endpoint
 
   subscription_table subs_;
   std::vector<sub_ptr> match_buf_;

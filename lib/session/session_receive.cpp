@@ -197,6 +197,11 @@ void session::handle_handshake_reply(const wire_message& m, const error& reply_e
   }
   client_id_ = std::string(m.client_id);
   server_types_ = decode_string_array(m.connection_types);
+  if (m.has_advice && !m.adv.hosts.empty()) {
+    const auto hosts = decode_string_array(m.adv.hosts);
+    host_.log(log_level::info, "advice.hosts: " + std::to_string(hosts.size()) + " server(s)");
+    endpoints_.advise(hosts);
+  }
   std::optional<connection_type> chosen;
   for (const auto t : cfg_.connection_types) {
     if (t == connection_type::websocket && websocket_given_up_) continue;
@@ -279,6 +284,12 @@ void session::handle_connect_reply(const wire_message& m, const error& err, bool
     backoff_.reset();
     auth_.rearm();
     websocket_failures_ = 0;
+    endpoints_.succeeded();
+  }
+  if (m.has_advice && !m.adv.hosts.empty()) {
+    const auto hosts = decode_string_array(m.adv.hosts);
+    host_.log(log_level::info, "advice.hosts: " + std::to_string(hosts.size()) + " server(s)");
+    endpoints_.advise(hosts);
   }
   if (phase_ != phase::connected) {
     ever_connected_ = true;
@@ -289,6 +300,12 @@ void session::handle_connect_reply(const wire_message& m, const error& err, bool
     // Anything that could not be (re)subscribed while the connection was down goes now.
     reconcile_all();
     flush();
+  }
+  if (held && cfg_.failback_after.count() > 0 && endpoints_.index() != 0 &&
+      host_.now() - arrived_ >= cfg_.failback_after && endpoints_.go_first()) {
+    // Back to the preferred server at the next connect; if it fails, failover moves on.
+    use_current_endpoint(make_error(errc::transport_error, "failing back"));
+    if (!active()) return;
   }
   const auto interval = advice_.interval.value_or(0);
   if (interval > 0) {

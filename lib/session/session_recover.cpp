@@ -88,9 +88,46 @@ void session::recover(const failure& f) {
     case remedy::give_up: fail_session(f.err); return;
     case remedy::fall_back: fall_back(f.err); return;
     case remedy::authenticate_then_retry: authenticate_then_retry(f.err, f.advice); return;
-    case remedy::rehandshake: client_id_.clear(); [[fallthrough]];
-    case remedy::retry: back_off(f.err); return;
+    case remedy::rehandshake:
+      client_id_.clear();
+      // advice.hosts not naming this server: the spec asks to try them in order, at once.
+      if (endpoints_.rehandshake()) {
+        use_current_endpoint(f.err);
+        return resume_elsewhere(f.err);
+      }
+      [[fallthrough]];
+    case remedy::retry:
+      // The retry on this server failed too: the next server, at once, until a whole round
+      // was tried; then the backoff.
+      if (endpoints_.failed()) {
+        const bool round_over = endpoints_.advance();
+        use_current_endpoint(f.err);
+        if (!round_over) return resume_elsewhere(f.err);
+      }
+      back_off(f.err);
+      return;
   }
+}
+
+void session::use_current_endpoint(const error& why) {
+  const std::string& url = endpoints_.current();
+  host_.log(log_level::info, "moving to " + url + (why ? " (" + why.to_string() + ")" : ""));
+  host_.abort(type_);
+  transport_up_ = false;
+  ever_up_on_type_ = false;
+  resubscribes_outstanding_ = 0;
+  fail_all(ledger_.close_all(type_), make_error(errc::transport_error, "moved to " + url));
+  if (!active()) return;
+  arrived_ = host_.now();
+  host_.use_endpoint(url);
+}
+
+void session::resume_elsewhere(const error& why) {
+  if (!active()) return;
+  retry_at_.reset();
+  start_connection_deadline();
+  resume_session(why);
+  flush();
 }
 
 void session::back_off(const error& why) {
@@ -104,9 +141,10 @@ void session::back_off(const error& why) {
   rearm();
   // Every failed attempt is worth a line: a client that retries in silence looks hung.
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_at_ - host_.now());
-  host_.log(log_level::info, std::string(client_id_.empty() ? "handshake" : "connect") + " attempt " +
-                                 std::to_string(backoff_.failures()) + " failed" +
-                                 (why ? " (" + why.to_string() + ")" : "") + "; retrying in " +
+  host_.log(log_level::info, "attempt " + std::to_string(backoff_.failures()) + " failed" +
+                                 (why ? " (" + why.to_string() + ")" : "") + "; " +
+                                 (client_id_.empty() ? "a new handshake" : "the next connect") +
+                                 " on " + endpoints_.current() + " in " +
                                  std::to_string(wait.count()) + " ms");
 }
 

@@ -143,6 +143,8 @@ class scripted_host final : public detail::session_host {
   }
   void disarm_timer() override { deadline.reset(); }
   void request_run() override { run_requested = true; }
+  std::vector<std::string> endpoints;  // use_endpoint() calls, in order
+  void use_endpoint(const std::string& url) override { endpoints.push_back(url); }
   void prepare_transport(connection_type t, connection_type from) override {
     prepared.emplace_back(t, from);
   }

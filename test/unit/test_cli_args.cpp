@@ -250,7 +250,7 @@ TEST_CASE("usage errors: unknown options, missing arguments, URL count", "[cli]"
   require_usage_error({"--verbose=1", url}, "'--verbose=1'");
   require_usage_error({url, "-s"}, "option '-s' requires an argument");
   require_usage_error({url, "--subscribe"}, "option '--subscribe' requires an argument");
-  require_usage_error({url, "http://other/"}, "one URL only");
+  require_usage_error({url, "http://other:x/"}, "invalid URL 'http://other:x/'");
   SECTION("the first error is the one reported") {
     require_usage_error({"-n", "x", "-t", "y", url}, "--count");
   }
@@ -655,4 +655,11 @@ TEST_CASE("--call TARGET=JSON and --call-timeout", "[cli]") {
   require_usage_error({"--call", "echo={", url}, "--call");
   require_usage_error({"--call-timeout", "0", url}, "--call-timeout");
   require_usage_error({"--call-timeout", "x", url}, "--call-timeout");
+}
+
+TEST_CASE("several URLs are a cluster's failover list, in order", "[cli]") {
+  const auto r = parse({url, "http://b:2/cometd", "-s", "/x", "https://c/cometd"});
+  REQUIRE(r.ok());
+  CHECK(r.config.url == url);
+  CHECK(r.config.fallbacks == std::vector<std::string>{"http://b:2/cometd", "https://c/cometd"});
 }
