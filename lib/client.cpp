@@ -1,171 +1,62 @@
-// The façade: wires the sans-I/O session to libuv (one timer, one idle handle) and to the
-// transports, and owns the user's callbacks.
+// The façade: wires the sans-I/O session to libuv (one timer, one reactor) and to the
+// transports of the server in use, and owns the user's callbacks. Extensions, when configured,
+// sit between the session and the transports (extension_bridge).
 #include "uvcometd/client.hpp"
 
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cmath>
-#include <cstring>
 #include <exception>
+#include <optional>
 
 #include "channel.hpp"
 #include "codec.hpp"
-#include "extension_pipeline.hpp"
+#include "config.hpp"
+#include "extension_bridge.hpp"
 #include "json.hpp"
-#include "uvcometd/checks.hpp"
-#include "uvcometd/extension.hpp"
+#include "reactor.hpp"
 #include "session/session.hpp"
-#include "transport/http_text.hpp"
 #include "transport/transport.hpp"
-#include "url.hpp"
+#include "uvcometd/checks.hpp"
 
 namespace uvcometd {
-
-bool is_valid_json(std::string_view text) noexcept { return detail::json::is_valid(text); }
-
-std::string options_problem(const options& o) {
-  std::string why;
-  if (!o.url.empty() && !o.urls.empty()) return "set url or urls, not both";
-  if (o.urls.empty()) {
-    if (!detail::parse_server_url(o.url, why)) return why;
-  }
-  for (std::size_t i = 0; i < o.urls.size(); ++i) {
-    if (!detail::parse_server_url(o.urls[i], why)) {
-      return "urls[" + std::to_string(i) + "]: " + why;
-    }
-  }
-  if (o.failback_after.count() < 0) return "failback_after must not be negative";
-  if (o.connection_types.empty()) return "no connection type allowed";
-  if (!o.handshake_ext.empty() && !detail::json::is_object(o.handshake_ext)) {
-    return "handshake_ext must be a JSON object";
-  }
-  if (!std::isfinite(o.backoff_jitter) || o.backoff_jitter < 0 || o.backoff_jitter > 1) {
-    return "backoff_jitter must be a number from 0 to 1";
-  }
-  const std::pair<const char*, std::chrono::milliseconds> durations[] = {
-      {"connection_timeout", o.connection_timeout},
-      {"max_network_delay", o.max_network_delay},
-      {"websocket_connect_timeout", o.websocket_connect_timeout},
-      {"backoff_initial", o.backoff_initial},
-      {"backoff_max", o.backoff_max},
-      {"websocket_ping_interval", o.websocket_ping_interval},
-      {"disconnect_timeout", o.disconnect_timeout},
-  };
-  for (const auto& [name, d] : durations) {
-    if (d.count() < 0) return std::string(name) + " must not be negative";
-  }
-  for (std::size_t i = 0; i < o.headers.size(); ++i) {
-    // The text itself is not quoted: a header may carry a secret.
-    const std::string_view line = o.headers[i];
-    const auto colon = line.find(':');
-    const std::string which = "header " + std::to_string(i + 1);
-    if (colon == std::string_view::npos) return which + " is not \"Name: value\"";
-    if (!detail::is_token(detail::trim_ows(line.substr(0, colon)))) {
-      return which + " has an invalid name";
-    }
-    if (detail::has_ctl(line)) return which + " holds a line break or NUL";
-  }
-  if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
-    return "ca_file " + o.ca_file + " cannot be read: " + std::strerror(errno);
-  }
-  return {};
-}
-
 namespace detail {
-namespace {
-
-session_config make_session_config(const options& o) {
-  session_config c;
-  c.urls = o.urls.empty() ? std::vector<std::string>{o.url} : o.urls;
-  c.failback_after = o.failback_after;
-  c.connection_types = o.connection_types;
-  c.connection_timeout = o.connection_timeout;
-  c.max_pending_count = o.max_pending_count;
-  c.handshake_ext = o.handshake_ext;
-  c.max_network_delay = o.max_network_delay;
-  c.backoff_initial = o.backoff_initial;
-  c.backoff_max = o.backoff_max;
-  c.backoff_jitter = o.backoff_jitter;
-  c.disconnect_timeout = o.disconnect_timeout;
-  c.reconnect_delay = o.reconnect_delay;
-  c.queue_while_reconnecting = o.queue_while_reconnecting;
-  c.max_queued_messages = o.max_queued_messages;
-  c.websocket_failures_before_fallback = o.websocket_failures_before_fallback;
-  c.websocket_connect_timeout = o.websocket_connect_timeout;
-  c.has_auth = static_cast<bool>(o.auth);
-  c.notify_delivered = c.has_auth || std::any_of(o.extensions.begin(), o.extensions.end(),
-                                                 [](const auto& e) { return e != nullptr; });
-  return c;
-}
-
-// Options are checked once, here: what the client would only find out on the network (a URL
-// without host, an unreadable CA file) or could not compute with (a NaN jitter, a negative delay)
-// is refused when the client is made.
-const options& validated(const options& o) {
-  if (std::string why = options_problem(o); !why.empty()) {
-    throw std::system_error(make_error_code(errc::invalid_argument), "uvcometd: " + why);
-  }
-  return o;
-}
-
-// "Name: value" lines as {name, value} pairs (lines without a colon are kept whole as a name, and
-// the transports skip them as malformed).
-header_list parse_header_lines(const std::vector<std::string>& lines) {
-  header_list out;
-  for (const auto& line : lines) {
-    const auto colon = line.find(':');
-    std::string_view name = std::string_view(line).substr(0, colon);
-    std::string_view value = colon == std::string::npos ? std::string_view{} : std::string_view(line).substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
-    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
-    out.emplace_back(std::string(name), std::string(value));
-  }
-  return out;
-}
-
-
-}  // namespace
 
 class client_impl final : public session_host, public std::enable_shared_from_this<client_impl> {
-  // Bounds of one incoming batch handed to the extensions (see received()).
-  static constexpr std::size_t max_batch_messages = 1024;
-  static constexpr std::size_t max_batch_bytes = 256 * 1024;
-
  public:
   client_impl(uv_loop_t* loop, const options& opts)
-      : loop_(loop), opts_(validated(opts)), session_(*this, make_session_config(opts_)) {
+      : loop_(loop),
+        opts_(validated(opts)),
+        session_(*this, make_session_config(opts_)),
+        reactor_(loop, [this](std::string_view text) { log(log_level::error, text); }) {
     url_ = session_.current_url();
     base_headers_ = parse_header_lines(opts_.headers);
     if (std::any_of(opts_.extensions.begin(), opts_.extensions.end(), [](const auto& e) { return e != nullptr; }) ||
         opts_.auth) {
-      pipeline_ = std::make_unique<extension_pipeline>(
-          opts_.extensions, opts_.auth, [this](log_level l, std::string_view t) { log(l, t); });
+      bridge_.emplace(session_, reactor_, opts_.extensions, opts_.auth, base_headers_,
+                      [this](log_level l, std::string_view t) { log(l, t); });
     }
     applied_headers_[0] = applied_headers_[1] = base_headers_;
+    reactor_.set_drain([this] { session_.run_deferred(); });
     uv_timer_init(loop_, &timer_);
-    uv_idle_init(loop_, &idle_);
     timer_.data = this;
-    idle_.data = this;
   }
 
   void start() { self_ = shared_from_this(); }  // alive until every handle is closed
 
   // The client object is gone: no user callback may run any more, and the handles close.
   void detach() {
-    // Extensions may reference the client object: never call them again. Frames bypass the
-    // pipeline from now on; a continuation still held by an extension becomes a no-op.
-    pipeline_.reset();
+    // Extensions may reference the client object: never call them again. Frames bypass them
+    // from now on; a continuation still held by an extension becomes a no-op.
+    bridge_.reset();
     session_.silence();
     listener_ = nullptr;
     // Destroyed while already closing (a second Ctrl-C): the disconnect wait ends now.
     const bool was_closing = session_.current_state() == state::disconnecting;
-    if (session_.current_state() != state::closed) session_.close({});
+    if (session_.current_state() != state::closed) (void)session_.close({});
     if (was_closing) session_.abandon();
   }
 
   session& sess() noexcept { return session_; }
+  void set_listener(state_listener l) { listener_ = std::move(l); }
 
   std::error_code add_meta_listener(std::string_view channel, meta_listener listener,
                                     std::uint64_t* id) {
@@ -191,62 +82,36 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     meta_listeners_.erase(it);
     return {};
   }
-  void set_listener(state_listener l) { listener_ = std::move(l); }
 
   // --- session_host ---
   clock::time_point now() override { return clock::now(); }
 
   void send(connection_type t, std::uint64_t request, const outgoing_batch& batch,
             std::chrono::milliseconds timeout, bool alone) override {
-    if (!pipeline_) {
+    if (!bridge_) {
       send_frame(t, request, batch.encode(), timeout, alone, nullptr);
       return;
     }
-    // Extensions see structured messages; each is tagged with its id, which survives whatever
-    // they edit, so drops are told to the session by id. The text is encoded once, after them.
-    message_batch b;
-    b.transport = t;
-    b.headers = base_headers_;
-    b.messages.reserve(batch.messages.size());
-    std::vector<std::uint64_t> ids;
-    ids.reserve(batch.messages.size());
-    std::string text;
-    for (const auto& m : batch.messages) {
-      text.clear();
-      encode_message(text, m.kind, m.channel, m.id, m.payload, m.first_connect, batch.context,
-                     m.ext);
-      bayeux_message bm = bayeux_message::parse(text);  // our own encoding: valid
-      message_access::set_tag(bm, m.id);
-      b.messages.push_back(std::move(bm));
-      ids.push_back(m.id);
-    }
-    pipeline_->push(direction::outgoing, std::move(b), static_cast<std::uint64_t>(t),
-                    [this, t, request, timeout, alone, ids = std::move(ids)](message_batch&& done,
-                                                                             const error& err) {
-                      finish_outgoing(t, request, timeout, alone, ids, std::move(done), err);
-                    });
+    bridge_->outgoing(t, request, batch,
+                      [this, t, request, timeout, alone](std::string&& frame, const header_list& h) {
+                        send_frame(t, request, std::move(frame), timeout, alone, &h);
+                      });
   }
 
   void abort(connection_type t) override {
-    if (pipeline_) {
-      pipeline_->cancel(direction::outgoing, static_cast<std::uint64_t>(t));
-      // Failures and up/down events of the exchanges given up are stale: they must not reach the
-      // session after it started anew on this transport. Frames still go through (their data
-      // messages arrived; replies to forgotten requests are ignored).
-      pipeline_->cancel(direction::incoming, static_cast<std::uint64_t>(t), true);
-    }
+    if (bridge_) bridge_->abort(t);
     if (auto* tr = existing(t)) tr->abort();
   }
 
   void authenticate() override {
     // Never from inside the session's call: it may finish at once.
-    post([this] {
-      if (!pipeline_) return;  // the client object is gone
+    reactor_.post([this] {
+      if (!bridge_) return;  // the client object is gone
       std::weak_ptr<client_impl> weak = self_;
       auto done = [this, weak, called = std::make_shared<bool>(false)](const error& err) {
         if (weak.expired() || *called) return;
         *called = true;
-        post([this, err] { session_.on_authenticated(err); });
+        reactor_.post([this, err] { session_.on_authenticated(err); });
       };
       try {
         opts_.auth->authenticate(done);
@@ -263,9 +128,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
   void disarm_timer() override { uv_timer_stop(&timer_); }
 
-  void request_run() override {
-    if (!closing_handles_) uv_idle_start(&idle_, &client_impl::on_idle);
-  }
+  void request_run() override { reactor_.request_drain(); }
 
   void prepare_transport(connection_type t, connection_type from) override {
     // The websocket upgrade must carry the cookies of the handshake (sticky sessions,
@@ -280,23 +143,11 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
   void delivered(const message& msg) override {
-    const auto tell = [&](extension& e) {
-      try {
-        e.delivered(msg);
-      } catch (const std::exception& ex) {
-        log(log_level::error, std::string("an extension's delivered() threw: ") + ex.what());
-      } catch (...) {
-        log(log_level::error, "an extension's delivered() threw");
-      }
-    };
-    for (const auto& e : opts_.extensions) {
-      if (e) tell(*e);
-    }
-    if (opts_.auth) tell(*opts_.auth);
+    if (bridge_) bridge_->delivered(msg);
   }
 
   void close_transports() override {
-    if (pipeline_) pipeline_->cancel_all();
+    if (bridge_) bridge_->cancel_all();
     uv_timer_stop(&timer_);
     closing_transports_ = true;
     for (auto* slot : {&lp_, &ws_}) {
@@ -357,29 +208,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   // Runs `f` now, or (with extensions) once the incoming frames queued before it are through.
   void in_order(connection_type t, std::function<void()> f) {
-    if (!pipeline_) {
-      f();
-      return;
-    }
-    const event_scope scope(*this);
-    pipeline_->push(direction::incoming, std::nullopt, static_cast<std::uint64_t>(t),
-                    [this, f = std::move(f)](message_batch&&, const error&) { deliver(f); });
-  }
-
-  // Marks a transport event in progress (the session may be entered directly).
-  struct event_scope {
-    explicit event_scope(client_impl& c) : c_(c), prev_(c.in_event_) { c.in_event_ = true; }
-    ~event_scope() { c_.in_event_ = prev_; }
-    client_impl& c_;
-    bool prev_;
-  };
-
-  // From a transport event with nothing posted before: now. From a late extension continuation
-  // (the session is not re-entrant for frames), or behind earlier posted work: on the next loop
-  // iteration, in order.
-  void deliver(const std::function<void()>& f) {
-    if (in_event_ && posted_.empty()) f();
-    else post(f);
+    if (bridge_) bridge_->event(t, std::move(f));
+    else f();
   }
 
   void received(connection_type t, std::uint64_t request, std::string&& body, const header_list& headers) {
@@ -393,121 +223,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       }
       body = std::move(json);
     }
-    if (!pipeline_) {
-      session_.on_frame(t, request, std::move(body));
-      return;
-    }
-    // The extensions see the frame's messages in consecutive batches of bounded size, each
-    // made when its turn comes (by the same reader, with the same rules, as the session's) and
-    // handed on to the session as its own frame: a huge frame of tiny messages never exists as
-    // one vector of bayeux_message objects (their fields cost several times the text). The
-    // frame's text is let go once its last batch is made.
-    struct walk {
-      std::shared_ptr<const std::string> text;
-      frame_reader::cursor at;
-      error malformed;
-      bool ended = false;
-    };
-    auto w = std::make_shared<walk>();
-    w->text = std::make_shared<const std::string>(std::move(body));
-    auto make = [this, w, t, headers](message_batch& b) {
-      b.transport = t;
-      b.headers = headers;
-      frame_reader reader(*w->text, w->at);
-      std::size_t bytes = 0;
-      while (b.messages.size() < max_batch_messages && bytes < max_batch_bytes) {
-        wire_message m;
-        error why;
-        const auto st = reader.next(m, scratch_, why);
-        if (st == frame_reader::status::end || st == frame_reader::status::malformed) {
-          w->malformed = std::move(why);
-          w->ended = true;
-          break;
-        }
-        if (st == frame_reader::status::skipped) {
-          log(log_level::warning, "skipped a message: " + why.message);
-          continue;
-        }
-        b.messages.push_back(bayeux_message::parse(m.json));  // the reader's rules are parse()'s
-        bytes += m.json.size();
-      }
-      scratch_.reset();
-      w->at = reader.save();
-      if (w->ended) w->text.reset();
-      return !w->ended;
-    };
-    const event_scope scope(*this);
-    pipeline_->push_lazy(direction::incoming, std::move(make), static_cast<std::uint64_t>(t),
-                         [this, w, t, request](message_batch&& b, const error& err) {
-                           // Replies are matched by id whatever frame carries them; only the
-                           // last batch ends the request (what it carried and got no reply never
-                           // will), unless the frame turned out broken.
-                           const bool last = w->ended || err;
-                           if (last && w->malformed) {
-                             finish_incoming(t, 0, std::move(b), err);
-                             log(log_level::warning, "malformed frame: " + w->malformed.message);
-                             deliver([this, t, request, bad = w->malformed] {
-                               session_.on_bad_frame(t, request, bad);
-                             });
-                             return;
-                           }
-                           finish_incoming(t, last ? request : 0, std::move(b), err);
-                         });
-  }
-
-  void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b, const error& err) {
-    if (err) {
-      log(log_level::error, "an incoming extension failed: " + err.to_string());
-      deliver([this, t, request, err] { session_.on_bad_frame(t, request, err); });
-      return;
-    }
-    auto batch = std::make_shared<message_batch>(std::move(b));
-    deliver([this, t, request, batch] {
-      // Replies whose message goes out again are not reported. Each resend goes to the front of
-      // the queue: the last first keeps their order.
-      auto& messages = batch->messages;
-      const auto& resends = message_access::resends(*batch);
-      for (auto it = resends.rbegin(); it != resends.rend(); ++it) {
-        const std::uint64_t id = *it;
-        if (!session_.resend(id)) continue;
-        messages.erase(std::remove_if(messages.begin(), messages.end(),
-                                      [&](const bayeux_message& m) {
-                                        std::uint64_t reply_id = 0;
-                                        const auto text = m.string_field("id");
-                                        return is_reply(m.channel(), m.successful().has_value()) &&
-                                               text && parse_message_id(*text, reply_id) &&
-                                               reply_id == id;
-                                      }),
-                       messages.end());
-      }
-      session_.on_frame(t, request, join_frame(messages));
-    });
-  }
-
-  void finish_outgoing(connection_type t, std::uint64_t request, std::chrono::milliseconds timeout,
-                       bool alone, const std::vector<std::uint64_t>& ids, message_batch&& b,
-                       const error& err) {
-    // The session may have given the request up while an extension held it (connection lost,
-    // aborted): sending it now would duplicate what the session sends again, or reopen a
-    // transport it left.
-    if (!session_.in_flight(request)) return;
-    if (err) {
-      post([this, t, request, err] { session_.on_request_failed(t, request, err); });
-      return;
-    }
-    const error dropped(make_error_code(errc::dropped_by_extension), "an outgoing extension dropped the message");
-    if (b.messages.empty()) {
-      post([this, t, request, dropped] { session_.on_request_failed(t, request, dropped); });
-      return;
-    }
-    std::vector<std::uint64_t> kept;
-    kept.reserve(b.messages.size());
-    for (const auto& m : b.messages) kept.push_back(message_access::tag(m));
-    for (const auto id : ids) {
-      if (std::find(kept.begin(), kept.end(), id) != kept.end()) continue;
-      post([this, request, id, dropped] { session_.on_dropped(request, id, dropped); });
-    }
-    send_frame(t, request, join_frame(b.messages), timeout, alone, &b.headers);
+    if (bridge_) bridge_->incoming(t, request, std::move(body), headers);
+    else session_.on_frame(t, request, std::move(body));
   }
 
   void send_frame(connection_type t, std::uint64_t request, std::string&& frame,
@@ -524,7 +241,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       std::string wire;
       const error err = run_codec(opts_.frame_encoder, frame, wire, errc::invalid_argument, "encoder");
       if (err) {
-        post([this, t, request, err] { session_.on_request_failed(t, request, err); });
+        reactor_.post([this, t, request, err] { session_.on_request_failed(t, request, err); });
         return;
       }
       frame = std::move(wire);
@@ -545,12 +262,6 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     }
   }
 
-  // Runs `f` on the next loop iteration, before the session's deferred work.
-  void post(std::function<void()> f) {
-    posted_.push_back(std::move(f));
-    request_run();
-  }
-
   template <typename F>
   void guarded(F&& f) noexcept {
     // Nothing may unwind through libuv, libcurl or libwebsockets frames.
@@ -569,7 +280,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     transport* raw = tr.get();
     retired_.push_back(std::move(tr));
     raw->close([this, raw] {
-      post([this, raw] {
+      reactor_.post([this, raw] {
         retired_.erase(std::remove_if(retired_.begin(), retired_.end(),
                                       [&](const auto& p) { return p.get() == raw; }),
                        retired_.end());
@@ -611,39 +322,25 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   void close_handles() {
     closing_handles_ = true;
     handles_open_ = 2;
-    uv_idle_stop(&idle_);
     uv_close(reinterpret_cast<uv_handle_t*>(&timer_), &client_impl::on_handle_closed);
-    uv_close(reinterpret_cast<uv_handle_t*>(&idle_), &client_impl::on_handle_closed);
+    reactor_.close([this] { handle_closed(); });
   }
 
-  static void on_handle_closed(uv_handle_t* h) {
-    auto* self = static_cast<client_impl*>(h->data);
-    if (--self->handles_open_ != 0) return;
+  static void on_handle_closed(uv_handle_t* h) { static_cast<client_impl*>(h->data)->handle_closed(); }
+
+  void handle_closed() {
+    if (--handles_open_ != 0) return;
     // Every handle is closed: the transports can go, then the user hears "closed" last.
-    auto keep = std::move(self->self_);
-    self->lp_.reset();
-    self->ws_.reset();
-    self->retired_.clear();
-    self->guarded([&] { self->session_.on_transports_closed(); });
+    auto keep = std::move(self_);
+    lp_.reset();
+    ws_.reset();
+    retired_.clear();
+    guarded([&] { session_.on_transports_closed(); });
   }
 
   static void on_timer(uv_timer_t* t) {
     auto* self = static_cast<client_impl*>(t->data);
     self->guarded([&] { self->session_.on_timer(); });
-  }
-
-  static void on_idle(uv_idle_t* h) {
-    auto* self = static_cast<client_impl*>(h->data);
-    uv_idle_stop(h);
-    if (!self->posted_.empty()) {
-      auto posted = std::move(self->posted_);
-      self->posted_.clear();
-      for (auto& f : posted) {
-        if (self->closing_handles_) break;
-        self->guarded(f);
-      }
-    }
-    self->guarded([&] { self->session_.run_deferred(); });
   }
 
   void tell_meta(const meta_message& m) {
@@ -678,19 +375,16 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   uv_loop_t* loop_;
   options opts_;
   session session_;
+  reactor reactor_;
   uv_timer_t timer_{};
-  uv_idle_t idle_{};
   events_adapter lp_events_, ws_events_;
   std::unique_ptr<transport> lp_, ws_;
   std::vector<std::unique_ptr<transport>> retired_;  // closing (an old server's, or at close)
   std::string url_;                                   // the server in use
   bool closing_transports_ = false;
-  std::unique_ptr<extension_pipeline> pipeline_;  // null without extensions: frames bypass it
-  header_list base_headers_;                      // options::headers as pairs
-  header_list applied_headers_[2];                // last given to long-polling, websocket
-  std::vector<std::function<void()>> posted_;
-  string_arena scratch_;                          // decoded strings while walking a frame
-  bool in_event_ = false;                         // inside a transport's frame event
+  std::optional<extension_bridge> bridge_;  // none without extensions: frames bypass it
+  header_list base_headers_;                // options::headers as pairs
+  header_list applied_headers_[2];          // last given to long-polling, websocket
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
   int handles_open_ = 0;

@@ -84,11 +84,11 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     // Whatever the exchange carried and got no reply never will. When the response skipped a
     // malformed message, that was most likely the reply.
     for (auto& m : ledger_.close(request)) {
-      std::string text = "the server's response held no usable reply to " + m.channel + " (id " +
+      std::string what = "the server's response held no usable reply to " + m.channel + " (id " +
                          std::to_string(m.id) + ")";
       fail_outgoing(std::move(m), first_skip ? make_error(errc::bad_response,
-                                                           text + "; " + first_skip.message)
-                                             : make_error(errc::no_reply, std::move(text)));
+                                                           what + "; " + first_skip.message)
+                                             : make_error(errc::no_reply, std::move(what)));
     }
   }
   flush();

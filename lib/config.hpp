@@ -1,0 +1,22 @@
+// The client's options, checked once and turned into what the session and the transports use.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "session/session.hpp"
+#include "uvcometd/extension.hpp"
+#include "uvcometd/options.hpp"
+
+namespace uvcometd::detail {
+
+// The part of the options the session uses.
+session_config make_session_config(const options& o);
+
+// `o`, or std::system_error(errc::invalid_argument) with options_problem()'s words.
+const options& validated(const options& o);
+
+// options::headers as {name, value} pairs (validated already: every line has its colon).
+header_list parse_header_lines(const std::vector<std::string>& lines);
+
+}  // namespace uvcometd::detail
