@@ -358,8 +358,17 @@ class driver {
   void call_publish(std::size_t which) {
     const std::string channel = publish_channels[which % std::size(publish_channels)];
     std::size_t i;
-    auto cb = completion("publish " + channel, &i);
     const std::string data = (which & 8) ? "{not json" : "{\"p\":" + std::to_string(which) + "}";
+    if (which & 16) {
+      // A remote call: the same exactly-once rule, with its own timeout (0: refused).
+      auto cb = completion("remote call " + channel, &i);
+      const ms timeout((which & 32) ? 0 : 50 * static_cast<int>(which & 7));
+      refused(i, s_->remote_call(channel.size() > 1 ? channel.substr(1) : channel, data, timeout,
+                                 [cb = std::move(cb)](const uvcometd::error& err,
+                                                      const uvcometd::message&) mutable { cb(err); }));
+      return;
+    }
+    auto cb = completion("publish " + channel, &i);
     refused(i, s_->publish(channel, data, std::move(cb)));
   }
   void call_close() {
@@ -368,7 +377,7 @@ class driver {
     auto cb = completion("close", &i);
     records_[i].is_close = true;
     // The completion of a close() called before the session was closed ends its life: nothing
-    // may run after it. (A close() once closed completes at once and marks nothing.)
+    // may run after it. (A close() once closed is refused synchronously, like uv_close().)
     const bool ends = state_ != state::closed;
     auto wrapped = [this, ends, cb = std::move(cb)](const uvcometd::error& err) mutable {
       struct mark {
@@ -378,7 +387,7 @@ class driver {
       } m{close_done_, ends};
       cb(err);
     };
-    s_->close(std::move(wrapped));
+    refused(i, s_->close(std::move(wrapped)));
   }
 
   // A callback's re-entrant reaction, taken from the input.
