@@ -168,7 +168,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   }
 
   void state_changed(state s, connection_type t, const error& why) override {
-    if (listener_) listener_(s, t, why);
+    // A copy: the listener may destroy the client, which lets go of listener_.
+    if (const state_listener l = listener_) l(s, t, why);
   }
 
   void log(log_level level, std::string_view text) override {

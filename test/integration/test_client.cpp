@@ -527,3 +527,25 @@ TEST_CASE("a pending buffer left full past the session lifetime re-establishes t
   }
   CHECK(loop.close() == 0);
 }
+
+TEST_CASE("destroying the client inside its state listener leaves the running listener intact",
+          "[integration]") {
+  server_process srv("faye-server.js");
+  test_loop loop;
+  {
+    uvcometd::options o;
+    o.url = srv.url();
+    auto c = std::make_unique<uvcometd::client>(loop.get(), o);
+    std::string seen;
+    const std::string tag = "a capture long enough to live on the heap, not in the string";
+    c->on_state([&c, &seen, tag](uvcometd::state s, uvcometd::connection_type, const uvcometd::error&) {
+      if (s == uvcometd::state::connecting && c) {
+        c.reset();
+        seen = tag;  // reads a capture of the listener being run
+      }
+    });
+    REQUIRE_FALSE(c->open([](const uvcometd::error&) {}));
+    CHECK(seen == tag);
+  }
+  CHECK(loop.close() == 0);  // runs the loop until the destroyed client's handles are gone
+}
