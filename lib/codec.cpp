@@ -438,13 +438,13 @@ error decode_frame(std::string_view text, decoded_frame& out) {
   }
 }
 
-void encode_message(std::string& f, message_kind kind, std::string_view channel,
-                    std::uint64_t id, std::string_view payload, bool first_connect,
-                    const encode_context& c, std::string_view ext) {
+void encode_message(std::string& f, const batch_message& m, const encode_context& c) {
+  const message_kind kind = m.kind;
+  const std::string_view payload = m.payload;
   f += "{\"channel\":";
-  json::append_string(f, channel);
+  json::append_string(f, m.channel);
   f += ",\"id\":\"";
-  f += std::to_string(id);
+  f += std::to_string(m.id);
   f += '"';
   if (kind != message_kind::handshake) {
     f += ",\"clientId\":";
@@ -468,7 +468,11 @@ void encode_message(std::string& f, message_kind kind, std::string_view channel,
     case message_kind::connect:
       f += ",\"connectionType\":";
       json::append_string(f, to_string(c.type));
-      if (first_connect) f += ",\"advice\":{\"timeout\":0}";
+      if (m.first_connect) {
+        f += ",\"advice\":{\"timeout\":";
+        f += std::to_string(m.hold_ms);
+        f += '}';
+      }
       break;
     case message_kind::subscribe:
     case message_kind::unsubscribe:
@@ -481,9 +485,9 @@ void encode_message(std::string& f, message_kind kind, std::string_view channel,
       break;
     case message_kind::disconnect: break;
   }
-  if (!ext.empty() && kind != message_kind::handshake) {
+  if (!m.ext.empty() && kind != message_kind::handshake) {
     f += ",\"ext\":";
-    f += ext;
+    f += m.ext;
   }
   f += '}';
 }
@@ -497,7 +501,7 @@ std::string outgoing_batch::encode() const {
   for (std::size_t i = 0; i < messages.size(); ++i) {
     if (i) frame += ',';
     const batch_message& m = messages[i];
-    encode_message(frame, m.kind, m.channel, m.id, m.payload, m.first_connect, context, m.ext);
+    encode_message(frame, m, context);
   }
   frame += ']';
   return frame;

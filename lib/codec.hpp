@@ -34,7 +34,8 @@ struct batch_message {
   std::uint64_t id = 0;
   std::string_view channel;
   std::string_view payload;  // a publish's data (JSON text) or a (un)subscribe's pattern
-  bool first_connect = false;
+  bool first_connect = false;  // asks the server to answer within hold_ms (advice.timeout)
+  std::uint32_t hold_ms = 0;
   std::string_view ext;      // the message's own "ext" object, or empty
 };
 
@@ -46,13 +47,10 @@ struct outgoing_batch {
   std::string encode() const;
 };
 
-// Appends one message object to `frame`. `payload` is a publish's data (JSON text) or a
-// (un)subscribe's pattern. A first connect asks the server to answer at once (timeout 0).
-// `ext`: the message's own "ext" object (JSON text), or empty (the handshake's ext comes from
-// the context).
-void encode_message(std::string& frame, message_kind kind, std::string_view channel,
-                    std::uint64_t id, std::string_view payload, bool first_connect,
-                    const encode_context& c, std::string_view ext = {});
+// Appends one message object to `frame`: its channel, id and the clientId, what its kind needs
+// (a publish's data, a (un)subscribe's pattern, a handshake's versions, types and ext, a
+// connect's type), its own ext, and for a first connect the hold it asks for.
+void encode_message(std::string& frame, const batch_message& m, const encode_context& c);
 
 // --- decoding ---
 

@@ -36,7 +36,7 @@ void extension_bridge::outgoing(connection_type t, std::uint64_t request, const 
   std::string text;
   for (const auto& m : batch.messages) {
     text.clear();
-    encode_message(text, m.kind, m.channel, m.id, m.payload, m.first_connect, batch.context, m.ext);
+    encode_message(text, m, batch.context);
     bayeux_message bm = bayeux_message::parse(text);  // our own encoding: valid
     message_access::set_tag(bm, m.id);
     b.messages.push_back(std::move(bm));

@@ -28,6 +28,7 @@ struct outgoing {
   std::uint64_t request = 0;  // the request that carried it
   std::uint64_t epoch = 0;    // the handshake (attempt) it belongs to
   bool first_connect = false;
+  std::uint32_t hold_ms = 0;  // a first connect: how long the server may hold it
   bool resubscribe = false;   // restores a subscription after a new handshake
   bool resent = false;        // an extension had it sent again once already
   bool auth_retried = false;  // sent again once after authenticate()

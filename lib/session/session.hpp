@@ -220,7 +220,10 @@ class session {
   // goes to the state listener if the public state changes.
   void resume_session(const error& why = {});
   void send_handshake();
-  void send_connect(bool first);
+  // `resuming`: a first connect that continues an existing session (after a failure, on this
+  // server or another): held up to resume_hold.
+  void send_connect(bool first, bool resuming = false);
+  static constexpr std::chrono::milliseconds resume_hold{1000};
   void send_alone(outgoing&& m, exchanges::slot holds);
   // Records the request of `sent` in the ledger and hands the batch to the host.
   void send_request(std::vector<outgoing>&& sent, exchanges::slot holds, std::chrono::milliseconds timeout,

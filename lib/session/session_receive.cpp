@@ -74,12 +74,19 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     }
     host_.request_run();
   }
-  if (malformed) {
-    // What came before the fault was used; the rest of the exchange is lost.
-    on_bad_frame(t, exchange ? request : 0, malformed);
+  if (malformed && !exchange) {
+    // A stream frame we cannot read to its end may have carried replies: the connection goes.
+    on_bad_frame(t, 0, malformed);
     return;
   }
+  // What came before a fault was used (a connect reply among it asks for the next connect);
+  // what the exchange carried and got no reply fails below.
   if (connect_wanted_ && phase_ == phase::connected) send_connect(false);
+  if (malformed) {
+    host_.log(log_level::warning, "malformed response: " + malformed.message);
+    on_request_failed(t, request, malformed);
+    return;
+  }
   if (exchange) {
     // Whatever the exchange carried and got no reply never will. When the response skipped a
     // malformed message, that was most likely the reply.

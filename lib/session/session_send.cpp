@@ -28,7 +28,7 @@ void session::resume_session(const error& why) {
     send_handshake();
   } else {
     enter(phase::connecting, why);
-    send_connect(true);
+    send_connect(true, true);
   }
 }
 
@@ -55,7 +55,7 @@ void session::send_handshake() {
   send_alone(std::move(m), exchanges::slot::handshake);
 }
 
-void session::send_connect(bool first) {
+void session::send_connect(bool first, bool resuming) {
   if (!active() || ledger_.busy(exchanges::slot::connect) || client_id_.empty() ||
       resubscribes_outstanding_ > 0) {
     return;
@@ -90,6 +90,14 @@ void session::send_connect(bool first) {
   outgoing m{message_kind::connect};
   m.channel = "/meta/connect";
   m.first_connect = first;
+  // A first connect asks to be answered at once (open() completes without waiting for a poll).
+  // One that resumes an existing session may find messages queued for it: held briefly, so
+  // that a server reading its queue asynchronously (faye-redis) still has the poll open when
+  // they are read, instead of dropping them.
+  if (first && resuming) {
+    m.hold_ms = static_cast<std::uint32_t>(
+        std::min(held_timeout(), std::chrono::milliseconds(resume_hold)).count());
+  }
   if (first && phase_ != phase::connected) enter(phase::connecting);
   send_alone(std::move(m), exchanges::slot::connect);
 }
@@ -97,7 +105,9 @@ void session::send_connect(bool first) {
 void session::send_alone(outgoing&& m, exchanges::slot holds) {
   m.id = next_id();
   m.epoch = epoch_;
-  const auto timeout = request_timeout(m.kind, m.first_connect);
+  const auto timeout = m.kind == message_kind::connect && m.first_connect
+                           ? std::chrono::milliseconds(m.hold_ms) + request_timeout(m.kind, true)
+                           : request_timeout(m.kind, m.first_connect);
   std::vector<outgoing> one;
   one.push_back(std::move(m));
   send_request(std::move(one), holds, timeout, true);
@@ -133,7 +143,7 @@ void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
   batch.messages.reserve(ids.size());
   for (const auto id : ids) {
     const outgoing* m = ledger_.awaiting(id);
-    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect, m->ext});
+    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect, m->hold_ms, m->ext});
   }
   host_.send(type_, request, batch, timeout, alone);
 }
