@@ -51,6 +51,10 @@ state session::current_state() const noexcept {
 
 void session::enter(phase p, const error& why) {
   const bool lost = phase_ == phase::connected && p != phase::connected;
+  if (p == phase::connected && phase_ != phase::connected) {
+    connected_at_ = host_.now();
+    data_while_connected_ = 0;
+  }
   phase_ = p;
   const state s = current_state();
   if (s != reported_) {

@@ -346,6 +346,11 @@ class session {
 
   endpoint_list endpoints_;
   clock::time_point arrived_{};  // when the session moved to the current endpoint
+  // Since the session was last connected: when, and the data messages received. A failure
+  // after a connection that worked (a second, or any message) starts a new backoff count.
+  clock::time_point connected_at_{};
+  std::size_t data_while_connected_ = 0;
+  static constexpr std::chrono::milliseconds stable_after{1000};
 
   subscription_table subs_;
   std::vector<sub_ptr> match_buf_;

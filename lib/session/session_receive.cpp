@@ -66,6 +66,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   }
   arena_.reset();
   data_since_connect_ += data;
+  if (phase_ == phase::connected) data_while_connected_ += data;
   if (data != 0 && active()) {
     pending_.push(std::move(text), first_data, data);
     if (buffer_full() && host_.traits(type_).pausable) {

@@ -84,6 +84,15 @@ session_facts session::facts(const failure& f) const {
 void session::recover(const failure& f) {
   if (!active()) return;
   last_failure_ = f.err;
+  if (phase_ == phase::connected &&
+      (data_while_connected_ > 0 || host_.now() - connected_at_ >= stable_after)) {
+    // The connection worked (messages came, or it lasted): this failure starts a new count. Only
+    // a held connect resets it otherwise, and a connection cut more often than the server holds
+    // its connects (every 1-3 s against Faye's 5 s) climbed to backoff_max while every
+    // reconnection worked.
+    backoff_.reset();
+    endpoints_.succeeded();
+  }
   switch (classify(f, facts(f))) {
     case remedy::give_up: fail_session(f.err); return;
     case remedy::fall_back: fall_back(f.err); return;

@@ -502,3 +502,29 @@ TEST_CASE("a long-polling response cut after the connect's reply goes on with th
   CHECK(std::any_of(h.host.logs.begin(), h.host.logs.end(),
                     [](const std::string& l) { return contains(l, "malformed response"); }));
 }
+
+TEST_CASE("a connection cut more often than the server holds its connects keeps a short backoff "
+          "while messages flow", "[session][hostile]") {
+  // Faye holds a connect 5 s; the network cuts every 1-3 s: no held connect ever completes.
+  harness h;
+  outcome open, sub;
+  open_faye(h, open);
+  inbox in;
+  subscribe_ok(h, "/s", in.fn(), sub);
+  for (int cut = 0; cut < 12; ++cut) {
+    REQUIRE(h.s->current_state() == state::connected);
+    h.push(connection_type::websocket, "[" + data_message("/s", std::to_string(cut)) + "]");
+    h.loop();
+    h.advance(1500ms);
+    h.down(connection_type::websocket, "connection reset", true);
+    h.loop();
+    // Back within the first backoff step (250 ms) every time, never growing.
+    h.advance(250ms);
+    const sent_frame c = h.last();
+    REQUIRE(c.channel() == "/meta/connect");
+    h.s->on_transport_up(connection_type::websocket);
+    h.push(connection_type::websocket, ok_replies(c));
+    h.loop();
+  }
+  CHECK(in.size() == 12);
+}
