@@ -83,6 +83,7 @@ struct request_ctx {
   std::string response;
   header_list headers;
   std::size_t max_size = 0;
+  bool configured = false;  // the options shared by every request are set (lp_core::configure)
   bool too_large = false;
   bool out_of_memory = false;
   char errbuf[CURL_ERROR_SIZE] = {};
@@ -367,11 +368,16 @@ class lp_core {
     std::string().swap(r->body);  // a big publish should not pin its memory
     std::string().swap(r->response);
     r->headers.clear();
-    r->request_headers.reset();
+    // request_headers is kept: the handle still points at that list (configure() sets another
+    // only when set_headers() replaced it).
     free_.push_back(std::move(r));
   }
 
-  // Sets every option on each use, so a recycled handle carries nothing over.
+  // Options that are the same for every request of this transport are set once per easy handle
+  // (a recycled handle keeps them: nothing else ever changes them); only what differs per request
+  // is set on each use. Setting them again was not free: each string option is copied anew, and
+  // libcurl appends every CURLOPT_COOKIEFILE call to a list it keeps and re-reads before every
+  // transfer, so a reused handle grew and slowed down with each request (issue 11, finding 3).
   void configure(request_ctx& r, std::chrono::milliseconds timeout) {
     CURL* e = r.easy;
     r.response.clear();
@@ -381,6 +387,24 @@ class lp_core {
     r.errbuf[0] = '\0';
     r.max_size = config_.max_message_size;
 
+    if (!r.configured) {
+      configure_once(r);
+      r.configured = true;
+    }
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
+    if (r.request_headers != header_list_) {
+      r.request_headers = header_list_;  // stays valid for this transfer if the headers change
+      curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
+    }
+    // 0 or less means no deadline (curl's own meaning of 0).
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
+  }
+
+  // The options every request of this core shares; `r` lives at a fixed address (a unique_ptr)
+  // for as long as its easy handle, so the pointers to it stay valid across reuses.
+  void configure_once(request_ctx& r) {
+    CURL* e = r.easy;
     curl_easy_setopt(e, CURLOPT_URL, config_.url.c_str());
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -388,15 +412,11 @@ class lp_core {
     curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(&r));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
-    r.request_headers = header_list_;  // stays valid for this transfer if the headers change
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
     curl_easy_setopt(e, CURLOPT_USERAGENT, "uvcometd");
+    // Compressed bodies are accepted and inflated by libcurl; on_write counts the inflated bytes
+    // against max_message_size, so a "gzip bomb" ends at the limit.
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    // 0 or less means no deadline (curl's own meaning of 0).
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
     if (config_.connect_timeout.count() > 0)
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -405,6 +425,7 @@ class lp_core {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &lp_core::on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&r));
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r.errbuf);
+    // The cookie engine: the share's jar, enabled once per handle (see above).
     curl_easy_setopt(e, CURLOPT_SHARE, share_);
     curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, config_.tls_verify ? 1L : 0L);
