@@ -8,7 +8,9 @@
 // Prints "PORT <n>" on stdout once listening. DEBUG=1 logs to stderr. Binds 127.0.0.1 only.
 //
 // The Bayeux endpoint is /bayeux/<case> for both transports (POST and websocket upgrade); the
-// case is the path's last segment. --hold is how long a /meta/connect is held when there is
+// case is the path's last segment. The port serves plain HTTP and TLS alike (told apart by the
+// first byte), so every case also runs over https:// and wss:// (a self-signed test certificate:
+// clients turn verification off); /control/ is reachable either way. --hold is how long a /meta/connect is held when there is
 // nothing to deliver (also the advice timeout the handshake announces; default 1000 ms).
 // --max-size is the client's max_message_size the test configured: oversized payloads are built
 // from it (default 262144).
@@ -36,13 +38,18 @@
 //   long-length  (long-polling) Content-Length 100 bytes longer than the body, then the
 //                connection ends
 //   data-advice  a data message on /h carrying advice {"interval":86400000} (what Faye and
-//                CometD relay from a co-publisher)
+//                CometD relay from a co-publisher); over long-polling it comes before the connect
+//                reply in the answer, as CometD orders them (connect replies carry no advice)
 //   data-advice-none  the same with advice {"reconnect":"none"}
-//   huge-header  (websocket) a text frame header claiming 2^40 bytes, then 64 KiB of payload
+//   huge-header  (websocket) a text frame header claiming 2^40 bytes, then 1 KiB of payload and
+//                silence
+//   masked       (websocket) a masked text frame [{"channel":"/h","data":"masked"}] (servers
+//                must not mask)
 //   ws-rsv       (websocket) a text frame with RSV1 set (no extension was negotiated)
 //   ws-opcode    (websocket) a frame with the reserved opcode 0x3
 //   ws-long-ping (websocket) a ping with a 200-byte payload (control frames are <= 125)
-//   ws-bad-utf8  (websocket) a text frame whose payload is not UTF-8
+//   bad-utf8     a body / text frame with a message whose data string is not UTF-8 ("utf8:"
+//                followed by C3 28 FF)
 //   ping-flood   (websocket) 20000 pings of 125 bytes in one go while the server stops reading,
 //                then the marker (in the same write)
 //   pong-flood   (websocket) 20000 unsolicited pongs of 125 bytes, then the marker
@@ -76,6 +83,8 @@
 
 const crypto = require('crypto');
 const http = require('http');
+const https = require('https');
+const net = require('net');
 const zlib = require('zlib');
 const common = require('./common');
 
@@ -259,14 +268,14 @@ const payloads = {
     },
   },
   'data-advice': {
-    lp: (res, reply) => lpJson(JSON.stringify([reply,
-      { channel: '/h', data: { n: 'advised' }, advice: { interval: 86400000 } }]))(res),
+    lp: (res, reply) => lpJson(JSON.stringify([
+      { channel: '/h', data: { n: 'advised' }, advice: { interval: 86400000 } }, reply]))(res),
     ws: (socket) => socket.write(textFrame(JSON.stringify(
       [{ channel: '/h', data: { n: 'advised' }, advice: { interval: 86400000 } }]))),
   },
   'data-advice-none': {
-    lp: (res, reply) => lpJson(JSON.stringify([reply,
-      { channel: '/h', data: { n: 'advised' }, advice: { reconnect: 'none' } }]))(res),
+    lp: (res, reply) => lpJson(JSON.stringify([
+      { channel: '/h', data: { n: 'advised' }, advice: { reconnect: 'none' } }, reply]))(res),
     ws: (socket) => socket.write(textFrame(JSON.stringify(
       [{ channel: '/h', data: { n: 'advised' }, advice: { reconnect: 'none' } }]))),
   },
@@ -276,14 +285,28 @@ const payloads = {
       head[0] = 0x81;
       head[1] = 127;
       head.writeBigUInt64BE(1n << 40n, 2);
-      socket.write(Buffer.concat([head, Buffer.alloc(65536, 0x78)]));
+      socket.write(Buffer.concat([head, Buffer.alloc(1024, 0x78)]));  // far less than a buffer
+    },
+  },
+  'masked': {
+    ws: (socket) => {
+      const payload = Buffer.from('[{"channel":"/h","data":"masked"}]');
+      const key = Buffer.from([1, 2, 3, 4]);
+      const masked = Buffer.from(payload.map((b, i) => b ^ key[i % 4]));
+      socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | masked.length]), key, masked]));
     },
   },
   'ws-rsv': { ws: (socket) => socket.write(frame(0x1, '[{"channel":"/h","data":"rsv"}]', { rsv: 4 })) },
   'ws-opcode': { ws: (socket) => socket.write(frame(0x3, '[{"channel":"/h","data":"op3"}]')) },
   'ws-long-ping': { ws: (socket) => socket.write(frame(0x9, Buffer.alloc(200, 0x70))) },
-  'ws-bad-utf8': {
-    ws: (socket) => socket.write(frame(0x1, Buffer.concat([Buffer.from('[{"channel":"/h","data":"'),
+  'bad-utf8': {
+    lp: (res, reply) => {
+      const body = Buffer.concat([Buffer.from('[' + JSON.stringify(reply) + ',{"channel":"/h","data":"utf8:'),
+        Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}]')]);
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+      res.end(body);
+    },
+    ws: (socket) => socket.write(frame(0x1, Buffer.concat([Buffer.from('[{"channel":"/h","data":"utf8:'),
       Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}]')]))),
   },
   'ping-flood': {
@@ -340,8 +363,9 @@ function caseOf(path) {
   return parts.length >= 2 && parts[0] === 'bayeux' ? parts[parts.length - 1] : null;
 }
 
+// Like CometD, advice only in the handshake reply (and when it changes): a connect reply has none.
 const connectReply = (m, extra) => Object.assign({ channel: '/meta/connect', successful: true,
-  clientId: m.clientId, id: m.id, advice: { reconnect: 'retry', interval: 0, timeout: opts.hold } }, extra);
+  clientId: m.clientId, id: m.id }, extra);
 
 function unknownReply(m) {
   return { channel: m.channel, successful: false, clientId: m.clientId, id: m.id,
@@ -569,9 +593,46 @@ function handleBatch(kase, conn, text) {
   return null;
 }
 
-// ---- HTTP ----
+// ---- HTTP and HTTPS on one port ----
 
-const server = http.createServer();
+// The certificate of ws-fragment-server.js (self-signed, CA:TRUE, IP 127.0.0.1 and DNS localhost,
+// valid until 2126): a test key, never a secret. Clients of these tests turn verification off.
+const TEST_CERT =
+  '-----BEGIN CERTIFICATE-----\n' +
+  'MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw\n' +
+  'FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz\n' +
+  'MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n' +
+  'PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d\n' +
+  'UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J\n' +
+  'MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD\n' +
+  'VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n' +
+  'zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt\n' +
+  'ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==\n' +
+  '-----END CERTIFICATE-----\n';
+const TEST_KEY =
+  '-----BEGIN PRIVATE KEY-----\n' +
+  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEt7Vxx6HQps+RoH\n' +
+  'zSDQV9wR7sOUh+U8DKhi45T6E2GhRANCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0\n' +
+  'NDCJF0aEZantldKp1Cm2tg2dUYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhN\n' +
+  '-----END PRIVATE KEY-----\n';
+
+const plainServer = http.createServer();
+const tlsServer = https.createServer({ cert: TEST_CERT, key: TEST_KEY });
+for (const srv of [plainServer, tlsServer]) {
+  srv.requestTimeout = 0;
+  srv.keepAliveTimeout = 60000;
+  srv.timeout = 0;
+}
+// The first byte of a connection tells TLS (a handshake record, 0x16) from plain HTTP.
+const server = net.createServer(socket => {
+  socket.on('error', () => {});
+  socket.once('data', first => {
+    socket.pause();
+    socket.unshift(first);
+    (first[0] === 0x16 ? tlsServer : plainServer).emit('connection', socket);
+    process.nextTick(() => socket.resume());
+  });
+});
 
 const routes = {
   'GET /control/stats': async () => stats,
@@ -579,7 +640,7 @@ const routes = {
 
 const ECHO = '[{"channel":"/meta/connect","successful":true}]';
 
-server.on('request', (req, res) => {
+function onRequest(req, res) {
   if (common.handleControl(req, res, routes)) return;
   const path = new URL(req.url, 'http://127.0.0.1').pathname;
   if (path === '/echo') {
@@ -610,9 +671,9 @@ server.on('request', (req, res) => {
       s.held = null;
     }
   });
-});
+}
 
-server.on('upgrade', (req, socket) => {
+function onUpgrade(req, socket) {
   socket.on('error', () => {});
   ++stats.upgrades;
   const path = new URL(req.url, 'http://127.0.0.1').pathname;
@@ -669,6 +730,11 @@ server.on('upgrade', (req, socket) => {
       if (s.held && s.held.conn === conn) { clearTimeout(s.held.timer); s.held = null; }
     }
   });
-});
+}
+
+for (const srv of [plainServer, tlsServer]) {
+  srv.on('request', onRequest);
+  srv.on('upgrade', onUpgrade);
+}
 
 common.listen(server, opts.port);
