@@ -57,6 +57,10 @@ void ensure_curl_global_init() {
 
 constexpr std::size_t max_free_requests = 4;  // idle easy handles kept for reuse
 constexpr std::size_t body_excerpt = 200;     // body characters quoted in an HTTP error
+// Response header bytes kept per request. libcurl's own total limit depends on its version (none
+// before 8.3 upstream; 300 kB where it exists) and the lines are kept here as strings: a server
+// sending header lines for ever must not grow the client past this.
+constexpr std::size_t max_header_bytes = 64 * 1024;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -83,8 +87,10 @@ struct request_ctx {
   std::string response;
   header_list headers;
   std::size_t max_size = 0;
+  std::size_t header_bytes = 0;  // response header bytes received (max_header_bytes)
   bool configured = false;  // the options shared by every request are set (lp_core::configure)
   bool too_large = false;
+  bool headers_too_large = false;
   bool out_of_memory = false;
   char errbuf[CURL_ERROR_SIZE] = {};
 
@@ -383,6 +389,8 @@ class lp_core {
     r.response.clear();
     r.headers.clear();
     r.too_large = false;
+    r.headers_too_large = false;
+    r.header_bytes = 0;
     r.out_of_memory = false;
     r.errbuf[0] = '\0';
     r.max_size = config_.max_message_size;
@@ -459,6 +467,11 @@ class lp_core {
   static size_t on_header(char* data, size_t size, size_t n, void* userp) {
     auto* r = static_cast<request_ctx*>(userp);
     const size_t len = size * n;
+    r->header_bytes += len;
+    if (r->header_bytes > max_header_bytes) {
+      r->headers_too_large = true;
+      return 0;  // CURLE_WRITE_ERROR ends the transfer
+    }
     try {
       std::string_view line(data, len);
       if (line.rfind("HTTP/", 0) == 0) {
@@ -570,6 +583,10 @@ class lp_core {
     if (result == CURLE_WRITE_ERROR && r.too_large) {
       return error(make_error_code(errc::message_too_large),
                    "response larger than " + std::to_string(r.max_size) + " bytes");
+    }
+    if (result == CURLE_WRITE_ERROR && r.headers_too_large) {
+      return error(make_error_code(errc::message_too_large),
+                   "response headers larger than " + std::to_string(max_header_bytes) + " bytes");
     }
     if (r.out_of_memory) return error(make_error_code(errc::transport_error), "out of memory");
     if (result == CURLE_PEER_FAILED_VERIFICATION || result == CURLE_SSL_CACERT_BADFILE) {

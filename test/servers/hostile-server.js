@@ -35,6 +35,8 @@
 //   gzip-bomb    (long-polling) Content-Encoding: gzip, 64 MiB of JSON whitespace once inflated
 //   bad-chunked  (long-polling) Transfer-Encoding: chunked with a chunk size "zz"
 //   short-length (long-polling) Content-Length 10 bytes shorter than the body
+//   header-flood (long-polling) a 200 whose header lines never end (64 MiB of X-Flood: lines,
+//                as fast as the client reads, then the connection is destroyed)
 //   long-length  (long-polling) Content-Length 100 bytes longer than the body, then the
 //                connection ends
 //   data-advice  a data message on /h carrying advice {"interval":86400000} (what Faye and
@@ -256,6 +258,22 @@ const payloads = {
       s.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: ' +
               (Buffer.byteLength(body) - 10) + '\r\n\r\n' + body);
       rawSocketClose(s);
+    },
+  },
+  'header-flood': {
+    lp: (res) => {
+      const s = res.socket;
+      s.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n');
+      const chunk = Buffer.from(('X-Flood: ' + 'a'.repeat(90) + '\r\n').repeat(640));  // 64 KiB
+      let sent = 0;
+      const pump = () => {
+        while (!s.destroyed && sent < 64 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!s.write(chunk)) return s.once('drain', pump);
+        }
+        if (!s.destroyed) s.destroy();
+      };
+      pump();
     },
   },
   'long-length': {
