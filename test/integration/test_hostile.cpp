@@ -90,6 +90,18 @@ struct rig {
   std::string kase;
   connection_type type;
   bool tls;
+  // The outcome of the last open/subscribe/publish: members, so that a completion the close in
+  // the destructor runs (after a failed REQUIRE) writes into live memory.
+  bool op_done = false;
+  uvcometd::error op_result;
+  std::function<void(const uvcometd::error&)> on_done() {
+    op_done = false;
+    op_result = {};
+    return [this](const uvcometd::error& e) {
+      op_result = e;
+      op_done = true;
+    };
+  }
 
   // `tls`: https:// and wss:// (the server's self-signed test certificate, verification off).
   rig(const std::string& case_name, connection_type t,
@@ -164,14 +176,9 @@ struct rig {
   }
 
   uvcometd::error open() {
-    bool done = false;
-    uvcometd::error result;
-    REQUIRE_FALSE(client->open([&](const uvcometd::error& e) {
-      result = e;
-      done = true;
-    }));
-    REQUIRE(loop.run_until([&] { return done; }, 20s));
-    return result;
+    REQUIRE_FALSE(client->open(on_done()));
+    REQUIRE(loop.run_until([&] { return op_done; }, 20s));
+    return op_result;
   }
 
   void open_ok() {
@@ -182,8 +189,6 @@ struct rig {
 
   // Subscribes to /h (the server's trigger) and waits for the reply.
   void subscribe_h() {
-    bool done = false;
-    uvcometd::error result;
     REQUIRE_FALSE(client->subscribe(
         "/h",
         [this](const uvcometd::message& m) {
@@ -193,13 +198,10 @@ struct rig {
           }
           data.emplace_back(m.data);
         },
-        [&](const uvcometd::error& e) {
-          result = e;
-          done = true;
-        }));
-    REQUIRE(loop.run_until([&] { return done; }, 10s));
-    INFO(result.to_string());
-    REQUIRE_FALSE(result);
+        on_done()));
+    REQUIRE(loop.run_until([&] { return op_done; }, 10s));
+    INFO(op_result.to_string());
+    REQUIRE_FALSE(op_result);
   }
 
   bool got(const std::string& needle) const {
@@ -465,17 +467,12 @@ TEST_CASE("hostile: an unanswered subscribe, publish or connect ends within its 
       r.open_ok();
       r.meter.reset();
       r.started = steady::now();
-      bool done = false;
-      uvcometd::error result;
-      REQUIRE_FALSE(r.client->subscribe("/h", [](const uvcometd::message&) {}, [&](const uvcometd::error& e) {
-        result = e;
-        done = true;
-      }));
+      REQUIRE_FALSE(r.client->subscribe("/h", [](const uvcometd::message&) {}, r.on_done()));
       // Deadline: max_network_delay (1.5 s); the bound leaves room for a retry of the request.
-      const bool ended = r.loop.run_until([&] { return done; }, network_delay * 2 + 3s);
-      INFO("after " << r.seconds() << " s: " << result.to_string());
+      const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
+      INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
       CHECK(ended);
-      CHECK(result.code == uvcometd::make_error_code(errc::timeout));
+      CHECK(r.op_result.code == uvcometd::make_error_code(errc::timeout));
       r.check_heap();
       r.report();
     }
@@ -484,16 +481,11 @@ TEST_CASE("hostile: an unanswered subscribe, publish or connect ends within its 
       r.open_ok();
       r.meter.reset();
       r.started = steady::now();
-      bool done = false;
-      uvcometd::error result;
-      REQUIRE_FALSE(r.client->publish("/p", R"({"x":1})", [&](const uvcometd::error& e) {
-        result = e;
-        done = true;
-      }));
-      const bool ended = r.loop.run_until([&] { return done; }, network_delay * 2 + 3s);
-      INFO("after " << r.seconds() << " s: " << result.to_string());
+      REQUIRE_FALSE(r.client->publish("/p", R"({"x":1})", r.on_done()));
+      const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
+      INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
       CHECK(ended);
-      CHECK(result.code == uvcometd::make_error_code(errc::timeout));
+      CHECK(r.op_result.code == uvcometd::make_error_code(errc::timeout));
       r.check_heap();
       r.report();
     }
