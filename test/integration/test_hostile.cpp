@@ -251,7 +251,8 @@ void run_delivery(rig& r, const delivery_case& c) {
   r.subscribe_h();
   const bool recovered = r.loop.run_until([&] { return r.got("\"marker\""); }, recovery_bound);
   INFO("case " << c.name << " over " << name_of(r.type, r.tls) << " after " << r.seconds() << " s; states: "
-               << r.states.describe() << "\nlog: " << r.reasons().substr(0, 4000));
+               << r.states.describe() << "\nserver: " << r.stats().dump() << "\nlog: "
+               << r.reasons().substr(0, 4000));
   CHECK(r.stat("fired") != 0);
   CHECK(recovered);  // the client is alive and still receives after the bad payload
   if (!c.cause.empty()) CHECK(r.named(c.cause));
@@ -264,6 +265,8 @@ const std::vector<delivery_case>& delivery_cases() {
   static const std::vector<delivery_case> cases = {
       {"normal", true, true, {}, nullptr, true},
       {"malformed", true, true, {"malformed response"}},
+      // A valid connect reply, then a message cut short: the connect cycle goes on.
+      {"truncated", true, true, {"malformed", "truncated", "invalid"}},
       {"oversized", true, true, {"larger than", "too large", "message_too_large"}, nullptr, true},
       {"drip", true, true, {"timed out", "timeout"}},
       {"gzip-bomb", true, false, {"larger than", "too large", "message_too_large"}, nullptr, true},

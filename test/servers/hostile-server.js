@@ -26,6 +26,8 @@
 // a payload the marker waits for the client's next /meta/connect (on whatever connection).
 //   normal       the marker only
 //   malformed    a body / text frame that is not JSON
+//   truncated    the reply to the held /meta/connect, then a message cut short (the frame ends
+//                inside it); over websocket it waits for a held connect to answer
 //   mixed        one frame: {/h n:1}, a message without a channel, {/h n:2}, a message on /h whose
 //                data nests 10000 deep, a message with channel 42, {/h n:3}
 //   oversized    a valid frame of 4 x max-size bytes
@@ -210,6 +212,12 @@ const payloads = {
   'malformed': {
     lp: (res) => lpJson('[{"channel":"/meta/connect","successful":true},{"channel":"/h","data":{"x":')(res),
     ws: (socket) => socket.write(textFrame('[{"channel":"/h","data":{"x":')),
+  },
+  'truncated': {
+    // The held connect's reply, valid, then a message cut short: the frame ends mid-message.
+    answersConnect: true,
+    lp: (res, reply) => lpJson(withReply(reply, '[{"channel":"/h","data":{"cut":'))(res),
+    ws: (socket, reply) => socket.write(textFrame(withReply(reply, '[{"channel":"/h","data":{"cut":'))),
   },
   'mixed': {
     lp: (res, reply) => lpJson(withReply(reply, mixedFrame()))(res),
@@ -445,11 +453,18 @@ function pumpWs(session) {
       session.ws.socket.write(textFrame(JSON.stringify([MARKER])));
       continue;
     }
+    if (item.payload.answersConnect && !(session.held && session.held.conn === session.ws)) return;
     queue.shift();
     ++stats.delivered;
     if (item.payload.ws) {
       session.ws.afterPayload = true;
-      item.payload.ws(session.ws.socket);
+      let reply = null;
+      if (item.payload.answersConnect) {
+        reply = connectReply(session.held.msg);
+        clearTimeout(session.held.timer);
+        session.held = null;
+      }
+      item.payload.ws(session.ws.socket, reply);
     }
   }
 }
