@@ -7,6 +7,8 @@
 //   FINAL ... rss_start_kb=<n> rss_end_kb=<n> rss_max_kb=<VmHWM>   on SIGTERM/SIGINT, then exits 0
 //
 //   uvcometd-soak-client URL websocket|long-polling [ack 0|1]
+//
+// With SOAK_LOG set in the environment the library's log (info and above) goes to stderr.
 #include <uv.h>
 
 #include <chrono>
@@ -128,6 +130,12 @@ int main(int argc, char** argv) {
   o.connection_timeout = std::chrono::milliseconds(0);  // cuts go on for the whole soak
   o.max_network_delay = std::chrono::seconds(5);
   if (ack) o.extensions.push_back(std::make_shared<uvcometd::ack_extension>());
+  if (std::getenv("SOAK_LOG") != nullptr) {  // the library's log (info and above) on stderr
+    o.log = [](uvcometd::log_level lv, std::string_view text) {
+      if (lv == uvcometd::log_level::debug) return;
+      std::fprintf(stderr, "%.*s\n", static_cast<int>(text.size()), text.data());
+    };
+  }
   s.client = std::make_unique<uvcometd::client>(&loop, o);
   s.client->on_state([&s](uvcometd::state st, uvcometd::connection_type, const uvcometd::error&) {
     if (st == uvcometd::state::reconnecting) ++s.reconnects;

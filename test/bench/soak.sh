@@ -21,7 +21,8 @@
 # 30) to receive what is still due, then SIGTERM. One line per scenario:
 #   <scenario> published=N received=N distinct=N lost=N dup=N cuts=N reconnects=N
 #              rss_start_kb=N rss_end_kb=N rss_max_kb=N
-# and the RSS samples in $SOAK_KEEP/<scenario>.stat when SOAK_KEEP=DIR is set.
+# and the RSS samples in $SOAK_KEEP/<scenario>.stat when SOAK_KEEP=DIR is set (with SOAK_LOG=1
+# too, the library's log in $SOAK_KEEP/<scenario>.log).
 # Exit status 1 when the ack scenario lost or duplicated a message, or a scenario failed to run.
 # Environment: UVCOMETD_SERVERS_DIR (default test/servers), UVCOMETD_NODE (default node), RATE,
 # DRAIN, SOAK_KEEP.
@@ -124,6 +125,7 @@ for scenario in "${list[@]}"; do
   if [ -n "${SOAK_KEEP:-}" ]; then
     mkdir -p "$SOAK_KEEP"
     grep -E '^(STAT|FINAL) ' "$dir/client.out" >"$SOAK_KEEP/$scenario.stat" || true
+    cp "$dir/client.err" "$SOAK_KEEP/$scenario.log" 2>/dev/null || true
   fi
   if [ "$ack" = 1 ] && { [ "$lost" -ne 0 ] || [ "$dup" -ne 0 ]; }; then
     echo "soak: $scenario: with the ack extension $lost lost and $dup duplicated" >&2
