@@ -57,6 +57,10 @@ void ensure_curl_global_init() {
 
 constexpr std::size_t max_free_requests = 4;  // idle easy handles kept for reuse
 constexpr std::size_t body_excerpt = 200;     // body characters quoted in an HTTP error
+// Response header bytes kept per request. libcurl's own total limit depends on its version (none
+// before 8.3 upstream; 300 kB where it exists) and the lines are kept here as strings: a server
+// sending header lines for ever must not grow the client past this.
+constexpr std::size_t max_header_bytes = 64 * 1024;
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
@@ -83,7 +87,10 @@ struct request_ctx {
   std::string response;
   header_list headers;
   std::size_t max_size = 0;
+  std::size_t header_bytes = 0;  // response header bytes received (max_header_bytes)
+  bool configured = false;  // the options shared by every request are set (lp_core::configure)
   bool too_large = false;
+  bool headers_too_large = false;
   bool out_of_memory = false;
   char errbuf[CURL_ERROR_SIZE] = {};
 
@@ -367,20 +374,45 @@ class lp_core {
     std::string().swap(r->body);  // a big publish should not pin its memory
     std::string().swap(r->response);
     r->headers.clear();
-    r->request_headers.reset();
+    // request_headers is kept: the handle still points at that list (configure() sets another
+    // only when set_headers() replaced it).
     free_.push_back(std::move(r));
   }
 
-  // Sets every option on each use, so a recycled handle carries nothing over.
+  // Options that are the same for every request of this transport are set once per easy handle
+  // (a recycled handle keeps them: nothing else ever changes them); only what differs per request
+  // is set on each use. Setting them again was not free: each string option is copied anew, and
+  // libcurl appends every CURLOPT_COOKIEFILE call to a list it keeps and re-reads before every
+  // transfer, so a reused handle grew and slowed down with each request (issue 11, finding 3).
   void configure(request_ctx& r, std::chrono::milliseconds timeout) {
     CURL* e = r.easy;
     r.response.clear();
     r.headers.clear();
     r.too_large = false;
+    r.headers_too_large = false;
+    r.header_bytes = 0;
     r.out_of_memory = false;
     r.errbuf[0] = '\0';
     r.max_size = config_.max_message_size;
 
+    if (!r.configured) {
+      configure_once(r);
+      r.configured = true;
+    }
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
+    if (r.request_headers != header_list_) {
+      r.request_headers = header_list_;  // stays valid for this transfer if the headers change
+      curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
+    }
+    // 0 or less means no deadline (curl's own meaning of 0).
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
+  }
+
+  // The options every request of this core shares; `r` lives at a fixed address (a unique_ptr)
+  // for as long as its easy handle, so the pointers to it stay valid across reuses.
+  void configure_once(request_ctx& r) {
+    CURL* e = r.easy;
     curl_easy_setopt(e, CURLOPT_URL, config_.url.c_str());
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -388,15 +420,11 @@ class lp_core {
     curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(&r));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r.body.c_str());
-    r.request_headers = header_list_;  // stays valid for this transfer if the headers change
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
     curl_easy_setopt(e, CURLOPT_USERAGENT, "uvcometd");
+    // Compressed bodies are accepted and inflated by libcurl; on_write counts the inflated bytes
+    // against max_message_size, so a "gzip bomb" ends at the limit.
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    // 0 or less means no deadline (curl's own meaning of 0).
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
     if (config_.connect_timeout.count() > 0)
       curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(config_.connect_timeout.count()));
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
@@ -405,6 +433,7 @@ class lp_core {
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, &lp_core::on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, static_cast<void*>(&r));
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r.errbuf);
+    // The cookie engine: the share's jar, enabled once per handle (see above).
     curl_easy_setopt(e, CURLOPT_SHARE, share_);
     curl_easy_setopt(e, CURLOPT_COOKIEFILE, "");
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, config_.tls_verify ? 1L : 0L);
@@ -438,6 +467,11 @@ class lp_core {
   static size_t on_header(char* data, size_t size, size_t n, void* userp) {
     auto* r = static_cast<request_ctx*>(userp);
     const size_t len = size * n;
+    r->header_bytes += len;
+    if (r->header_bytes > max_header_bytes) {
+      r->headers_too_large = true;
+      return 0;  // CURLE_WRITE_ERROR ends the transfer
+    }
     try {
       std::string_view line(data, len);
       if (line.rfind("HTTP/", 0) == 0) {
@@ -549,6 +583,10 @@ class lp_core {
     if (result == CURLE_WRITE_ERROR && r.too_large) {
       return error(make_error_code(errc::message_too_large),
                    "response larger than " + std::to_string(r.max_size) + " bytes");
+    }
+    if (result == CURLE_WRITE_ERROR && r.headers_too_large) {
+      return error(make_error_code(errc::message_too_large),
+                   "response headers larger than " + std::to_string(max_header_bytes) + " bytes");
     }
     if (r.out_of_memory) return error(make_error_code(errc::transport_error), "out of memory");
     if (result == CURLE_PEER_FAILED_VERIFICATION || result == CURLE_SSL_CACERT_BADFILE) {
