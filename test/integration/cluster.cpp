@@ -179,8 +179,22 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
     throw fail("mkdtemp(" + tmpl + "): " + std::strerror(errno));
   }
   dir_ = tmpl;
+  auto lap = std::chrono::steady_clock::now();
+  auto part = [&](const char* what) {
+    const auto now = std::chrono::steady_clock::now();
+    startup_detail_ += std::string(startup_detail_.empty() ? "" : ", ") + what + " " +
+                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          now - lap)
+                                          .count()) +
+                       " ms";
+    lap = now;
+  };
   try {
-    if (opts_.redis) start_redis();
+    if (opts_.redis) {
+      start_redis();
+      part("redis-server");
+    }
+    std::vector<std::pair<std::string, std::vector<std::string>>> scripts;
     for (std::size_t i = 0; i < opts_.nodes; ++i) {
       std::vector<std::string> args{"--node", std::string(1, static_cast<char>('A' + i)),
                                     "--timeout", std::to_string(opts_.timeout_s), "--port", "0"};
@@ -193,9 +207,14 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
         }
       }
       args.insert(args.end(), opts_.node_args.begin(), opts_.node_args.end());
-      nodes_.push_back(std::make_unique<server_process>("faye-cluster-node.js", args));
+      scripts.emplace_back("faye-cluster-node.js", std::move(args));
     }
-    if (opts_.haproxy) start_haproxy();
+    nodes_ = server_process::start_all(scripts);
+    part("nodes");
+    if (opts_.haproxy) {
+      start_haproxy();
+      part("haproxy");
+    }
   } catch (...) {
     haproxy_.reset();
     nodes_.clear();

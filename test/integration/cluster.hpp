@@ -63,8 +63,9 @@ class cluster {
   int lb_port() const;
   // The redis-server port (0 without opts.redis).
   int redis_port() const;
-  // How long the constructor took.
+  // How long the constructor took, and its parts ("redis-server N ms, nodes N ms, haproxy N ms").
   std::chrono::milliseconds startup_time() const { return startup_time_; }
+  const std::string& startup_detail() const { return startup_detail_; }
 
   // The process ids of every process running now: redis-server, the nodes, haproxy.
   std::vector<pid_t> pids() const;
@@ -112,6 +113,7 @@ class cluster {
   std::vector<std::unique_ptr<server_process>> nodes_;
   std::unique_ptr<server_process> haproxy_;
   std::chrono::milliseconds startup_time_{0};
+  std::string startup_detail_;
 };
 
 // A free TCP port on 127.0.0.1 (bound to 0, read and released): for programs that cannot report

@@ -200,8 +200,27 @@ server_process::server_process(program_spec spec) : spec_(std::move(spec)) {
   spawn(args_);
 }
 
+server_process::server_process(launch_only, const std::string& script,
+                               std::vector<std::string> args)
+    : script_(script), args_(std::move(args)) {
+  launch(args_);
+}
+
+std::vector<std::unique_ptr<server_process>> server_process::start_all(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& scripts) {
+  std::vector<std::unique_ptr<server_process>> out;
+  for (const auto& [script, args] : scripts) {
+    out.push_back(std::unique_ptr<server_process>(new server_process(launch_only{}, script, args)));
+  }
+  // They all start meanwhile: waiting in turn takes as long as the slowest. On a failure the
+  // others are killed and reaped by their destructors.
+  for (auto& p : out) p->await_start();
+  return out;
+}
+
 server_process::~server_process() {
   stop();
+  if (out_fd_ >= 0) ::close(out_fd_);
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
 }
 
@@ -284,6 +303,11 @@ std::string server_process::stderr_tail() const {
 }
 
 void server_process::spawn(const std::vector<std::string>& args) {
+  launch(args);
+  await_start();
+}
+
+void server_process::launch(const std::vector<std::string>& args) {
   const bool program = !spec_.program.empty();
   std::vector<std::string> argv_s;
   if (program) {
@@ -353,6 +377,16 @@ void server_process::spawn(const std::vector<std::string>& args) {
   if (out[1] >= 0) ::close(out[1]);
   ::setpgid(pid, pid);  // also from the parent, so that kill(-pid) works at once
   pid_ = pid;
+  out_fd_ = out[0];
+  command_.clear();
+  for (const auto& a : argv_s) command_ += (command_.empty() ? "" : " ") + a;
+}
+
+void server_process::await_start() {
+  const bool program = !spec_.program.empty();
+  const pid_t pid = pid_;
+  const int out_fd = out_fd_;  // closed below
+  out_fd_ = -1;
 
   // Wait for "PORT <n>\n" (a script) or for spec_.ready (a program).
   std::string line;
@@ -369,7 +403,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
       failure = "no PORT line within 15 s";
       break;
     }
-    pollfd p{out[0], POLLIN, 0};
+    pollfd p{out_fd, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -378,7 +412,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
     }
     if (r == 0) continue;
     char buf[256];
-    ssize_t n = ::read(out[0], buf, sizeof buf);
+    ssize_t n = ::read(out_fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       failure = std::string("read: ") + std::strerror(errno);
@@ -391,7 +425,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
     line.append(buf, static_cast<std::size_t>(n));
     if (line.find('\n') != std::string::npos) break;
   }
-  if (out[0] >= 0) ::close(out[0]);  // the servers write nothing else there (and ignore EPIPE)
+  if (out_fd >= 0) ::close(out_fd);  // the servers write nothing else there (and ignore EPIPE)
 
   if (!program && failure.empty()) {
     line = line.substr(0, line.find('\n'));
@@ -415,9 +449,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
     }
   }
   pid_ = 0;
-  std::string cmd;
-  for (const auto& a : argv_s) cmd += (cmd.empty() ? "" : " ") + a;
-  throw std::runtime_error("server_process: `" + cmd + "`: " + failure + "; the server " +
+  throw std::runtime_error("server_process: `" + command_ + "`: " + failure + "; the server " +
                            describe_status(status) + "; stderr:\n" + stderr_tail());
 }
 

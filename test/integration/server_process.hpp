@@ -2,8 +2,10 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace uvcometd::test {
@@ -37,6 +39,10 @@ class server_process {
   // Starts a program_spec; throws std::runtime_error (with the log's tail) when it exits or is
   // not ready within 15 s. restart() runs it again with the same arguments (the same port).
   explicit server_process(program_spec spec);
+  // Starts several node scripts ({script, args} each) at once, so that their start-ups overlap,
+  // and returns once all printed their port (throws like the constructor, the others stopped).
+  static std::vector<std::unique_ptr<server_process>> start_all(
+      const std::vector<std::pair<std::string, std::vector<std::string>>>& scripts);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -69,7 +75,15 @@ class server_process {
   void publish(const std::string& channel, const std::string& data_json, int count = 1);
 
  private:
+  struct launch_only {};
+  server_process(launch_only, const std::string& script, std::vector<std::string> args);
+  // spawn(): launch() then await_start(). launch() forks and execs (always from the calling
+  // thread: PR_SET_PDEATHSIG ties the child to the thread that forked it, so never from a
+  // short-lived one); await_start() waits for the port or readiness, and on failure reaps the
+  // child and throws.
   void spawn(const std::vector<std::string>& args);
+  void launch(const std::vector<std::string>& args);
+  void await_start();
   // Polls spec_.ready while the child runs; returns "" when ready, else why not (`exited`: the
   // child ended and was reaped, `status` says how).
   std::string wait_ready(pid_t pid, int& status, bool& exited);
@@ -81,6 +95,8 @@ class server_process {
   int port_ = 0;
   pid_t pid_ = 0;
   int stderr_fd_ = -1;  // the child's stderr (an unlinked temporary file)
+  int out_fd_ = -1;     // a launched script's stdout until await_start() read its port
+  std::string command_; // the launched command line, for error messages
 };
 
 }  // namespace uvcometd::test

@@ -43,8 +43,8 @@ TEST_CASE("cluster rig: redis, three nodes and haproxy start on 127.0.0.1 and ar
     o.haproxy = true;
     cluster c(o);
     figure("cluster of redis-server + 3 nodes + haproxy up (every node passed a health check) "
-           "in %ld ms",
-           static_cast<long>(c.startup_time().count()));
+           "in %ld ms (%s)",
+           static_cast<long>(c.startup_time().count()), c.startup_detail().c_str());
     CHECK(c.size() == 3);
     CHECK(c.redis_port() > 0);
     http_peer peer;
