@@ -11,6 +11,7 @@ UVCOMETD_APT_PACKAGES=(
   g++ pkg-config meson ninja-build
   libuv1-dev libcurl4-openssl-dev libwebsockets-dev libwebsockets-evlib-uv libssl-dev openssl
   rapidjson-dev catch2 nlohmann-json3-dev
+  redis-server haproxy
 )
 
 uvcometd__log() { printf '[deps] %s\n' "$*" >&2; }

@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -36,14 +38,13 @@ bool is_executable(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && ::access(path.c_str(), X_OK) == 0;
 }
 
-// The node binary: $UVCOMETD_NODE, else `node` or `nodejs` on PATH (resolved before fork so that
-// the child only calls async-signal-safe functions).
-std::string find_node() {
-  std::string forced = env("UVCOMETD_NODE");
-  if (!forced.empty()) return forced;
+// The first of `names` found on PATH (with /usr/sbin and /sbin after it: haproxy lives there),
+// or "" (resolved before fork so that the child only calls async-signal-safe functions).
+std::string find_on_path(std::initializer_list<const char*> names) {
   std::string path = env("PATH");
   if (path.empty()) path = "/usr/local/bin:/usr/bin:/bin";
-  for (const char* name : {"node", "nodejs"}) {
+  path += ":/usr/local/sbin:/usr/sbin:/sbin";
+  for (const char* name : names) {
     std::size_t start = 0;
     while (start <= path.size()) {
       std::size_t end = path.find(':', start);
@@ -55,7 +56,26 @@ std::string find_node() {
       start = end + 1;
     }
   }
-  throw std::runtime_error("server_process: node not found on PATH (set UVCOMETD_NODE)");
+  return {};
+}
+
+// The node binary: $UVCOMETD_NODE, else `node` or `nodejs` on PATH.
+std::string find_node() {
+  std::string forced = env("UVCOMETD_NODE");
+  if (!forced.empty()) return forced;
+  std::string found = find_on_path({"node", "nodejs"});
+  if (found.empty()) {
+    throw std::runtime_error("server_process: node not found on PATH (set UVCOMETD_NODE)");
+  }
+  return found;
+}
+
+// A program_spec's program: itself when it names a path, else found on PATH.
+std::string find_program(const std::string& program) {
+  if (program.find('/') != std::string::npos) return program;
+  std::string found = find_on_path({program.c_str()});
+  if (found.empty()) throw std::runtime_error("server_process: " + program + " not found on PATH");
+  return found;
 }
 
 std::string basename_of(const std::string& path) {
@@ -170,8 +190,37 @@ server_process::server_process(const std::string& script, std::vector<std::strin
   spawn(args_);
 }
 
+server_process::server_process(program_spec spec) : spec_(std::move(spec)) {
+  if (spec_.program.empty() || !spec_.ready) {
+    throw std::invalid_argument("server_process: a program_spec needs a program and ready");
+  }
+  script_ = spec_.program;
+  args_ = spec_.args;
+  port_ = spec_.port;
+  spawn(args_);
+}
+
+server_process::server_process(launch_only, const std::string& script,
+                               std::vector<std::string> args)
+    : script_(script), args_(std::move(args)) {
+  launch(args_);
+}
+
+std::vector<std::unique_ptr<server_process>> server_process::start_all(
+    const std::vector<std::pair<std::string, std::vector<std::string>>>& scripts) {
+  std::vector<std::unique_ptr<server_process>> out;
+  for (const auto& [script, args] : scripts) {
+    out.push_back(std::unique_ptr<server_process>(new server_process(launch_only{}, script, args)));
+  }
+  // They all start meanwhile: waiting in turn takes as long as the slowest. On a failure the
+  // others are killed and reaped by their destructors.
+  for (auto& p : out) p->await_start();
+  return out;
+}
+
 server_process::~server_process() {
   stop();
+  if (out_fd_ >= 0) ::close(out_fd_);
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
 }
 
@@ -182,6 +231,7 @@ std::string server_process::base_url() const {
 }
 
 std::string server_process::url() const {
+  if (!spec_.program.empty()) return base_url();
   const std::string name = basename_of(script_);
   if (name.rfind("faye", 0) == 0) return base_url() + "/bayeux";
   if (name.rfind("cometd", 0) == 0) return base_url() + "/cometd";
@@ -208,6 +258,10 @@ void server_process::stop() {
 
 void server_process::restart() {
   stop();
+  if (!spec_.program.empty()) {
+    spawn(args_);  // its arguments name its port
+    return;
+  }
   std::vector<std::string> args;
   for (std::size_t i = 0; i < args_.size(); ++i) {
     if (args_[i] == "--port") {
@@ -226,7 +280,8 @@ void server_process::restart() {
       return;
     } catch (const std::runtime_error& e) {
       // The old listening socket may linger for a moment; anything else is fatal.
-      if (std::strstr(e.what(), "EADDRINUSE") == nullptr ||
+      if ((std::strstr(e.what(), "EADDRINUSE") == nullptr &&
+           std::strstr(e.what(), "Address already in use") == nullptr) ||
           std::chrono::steady_clock::now() >= deadline) {
         throw;
       }
@@ -248,13 +303,25 @@ std::string server_process::stderr_tail() const {
 }
 
 void server_process::spawn(const std::vector<std::string>& args) {
-  const std::string node = find_node();
-  const std::string script_path =
-      script_.find('/') != std::string::npos ? script_ : servers_dir() + "/" + script_;
-  if (::access(script_path.c_str(), R_OK) != 0) {
-    throw std::runtime_error("server_process: cannot read " + script_path +
-                             " (set UVCOMETD_SERVERS_DIR)");
+  launch(args);
+  await_start();
+}
+
+void server_process::launch(const std::vector<std::string>& args) {
+  const bool program = !spec_.program.empty();
+  std::vector<std::string> argv_s;
+  if (program) {
+    argv_s.push_back(find_program(spec_.program));
+  } else {
+    const std::string script_path =
+        script_.find('/') != std::string::npos ? script_ : servers_dir() + "/" + script_;
+    if (::access(script_path.c_str(), R_OK) != 0) {
+      throw std::runtime_error("server_process: cannot read " + script_path +
+                               " (set UVCOMETD_SERVERS_DIR)");
+    }
+    argv_s = {find_node(), script_path};
   }
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
 
   // The child's stderr: an unlinked temporary file we keep open to quote it on failure.
   if (stderr_fd_ >= 0) ::close(stderr_fd_);
@@ -267,13 +334,12 @@ void server_process::spawn(const std::vector<std::string>& args) {
   }
   ::unlink(tmpl.c_str());
 
-  int out[2];
-  if (::pipe2(out, O_CLOEXEC) != 0) {
+  // A script's stdout is a pipe for its "PORT n" line; a program's goes to the log.
+  int out[2] = {-1, -1};
+  if (!program && ::pipe2(out, O_CLOEXEC) != 0) {
     throw std::runtime_error(std::string("server_process: pipe2: ") + std::strerror(errno));
   }
 
-  std::vector<std::string> argv_s{node, script_path};
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(&a[0]);
   argv.push_back(nullptr);
@@ -283,8 +349,8 @@ void server_process::spawn(const std::vector<std::string>& args) {
   pid_t pid = ::fork();
   if (pid < 0) {
     int e = errno;
-    ::close(out[0]);
-    ::close(out[1]);
+    if (out[0] >= 0) ::close(out[0]);
+    if (out[1] >= 0) ::close(out[1]);
     throw std::runtime_error(std::string("server_process: fork: ") + std::strerror(e));
   }
   if (pid == 0) {
@@ -300,7 +366,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
     int devnull = ::open("/dev/null", O_RDONLY);
     if (devnull >= 0) ::dup2(devnull, 0);
-    ::dup2(out[1], 1);
+    ::dup2(out[1] >= 0 ? out[1] : err_fd, 1);
     ::dup2(err_fd, 2);
     ::execv(argv[0], argv.data());
     const char msg[] = "server_process: execv failed\n";
@@ -308,15 +374,28 @@ void server_process::spawn(const std::vector<std::string>& args) {
     (void)ignored;
     ::_exit(127);
   }
-  ::close(out[1]);
+  if (out[1] >= 0) ::close(out[1]);
   ::setpgid(pid, pid);  // also from the parent, so that kill(-pid) works at once
   pid_ = pid;
+  out_fd_ = out[0];
+  command_.clear();
+  for (const auto& a : argv_s) command_ += (command_.empty() ? "" : " ") + a;
+}
 
-  // Wait for "PORT <n>\n".
+void server_process::await_start() {
+  const bool program = !spec_.program.empty();
+  const pid_t pid = pid_;
+  const int out_fd = out_fd_;  // closed below
+  out_fd_ = -1;
+
+  // Wait for "PORT <n>\n" (a script) or for spec_.ready (a program).
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + start_timeout;
-  std::string failure;
-  for (;;) {
+  int status = 0;
+  bool exited = false;  // reaped by wait_ready, `status` says how
+  std::string failure = program ? wait_ready(pid, status, exited) : std::string();
+  if (program && failure.empty()) return;
+  for (; !program;) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
                     deadline - std::chrono::steady_clock::now())
                     .count();
@@ -324,7 +403,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
       failure = "no PORT line within 15 s";
       break;
     }
-    pollfd p{out[0], POLLIN, 0};
+    pollfd p{out_fd, POLLIN, 0};
     int r = ::poll(&p, 1, static_cast<int>(left));
     if (r < 0) {
       if (errno == EINTR) continue;
@@ -333,7 +412,7 @@ void server_process::spawn(const std::vector<std::string>& args) {
     }
     if (r == 0) continue;
     char buf[256];
-    ssize_t n = ::read(out[0], buf, sizeof buf);
+    ssize_t n = ::read(out_fd, buf, sizeof buf);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       failure = std::string("read: ") + std::strerror(errno);
@@ -346,9 +425,9 @@ void server_process::spawn(const std::vector<std::string>& args) {
     line.append(buf, static_cast<std::size_t>(n));
     if (line.find('\n') != std::string::npos) break;
   }
-  ::close(out[0]);  // the servers write nothing else there (and ignore EPIPE)
+  if (out_fd >= 0) ::close(out_fd);  // the servers write nothing else there (and ignore EPIPE)
 
-  if (failure.empty()) {
+  if (!program && failure.empty()) {
     line = line.substr(0, line.find('\n'));
     int port = 0;
     if (line.rfind("PORT ", 0) == 0) port = std::atoi(line.c_str() + 5);
@@ -360,19 +439,37 @@ void server_process::spawn(const std::vector<std::string>& args) {
   }
 
   // Failure: reap the child and report.
-  int status = 0;
-  pid_t r = ::waitpid(pid, &status, WNOHANG);
-  if (r == 0) {
-    kill_group(pid);
-    reap(pid, &status);
-  } else if (r < 0 && errno == EINTR) {
-    reap(pid, &status);
+  if (!exited) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == 0) {
+      kill_group(pid);
+      reap(pid, &status);
+    } else if (r < 0 && errno == EINTR) {
+      reap(pid, &status);
+    }
   }
   pid_ = 0;
-  std::string cmd;
-  for (const auto& a : argv_s) cmd += (cmd.empty() ? "" : " ") + a;
-  throw std::runtime_error("server_process: `" + cmd + "`: " + failure + "; the server " +
+  throw std::runtime_error("server_process: `" + command_ + "`: " + failure + "; the server " +
                            describe_status(status) + "; stderr:\n" + stderr_tail());
+}
+
+std::string server_process::wait_ready(pid_t pid, int& status, bool& exited) {
+  const auto deadline = std::chrono::steady_clock::now() + start_timeout;
+  for (;;) {
+    if (::waitpid(pid, &status, WNOHANG) == pid) {
+      exited = true;
+      return "it ended before " + spec_.ready_what;
+    }
+    try {
+      if (spec_.ready()) return {};
+    } catch (const std::exception& e) {
+      return std::string("not ready: ") + e.what();
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return "no " + spec_.ready_what + " within 15 s";
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
 }
 
 std::string server_process::control(const std::string& path, const std::string& json_body) {

@@ -1,8 +1,11 @@
 // Test helper: runs one of the Node.js Bayeux servers of test/servers as a child process.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <sys/types.h>
+#include <utility>
 #include <vector>
 
 namespace uvcometd::test {
@@ -19,9 +22,27 @@ std::string servers_dir();
 // Scripts: "faye-server.js" (websocket + long-polling at /bayeux) and "cometd-server.js"
 // (long-polling at /cometd), both taking --timeout SECONDS and --port N; cometd-server.js also
 // --max-interval MS. Not thread-safe: use one object from one thread.
+// A program other than a Node.js script (redis-server, haproxy): it listens on a port the caller
+// chose, its stdout and stderr both go to the log quoted on failure, and `ready` says when it
+// serves (polled every 5 ms, at most 15 s, while the program runs).
+struct program_spec {
+  std::string program;             // an absolute path, or a name looked up on PATH
+  std::vector<std::string> args;   // its arguments (argv[1]...)
+  int port = 0;                    // the port it listens on (port(), base_url(), url())
+  std::function<bool()> ready;     // true once it serves; may throw to fail the start
+  std::string ready_what;          // what `ready` waits for, for the error message
+};
+
 class server_process {
  public:
   explicit server_process(const std::string& script, std::vector<std::string> args = {});
+  // Starts a program_spec; throws std::runtime_error (with the log's tail) when it exits or is
+  // not ready within 15 s. restart() runs it again with the same arguments (the same port).
+  explicit server_process(program_spec spec);
+  // Starts several node scripts ({script, args} each) at once, so that their start-ups overlap,
+  // and returns once all printed their port (throws like the constructor, the others stopped).
+  static std::vector<std::unique_ptr<server_process>> start_all(
+      const std::vector<std::pair<std::string, std::vector<std::string>>>& scripts);
   ~server_process();
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
@@ -54,14 +75,28 @@ class server_process {
   void publish(const std::string& channel, const std::string& data_json, int count = 1);
 
  private:
+  struct launch_only {};
+  server_process(launch_only, const std::string& script, std::vector<std::string> args);
+  // spawn(): launch() then await_start(). launch() forks and execs (always from the calling
+  // thread: PR_SET_PDEATHSIG ties the child to the thread that forked it, so never from a
+  // short-lived one); await_start() waits for the port or readiness, and on failure reaps the
+  // child and throws.
   void spawn(const std::vector<std::string>& args);
+  void launch(const std::vector<std::string>& args);
+  void await_start();
+  // Polls spec_.ready while the child runs; returns "" when ready, else why not (`exited`: the
+  // child ended and was reaped, `status` says how).
+  std::string wait_ready(pid_t pid, int& status, bool& exited);
   std::string stderr_tail() const;
 
   std::string script_;
+  program_spec spec_;  // for a program (spec_.program not empty)
   std::vector<std::string> args_;
   int port_ = 0;
   pid_t pid_ = 0;
   int stderr_fd_ = -1;  // the child's stderr (an unlinked temporary file)
+  int out_fd_ = -1;     // a launched script's stdout until await_start() read its port
+  std::string command_; // the launched command line, for error messages
 };
 
 }  // namespace uvcometd::test

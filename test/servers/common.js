@@ -25,7 +25,8 @@ function usage(script, extra) {
   process.exit(2);
 }
 
-// Parses "--name value" / "--name=value" options; `spec` maps a name to its default (numbers).
+// Parses "--name value" / "--name=value" options; `spec` maps a name to its default: a number
+// (the value must be a number >= 0) or a string (the value is kept as given).
 function parseArgs(argv, spec, script, extraUsage) {
   const out = Object.assign({}, spec);
   for (let i = 0; i < argv.length; ++i) {
@@ -44,6 +45,10 @@ function parseArgs(argv, spec, script, extraUsage) {
     if (value === undefined) {
       if (i + 1 >= argv.length) usage(script, extraUsage);
       value = argv[++i];
+    }
+    if (typeof spec[name] === 'string') {  // a string option: taken as is
+      out[name] = value;
+      continue;
     }
     const n = Number(value);
     if (value === '' || !Number.isFinite(n) || n < 0) {
