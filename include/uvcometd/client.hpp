@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "uvcometd/error.hpp"
+#include "uvcometd/export.hpp"
 #include "uvcometd/message.hpp"
 #include "uvcometd/options.hpp"
 
@@ -47,7 +48,7 @@ struct message_options {
 // One local subscription. Several may share a channel pattern; the server is subscribed once per
 // pattern and unsubscribed when the last local subscription of the pattern is released. A default
 // constructed subscription is empty. It is a plain value: copying it does not add a subscription.
-class subscription {
+class UVCOMETD_API subscription {
  public:
   subscription() = default;
   // True when it refers to a subscription (it may have ended since).
@@ -69,7 +70,7 @@ class subscription {
 // Lifetime: the client object may be destroyed at any time; destroying it closes it without
 // running any further callback. The loop must keep running until every handle is closed, which
 // close()'s completion signals: after it, uv_loop_close() returns 0.
-class client {
+class UVCOMETD_API client {
  public:
   // Creates a client on `loop`. Nothing happens on the network until open().
   // Throws std::system_error(invalid_argument) when the URL is not http(s)://.

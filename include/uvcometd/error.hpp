@@ -6,6 +6,8 @@
 #include <system_error>
 #include <vector>
 
+#include "uvcometd/export.hpp"
+
 namespace uvcometd {
 
 // Error codes of the uvcometd category. Synchronous failures return them as std::error_code;
@@ -35,13 +37,13 @@ enum class errc {
 };
 
 // The error category of uvcometd ("uvcometd").
-const std::error_category& category() noexcept;
+UVCOMETD_API const std::error_category& category() noexcept;
 
 // Makes a std::error_code of the uvcometd category.
-std::error_code make_error_code(errc e) noexcept;
+UVCOMETD_API std::error_code make_error_code(errc e) noexcept;
 
 // The outcome of an asynchronous call. Empty (false) on success.
-struct error {
+struct UVCOMETD_API error {
   std::error_code code;           // what kind of failure; empty on success
   int server_code = 0;            // the Bayeux error code ("403" → 403); 0 when there is none
   std::vector<std::string> args;  // the Bayeux error arguments ("403:a,b:text" → {"a","b"})
@@ -59,7 +61,7 @@ struct error {
 
 // Parses a Bayeux error string "code:arg1,arg2:message" into an error of code server_error.
 // A string that does not follow the grammar is kept whole in `message` with server_code 0.
-error parse_server_error(std::string_view text);
+UVCOMETD_API error parse_server_error(std::string_view text);
 
 }  // namespace uvcometd
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "uvcometd/error.hpp"
+#include "uvcometd/export.hpp"
 #include "uvcometd/message.hpp"
 #include "uvcometd/options.hpp"
 
@@ -23,7 +24,7 @@ struct message_access;
 // One Bayeux message as extensions see it: its top-level fields in order, each a name and the raw
 // JSON text of its value. Every setter validates what it stores, so the message always encodes to
 // valid JSON.
-class bayeux_message {
+class UVCOMETD_API bayeux_message {
  public:
   bayeux_message() = default;
   // Parses one JSON object. Throws std::system_error(errc::invalid_argument) if it is not one,
@@ -73,7 +74,7 @@ class bayeux_message {
 using header_list = std::vector<std::pair<std::string, std::string>>;
 
 // The messages of one frame and the headers of the exchange that carries it.
-struct message_batch {
+struct UVCOMETD_API message_batch {
   // The transport carrying it.
   connection_type transport = connection_type::long_polling;
   // The messages, in frame order. Erasing one drops it: an outgoing message dropped this way
@@ -110,7 +111,7 @@ using extension_done = std::function<void(const error& err)>;
 // Hooks run on the loop thread and may call into the client, close() included. Once the client
 // object is destroyed no hook runs any more. A stateful extension that reads replies (ack) is
 // best registered first, so that it sees an incoming batch last, after any that could reject it.
-class extension {
+class UVCOMETD_API extension {
  public:
   virtual ~extension() = default;
   // Sees every outgoing batch (meta messages included) just before it is sent.
@@ -128,7 +129,7 @@ class extension {
 // operation once. When authenticate() fails, or the retry fails again, the error reaches the
 // caller (during open(): open() fails with the server's error). It is not called again before a
 // connect succeeded or a backoff delay passed, so a bad credential never loops.
-class auth_extension : public extension {
+class UVCOMETD_API auth_extension : public extension {
  public:
   // Obtains fresh credentials; calls `done` exactly once (an error gives up, see above).
   virtual void authenticate(extension_done done) = 0;

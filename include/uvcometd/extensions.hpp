@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "uvcometd/export.hpp"
 #include "uvcometd/extension.hpp"
 
 namespace uvcometd {
@@ -19,7 +20,7 @@ namespace uvcometd {
 // agrees, each /meta/connect carries the batch number of the last connect reply received, and the
 // server re-sends every message of a batch the client did not acknowledge (e.g. one written into
 // a connection that broke), so no message is lost across reconnects. One instance per client.
-class ack_extension final : public extension {
+class UVCOMETD_API ack_extension final : public extension {
  public:
   void outgoing(message_batch& batch, extension_done done) override;
   void incoming(message_batch& batch, extension_done done) override;
@@ -35,7 +36,7 @@ class ack_extension final : public extension {
 
 // Where a replay extension keeps the replay id of the last message delivered per channel, so a
 // restarted application resumes where it stopped. Called on the loop thread, synchronously.
-class replay_store {
+class UVCOMETD_API replay_store {
  public:
   virtual ~replay_store() = default;
   // The stored id of `channel`; nullopt if none.
@@ -45,7 +46,7 @@ class replay_store {
 };
 
 // A replay_store in memory (shared by client instances of one process, e.g. across restarts).
-class memory_replay_store final : public replay_store {
+class UVCOMETD_API memory_replay_store final : public replay_store {
  public:
   std::optional<std::int64_t> load(std::string_view channel) override;
   void save(std::string_view channel, std::int64_t replay_id) override;
@@ -60,7 +61,7 @@ class memory_replay_store final : public replay_store {
 // followed that id. A re-subscribe after a re-handshake uses the latest ids. Ids are kept per
 // exact channel (as Salesforce replays them): a wildcard subscription starts from `initial_id`.
 // One instance per client.
-class replay_extension final : public extension {
+class UVCOMETD_API replay_extension final : public extension {
  public:
   struct settings {
     // For a channel without a known id: -1 new messages only, -2 every message the server keeps.
@@ -95,7 +96,7 @@ class replay_extension final : public extension {
 // Bearer <token>" by default, on every long-polling request and the websocket upgrade) and/or in
 // the handshake's ext. The provider is called before the first handshake and again whenever the
 // client asks for fresh credentials after an authentication failure; never twice at once.
-class token_auth final : public auth_extension {
+class UVCOMETD_API token_auth final : public auth_extension {
  public:
   // Hands the provider's result back: a token, or an error (then the batch waiting for it fails).
   using token_callback = std::function<void(const error& err, std::string token)>;

@@ -3,11 +3,13 @@
 
 #include <string_view>
 
+#include "uvcometd/export.hpp"
+
 namespace uvcometd {
 
 // A received data message. Every view points into the frame it arrived in and is valid only
 // during the callback that receives it: copy what must outlive the call.
-struct message {
+struct UVCOMETD_API message {
   std::string_view channel;  // the channel it was published to, e.g. "/chat/room1"
   std::string_view data;     // raw JSON text of "data" exactly as received; empty if absent
   std::string_view id;       // the message id (unescaped), empty if the server sent none

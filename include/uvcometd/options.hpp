@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "uvcometd/export.hpp"
+
 namespace uvcometd {
 
 class extension;
@@ -20,9 +22,9 @@ struct error;
 enum class connection_type { long_polling, websocket };
 
 // The Bayeux name of a connection type ("long-polling", "websocket").
-std::string_view to_string(connection_type t) noexcept;
+UVCOMETD_API std::string_view to_string(connection_type t) noexcept;
 // Parses a Bayeux connection type name; nullopt if unknown.
-std::optional<connection_type> parse_connection_type(std::string_view name) noexcept;
+UVCOMETD_API std::optional<connection_type> parse_connection_type(std::string_view name) noexcept;
 
 // The client's life cycle. Every transition is reported to the state listener.
 enum class state {
@@ -36,13 +38,13 @@ enum class state {
 };
 
 // The name of a state ("connected", ...).
-std::string_view to_string(state s) noexcept;
+UVCOMETD_API std::string_view to_string(state s) noexcept;
 
 // Severity of a log line given to options::log.
 enum class log_level { debug, info, warning, error };
 
 // Options, copied when the client is created.
-struct options {
+struct UVCOMETD_API options {
   // The server's Bayeux URL, http(s)://host[:port]/path. The websocket URL is derived from it
   // (ws(s)://, same host and path). The one-URL shorthand of `urls`.
   std::string url;
