@@ -54,7 +54,7 @@ status=0
 
 # 1. The library and its tests, sanitized.
 built=0
-if setup "$BUILD" . -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true \
+if setup "$BUILD" . -Dtests=enabled -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true \
      --wrap-mode=nodownload >&2 && meson compile -C "$BUILD" >&2; then
   built=1
 else
