@@ -39,7 +39,7 @@ using call_completion = std::function<void(const error& err, const message& repl
 using meta_listener = std::function<void(const meta_message& reply)>;
 
 /// Fields of one publish, subscribe or remote call, beyond its channel and data.
-struct message_options {
+struct UVCOMETD_API message_options {
   /// JSON object text sent as this message's "ext" (CometD's publish props and
   /// subscribeProps), without writing an extension; empty for none. A subscription's ext also
   /// travels with its re-subscription after a re-handshake.

@@ -21,7 +21,7 @@ struct UVCOMETD_API message {
 /// A reply on a meta channel (/meta/handshake, /meta/connect, /meta/subscribe, /meta/unsubscribe,
 /// /meta/disconnect) as meta listeners see it, or the failure of such a request when no reply
 /// came (then `json` is empty and `error` says what happened). Views valid during the call only.
-struct meta_message {
+struct UVCOMETD_API meta_message {
   std::string_view channel;  ///< the meta channel
   bool successful = false;   ///< the reply's "successful"
   std::string_view error;    ///< the reply's "error" text (decoded), or the failure's description
