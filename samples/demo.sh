@@ -26,9 +26,9 @@ CLI=${UVCOMETD_DEMO_CLI:-}
 if [ -z "$CLI" ]; then
   say "building uvcometd-cli in $BUILD/"
   if [ -f "$BUILD/meson-private/coredata.dat" ]; then
-    meson setup --reconfigure "$BUILD" . -Dbuildtype=debugoptimized -Dtests=false -Dsamples=true --wrap-mode=nodownload >/dev/null
+    meson setup --reconfigure "$BUILD" . -Dbuildtype=debugoptimized -Dtests=disabled -Dsamples=true --wrap-mode=nodownload >/dev/null
   else
-    meson setup "$BUILD" . -Dbuildtype=debugoptimized -Dtests=false -Dsamples=true --wrap-mode=nodownload >/dev/null
+    meson setup "$BUILD" . -Dbuildtype=debugoptimized -Dtests=disabled -Dsamples=true --wrap-mode=nodownload >/dev/null
   fi
   meson compile -C "$BUILD" uvcometd-cli
   CLI="$BUILD/samples/uvcometd-cli"

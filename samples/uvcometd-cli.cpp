@@ -35,10 +35,7 @@
 #include "uvcometd/checks.hpp"
 #include "uvcometd/client.hpp"
 #include "uvcometd/extensions.hpp"
-
-#ifndef UVCOMETD_CLI_VERSION
-#define UVCOMETD_CLI_VERSION "unknown"
-#endif
+#include "uvcometd/version.hpp"
 
 namespace {
 
@@ -821,7 +818,8 @@ int main(int argc, char* argv[]) {
       std::fputs(uvcometd_cli::usage().c_str(), stdout);
       return std::fflush(stdout) == 0 ? exit_done : exit_failed;
     case uvcometd_cli::parse_action::version:
-      std::fputs("uvcometd-cli " UVCOMETD_CLI_VERSION "\n", stdout);
+      // The library it runs with: the CLI is released with it, under the same version.
+      std::printf("uvcometd-cli %s\n", uvcometd::version());
       return std::fflush(stdout) == 0 ? exit_done : exit_failed;
     case uvcometd_cli::parse_action::usage_error:
       print_error(parsed.error);

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds uvcometd with ASan+UBSan and runs every test, then builds the consumer project.
+# Builds uvcometd with ASan+UBSan and runs every test, then the consumer projects.
 #
 #   test/run-tests.sh [MESON_TEST_ARGS...]     e.g. test/run-tests.sh --suite unit
 #
@@ -13,15 +13,14 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${UVCOMETD_BUILD_DIR:-build-asan}
-CONSUMER_SRC=test/consumer
 CONSUMER_BUILD=${UVCOMETD_CONSUMER_BUILD_DIR:-test/consumer/build}
 
 log() { printf '[run-tests] %s\n' "$*" >&2; }
 
 # shellcheck source=SCRIPTDIR/../samples/install-deps.sh
 . "$ROOT/samples/install-deps.sh"
-# shellcheck disable=SC2119
-if ! uvcometd_install_deps; then
+# cmake for the CMake consumer, doxygen for the reference (test 'docs').
+if ! uvcometd_install_deps cmake doxygen; then
   log "installing the build dependencies failed"
   echo "0 passed, 1 failed"
   exit 1
@@ -54,7 +53,7 @@ status=0
 
 # 1. The library and its tests, sanitized.
 built=0
-if setup "$BUILD" . -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true \
+if setup "$BUILD" . -Dtests=enabled -Dbuildtype=debug -Db_sanitize=address,undefined -Dwerror=true \
      --wrap-mode=nodownload >&2 && meson compile -C "$BUILD" >&2; then
   built=1
 else
@@ -115,26 +114,18 @@ EOF
   fi
 fi
 
-# 2. A downstream project building against the tree through a meson subproject (one test).
+# 2. Downstream projects: uvcometd installed into a prefix and used through pkg-config (C++ and
+#    C), CMake and meson dependency(), and as a meson subproject (one test per check).
 if [ "${UVCOMETD_SKIP_CONSUMER:-0}" != 1 ]; then
-  # The subproject is a symlink to the repository root; recreate it if the checkout lost it.
-  if [ ! -e "$CONSUMER_SRC/subprojects/uvcometd/meson.build" ]; then
-    mkdir -p "$CONSUMER_SRC/subprojects"
-    rm -rf "$CONSUMER_SRC/subprojects/uvcometd"
-    ln -s ../../.. "$CONSUMER_SRC/subprojects/uvcometd"
-  fi
-  log "building the consumer project ($CONSUMER_SRC)"
-  if setup "$CONSUMER_BUILD" "$CONSUMER_SRC" --force-fallback-for=uvcometd \
-       --wrap-mode=nodownload >&2 &&
-     meson compile -C "$CONSUMER_BUILD" >&2 &&
-     out=$("$CONSUMER_BUILD/uvcometd-consumer") && [ "$out" = ok ]; then
-    log "consumer: OK"
-    passed=$((passed + 1))
-  else
-    log "consumer: FAIL"
-    failed=$((failed + 1))
-    status=1
-  fi
+  log "building the consumer projects (test/consumer/run.sh $CONSUMER_BUILD)"
+  consumer_out=$(test/consumer/run.sh "$CONSUMER_BUILD")
+  printf '%s\n' "$consumer_out" | sed 's/^/[run-tests] consumer: /' >&2
+  ok=$(grep -c '^PASS ' <<<"$consumer_out")
+  bad=$(grep -c '^FAIL ' <<<"$consumer_out")
+  [ "$ok" -gt 0 ] || bad=$((bad + 1))  # it stopped before any check
+  passed=$((passed + ok))
+  failed=$((failed + bad))
+  [ "$bad" -eq 0 ] || status=1
 fi
 
 [ "$failed" -eq 0 ] || status=1

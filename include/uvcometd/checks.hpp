@@ -6,6 +6,7 @@
 #include <string>
 #include <string_view>
 
+#include "uvcometd/export.hpp"
 #include "uvcometd/options.hpp"
 
 namespace uvcometd {
@@ -20,20 +21,20 @@ enum class channel_use {
 /// apply (they fail with errc::invalid_channel then), or an empty string when it can. The rules:
 /// "/" and non-empty segments without spaces or control characters; a wildcard ("*" or "**")
 /// only as the whole last segment, and only to subscribe; no /meta channel.
-std::string channel_problem(std::string_view channel, channel_use use);
+UVCOMETD_API std::string channel_problem(std::string_view channel, channel_use use);
 
 /// Whether the subscription `pattern` (exact, "/a/*": one more segment, "/a/**": one or more)
 /// matches the concrete `channel`: the rule received messages are routed by.
-bool channel_matches(std::string_view pattern, std::string_view channel) noexcept;
+UVCOMETD_API bool channel_matches(std::string_view pattern, std::string_view channel) noexcept;
 
 /// Whether `text` is one JSON value (RFC 8259, surrounding whitespace allowed) nested at most
 /// 256 levels deep: what client::publish() accepts as data and options::handshake_ext as an
 /// object. Strings are not checked for valid UTF-8.
-bool is_valid_json(std::string_view text) noexcept;
+UVCOMETD_API bool is_valid_json(std::string_view text) noexcept;
 
 /// Why the client's constructor would refuse `opts` (it throws std::system_error with
 /// errc::invalid_argument and this text then), or an empty string when it would not. Reads
 /// options::ca_file's permissions; never touches the network.
-std::string options_problem(const options& opts);
+UVCOMETD_API std::string options_problem(const options& opts);
 
 }  // namespace uvcometd

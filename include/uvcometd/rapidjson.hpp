@@ -1,7 +1,8 @@
-// uvcometd — optional RapidJSON glue: received data into a rapidjson::Document, a
-// rapidjson::Value published. Header-only and included by nothing else, so only an application
-// that includes it needs RapidJSON (meson: dependency('uvcometd-rapidjson'); pkg-config:
-// uvcometd-rapidjson).
+/// @file
+/// uvcometd — optional RapidJSON glue: received data into a rapidjson::Document, a
+/// rapidjson::Value published. Header-only and included by nothing else, so only an application
+/// that includes it needs RapidJSON (meson: dependency('uvcometd-rapidjson'); pkg-config:
+/// uvcometd-rapidjson).
 #pragma once
 
 #include <string>
@@ -28,8 +29,8 @@ struct rapidjson_string_sink {
 };
 }  // namespace detail
 
-// Parses msg.data with Document::Parse<ParseFlags> into `out`, which owns a copy and may outlive
-// the callback. An absent data parses as null; invalid text gives a false result.
+/// Parses msg.data with Document::Parse<ParseFlags> into `out`, which owns a copy and may outlive
+/// the callback. An absent data parses as null; invalid text gives a false result.
 template <unsigned ParseFlags = rapidjson::kParseDefaultFlags>
 rapidjson::ParseResult parse_data(const message& msg, rapidjson::Document& out) {
   static_assert(!(ParseFlags & rapidjson::kParseInsituFlag), "msg.data is read-only");
@@ -37,8 +38,8 @@ rapidjson::ParseResult parse_data(const message& msg, rapidjson::Document& out) 
   return out.Parse<ParseFlags>(msg.data.data(), msg.data.size());
 }
 
-// Compact JSON text of `value`; empty (never valid JSON) when the value has no JSON text: a NaN
-// or infinite number, or a string that is not valid UTF-8.
+/// Compact JSON text of `value`; empty (never valid JSON) when the value has no JSON text: a NaN
+/// or infinite number, or a string that is not valid UTF-8.
 inline std::string to_json(const rapidjson::Value& value) {
   std::string text;
   detail::rapidjson_string_sink sink{text};
@@ -49,9 +50,9 @@ inline std::string to_json(const rapidjson::Value& value) {
   return text;
 }
 
-// client::publish of `value` serialized by to_json(). Fails synchronously with invalid_argument,
-// before the client is consulted, when to_json() cannot serialize it; otherwise as
-// client::publish.
+/// client::publish of `value` serialized by to_json(). Fails synchronously with invalid_argument,
+/// before the client is consulted, when to_json() cannot serialize it; otherwise as
+/// client::publish.
 inline std::error_code publish(client& c, std::string_view channel, const rapidjson::Value& value,
                                completion done) {
   const std::string text = to_json(value);

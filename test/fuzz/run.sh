@@ -32,7 +32,7 @@ known() {
 
 build() {
   if [ ! -f "$BUILD/build.ninja" ]; then
-    CC=${CC:-clang} CXX=${CXX:-clang++} meson setup "$BUILD" "$ROOT" -Dfuzzing=true \
+    CC=${CC:-clang} CXX=${CXX:-clang++} meson setup "$BUILD" "$ROOT" -Dfuzzing=true -Dtests=enabled \
       --wrap-mode=nodownload >&2
   fi
   ninja -C "$BUILD" -j2 "test/fuzz/$1" >&2
