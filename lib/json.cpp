@@ -93,6 +93,31 @@ inline bool skip_element(std::string_view s, std::size_t& pos, int depth) noexce
 
 }  // namespace
 
+std::size_t skip_utf8(const char* p, std::size_t i, std::size_t n) noexcept {
+  const auto b = [&](std::size_t k) { return static_cast<unsigned char>(p[k]); };
+  const unsigned lead = b(i);
+  std::size_t len;
+  unsigned lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (lead >= 0xC2 && lead <= 0xDF) {
+    len = 2;
+  } else if (lead >= 0xE0 && lead <= 0xEF) {
+    len = 3;
+    if (lead == 0xE0) lo = 0xA0;        // no overlong 3-byte form
+    else if (lead == 0xED) hi = 0x9F;   // no UTF-16 surrogates
+  } else if (lead >= 0xF0 && lead <= 0xF4) {
+    len = 4;
+    if (lead == 0xF0) lo = 0x90;        // no overlong 4-byte form
+    else if (lead == 0xF4) hi = 0x8F;   // nothing past U+10FFFF
+  } else {
+    return npos;  // a continuation byte, an overlong 2-byte lead (C0, C1), or F5..FF
+  }
+  if (i + len > n || b(i + 1) < lo || b(i + 1) > hi) return npos;
+  for (std::size_t k = 2; k < len; ++k) {
+    if (b(i + k) < 0x80 || b(i + k) > 0xBF) return npos;
+  }
+  return i + len;
+}
+
 std::size_t skip_escape(std::string_view s, std::size_t i) noexcept {
   if (++i >= s.size()) return npos;
   switch (s[i]) {

@@ -23,7 +23,8 @@ inline void skip_space(std::string_view s, std::size_t& pos) noexcept {
   while (pos < s.size() && is_space(s[pos])) ++pos;
 }
 
-// Skips one JSON value starting at `pos` (whitespace already skipped), validating it strictly.
+// Skips one JSON value starting at `pos` (whitespace already skipped), validating it strictly
+// (strings included: valid escapes, and valid UTF-8 as RFC 8259 requires).
 // On success `pos` is just past the value. `depth` is the current nesting level.
 bool skip_value(std::string_view s, std::size_t& pos, int depth = 0) noexcept;
 
@@ -49,10 +50,12 @@ inline bool has_special(std::uint64_t x) noexcept {
   return ((zq | zb | lt) & highs) != 0;
 }
 
-// The index of the first special byte of p[i, n), or n. Strings are where a Bayeux frame spends
-// its bytes (channel names, payloads), so plain runs are skipped 16 bytes (SSE2) or 8 bytes (SWAR)
-// at a time. Loads never reach past p + n.
-inline std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexcept {
+// The index of the first special byte of p[i, n), or n; with `StopAtNonAscii`, also of the first
+// byte >= 0x80 (the start of a UTF-8 sequence the caller validates). Strings are where a Bayeux
+// frame spends its bytes (channel names, payloads), so plain runs are skipped 16 bytes (SSE2) or
+// 8 bytes (SWAR) at a time. Loads never reach past p + n.
+template <bool StopAtNonAscii>
+inline std::size_t skip_plain_run(const char* p, std::size_t i, std::size_t n) noexcept {
 #if defined(__SSE2__)
   const __m128i quote = _mm_set1_epi8('"');
   const __m128i backslash = _mm_set1_epi8('\\');
@@ -62,7 +65,8 @@ inline std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexc
     const __m128i hit = _mm_or_si128(
         _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
         _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
-    const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
+    if (StopAtNonAscii) mask |= static_cast<unsigned>(_mm_movemask_epi8(v));  // the high bits
     if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
     i += 16;
   }
@@ -70,20 +74,54 @@ inline std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexc
   while (i + 8 <= n) {
     std::uint64_t x;
     std::memcpy(&x, p + i, 8);
-    if (has_special(x)) break;  // the byte loop below finds which one
-    i += 8;
+    if (has_special(x) || (StopAtNonAscii && (x & 0x8080808080808080ULL) != 0)) break;
+    i += 8;  // the byte loop below finds which one
   }
-  while (i < n && !is_special(p[i])) ++i;
+  while (i < n && !is_special(p[i]) && !(StopAtNonAscii && static_cast<unsigned char>(p[i]) >= 0x80)) {
+    ++i;
+  }
   return i;
 }
+
+// The index of the first special byte of p[i, n), or n (bytes >= 0x80 are plain: the encoder
+// copies UTF-8 as it is).
+inline std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexcept {
+  return skip_plain_run<false>(p, i, n);
+}
+
+// The index just past the UTF-8 sequence starting at p[i] (a byte >= 0x80), or npos when it is
+// not one well-formed sequence (RFC 3629: no overlong forms, no surrogates, nothing past
+// U+10FFFF, no stray continuation byte).
+std::size_t skip_utf8(const char* p, std::size_t i, std::size_t n) noexcept;
 
 // The index just past the escape sequence whose backslash is at s[i], or npos when it is not
 // a valid JSON escape (\u needs four hex digits; surrogates are checked by unescape).
 std::size_t skip_escape(std::string_view s, std::size_t i) noexcept;
 
+// From a UTF-8 sequence at p[i] on, the index of the next special byte ('"', '\\', a control
+// byte) or n, with every byte on the way valid UTF-8; npos at the first that is not. Text that is
+// mostly non-ASCII is checked here one character at a time (the two-byte case inline) instead
+// of going back to the block scan after each character.
+inline std::size_t skip_utf8_run(const char* p, std::size_t i, std::size_t n) noexcept {
+  while (i < n) {
+    const auto b = static_cast<unsigned char>(p[i]);
+    if (b < 0x80) {
+      if (is_special(static_cast<char>(b))) return i;
+      ++i;
+    } else if (b >= 0xC2 && b <= 0xDF) {
+      if (i + 1 >= n || (static_cast<unsigned char>(p[i + 1]) & 0xC0) != 0x80) return npos;
+      i += 2;
+    } else {
+      i = skip_utf8(p, i, n);
+      if (i == npos) return npos;
+    }
+  }
+  return i;
+}
+
 // Scans a string starting at the opening quote at `pos`; `content` receives the raw text between
-// the quotes (escapes not decoded), `escaped` whether it contains a backslash. On failure `pos`
-// is left unchanged. Inline: member names and values are mostly short strings, which the
+// the quotes (escapes not decoded), `escaped` whether it contains a backslash. Fails on a raw
+// control character, an invalid escape or invalid UTF-8; on failure `pos` is left unchanged. Inline: member names and values are mostly short strings, which the
 // decoder reads without a call.
 inline bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
                         bool& escaped) noexcept {
@@ -94,7 +132,7 @@ inline bool scan_string(std::string_view s, std::size_t& pos, std::string_view& 
   std::size_t i = start;
   escaped = false;
   for (;;) {
-    i = skip_plain(p, i, n);
+    i = skip_plain_run<true>(p, i, n);
     if (i >= n) return false;
     const char c = p[i];
     if (c == '"') {
@@ -102,9 +140,14 @@ inline bool scan_string(std::string_view s, std::size_t& pos, std::string_view& 
       pos = i + 1;
       return true;
     }
-    if (c != '\\') return false;  // a raw control character
-    escaped = true;
-    i = skip_escape(s, i);
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      i = skip_utf8_run(p, i, n);  // a frame must be UTF-8 (RFC 8259): a broken sequence fails
+    } else if (c == '\\') {
+      escaped = true;
+      i = skip_escape(s, i);
+    } else {
+      return false;  // a raw control character
+    }
     if (i == npos) return false;
   }
 }

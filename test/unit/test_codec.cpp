@@ -432,3 +432,13 @@ TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other va
   CHECK(decode_string_array("").empty());
   CHECK(decode_string_array("\"websocket\"").empty());
 }
+
+TEST_CASE("a message with invalid UTF-8 is skipped, the rest of its frame is read", "[codec]") {
+  const auto f = decoded("[{\"channel\":\"/a\",\"data\":\"ok \xC3\xA9\"},"
+                         "{\"channel\":\"/b\",\"data\":\"\xC3\x28\xFF\"},"
+                         "{\"channel\":\"/c\xED\xA0\x80\"},{\"channel\":\"/d\",\"data\":1}]");
+  REQUIRE(f->messages.size() == 2);
+  CHECK(f->messages[0].channel == "/a");
+  CHECK(f->messages[1].channel == "/d");
+  CHECK(f->skipped.size() == 2);
+}

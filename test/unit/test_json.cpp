@@ -60,6 +60,22 @@ scan_result reference_scan(std::string_view s, std::size_t pos) {
       return r;
     }
     if (static_cast<unsigned char>(c) < 0x20) return r;
+    if (static_cast<unsigned char>(c) >= 0x80) {
+      // UTF-8 by decoding the code point (an independent model of json::skip_utf8).
+      const auto u = static_cast<unsigned char>(c);
+      const std::size_t len = u >= 0xF0 ? 4 : u >= 0xE0 ? 3 : u >= 0xC0 ? 2 : 0;
+      if (len == 0 || pos + len > s.size()) return r;
+      unsigned long cp = u & (len == 2 ? 0x1Fu : len == 3 ? 0x0Fu : 0x07u);
+      for (std::size_t k = 1; k < len; ++k) {
+        const auto b = static_cast<unsigned char>(s[pos + k]);
+        if ((b & 0xC0) != 0x80) return r;
+        cp = (cp << 6) | (b & 0x3Fu);
+      }
+      const unsigned long min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+      if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return r;
+      pos += len;
+      continue;
+    }
     if (c == '\\') {
       r.escaped = true;
       if (++pos >= s.size()) return r;
@@ -436,4 +452,39 @@ TEST_CASE("to_int64 rejects text that is not a JSON number", "[json]") {
   INFO("raw: '" << raw << "'");
   std::int64_t v = 7;
   CHECK_FALSE(json::to_int64(raw, v));
+}
+
+TEST_CASE("strings must be valid UTF-8: every well-formed sequence passes", "[json]") {
+  // One character of each length and of each special range's edges.
+  for (const char* ok : {"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xE1\x80\x80", "\xEC\xBF\xBF",
+                         "\xED\x80\x80", "\xED\x9F\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF",
+                         "\xF0\x90\x80\x80", "\xF1\x80\x80\x80", "\xF3\xBF\xBF\xBF",
+                         "\xF4\x80\x80\x80", "\xF4\x8F\xBF\xBF", "caf\xC3\xA9 \xE2\x82\xAC"}) {
+    INFO(ok);
+    CHECK(json::is_valid("\"" + std::string(ok) + "\""));
+  }
+}
+
+TEST_CASE("strings must be valid UTF-8: a broken sequence anywhere is invalid", "[json]") {
+  const std::vector<std::string> bad = {
+      "\x80", "\xBF",                    // a stray continuation byte
+      "\xC0\x80", "\xC1\xBF",            // overlong 2-byte forms
+      "\xE0\x80\x80", "\xE0\x9F\xBF",    // overlong 3-byte forms
+      "\xED\xA0\x80", "\xED\xBF\xBF",    // UTF-16 surrogates
+      "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF",  // overlong 4-byte forms
+      "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",  // past U+10FFFF
+      "\xC3", "\xE2\x82", "\xF0\x9F\x98",  // cut short (before the closing quote)
+      "\xC3\x28", "\xE2\x28\xA1", "\xC3\xA9\xFF"};
+  // In strings of every length, at every position: the 16- and 8-byte scans must find them.
+  for (const auto& seq : bad) {
+    for (std::size_t len = 0; len <= 40; len += 3) {
+      for (std::size_t at = 0; at <= len; at += 5) {
+        const std::string text = "\"" + std::string(at, 'a') + seq + std::string(len - at, 'b') + "\"";
+        INFO("sequence of " << seq.size() << " bytes at " << at << " in " << len);
+        CHECK_FALSE(json::is_valid(text));
+        CHECK_FALSE(json::is_valid("{\"k\":" + text + "}"));
+        CHECK_FALSE(json::is_valid("{" + text + ":1}"));
+      }
+    }
+  }
 }
