@@ -149,6 +149,19 @@ unsigned member_of(std::string_view name) noexcept {
   }
 }
 
+// Whether every byte of `text` above 0x7f belongs to a well-formed UTF-8 sequence.
+bool valid_utf8(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < text.size();) {
+    if (static_cast<unsigned char>(text[i]) < 0x80) {
+      ++i;
+      continue;
+    }
+    i = json::skip_utf8(text.data(), i, text.size());
+    if (i == json::npos) return false;
+  }
+  return true;
+}
+
 std::string quoted(std::string_view text) {
   constexpr std::size_t max = 64;
   std::string out = "\"";
@@ -214,7 +227,10 @@ read_result read_message(std::string_view s, std::size_t& pos, wire_message& m, 
   const auto give_up = [&](std::string why) {
     problem = std::move(why);
     pos = start;
-    return skip_balanced(s, pos) ? read_result::bad_message : read_result::broken;
+    if (!skip_balanced(s, pos)) return read_result::broken;
+    // Say so when it is a string that is not UTF-8 (the likelier cause than a broken value).
+    if (!valid_utf8(s.substr(start, pos - start))) problem += " (invalid UTF-8)";
+    return read_result::bad_message;
   };
   m = wire_message{};
   ++pos;  // '{'

@@ -220,9 +220,8 @@ class session {
   // goes to the state listener if the public state changes.
   void resume_session(const error& why = {});
   void send_handshake();
-  // `resuming`: a first connect that continues an existing session (after a failure, on this
-  // server or another): held up to resume_hold.
-  void send_connect(bool first, bool resuming = false);
+  void send_connect(bool first);
+  // How long the first connect on another server of a cluster may be held (see send_connect).
   static constexpr std::chrono::milliseconds resume_hold{1000};
   void send_alone(outgoing&& m, exchanges::slot holds);
   // Records the request of `sent` in the ledger and hands the batch to the host.
@@ -346,6 +345,7 @@ class session {
 
   endpoint_list endpoints_;
   clock::time_point arrived_{};  // when the session moved to the current endpoint
+  bool moved_ = false;           // ...and has not been connected there yet
   // Since the session was last connected: when, and the data messages received. A failure
   // after a connection that worked (a second, or any message) starts a new backoff count.
   clock::time_point connected_at_{};

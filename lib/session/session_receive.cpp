@@ -285,6 +285,7 @@ void session::handle_connect_reply(const wire_message& m, const error& err, bool
   last_failure_ = {};
   connection_deadline_.reset();
   ever_up_on_type_ = true;
+  moved_ = false;
   if (held) {
     // Only a connect the server held proves the session works: the first connect after a
     // handshake or a failure is answered at once by any server, also by one that fails every

@@ -128,6 +128,7 @@ void session::use_current_endpoint(const error& why) {
   fail_all(ledger_.close_all(type_), make_error(errc::transport_error, "moved to " + url));
   if (!active()) return;
   arrived_ = host_.now();
+  moved_ = true;
   host_.use_endpoint(url);
 }
 

@@ -28,7 +28,7 @@ void session::resume_session(const error& why) {
     send_handshake();
   } else {
     enter(phase::connecting, why);
-    send_connect(true, true);
+    send_connect(true);
   }
 }
 
@@ -55,7 +55,7 @@ void session::send_handshake() {
   send_alone(std::move(m), exchanges::slot::handshake);
 }
 
-void session::send_connect(bool first, bool resuming) {
+void session::send_connect(bool first) {
   if (!active() || ledger_.busy(exchanges::slot::connect) || client_id_.empty() ||
       resubscribes_outstanding_ > 0) {
     return;
@@ -90,11 +90,11 @@ void session::send_connect(bool first, bool resuming) {
   outgoing m{message_kind::connect};
   m.channel = "/meta/connect";
   m.first_connect = first;
-  // A first connect asks to be answered at once (open() completes without waiting for a poll).
-  // One that resumes an existing session may find messages queued for it: held briefly, so
-  // that a server reading its queue asynchronously (faye-redis) still has the poll open when
-  // they are read, instead of dropping them.
-  if (first && resuming) {
+  // A first connect asks to be answered at once (open() completes, a reconnection is reported,
+  // without waiting for a poll). The first one on another server of a cluster, continuing the
+  // session, is held briefly: that server may have queued messages for it, and one that reads
+  // its queue asynchronously (faye-redis) drops what it read for a poll closed meanwhile.
+  if (first && moved_) {
     m.hold_ms = static_cast<std::uint32_t>(
         std::min(held_timeout(), std::chrono::milliseconds(resume_hold)).count());
   }

@@ -348,28 +348,27 @@ TEST_CASE("uvcometd-cli shows a websocket close reason escaped, in -v lines and 
   CHECK(cli.err().find("close code 4000: bye \\e]0;owned\\x07 \\e[2J end") != std::string::npos);
 }
 
-TEST_CASE("uvcometd-cli prints one valid JSON line per message: invalid UTF-8 replaced, "
-          "pretty-printed data compacted",
+TEST_CASE("uvcometd-cli prints one valid JSON line per message: pretty-printed data compacted, "
+          "messages with invalid UTF-8 never printed",
           "[integration][cli]") {
   SKIP_WITHOUT_CLI();
   server_process srv("cli-hostile.js");
-  cli_process cli({"-s", "/hostile/**", "-n", "3", srv.base_url() + "/messages"});
+  // The library skips (and logs) a message that is not valid UTF-8 (RFC 8259); the CLI's own
+  // UTF-8 repair of what it prints stays as a second line of defence (see test_cli_args).
+  cli_process cli({"-v", "-s", "/hostile/**", "-n", "2", srv.base_url() + "/messages"});
   REQUIRE(cli.wait(30s));
   INFO(cli.describe());
   CHECK(cli.exit_code() == 0);
   const auto lines = uvcometd::test::lines_of(cli.out());
-  REQUIRE(lines.size() == 3);
+  REQUIRE(lines.size() == 2);
   for (const auto& line : lines) {
     INFO(line);
     CHECK_NOTHROW(json::parse(line));  // nlohmann refuses invalid UTF-8
   }
-  const std::string fffd = "\xef\xbf\xbd";
-  CHECK(lines[0] == "{\"channel\":\"/hostile/a\",\"data\":{\"text\":\"caf" + fffd + " " + fffd +
-                        fffd + " " + fffd + " " + fffd + fffd + " " + fffd + fffd + fffd +
-                        " ok \xc3\xa9\",\"n\":1}}");
-  CHECK(lines[1] == R"({"channel":"/hostile/b","data":{"n":2,"list":[1,2],)"
+  CHECK(lines[0] == R"({"channel":"/hostile/b","data":{"n":2,"list":[1,2],)"
                     R"("s":"keep  these  spaces \n and \u00e9"}})");
-  CHECK(lines[2] == "{\"channel\":\"/hostile/c" + fffd + "\",\"data\":3}");
+  CHECK(lines[1] == R"({"channel":"/hostile/d","data":4})");
+  CHECK(cli.err().find("skipped a message") != std::string::npos);
 }
 
 // ---------------------------------------------------------------------------------------------

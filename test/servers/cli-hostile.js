@@ -36,10 +36,12 @@ const HOSTILE_BYTES = Buffer.concat([
   Buffer.from([0xc2, 0x9b]), Buffer.from('1m '), Buffer.from([0xff, 0xfe]),
   Buffer.from(' \u202e end', 'utf8'),
 ]);
+// A JSON text must be valid UTF-8 (the library skips a message that is not), so the two
+// replacement characters the raw bytes above turn into are sent here as escapes.
 const HOSTILE_JSON_CONTENT = Buffer.concat([
   Buffer.from('denied \\u001b]0;owned\\u0007 \\u001b[31mred\\u001b[0m \\u001b[2J ' +
               '\\u0000after-nul '),
-  Buffer.from([0xc2, 0x9b]), Buffer.from('1m '), Buffer.from([0xff, 0xfe]),
+  Buffer.from([0xc2, 0x9b]), Buffer.from('1m \\ufffd\\ufffd'),
   Buffer.from(' \u202e end', 'utf8'),
 ]);
 
@@ -60,6 +62,8 @@ const MESSAGES = [
   // Invalid UTF-8 in the channel name.
   Buffer.concat([Buffer.from('{"channel":"/hostile/c'), Buffer.from([0xff]),
                  Buffer.from('","data":3}')]),
+  // Valid, after the others: what comes after a skipped message still arrives.
+  Buffer.from('{"channel":"/hostile/d","data":4}'),
 ];
 
 const seen = [];

@@ -440,5 +440,7 @@ TEST_CASE("a message with invalid UTF-8 is skipped, the rest of its frame is rea
   REQUIRE(f->messages.size() == 2);
   CHECK(f->messages[0].channel == "/a");
   CHECK(f->messages[1].channel == "/d");
-  CHECK(f->skipped.size() == 2);
+  REQUIRE(f->skipped.size() == 2);
+  CHECK(contains(f->skipped[0].message, "invalid UTF-8"));
+  CHECK(contains(f->skipped[1].message, "invalid UTF-8"));
 }

@@ -1252,8 +1252,7 @@ TEST_CASE("a websocket that never opens falls back to long-polling", "[session]"
   REQUIRE(connect.size() == 1);
   CHECK(connect.channel() == "/meta/connect");
   CHECK(connect.get(0, "connectionType") == "long-polling");
-  // The session goes on: its first connect on long-polling is held briefly (resume_hold).
-  CHECK(connect.get(0, "advice") == R"({"timeout":1000})");
+  CHECK(connect.get(0, "advice") == R"({"timeout":0})");
   CHECK(connect.get(0, "clientId") == "fo8b7vgpm78obnken0i3zjijvepuho0");
   CHECK(pub.calls == 0);
 
@@ -1492,7 +1491,7 @@ TEST_CASE("reconnect_now() drops the connection and reconnects at once", "[sessi
   REQUIRE(h.sent_count() == sends + 1);
   const sent_frame c = h.last();
   CHECK(c.channel() == "/meta/connect");
-  CHECK(c.get(0, "advice") == R"({"timeout":1000})");  // resuming the session: held briefly
+  CHECK(c.get(0, "advice") == R"({"timeout":0})");
   h.reply(c, ok_replies(c));
   h.loop();
   CHECK(h.s->current_state() == state::connected);

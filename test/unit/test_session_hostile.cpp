@@ -467,25 +467,6 @@ TEST_CASE("extreme delays from the options or the reconnect_delay hook saturate"
   CHECK(h.s->current_state() == state::connecting);
 }
 
-TEST_CASE("a connect resuming a session is held briefly, a fresh session's first connect is not",
-          "[session][hostile]") {
-  // faye-redis reads a session's queue asynchronously and drops what it read when the poll has
-  // closed meanwhile: a connect answered at once lost queued messages.
-  harness h(long_polling_only());
-  outcome open;
-  REQUIRE_FALSE(h.s->open(open.cb()));
-  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
-  CHECK(h.last().get(0, "advice") == R"({"timeout":0})");
-  h.reply(h.last(), ok_replies(h.last()));
-  h.loop();
-  h.fail(h.last(), errc::transport_error, "reset");
-  h.advance(250ms);
-  const sent_frame resumed = h.last();
-  REQUIRE(resumed.channel() == "/meta/connect");
-  CHECK(resumed.get(0, "advice") == R"({"timeout":1000})");
-  CHECK(resumed.timeout == 11000ms);  // the hold plus max_network_delay
-}
-
 TEST_CASE("a long-polling response cut after the connect's reply goes on with the next connect",
           "[session][hostile]") {
   harness h(long_polling_only());
