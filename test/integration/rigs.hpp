@@ -1,0 +1,203 @@
+// Shared fixtures of the integration tests.
+//
+// client_rig owns what a client-level test needs: the peer (a real server started for the test,
+// optionally behind the fault proxy), the loop, the library's log (its tail is printed on stderr
+// when an assertion fails), the test's clients and the state transitions of the first one. Its
+// helpers wait on events: open(), subscribe() until the server's reply, publish() until its
+// completion, close(), and what the server reports (/control/stats). Its destructor closes the
+// clients the test left open, shuts the proxy, runs the loop dry and checks uv_loop_close() == 0:
+// every test gets that check once, here.
+//
+// Waiting: a test waits for the event it needs (loop.run_until(...), the wait_* helpers, the
+// server's counters, the proxy's). A fixed time is used only to check that nothing (more)
+// happens, and then it is quiet_period.
+//
+// Callbacks a test hands to a client may capture the test's locals: a client delivers no message
+// once close() began, and an assertion that unwinds the test destroys the clients (which then
+// run no callback) before anything else.
+#pragma once
+
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "client_helpers.hpp"
+#include "fault_proxy.hpp"
+#include "loop_helpers.hpp"
+#include "server_process.hpp"
+#include "uvcometd/client.hpp"
+
+namespace uvcometd::test {
+
+// How long a test watches for something that must NOT happen (a delivery after unsubscribing,
+// a retry after giving up, a late duplicate). Longer than the longest retry delay the rigs
+// configure (backoff_max 500 ms) and than many round trips on the loopback.
+inline constexpr std::chrono::milliseconds quiet_period{600};
+
+// The outcome of one asynchronous call: how often its completion ran, and the last error.
+struct outcome {
+  int calls = 0;
+  error err;
+
+  bool done() const { return calls > 0; }
+  completion cb() {
+    return [this](const error& e) {
+      err = e;
+      ++calls;
+    };
+  }
+};
+
+// Bayeux frames for the tests that talk to a transport or a server without the client.
+std::string handshake_frame(const std::string& connection_type = "long-polling",
+                            const std::string& id = "1");
+std::string connect_frame(const std::string& client_id, const std::string& connection_type,
+                          int advice_timeout, const std::string& id);
+
+// What a test server reports (blocking HTTP calls; they throw when the server cannot be reached).
+// /control/stats of faye-server.js and cometd-server.js: clients, handshakes, connects,
+// connectReplies, subscriptions.
+nlohmann::json server_stats(server_process& srv);
+// The subscribers of `pattern` the server counts (0 when none, -1 when it cannot be asked).
+long server_subscribers(server_process& srv, const std::string& pattern);
+// /control/seen: what network clients sent last (faye-server.js, cli-hostile.js).
+nlohmann::json server_seen(server_process& srv);
+
+// Every scenario on Faye's two transports.
+inline peer pick_faye() { return GENERATE(faye_long_polling(), faye_websocket()); }
+// Every scenario on each server's long-polling.
+inline peer pick_long_polling() { return GENERATE(faye_long_polling(), cometd_long_polling()); }
+// `script`'s server with the client's default transport preference (websocket first).
+peer default_preference(const char* script);
+// No server: the client's URL is the discard port of 127.0.0.1, where nothing listens.
+peer unreachable();
+
+// The library's log of the running test: while it lives, a failed assertion prints its tail (and
+// `label`) on stderr.
+class log_recorder : public log_capture {
+ public:
+  explicit log_recorder(std::string label = {});
+  ~log_recorder();
+  log_recorder(const log_recorder&) = delete;
+  log_recorder& operator=(const log_recorder&) = delete;
+
+  const std::string label;
+
+ private:
+  log_recorder* previous_;
+};
+
+// Owns a fault_proxy and closes it (running the loop) before it is destroyed.
+class proxy_holder {
+ public:
+  proxy_holder() = default;
+  ~proxy_holder() { shut(); }
+  proxy_holder(const proxy_holder&) = delete;
+  proxy_holder& operator=(const proxy_holder&) = delete;
+
+  void open(test_loop& loop, int target_port);
+  explicit operator bool() const { return proxy_ != nullptr; }
+  fault_proxy* operator->() { return proxy_.get(); }
+  fault_proxy& operator*() { return *proxy_; }
+  // Closes the proxy and runs the loop until it is closed (idempotent).
+  void shut();
+
+ private:
+  test_loop* loop_ = nullptr;
+  std::unique_ptr<fault_proxy> proxy_;
+};
+
+// Whether the client talks to the server directly or through a fault_proxy (rig.proxy).
+enum class route { direct, fault_proxy };
+
+class client_rig {
+ public:
+  // Starts `which`'s server with `server_args` (none for unreachable()), and the proxy when
+  // `via` asks for it.
+  explicit client_rig(peer which, const std::vector<std::string>& server_args = {},
+                      route via = route::direct);
+  ~client_rig();
+  client_rig(const client_rig&) = delete;
+  client_rig& operator=(const client_rig&) = delete;
+
+  // What the rig's clients start from: the peer's URL (through the proxy when there is one) and
+  // connection types, connection_timeout 10 s, backoff 50 ms .. 500 ms, the rig's log. Behind the
+  // proxy the knobs are short, so that faults are noticed quickly: connection_timeout 20 s,
+  // max_network_delay 1 s, websocket_ping_interval 300 ms, websocket_connect_timeout 2 s.
+  uvcometd::options options();
+
+  // Makes a client (the first one is client(), whose transitions `states` records).
+  uvcometd::client& start(const uvcometd::options& o);
+  uvcometd::client& start() { return start(options()); }
+  // The first client, made with options() if start() was not called.
+  uvcometd::client& client();
+  // Destroys client() without close() (a destroyed client runs no callback).
+  void destroy_client();
+
+  // Opens and waits for the outcome.
+  error open_result(uvcometd::client& c);
+  error open_result() { return open_result(client()); }
+  // Opens; it must succeed.
+  void open(uvcometd::client& c);
+  void open() { open(client()); }
+
+  // Subscribes with a handler recording into a `received` the rig owns, and waits for the
+  // server's reply, which must be a success.
+  received& subscribe(uvcometd::client& c, const std::string& channel,
+                      subscription* handle = nullptr);
+  received& subscribe(const std::string& channel, subscription* handle = nullptr) {
+    return subscribe(client(), channel, handle);
+  }
+  // The same with the test's own handler.
+  void subscribe(const std::string& channel, message_handler handler);
+  // Subscribes client() recording into `into`; returns the server's reply.
+  error subscribe_result(const std::string& channel, received& into);
+  // Unsubscribes client() and waits for the server's reply, which must be a success.
+  void unsubscribe(subscription& handle);
+  // Publishes on client() and waits for the completion; returns its error.
+  error publish(const std::string& channel, const std::string& json);
+  // Closes and waits for close's completion; the client must then be closed.
+  void close(uvcometd::client& c);
+  void close() { close(client()); }
+
+  // Runs the loop until `s` was reported at or after transition `from`.
+  bool wait_state(state s, std::size_t from, std::chrono::milliseconds limit = std::chrono::seconds(15));
+  // True when, since transition `mark`, the client was reconnecting and then connected.
+  bool reconnected_since(std::size_t mark) const {
+    return states.saw_then(state::reconnecting, state::connected, mark);
+  }
+  bool wait_reconnected(std::size_t mark, std::chrono::milliseconds limit = std::chrono::seconds(15));
+
+  // Runs the loop until the server's /control/stats satisfies `pred` (asked every 20 ms).
+  bool wait_server(const std::function<bool(const nlohmann::json&)>& pred,
+                   std::chrono::milliseconds limit = std::chrono::seconds(15));
+  // ... until the server counts a subscriber of `pattern`.
+  bool wait_subscribed(const std::string& pattern,
+                       std::chrono::milliseconds limit = std::chrono::seconds(15));
+  // ... until the server holds a /meta/connect it has not answered yet (it received more
+  // connects than it answered).
+  bool wait_connect_held(std::chrono::milliseconds limit = std::chrono::seconds(15));
+  // Runs the loop until the proxy accepted a connection after the `before`-th.
+  bool wait_accepted_after(std::size_t before,
+                           std::chrono::milliseconds limit = std::chrono::seconds(10));
+
+  const peer p;
+  log_recorder log;
+  std::unique_ptr<server_process> srv;  // null for unreachable()
+  test_loop loop;
+  proxy_holder proxy;     // set up for route::fault_proxy only
+  state_recorder states;  // client()'s transitions
+
+ private:
+  std::vector<std::unique_ptr<uvcometd::client>> clients_;
+  std::deque<received> received_;
+};
+
+}  // namespace uvcometd::test
