@@ -220,9 +220,10 @@ void client_rig::subscribe(const std::string& channel, message_handler handler) 
   REQUIRE_FALSE(result->err);
 }
 
-error client_rig::subscribe_result(const std::string& channel, received& into) {
+error client_rig::subscribe_result(uvcometd::client& c, const std::string& channel,
+                                   received& into) {
   auto result = std::make_shared<outcome>();
-  REQUIRE_FALSE(client().subscribe(
+  REQUIRE_FALSE(c.subscribe(
       channel,
       [&into](const message& m) {
         into.channels.emplace_back(m.channel);

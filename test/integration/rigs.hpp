@@ -14,7 +14,9 @@
 //
 // Callbacks a test hands to a client may capture the test's locals: a client delivers no message
 // once close() began, and an assertion that unwinds the test destroys the clients (which then
-// run no callback) before anything else.
+// run no callback) before anything else. Extensions and frame transforms are different: they
+// also see the /meta/disconnect the rig's close sends, so what they point to is declared before
+// the rig.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -157,8 +159,11 @@ class client_rig {
   }
   // The same with the test's own handler.
   void subscribe(const std::string& channel, message_handler handler);
-  // Subscribes client() recording into `into`; returns the server's reply.
-  error subscribe_result(const std::string& channel, received& into);
+  // Subscribes recording into `into`; returns the server's reply.
+  error subscribe_result(uvcometd::client& c, const std::string& channel, received& into);
+  error subscribe_result(const std::string& channel, received& into) {
+    return subscribe_result(client(), channel, into);
+  }
   // Unsubscribes client() and waits for the server's reply, which must be a success.
   void unsubscribe(subscription& handle);
   // Publishes on client() and waits for the completion; returns its error.
