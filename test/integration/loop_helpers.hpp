@@ -9,6 +9,12 @@
 
 namespace uvcometd::test {
 
+// How long a test watches for something that must NOT happen (a delivery after unsubscribing,
+// a retry after giving up, a late duplicate). Longer than the longest retry delay the rigs
+// configure (backoff_max 500 ms) and than many round trips on the loopback. Something that must
+// happen is waited for as an event (run_until), never for a fixed time.
+inline constexpr std::chrono::milliseconds quiet_period{600};
+
 class test_loop {
  public:
   test_loop() { uv_loop_init(&loop_); }
@@ -47,8 +53,7 @@ class test_loop {
     return pred();
   }
 
-  // Runs for `d` whatever happens. Only for "nothing more happens" checks (the rigs' one
-  // quiet_period): a wait for something that must happen waits on its event with run_until.
+  // Runs for `d` whatever happens: for "nothing (more) happens" checks, with `d` quiet_period.
   void run_for(std::chrono::milliseconds d) {
     run_until([] { return false; }, d);
   }

@@ -10,7 +10,7 @@
 //
 // Waiting: a test waits for the event it needs (loop.run_until(...), the wait_* helpers, the
 // server's counters, the proxy's). A fixed time is used only to check that nothing (more)
-// happens, and then it is quiet_period.
+// happens, and then it is quiet_period (loop_helpers.hpp).
 //
 // Callbacks a test hands to a client may capture the test's locals: a client delivers no message
 // once close() began, and an assertion that unwinds the test destroys the clients (which then
@@ -37,11 +37,6 @@
 #include "uvcometd/client.hpp"
 
 namespace uvcometd::test {
-
-// How long a test watches for something that must NOT happen (a delivery after unsubscribing,
-// a retry after giving up, a late duplicate). Longer than the longest retry delay the rigs
-// configure (backoff_max 500 ms) and than many round trips on the loopback.
-inline constexpr std::chrono::milliseconds quiet_period{600};
 
 // The outcome of one asynchronous call: how often its completion ran, and the last error.
 struct outcome {
