@@ -14,9 +14,9 @@
 //
 // Callbacks a test hands to a client may capture the test's locals: a client delivers no message
 // once close() began, and an assertion that unwinds the test destroys the clients (which then
-// run no callback) before anything else. Extensions and frame transforms are different: they
-// also see the /meta/disconnect the rig's close sends, so what they point to is declared before
-// the rig.
+// run no callback) before anything else. Extensions, frame transforms and meta listeners are
+// different: they also see the /meta/disconnect of the rig's closing, so what they point to is
+// declared before the rig, or the test closes the client itself.
 #pragma once
 
 #include <catch2/catch.hpp>
@@ -38,15 +38,26 @@
 
 namespace uvcometd::test {
 
-// The outcome of one asynchronous call: how often its completion ran, and the last error.
+// The outcome of one asynchronous call: how often its completion ran, the last error, and for a
+// remote call the reply's channel and data.
 struct outcome {
   int calls = 0;
   error err;
+  std::string channel;
+  std::string data;
 
   bool done() const { return calls > 0; }
   completion cb() {
     return [this](const error& e) {
       err = e;
+      ++calls;
+    };
+  }
+  call_completion call_cb() {
+    return [this](const error& e, const message& reply) {
+      err = e;
+      channel = std::string(reply.channel);
+      data = std::string(reply.data);
       ++calls;
     };
   }
