@@ -30,6 +30,13 @@ struct log_dump_listener : Catch::TestEventListenerBase {
   }
 };
 
+long stat_of(const nlohmann::json& stats, const char* name) {
+  const auto it = stats.find(name);
+  return it != stats.end() && it->is_number() ? it->get<long>() : -1;
+}
+
+}  // namespace
+
 // Closes the loop; when a handle is left open, lists them on stderr (type, active, closing) and
 // returns uv_loop_close's error.
 int close_loop(test_loop& loop) {
@@ -48,13 +55,6 @@ int close_loop(test_loop& loop) {
   }
   return rc;
 }
-
-long stat_of(const nlohmann::json& stats, const char* name) {
-  const auto it = stats.find(name);
-  return it != stats.end() && it->is_number() ? it->get<long>() : -1;
-}
-
-}  // namespace
 
 std::string handshake_frame(const std::string& connection_type, const std::string& id) {
   return R"([{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":[")" +
@@ -303,5 +303,56 @@ bool client_rig::wait_accepted_after(std::size_t before, std::chrono::millisecon
 }
 
 CATCH_REGISTER_LISTENER(log_dump_listener)
+
+}  // namespace uvcometd::test
+
+namespace uvcometd::test {
+
+const transport_recorder::frame* transport_recorder::frame_for(std::uint64_t request) const {
+  for (const auto& f : frames) {
+    if (f.request == request) return &f;
+  }
+  return nullptr;
+}
+
+const transport_recorder::failure* transport_recorder::failure_for(std::uint64_t request) const {
+  for (const auto& f : failures) {
+    if (f.request == request) return &f;
+  }
+  return nullptr;
+}
+
+std::size_t transport_recorder::reports(std::uint64_t request) const {
+  std::size_t n = 0;
+  for (const auto& f : frames) n += f.request == request ? 1 : 0;
+  for (const auto& f : failures) n += f.request == request ? 1 : 0;
+  return n;
+}
+
+void transport_recorder::on_frame(std::uint64_t request, std::string&& body,
+                                  const header_list& headers) {
+  event_inside_api |= inside_api;
+  frames.push_back({request, std::move(body), headers, std::chrono::steady_clock::now()});
+  if (frame_hook) frame_hook(frames.back());
+}
+
+void transport_recorder::on_request_failed(std::uint64_t request, const error& err) {
+  event_inside_api |= inside_api;
+  failures.push_back({request, err, std::chrono::steady_clock::now()});
+  if (failure_hook) failure_hook(failures.back());
+}
+
+void transport_recorder::on_up() {
+  event_inside_api |= inside_api;
+  ++ups;
+  if (up_hook) up_hook();
+}
+
+void transport_recorder::on_down(const error& err, bool was_up,
+                                 const std::vector<std::uint64_t>& unsent) {
+  event_inside_api |= inside_api;
+  downs.push_back({err, was_up, unsent});
+  if (down_hook) down_hook();
+}
 
 }  // namespace uvcometd::test

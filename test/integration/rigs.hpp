@@ -8,6 +8,10 @@
 // clients the test left open, shuts the proxy, runs the loop dry and checks uv_loop_close() == 0:
 // every test gets that check once, here.
 //
+// transport_rig<Factory> does the same for the transport-level tests: one loop, one recorder of
+// what a transport reports (frames, failed requests, ups, downs), the transport the Factory makes
+// (and more when a test needs several), closed and checked in its destructor.
+//
 // Waiting: a test waits for the event it needs (loop.run_until(...), the wait_* helpers, the
 // server's counters, the proxy's). A fixed time is used only to check that nothing (more)
 // happens, and then it is quiet_period (loop_helpers.hpp).
@@ -22,7 +26,9 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -34,6 +40,7 @@
 #include "fault_proxy.hpp"
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
+#include "transport/transport.hpp"
 #include "uvcometd/client.hpp"
 
 namespace uvcometd::test {
@@ -179,12 +186,14 @@ class client_rig {
   void close() { close(client()); }
 
   // Runs the loop until `s` was reported at or after transition `from`.
-  bool wait_state(state s, std::size_t from, std::chrono::milliseconds limit = std::chrono::seconds(15));
+  bool wait_state(state s, std::size_t from,
+                  std::chrono::milliseconds limit = std::chrono::seconds(15));
   // True when, since transition `mark`, the client was reconnecting and then connected.
   bool reconnected_since(std::size_t mark) const {
     return states.saw_then(state::reconnecting, state::connected, mark);
   }
-  bool wait_reconnected(std::size_t mark, std::chrono::milliseconds limit = std::chrono::seconds(15));
+  bool wait_reconnected(std::size_t mark,
+                        std::chrono::milliseconds limit = std::chrono::seconds(15));
 
   // Runs the loop until the server's /control/stats satisfies `pred` (asked every 20 ms).
   bool wait_server(const std::function<bool(const nlohmann::json&)>& pred,
@@ -209,6 +218,115 @@ class client_rig {
  private:
   std::vector<std::unique_ptr<uvcometd::client>> clients_;
   std::deque<received> received_;
+};
+
+// Closes the loop; when a handle is left open, lists them on stderr (type, active, closing).
+// Returns uv_loop_close's result.
+int close_loop(test_loop& loop);
+
+// Everything a transport reports, in order. The hooks run after the event is recorded, so that a
+// test can act from inside a transport's callback.
+struct transport_recorder : detail::transport_events {
+  using time_point = std::chrono::steady_clock::time_point;
+  struct frame {
+    std::uint64_t request;
+    std::string body;
+    header_list headers;
+    time_point at;
+  };
+  struct failure {
+    std::uint64_t request;
+    error err;
+    time_point at;
+  };
+  struct down {
+    error err;
+    bool was_up;
+    std::vector<std::uint64_t> unsent;
+  };
+
+  std::vector<frame> frames;
+  std::vector<failure> failures;
+  std::vector<down> downs;
+  int ups = 0;
+  // A test sets inside_api around its own calls into the transport: an event reported meanwhile
+  // sets event_inside_api (events are never reported from inside a call).
+  bool inside_api = false;
+  bool event_inside_api = false;
+  std::function<void(const frame&)> frame_hook;
+  std::function<void(const failure&)> failure_hook;
+  std::function<void()> up_hook;
+  std::function<void()> down_hook;
+
+  // The frame / failure reported for `request` (request/response transports), or null.
+  const frame* frame_for(std::uint64_t request) const;
+  const failure* failure_for(std::uint64_t request) const;
+  // How many frames and failures `request` got (exactly one once answered).
+  std::size_t reports(std::uint64_t request) const;
+
+  void on_frame(std::uint64_t request, std::string&& body, const header_list& headers) override;
+  void on_request_failed(std::uint64_t request, const error& err) override;
+  void on_up() override;
+  void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>& unsent) override;
+};
+
+// One loop, and transports made by `Factory` (a callable taking the loop, a transport_config and
+// the transport_events to report to): `t`, reporting to `rec`, and any others a test adds. The
+// destructor closes every transport still there (its done must not run inside close()), runs
+// the loop dry and checks uv_loop_close() == 0.
+template <class Factory>
+class transport_rig {
+ public:
+  // Another transport of the rig with its own recorder.
+  struct endpoint {
+    transport_recorder rec;
+    std::unique_ptr<detail::transport> t;
+  };
+
+  explicit transport_rig(Factory f = Factory{}) : make(std::move(f)) {}
+  ~transport_rig() {
+    // Unwinding from a failed assertion: destroy the transports (they close their handles).
+    const bool unwinding = std::uncaught_exceptions() > 0;
+    const auto finish = [&](std::unique_ptr<detail::transport>& tr) {
+      if (tr && !unwinding) close(tr);
+      tr.reset();
+    };
+    finish(t);
+    for (auto& e : others) finish(e.t);
+    CHECK(close_loop(loop) == 0);
+  }
+  transport_rig(const transport_rig&) = delete;
+  transport_rig& operator=(const transport_rig&) = delete;
+
+  // Makes the rig's transport `t`, reporting to `rec`.
+  detail::transport& start(const detail::transport_config& config) {
+    t = make(loop.get(), config, rec);
+    return *t;
+  }
+  // Makes another transport on the loop.
+  endpoint& add(const detail::transport_config& config) {
+    endpoint& e = others.emplace_back();
+    e.t = make(loop.get(), config, e.rec);
+    return e;
+  }
+  // Closes `tr`, waits for its done, and destroys it.
+  void close(std::unique_ptr<detail::transport>& tr) {
+    auto done = std::make_shared<bool>(false);
+    tr->close([done] { *done = true; });
+    CHECK_FALSE(*done);  // never synchronously
+    CHECK(loop.run_until([&] { return *done; }));
+    tr.reset();
+  }
+  bool run_until(const std::function<bool()>& pred,
+                 std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+    return loop.run_until(pred, limit);
+  }
+
+  test_loop loop;
+  Factory make;
+  transport_recorder rec;
+  std::unique_ptr<detail::transport> t;
+  std::deque<endpoint> others;
 };
 
 }  // namespace uvcometd::test
