@@ -195,43 +195,38 @@ void client_rig::open(uvcometd::client& c) {
   REQUIRE_FALSE(err);
 }
 
+error client_rig::subscribe_with(uvcometd::client& c, const std::string& channel,
+                                 message_handler handler, subscription* handle) {
+  auto result = std::make_shared<outcome>();
+  REQUIRE_FALSE(c.subscribe(channel, std::move(handler), result->cb(), handle));
+  REQUIRE(loop.run_until([&] { return result->done(); }));
+  return result->err;
+}
+
 received& client_rig::subscribe(uvcometd::client& c, const std::string& channel,
                                 subscription* handle) {
   received& into = received_.emplace_back();
-  auto result = std::make_shared<outcome>();
-  REQUIRE_FALSE(c.subscribe(
-      channel,
-      [&into](const message& m) {
-        into.channels.emplace_back(m.channel);
-        into.data.emplace_back(m.data);
-      },
-      result->cb(), handle));
-  REQUIRE(loop.run_until([&] { return result->done(); }));
-  INFO(result->err.to_string());
-  REQUIRE_FALSE(result->err);
+  const auto err = subscribe_result(c, channel, into, handle);
+  INFO(err.to_string());
+  REQUIRE_FALSE(err);
   return into;
 }
 
 void client_rig::subscribe(const std::string& channel, message_handler handler) {
-  auto result = std::make_shared<outcome>();
-  REQUIRE_FALSE(client().subscribe(channel, std::move(handler), result->cb()));
-  REQUIRE(loop.run_until([&] { return result->done(); }));
-  INFO(result->err.to_string());
-  REQUIRE_FALSE(result->err);
+  const auto err = subscribe_with(client(), channel, std::move(handler), nullptr);
+  INFO(err.to_string());
+  REQUIRE_FALSE(err);
 }
 
 error client_rig::subscribe_result(uvcometd::client& c, const std::string& channel,
-                                   received& into) {
-  auto result = std::make_shared<outcome>();
-  REQUIRE_FALSE(c.subscribe(
-      channel,
+                                   received& into, subscription* handle) {
+  return subscribe_with(
+      c, channel,
       [&into](const message& m) {
         into.channels.emplace_back(m.channel);
         into.data.emplace_back(m.data);
       },
-      result->cb()));
-  REQUIRE(loop.run_until([&] { return result->done(); }));
-  return result->err;
+      handle);
 }
 
 void client_rig::unsubscribe(subscription& handle) {

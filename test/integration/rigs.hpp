@@ -173,7 +173,8 @@ class client_rig {
   // The same with the test's own handler.
   void subscribe(const std::string& channel, message_handler handler);
   // Subscribes recording into `into`; returns the server's reply.
-  error subscribe_result(uvcometd::client& c, const std::string& channel, received& into);
+  error subscribe_result(uvcometd::client& c, const std::string& channel, received& into,
+                         subscription* handle = nullptr);
   error subscribe_result(const std::string& channel, received& into) {
     return subscribe_result(client(), channel, into);
   }
@@ -216,6 +217,9 @@ class client_rig {
   state_recorder states;  // client()'s transitions
 
  private:
+  error subscribe_with(uvcometd::client& c, const std::string& channel, message_handler handler,
+                       subscription* handle);
+
   std::vector<std::unique_ptr<uvcometd::client>> clients_;
   std::deque<received> received_;
 };
@@ -308,6 +312,14 @@ class transport_rig {
     endpoint& e = others.emplace_back();
     e.t = make(loop.get(), config, e.rec);
     return e;
+  }
+  // t.send(...) with rec.inside_api set around the call: an event reported from inside it shows
+  // in rec.event_inside_api.
+  void send(std::uint64_t request, std::string body, std::chrono::milliseconds timeout,
+            bool alone = false) {
+    rec.inside_api = true;
+    t->send(request, std::move(body), timeout, alone);
+    rec.inside_api = false;
   }
   // Closes `tr`, waits for its done, and destroys it.
   void close(std::unique_ptr<detail::transport>& tr) {

@@ -81,6 +81,15 @@ std::shared_ptr<recording_extension> dropper(std::vector<std::string>& calls) {
   return d;
 }
 
+// Starts and opens the rig's client with dropper(calls); returns what /visible receives.
+received& open_dropping(client_rig& rig, std::vector<std::string>& calls) {
+  auto o = rig.options();
+  o.extensions = {dropper(calls)};
+  rig.start(o);
+  rig.open();
+  return rig.subscribe("/visible");
+}
+
 }  // namespace
 
 TEST_CASE("extensions see every batch, outgoing in registration order and incoming reversed; "
@@ -143,11 +152,8 @@ TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_
           "[integration][extensions]") {
   std::vector<std::string> calls;
   client_rig rig(pick_faye());
-  auto o = rig.options();
-  o.extensions = {dropper(calls)};
-  auto& c = rig.start(o);
-  rig.open();
-  auto& visible = rig.subscribe("/visible");
+  auto& visible = open_dropping(rig, calls);
+  auto& c = rig.client();
 
   // One loop iteration: one batch with both publishes.
   outcome dropped, kept;
@@ -164,18 +170,14 @@ TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_
 TEST_CASE("an incoming message an extension drops reaches no handler", "[integration][extensions]") {
   std::vector<std::string> calls;
   client_rig rig(pick_faye());
-  auto o = rig.options();
-  o.extensions = {dropper(calls)};
-  auto& c = rig.start(o);
-  rig.open();
-  auto& visible = rig.subscribe("/visible");
+  auto& visible = open_dropping(rig, calls);
   auto& hidden = rig.subscribe("/hidden");
   rig.srv->publish("/hidden", R"({"h":1})", 3);
   rig.srv->publish("/visible", R"({"n":2})");
   REQUIRE(rig.loop.run_until([&] { return visible.data.size() == 1; }));
   rig.loop.run_for(quiet_period);
   CHECK(hidden.data.empty());
-  CHECK(c.current_state() == state::connected);
+  CHECK(rig.client().current_state() == state::connected);
 }
 
 namespace {

@@ -122,6 +122,24 @@ int cut_until_reconnecting(client_rig& rig, std::size_t mark) {
   return 0;
 }
 
+// Cuts every connection and refuses new ones, until the client noticed. Returns the transition
+// mark taken before the cut.
+std::size_t cut_off(client_rig& rig, std::chrono::milliseconds limit = 10s) {
+  const auto mark = rig.states.size();
+  rig.proxy->cut_all();
+  rig.proxy->refuse(true);
+  REQUIRE(rig.wait_state(state::reconnecting, mark, limit));
+  return mark;
+}
+
+// While the client is cut off: the server publishes `per_round` messages of `round` to /flow, an
+// attempt of the client is refused, then the proxy accepts again.
+void publish_while_away(client_rig& rig, long round, int per_round) {
+  rig.srv->publish("/flow", "{\"round\":" + std::to_string(round) + "}", per_round);
+  REQUIRE(rig.wait_accepted_after(rig.proxy->accepted()));  // an attempt is refused meanwhile
+  rig.proxy->refuse(false);
+}
+
 // One round of the cut scenarios: the server publishes `per_round` messages to /flow; once part
 // of them arrived every connection is cut until the client notices, and it must come back.
 // Returns the number of cuts made.
@@ -175,14 +193,9 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
   // before a later marker.
   int away_a = 0;
   {
-    const auto mark = rig.states.size();
-    rig.proxy->cut_all();
-    rig.proxy->refuse(true);
-    REQUIRE(rig.wait_state(state::reconnecting, mark, 10s));
+    const auto mark = cut_off(rig);
     const bool dead_held = uvcometd::test::server_stats(*rig.srv).at("heldConnects") > 0;
-    rig.srv->publish("/flow", R"({"round":100})", per_round);
-    REQUIRE(rig.wait_accepted_after(rig.proxy->accepted()));  // an attempt is refused meanwhile
-    rig.proxy->refuse(false);
+    publish_while_away(rig, 100, per_round);
     const bool back = rig.wait_reconnected(mark);
     const bool flushed = back && flush_flow(rig, sink, 300);
     away_a = sink.round_count(100);
@@ -205,16 +218,11 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
     rig.srv->publish("/flow", R"({"round":200})");
     REQUIRE(rig.loop.run_until([&] { return sink.round_count(200) == 1; }));
     REQUIRE(rig.wait_connect_held());  // the next /meta/connect reached the server
-    const auto mark = rig.states.size();
-    rig.proxy->cut_all();
-    rig.proxy->refuse(true);
-    REQUIRE(rig.wait_state(state::reconnecting, mark, 10s));
+    const auto mark = cut_off(rig);
     if (!rig.p.websocket()) {
       REQUIRE(rig.wait_server([](const json& s) { return s.at("heldConnects") == 0; }, 10s));
     }
-    rig.srv->publish("/flow", R"({"round":101})", per_round);
-    REQUIRE(rig.wait_accepted_after(rig.proxy->accepted()));  // an attempt is refused meanwhile
-    rig.proxy->refuse(false);
+    publish_while_away(rig, 101, per_round);
     const bool all = rig.loop.run_until([&] { return sink.round_count(101) >= per_round; }, 15s);
     INFO(rig.states.describe(mark));
     INFO("missing seqs of the second away batch: " << sink.missing(101, per_round));
@@ -345,10 +353,7 @@ TEST_CASE("with connection_timeout 0 the client keeps trying through an outage a
   rig.open();
   auto& got = rig.subscribe("/forever");
 
-  const auto mark = rig.states.size();
-  rig.proxy->cut_all();
-  rig.proxy->refuse(true);
-  REQUIRE(rig.wait_state(state::reconnecting, mark, 5s));
+  const auto mark = cut_off(rig, 5s);
   // Still trying well past 1 s: a connection attempt reaches the proxy 2.5 s into the outage.
   const auto outage = steady::now();
   const auto at_outage = rig.proxy->accepted();
@@ -571,10 +576,7 @@ TEST_CASE("publish while reconnecting: queued until reconnected, or not_connecte
   rig.open();
   auto& got = rig.subscribe("/pq");
 
-  const auto mark = rig.states.size();
-  rig.proxy->cut_all();
-  rig.proxy->refuse(true);
-  REQUIRE(rig.wait_state(state::reconnecting, mark, 5s));
+  const auto mark = cut_off(rig, 5s);
   REQUIRE(c.current_state() == state::reconnecting);
   uvcometd::test::outcome pub;
   const auto ec = c.publish("/pq", R"({"while":"reconnecting"})", pub.cb());
@@ -740,13 +742,8 @@ TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connec
   // Published while the client is cut off and the held connect is still open on the server:
   // written into a dead response, re-sent because the next connect does not acknowledge it.
   {
-    const auto mark = rig.states.size();
-    rig.proxy->cut_all();
-    rig.proxy->refuse(true);
-    REQUIRE(rig.wait_state(state::reconnecting, mark, 10s));
-    rig.srv->publish("/flow", R"({"round":100})", per_round);
-    REQUIRE(rig.wait_accepted_after(rig.proxy->accepted()));  // an attempt is refused meanwhile
-    rig.proxy->refuse(false);
+    const auto mark = cut_off(rig);
+    publish_while_away(rig, 100, per_round);
     REQUIRE(rig.wait_reconnected(mark));
     const bool all = rig.loop.run_until([&] { return sink.round_count(100) >= per_round; }, 10s);
     INFO("missing: " << sink.missing(100, per_round));

@@ -142,9 +142,7 @@ TEST_CASE("websocket: handshake and connect over websocket to Faye", "[websocket
   auto& t = rig.start(config_for(server.url()));
   CHECK(t.type() == uvcometd::connection_type::websocket);
 
-  rec.inside_api = true;
-  t.send(0, handshake_frame, 5s);
-  rec.inside_api = false;
+  rig.send(0, handshake_frame, 5s);
   REQUIRE(rig.run_until([&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
   REQUIRE(rec.downs.empty());
   CHECK(rec.ups == 1);
@@ -244,10 +242,8 @@ TEST_CASE("websocket: a connection error is reported, never from inside send()",
   const int port = closed_port();
   ws_rig rig;
   auto& rec = rig.rec;
-  auto& t = rig.start(config_for("http://127.0.0.1:" + std::to_string(port) + "/bayeux"));
-  rec.inside_api = true;
-  t.send(0, handshake_frame, 5s);
-  rec.inside_api = false;
+  rig.start(config_for("http://127.0.0.1:" + std::to_string(port) + "/bayeux"));
+  rig.send(0, handshake_frame, 5s);
   REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }));
   CHECK_FALSE(rec.event_inside_api);
   CHECK(rec.downs[0].err.code == errc::transport_error);
@@ -895,10 +891,8 @@ TEST_CASE("websocket: host names are resolved off the loop", "[websocket]") {
     CHECK(reply_of(rec.frames[0])["successful"] == true);
   }
   SECTION("a name that does not resolve") {
-    auto& t = rig.start(config_for("http://nonexistent.invalid/bayeux"));
-    rec.inside_api = true;
-    t.send(0, handshake_frame, 5s);
-    rec.inside_api = false;
+    rig.start(config_for("http://nonexistent.invalid/bayeux"));
+    rig.send(0, handshake_frame, 5s);
     REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }));
     CHECK_FALSE(rec.event_inside_api);
     CHECK(rec.downs[0].err.code == errc::transport_error);
