@@ -39,6 +39,8 @@ class test_loop {
     uv_timer_t poll;
     uv_timer_init(&loop_, &poll);
     poll.data = &ctx;
+    uv_timer_t* const outer = polling_;
+    polling_ = &poll;
     const auto period = static_cast<std::uint64_t>(every.count() > 0 ? every.count() : 1);
     uv_timer_start(
         &poll,
@@ -50,7 +52,13 @@ class test_loop {
     uv_run(&loop_, UV_RUN_DEFAULT);
     uv_close(reinterpret_cast<uv_handle_t*>(&poll), nullptr);
     uv_run(&loop_, UV_RUN_NOWAIT);
+    polling_ = outer;
     return pred();
+  }
+
+  // The timer run_until() polls with while it runs (null otherwise): not one of the test's handles.
+  const uv_handle_t* poll_handle() const noexcept {
+    return reinterpret_cast<const uv_handle_t*>(polling_);
   }
 
   // Runs for `d` whatever happens: for "nothing (more) happens" checks, with `d` quiet_period.
@@ -79,6 +87,7 @@ class test_loop {
 
  private:
   uv_loop_t loop_{};
+  uv_timer_t* polling_ = nullptr;
   bool closed_ = false;
 };
 

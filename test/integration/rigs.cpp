@@ -324,17 +324,24 @@ std::size_t transport_recorder::reports(std::uint64_t request) const {
   return n;
 }
 
+std::string transport_recorder::why(std::uint64_t request) const {
+  const failure* f = failure_for(request);
+  return f ? f->err.to_string() : std::string();
+}
+
 void transport_recorder::on_frame(std::uint64_t request, std::string&& body,
                                   const header_list& headers) {
   event_inside_api |= inside_api;
   frames.push_back({request, std::move(body), headers, std::chrono::steady_clock::now()});
   if (frame_hook) frame_hook(frames.back());
+  if (report_hook) report_hook(request, true);
 }
 
 void transport_recorder::on_request_failed(std::uint64_t request, const error& err) {
   event_inside_api |= inside_api;
   failures.push_back({request, err, std::chrono::steady_clock::now()});
   if (failure_hook) failure_hook(failures.back());
+  if (report_hook) report_hook(request, false);
 }
 
 void transport_recorder::on_up() {

@@ -259,6 +259,9 @@ struct transport_recorder : detail::transport_events {
   bool event_inside_api = false;
   std::function<void(const frame&)> frame_hook;
   std::function<void(const failure&)> failure_hook;
+  // After a frame or a failure (after frame_hook / failure_hook): its request, and which it was.
+  // It may clear `frames` and `failures`.
+  std::function<void(std::uint64_t request, bool is_frame)> report_hook;
   std::function<void()> up_hook;
   std::function<void()> down_hook;
 
@@ -267,6 +270,8 @@ struct transport_recorder : detail::transport_events {
   const failure* failure_for(std::uint64_t request) const;
   // How many frames and failures `request` got (exactly one once answered).
   std::size_t reports(std::uint64_t request) const;
+  // The failure's message for `request`, or "" (for INFO when a frame was expected).
+  std::string why(std::uint64_t request) const;
 
   void on_frame(std::uint64_t request, std::string&& body, const header_list& headers) override;
   void on_request_failed(std::uint64_t request, const error& err) override;
