@@ -1,6 +1,7 @@
-// Test helpers shared by the client-level integration tests (test_client.cpp, test_faults.cpp):
-// the server/transport matrix, open/subscribe/close-and-wait, a recorder of state transitions, a
-// log sink, and small JSON field extraction for seq-numbered payloads.
+// Test helpers the client-level integration tests share: the server/transport matrix, a recorder
+// of state transitions, a log sink, and small JSON field extraction for seq-numbered payloads.
+// rigs.hpp builds client_rig on them; the free open/subscribe/close-and-wait helpers serve the
+// tests not moved onto it yet.
 //
 // Header-only (inline); include after <catch2/catch.hpp> is available (it is included here).
 #pragma once
@@ -16,7 +17,6 @@
 #include <string_view>
 #include <vector>
 
-#include "fault_proxy.hpp"
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
 #include "uvcometd/client.hpp"
@@ -169,14 +169,6 @@ inline void close_and_wait(test_loop& loop, client& c) {
   CHECK(c.current_state() == state::closed);
 }
 
-// Closes the proxy and runs the loop until it is (required before destroying it).
-inline void close_proxy(test_loop& loop, fault_proxy& proxy) {
-  bool done = false;
-  proxy.close([&] { done = true; });
-  loop.run_until([&] { return done; }, std::chrono::seconds(5));
-  CHECK(done);
-}
-
 // The integer value of `"key":N` in a flat JSON object text, or -1.
 inline long json_int(std::string_view json, std::string_view key) {
   const std::string needle = "\"" + std::string(key) + "\":";
@@ -200,26 +192,24 @@ inline long json_int(std::string_view json, std::string_view key) {
   return neg ? -v : v;
 }
 
-// Polls the server's /control/stats until `pattern` has at least one subscriber (the blocking
-// HTTP call runs between loop slices). Returns false on timeout.
+// Runs the loop until the server's /control/stats counts a subscriber of `pattern` (asked every
+// 50 ms; the blocking HTTP call runs between loop slices). Returns false on timeout.
 inline bool wait_server_subscribed(test_loop& loop, server_process& srv, const std::string& pattern,
                                    std::chrono::milliseconds limit = std::chrono::seconds(15)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
   const std::string needle = "\"" + pattern + "\":";
-  for (;;) {
-    std::string stats;
-    try {
-      stats = srv.get("/control/stats");
-    } catch (const std::exception&) {
-      stats.clear();
-    }
-    const auto pos = stats.find(needle);
-    if (pos != std::string::npos && json_int(std::string_view(stats).substr(pos), pattern) > 0) {
-      return true;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    loop.run_for(std::chrono::milliseconds(50));
-  }
+  return loop.run_until(
+      [&] {
+        std::string stats;
+        try {
+          stats = srv.get("/control/stats");
+        } catch (const std::exception&) {
+          return false;
+        }
+        const auto pos = stats.find(needle);
+        return pos != std::string::npos &&
+               json_int(std::string_view(stats).substr(pos), pattern) > 0;
+      },
+      limit, std::chrono::milliseconds(50));
 }
 
 }  // namespace uvcometd::test

@@ -273,6 +273,7 @@ void fault_proxy::read_cb(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) no
 
 void fault_proxy::forward(conn_pair* p, int from, char* data, std::size_t len) noexcept {
   if (blackhole_) {
+    swallowed_ += len;
     delete[] data;
     return;
   }

@@ -74,6 +74,8 @@ class fault_proxy {
   // Bytes successfully written upstream (client -> target) / downstream (target -> client).
   std::uint64_t bytes_up() const { return bytes_up_; }
   std::uint64_t bytes_down() const { return bytes_down_; }
+  // Bytes the black hole discarded (both directions).
+  std::uint64_t swallowed() const { return swallowed_; }
 
   // Closes the listener and every connection (normal close, pending writes cancelled); `done`
   // runs after the last handle's close callback (synchronously if nothing was open). Later
@@ -115,6 +117,7 @@ class fault_proxy {
   std::size_t accepted_ = 0;
   std::uint64_t bytes_up_ = 0;
   std::uint64_t bytes_down_ = 0;
+  std::uint64_t swallowed_ = 0;
   bool refuse_ = false;
   bool blackhole_ = false;
   bool closing_ = false;

@@ -64,7 +64,8 @@ class server_process {
   void restart();
 
   // Blocking helpers (libcurl easy API). Both throw std::runtime_error on a transport error or a
-  // status other than 200, with the body in the message.
+  // status other than 200, with the body in the message. A server started with --tls 1 is asked
+  // over https, without verifying its test certificate.
   // POST base_url()+path with a JSON body; returns the response body.
   std::string control(const std::string& path, const std::string& json_body);
   // GET base_url()+path; returns the response body (e.g. get("/control/stats")).
@@ -87,6 +88,7 @@ class server_process {
   // Polls spec_.ready while the child runs; returns "" when ready, else why not (`exited`: the
   // child ended and was reaped, `status` says how).
   std::string wait_ready(pid_t pid, int& status, bool& exited);
+  std::string control_base() const;
   std::string stderr_tail() const;
 
   std::string script_;

@@ -2,6 +2,9 @@
 // asynchronous completion, failures; the auth extension against a server that demands a token and
 // later rotates it; the replay extension against a server that keeps an event log with replay ids.
 // The ack extension against cometd-nodejs-server under cuts is in test_faults.cpp.
+//
+// What an extension or a frame transform points to is declared before the rig: they also see the
+// /meta/disconnect of the rig's closing.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -14,46 +17,26 @@
 
 #include <nlohmann/json.hpp>
 
-#include "client_helpers.hpp"
-#include "loop_helpers.hpp"
-#include "server_process.hpp"
-#include "uvcometd/client.hpp"
+#include "rigs.hpp"
 #include "uvcometd/extension.hpp"
 #include "uvcometd/extensions.hpp"
 
 using namespace std::chrono_literals;
 using uvcometd::bayeux_message;
-using uvcometd::connection_type;
 using uvcometd::errc;
 using uvcometd::extension_done;
 using uvcometd::message_batch;
 using uvcometd::state;
-using uvcometd::test::log_capture;
-using uvcometd::test::peer;
+using uvcometd::test::client_rig;
+using uvcometd::test::outcome;
+using uvcometd::test::pick_faye;
+using uvcometd::test::quiet_period;
 using uvcometd::test::received;
-using uvcometd::test::server_process;
-using uvcometd::test::state_recorder;
-using uvcometd::test::test_loop;
 using json = nlohmann::json;
 
 namespace {
 
-peer pick_faye() {
-  return GENERATE(uvcometd::test::faye_long_polling(), uvcometd::test::faye_websocket());
-}
-
-uvcometd::options make_options(const server_process& srv, const peer& p, log_capture& log) {
-  uvcometd::options o;
-  o.url = srv.url();
-  o.connection_types = p.types;
-  o.connection_timeout = 10s;
-  o.backoff_initial = 50ms;
-  o.backoff_max = 500ms;
-  o.log = log.sink();
-  return o;
-}
-
-json seen(server_process& srv) { return json::parse(srv.get("/control/seen")); }
+json seen(client_rig& rig) { return uvcometd::test::server_seen(*rig.srv); }
 
 // A synchronous extension that logs each call and runs optional edits.
 struct recording_extension : uvcometd::extension {
@@ -75,21 +58,36 @@ struct recording_extension : uvcometd::extension {
   }
 };
 
-// Publishes and records the outcome.
-struct outcome {
-  bool done = false;
-  uvcometd::error err;
-  uvcometd::completion cb() {
-    return [this](const uvcometd::error& e) {
-      err = e;
-      done = true;
-    };
-  }
-};
-
 bool has_channel(const message_batch& b, std::string_view prefix) {
   return std::any_of(b.messages.begin(), b.messages.end(),
                      [&](const bayeux_message& m) { return m.channel().rfind(prefix, 0) == 0; });
+}
+
+// Drops the outgoing messages of /drop/** and the incoming ones of /hidden.
+std::shared_ptr<recording_extension> dropper(std::vector<std::string>& calls) {
+  auto d = std::make_shared<recording_extension>("D", calls);
+  d->on_out = [](message_batch& batch) {
+    auto& v = batch.messages;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [](const bayeux_message& m) { return m.channel().rfind("/drop/", 0) == 0; }),
+            v.end());
+  };
+  d->on_in = [](message_batch& batch) {
+    auto& v = batch.messages;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [](const bayeux_message& m) { return m.channel() == "/hidden"; }),
+            v.end());
+  };
+  return d;
+}
+
+// Starts and opens the rig's client with dropper(calls); returns what /visible receives.
+received& open_dropping(client_rig& rig, std::vector<std::string>& calls) {
+  auto o = rig.options();
+  o.extensions = {dropper(calls)};
+  rig.start(o);
+  rig.open();
+  return rig.subscribe("/visible");
 }
 
 }  // namespace
@@ -97,11 +95,6 @@ bool has_channel(const message_batch& b, std::string_view prefix) {
 TEST_CASE("extensions see every batch, outgoing in registration order and incoming reversed; "
           "their ext and headers reach the server",
           "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
   std::vector<std::string> calls;
   auto a = std::make_shared<recording_extension>("A", calls);
   auto b = std::make_shared<recording_extension>("B", calls);
@@ -115,104 +108,76 @@ TEST_CASE("extensions see every batch, outgoing in registration order and incomi
       if (m.ext("a") == "1" && m.channel() == "/meta/handshake") m.set_ext("b", "\"after-a\"");
     }
   };
-  {
-    auto o = make_options(srv, p, log);
-    o.extensions = {a, b};
-    uvcometd::client c(loop.get(), o);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string() << "\n" << log.tail());
-    REQUIRE_FALSE(err);
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/ext/order", got);
-    outcome pub;
-    REQUIRE_FALSE(c.publish("/ext/order", R"({"x":1})", pub.cb()));
-    REQUIRE(loop.run_until([&] { return pub.done && got.data.size() == 1; }));
-    CHECK_FALSE(pub.err);
+  client_rig rig(pick_faye());
+  auto o = rig.options();
+  o.extensions = {a, b};
+  rig.start(o);
+  rig.open();
+  auto& got = rig.subscribe("/ext/order");
+  CHECK_FALSE(rig.publish("/ext/order", R"({"x":1})"));
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }));
 
-    const json s = seen(srv);
-    INFO(s.dump());
-    CHECK(s["handshakeExt"]["a"] == 1);
-    CHECK(s["handshakeExt"]["b"] == "after-a");
-    CHECK(s["subscribeExt"]["a"] == 1);
-    CHECK(s["publishExt"]["a"] == 1);
-    CHECK(s["headers"]["x-ext-b"] == "yes");
+  const json s = seen(rig);
+  INFO(s.dump());
+  CHECK(s["handshakeExt"]["a"] == 1);
+  CHECK(s["handshakeExt"]["b"] == "after-a");
+  CHECK(s["subscribeExt"]["a"] == 1);
+  CHECK(s["publishExt"]["a"] == 1);
+  CHECK(s["headers"]["x-ext-b"] == "yes");
 
-    REQUIRE(calls.size() >= 8);
-    for (std::size_t i = 0; i < calls.size(); ++i) {
-      if (calls[i] == "A>") {
-        REQUIRE(i + 1 < calls.size());
-        CHECK(calls[i + 1] == "B>");
-      }
-      if (calls[i] == "B<") {
-        REQUIRE(i + 1 < calls.size());
-        CHECK(calls[i + 1] == "A<");
-      }
+  REQUIRE(calls.size() >= 8);
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i] == "A>") {
+      REQUIRE(i + 1 < calls.size());
+      CHECK(calls[i + 1] == "B>");
     }
-    CHECK(std::count(calls.begin(), calls.end(), "A>") == std::count(calls.begin(), calls.end(), "B>"));
-    // Response headers: long-polling has them (Content-Type at least), websocket none.
-    REQUIRE_FALSE(b->incoming_header_counts.empty());
-    if (p.websocket()) {
-      CHECK(*std::max_element(b->incoming_header_counts.begin(), b->incoming_header_counts.end()) == 0);
-    } else {
-      CHECK(*std::min_element(b->incoming_header_counts.begin(), b->incoming_header_counts.end()) > 0);
+    if (calls[i] == "B<") {
+      REQUIRE(i + 1 < calls.size());
+      CHECK(calls[i + 1] == "A<");
     }
-    uvcometd::test::close_and_wait(loop, c);
   }
-  CHECK(loop.close() == 0);
+  CHECK(std::count(calls.begin(), calls.end(), "A>") == std::count(calls.begin(), calls.end(), "B>"));
+  // Response headers: long-polling has them (Content-Type at least), websocket none.
+  const auto& counts = b->incoming_header_counts;
+  REQUIRE_FALSE(counts.empty());
+  if (rig.p.websocket()) {
+    CHECK(*std::max_element(counts.begin(), counts.end()) == 0);
+  } else {
+    CHECK(*std::min_element(counts.begin(), counts.end()) > 0);
+  }
 }
 
-TEST_CASE("an extension drops messages: a dropped publish completes with dropped_by_extension, "
-          "the rest of its batch goes out, and a dropped incoming message reaches no handler",
+TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_extension, the "
+          "rest of its batch goes out",
           "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
   std::vector<std::string> calls;
-  auto dropper = std::make_shared<recording_extension>("D", calls);
-  dropper->on_out = [](message_batch& batch) {
-    auto& v = batch.messages;
-    v.erase(std::remove_if(v.begin(), v.end(), [](const bayeux_message& m) { return m.channel().rfind("/drop/", 0) == 0; }),
-            v.end());
-  };
-  dropper->on_in = [](message_batch& batch) {
-    auto& v = batch.messages;
-    v.erase(std::remove_if(v.begin(), v.end(), [](const bayeux_message& m) { return m.channel() == "/hidden"; }),
-            v.end());
-  };
-  {
-    auto o = make_options(srv, p, log);
-    o.extensions = {dropper};
-    uvcometd::client c(loop.get(), o);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
-    received visible, hidden;
-    uvcometd::test::subscribe_and_wait(loop, c, "/visible", visible);
-    uvcometd::test::subscribe_and_wait(loop, c, "/hidden", hidden);
+  client_rig rig(pick_faye());
+  auto& visible = open_dropping(rig, calls);
+  auto& c = rig.client();
 
-    // One loop iteration: one batch with both publishes.
-    outcome dropped, kept;
-    REQUIRE_FALSE(c.publish("/drop/x", "1", dropped.cb()));
-    REQUIRE_FALSE(c.publish("/visible", R"({"n":1})", kept.cb()));
-    REQUIRE(loop.run_until([&] { return dropped.done && kept.done && visible.data.size() == 1; }));
-    CHECK(dropped.err.code == errc::dropped_by_extension);
-    CHECK_FALSE(kept.err);
+  // One loop iteration: one batch with both publishes.
+  outcome dropped, kept;
+  REQUIRE_FALSE(c.publish("/drop/x", "1", dropped.cb()));
+  REQUIRE_FALSE(c.publish("/visible", R"({"n":1})", kept.cb()));
+  REQUIRE(rig.loop.run_until([&] { return dropped.done() && kept.done() && visible.data.size() == 1; }));
+  CHECK(dropped.err.code == errc::dropped_by_extension);
+  CHECK_FALSE(kept.err);
 
-    // A batch made only of dropped messages never leaves.
-    outcome alone;
-    REQUIRE_FALSE(c.publish("/drop/y", "2", alone.cb()));
-    REQUIRE(loop.run_until([&] { return alone.done; }));
-    CHECK(alone.err.code == errc::dropped_by_extension);
+  // A batch made only of dropped messages never leaves.
+  CHECK(rig.publish("/drop/y", "2").code == errc::dropped_by_extension);
+}
 
-    srv.publish("/hidden", R"({"h":1})", 3);
-    srv.publish("/visible", R"({"n":2})");
-    REQUIRE(loop.run_until([&] { return visible.data.size() == 2; }));
-    loop.run_for(100ms);
-    CHECK(hidden.data.empty());
-    CHECK(c.current_state() == state::connected);
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+TEST_CASE("an incoming message an extension drops reaches no handler", "[integration][extensions]") {
+  std::vector<std::string> calls;
+  client_rig rig(pick_faye());
+  auto& visible = open_dropping(rig, calls);
+  auto& hidden = rig.subscribe("/hidden");
+  rig.srv->publish("/hidden", R"({"h":1})", 3);
+  rig.srv->publish("/visible", R"({"n":2})");
+  REQUIRE(rig.loop.run_until([&] { return visible.data.size() == 1; }));
+  rig.loop.run_for(quiet_period);
+  CHECK(hidden.data.empty());
+  CHECK(rig.client().current_state() == state::connected);
 }
 
 namespace {
@@ -230,6 +195,7 @@ struct delaying_extension : uvcometd::extension {
   uv_timer_t* timer;
   std::deque<extension_done> waiting;
   int batches = 0;
+  int outgoing_batches = 0;
   void hold(extension_done done) {
     ++batches;
     waiting.push_back(std::move(done));
@@ -241,45 +207,39 @@ struct delaying_extension : uvcometd::extension {
       d({});
     }, 1, 0);
   }
-  void outgoing(message_batch&, extension_done done) override { hold(std::move(done)); }
+  void outgoing(message_batch&, extension_done done) override {
+    ++outgoing_batches;
+    hold(std::move(done));
+  }
   void incoming(message_batch&, extension_done done) override { hold(std::move(done)); }
 };
 
 }  // namespace
 
 TEST_CASE("extensions that finish later keep batches in order", "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
-  {
-    auto slow = std::make_shared<delaying_extension>(loop.get());
-    auto o = make_options(srv, p, log);
-    o.extensions = {slow};
-    uvcometd::client c(loop.get(), o);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string() << "\n" << log.tail());
-    REQUIRE_FALSE(err);
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/slow", got);
-    constexpr int n = 30;
-    int acked = 0;
-    for (int i = 0; i < n; ++i) {
-      REQUIRE_FALSE(c.publish("/slow", "{\"i\":" + std::to_string(i) + "}", [&](const uvcometd::error& e) {
-        CHECK_FALSE(e);
-        ++acked;
-      }));
-      loop.run_for(1ms);  // separate loop iterations: separate batches
-    }
-    REQUIRE(loop.run_until([&] { return acked == n && got.data.size() == n; }, 20s));
-    for (int i = 0; i < n; ++i) CHECK(uvcometd::test::json_int(got.data[i], "i") == i);
-    CHECK(slow->batches > n / 2);
-    uvcometd::test::close_and_wait(loop, c);
-    c.close();
+  client_rig rig(pick_faye());
+  auto slow = std::make_shared<delaying_extension>(rig.loop.get());
+  auto o = rig.options();
+  o.extensions = {slow};
+  auto& c = rig.start(o);
+  rig.open();
+  auto& got = rig.subscribe("/slow");
+  constexpr int n = 30;
+  int acked = 0;
+  for (int i = 0; i < n; ++i) {
+    const int before = slow->outgoing_batches;
+    REQUIRE_FALSE(c.publish("/slow", "{\"i\":" + std::to_string(i) + "}", [&](const uvcometd::error& e) {
+      CHECK_FALSE(e);
+      ++acked;
+    }));
+    // Its own batch: the next publish is made once this one reached the extension.
+    REQUIRE(rig.loop.run_until([&] { return slow->outgoing_batches > before; }));
   }
-  loop.run_for(10ms);  // the extension's timer closes
-  CHECK(loop.close() == 0);
+  REQUIRE(rig.loop.run_until([&] { return acked == n && got.data.size() == n; }, 20s));
+  for (int i = 0; i < n; ++i) CHECK(uvcometd::test::json_int(got.data[i], "i") == i);
+  CHECK(slow->batches > n / 2);
+  rig.close();
+  c.close();
 }
 
 namespace {
@@ -315,61 +275,44 @@ struct failing_extension : uvcometd::extension {
 TEST_CASE("an extension that throws or fails: the calls of its batch get extension_error, "
           "nothing crashes, and the client keeps working",
           "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
-  state_recorder states;
+  client_rig rig(pick_faye());
   auto ext = std::make_shared<failing_extension>();
-  {
-    auto o = make_options(srv, p, log);
-    o.extensions = {ext};
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/ok", got);
-    uvcometd::test::subscribe_and_wait(loop, c, "/boom-in", got);
+  auto o = rig.options();
+  o.extensions = {ext};
+  auto& c = rig.start(o);
+  rig.open();
+  auto& got = rig.subscribe("/ok");
+  rig.subscribe("/boom-in");
 
-    outcome boom, fail, twice;
-    REQUIRE_FALSE(c.publish("/boom", "1", boom.cb()));
-    REQUIRE(loop.run_until([&] { return boom.done; }));
-    CHECK(boom.err.code == errc::extension_error);
-    CHECK(boom.err.message.find("boom from outgoing") != std::string::npos);
+  const auto boom = rig.publish("/boom", "1");
+  CHECK(boom.code == errc::extension_error);
+  CHECK(boom.message.find("boom from outgoing") != std::string::npos);
 
-    REQUIRE_FALSE(c.publish("/fail", "1", fail.cb()));
-    REQUIRE(loop.run_until([&] { return fail.done; }));
-    CHECK(fail.err.code == errc::extension_error);
-    CHECK(fail.err.message.find("refused by the test extension") != std::string::npos);
+  const auto fail = rig.publish("/fail", "1");
+  CHECK(fail.code == errc::extension_error);
+  CHECK(fail.message.find("refused by the test extension") != std::string::npos);
 
-    REQUIRE_FALSE(c.publish("/twice", "1", twice.cb()));
-    REQUIRE(loop.run_until([&] { return twice.done; }));
-    CHECK_FALSE(twice.err);
-    CHECK(ext->done_twice == 1);
-    CHECK(log.tail(400).find("more than once") != std::string::npos);
+  CHECK_FALSE(rig.publish("/twice", "1"));
+  CHECK(ext->done_twice == 1);
+  CHECK(rig.log.tail(400).find("more than once") != std::string::npos);
 
-    // An incoming batch the extension cannot handle is discarded like a malformed frame: the
-    // client re-establishes the connection and goes on.
-    const auto mark = states.size();
-    ext->throw_incoming = true;
-    srv.publish("/boom-in", R"({"x":1})");
-    REQUIRE(loop.run_until([&] { return !ext->throw_incoming; }));
-    CHECK(log.tail(400).find("boom from incoming") != std::string::npos);
-    loop.run_until([&] { return c.current_state() == state::connected && states.size() > mark; }, 5s);
-    REQUIRE(loop.run_until([&] {
-      if (c.current_state() != state::connected) return false;
-      return true;
-    }, 10s));
-    // The session still works end to end.
-    outcome ok;
-    const auto before = got.data.size();
-    REQUIRE_FALSE(c.publish("/ok", R"({"after":1})", ok.cb()));
-    REQUIRE(loop.run_until([&] { return ok.done && got.data.size() > before; }, 10s));
-    CHECK_FALSE(ok.err);
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  // An incoming batch the extension cannot handle is discarded like a malformed frame: the
+  // client re-establishes the connection and goes on.
+  const auto mark = rig.states.size();
+  const auto connects = uvcometd::test::server_stats(*rig.srv)["connects"].get<long>();
+  ext->throw_incoming = true;
+  rig.srv->publish("/boom-in", R"({"x":1})");
+  REQUIRE(rig.loop.run_until([&] { return !ext->throw_incoming; }));
+  CHECK(rig.log.tail(400).find("boom from incoming") != std::string::npos);
+  INFO(rig.states.describe(mark));
+  REQUIRE(rig.wait_reconnected(mark));
+  CHECK(uvcometd::test::server_stats(*rig.srv)["connects"].get<long>() > connects);
+  // The session still works end to end.
+  outcome ok;
+  const auto before = got.data.size();
+  REQUIRE_FALSE(c.publish("/ok", R"({"after":1})", ok.cb()));
+  REQUIRE(rig.loop.run_until([&] { return ok.done() && got.data.size() > before; }, 10s));
+  CHECK_FALSE(ok.err);
 }
 
 namespace {
@@ -396,68 +339,45 @@ struct test_auth : uvcometd::auth_extension {
 
 TEST_CASE("auth: an expired token makes the client call authenticate() once and recover",
           "[integration][extensions][auth]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script, {"--auth", "1", "--timeout", "1"});
-  test_loop loop;
-  log_capture log;
-  state_recorder states;
+  client_rig rig(pick_faye(), {"--auth", "1", "--timeout", "1"});
   auto auth = std::make_shared<test_auth>();
   auth->token = "t1";
-  {
-    auto o = make_options(srv, p, log);
-    o.auth = auth;
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string() << "\n" << log.tail());
-    REQUIRE_FALSE(err);
-    CHECK(auth->calls == 0);
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/auth/news", got);
+  auto o = rig.options();
+  o.auth = auth;
+  rig.start(o);
+  rig.open();
+  CHECK(auth->calls == 0);
+  auto& got = rig.subscribe("/auth/news");
 
-    const auto mark = states.size();
-    auth->next_token = "t2";
-    srv.control("/control/auth", R"({"token":"t2"})");
-    INFO(log.tail());
-    REQUIRE(loop.run_until([&] { return states.saw_then(state::reconnecting, state::connected, mark); }, 15s));
-    INFO(states.describe(mark));
-    CHECK(auth->calls == 1);
-    CHECK(states.events[*states.find(state::reconnecting, mark)].why.server_code == 401);
-    // Re-subscribed with the fresh session.
-    srv.publish("/auth/news", R"({"after":"rotation"})");
-    REQUIRE(loop.run_until([&] { return got.data.size() == 1; }, 10s));
-    const json stats = json::parse(srv.get("/control/stats"));
-    CHECK(stats["authFailures"].get<int>() >= 1);
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  const auto mark = rig.states.size();
+  auth->next_token = "t2";
+  rig.srv->control("/control/auth", R"({"token":"t2"})");
+  REQUIRE(rig.wait_reconnected(mark));
+  INFO(rig.states.describe(mark));
+  CHECK(auth->calls == 1);
+  CHECK(rig.states.events[*rig.states.find(state::reconnecting, mark)].why.server_code == 401);
+  // Re-subscribed with the fresh session.
+  rig.srv->publish("/auth/news", R"({"after":"rotation"})");
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }, 10s));
+  CHECK(uvcometd::test::server_stats(*rig.srv)["authFailures"].get<int>() >= 1);
 }
 
 TEST_CASE("auth: a wrong token ends open() with the server's error after one authenticate()",
           "[integration][extensions][auth]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script, {"--auth", "1"});
-  test_loop loop;
-  log_capture log;
+  client_rig rig(pick_faye(), {"--auth", "1"});
   auto auth = std::make_shared<test_auth>();
   auth->token = "wrong";
   auth->next_token = "still-wrong";
-  {
-    auto o = make_options(srv, p, log);
-    o.auth = auth;
-    uvcometd::client c(loop.get(), o);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string() << "\n" << log.tail());
-    CHECK(err.code == errc::server_error);
-    CHECK(err.server_code == 401);
-    CHECK(err.message == "invalid token");
-    CHECK(auth->calls == 1);
-    CHECK(c.current_state() == state::failed);
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  auto o = rig.options();
+  o.auth = auth;
+  auto& c = rig.start(o);
+  const auto err = rig.open_result();
+  INFO(err.to_string());
+  CHECK(err.code == errc::server_error);
+  CHECK(err.server_code == 401);
+  CHECK(err.message == "invalid token");
+  CHECK(auth->calls == 1);
+  CHECK(c.current_state() == state::failed);
 }
 
 TEST_CASE("token_auth: the provider is called on start and again after an HTTP 401, and the "
@@ -466,48 +386,35 @@ TEST_CASE("token_auth: the provider is called on start and again after an HTTP 4
   // Long-polling sends the header on every request: the first one after the rotation is refused.
   // Websocket sends it on the upgrade only: a reconnect's upgrade is refused, and the next one
   // carries the fresh token.
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script, {"--auth-http", "1", "--timeout", "1"});
-  test_loop loop;
-  log_capture log;
-  state_recorder states;
   std::string server_token = "t1";
   int provided = 0;
+  client_rig rig(pick_faye(), {"--auth-http", "1", "--timeout", "1"});
   auto auth = std::make_shared<uvcometd::token_auth>([&](uvcometd::token_auth::token_callback cb) {
     ++provided;
     cb({}, server_token);
   });
-  {
-    auto o = make_options(srv, p, log);
-    o.auth = auth;
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    const auto err = uvcometd::test::open_and_wait(loop, c);
-    INFO(err.to_string() << "\n" << log.tail());
-    REQUIRE_FALSE(err);
-    CHECK(provided == 1);
-    CHECK(seen(srv)["headers"]["authorization"] == "Bearer t1");
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/bearer", got);
+  auto o = rig.options();
+  o.auth = auth;
+  auto& c = rig.start(o);
+  rig.open();
+  CHECK(provided == 1);
+  CHECK(seen(rig)["headers"]["authorization"] == "Bearer t1");
+  auto& got = rig.subscribe("/bearer");
 
-    server_token = "t2";
-    srv.control("/control/auth", R"({"token":"t2"})");
-    const auto mark = states.size();
-    if (p.websocket()) REQUIRE_FALSE(c.reconnect_now());
-    REQUIRE(loop.run_until([&] { return provided == 2; }, 10s));
-    REQUIRE(loop.run_until([&] { return c.current_state() == state::connected; }, 10s));
-    loop.run_for(300ms);
-    INFO(states.describe(mark) << "\n" << log.tail());
-    CHECK(c.current_state() == state::connected);
-    CHECK(c.current_connection_type() == p.types.front());
-    srv.publish("/bearer", R"({"n":1})");
-    REQUIRE(loop.run_until([&] { return got.data.size() == 1; }, 10s));
-    CHECK(seen(srv)["headers"]["authorization"] == "Bearer t2");
-    CHECK(provided == 2);
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  server_token = "t2";
+  rig.srv->control("/control/auth", R"({"token":"t2"})");
+  const auto mark = rig.states.size();
+  if (rig.p.websocket()) REQUIRE_FALSE(c.reconnect_now());
+  REQUIRE(rig.loop.run_until([&] { return provided == 2; }, 10s));
+  REQUIRE(rig.loop.run_until([&] { return c.current_state() == state::connected; }, 10s));
+  rig.loop.run_for(quiet_period);
+  INFO(rig.states.describe(mark));
+  CHECK(c.current_state() == state::connected);
+  CHECK(c.current_connection_type() == rig.p.types.front());
+  rig.srv->publish("/bearer", R"({"n":1})");
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }, 10s));
+  CHECK(seen(rig)["headers"]["authorization"] == "Bearer t2");
+  CHECK(provided == 2);
 }
 
 namespace {
@@ -518,18 +425,16 @@ std::vector<long> replay_ids(const received& got) {
   return ids;
 }
 
-uvcometd::error subscribe_result(test_loop& loop, uvcometd::client& c, const std::string& channel,
-                                 received& into) {
-  bool done = false;
-  uvcometd::error result;
-  REQUIRE_FALSE(c.subscribe(
-      channel, [&into](const uvcometd::message& m) { into.data.emplace_back(m.data); },
-      [&](const uvcometd::error& e) {
-        result = e;
-        done = true;
-      }));
-  REQUIRE(loop.run_until([&] { return done; }));
-  return result;
+// A client with a replay extension of `settings`.
+uvcometd::client& start_replaying(client_rig& rig, uvcometd::replay_extension::settings settings,
+                                  std::shared_ptr<uvcometd::replay_extension>* out = nullptr) {
+  auto replay = std::make_shared<uvcometd::replay_extension>(std::move(settings));
+  if (out) *out = replay;
+  auto o = rig.options();
+  o.extensions = {replay};
+  auto& c = rig.start(o);
+  rig.open(c);
+  return c;
 }
 
 }  // namespace
@@ -537,214 +442,156 @@ uvcometd::error subscribe_result(test_loop& loop, uvcometd::client& c, const std
 TEST_CASE("replay: a subscription resumes after the last id, across a client restart with a "
           "persisted id, and falls back when the id expired",
           "[integration][extensions][replay]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
   auto store = std::make_shared<uvcometd::memory_replay_store>();
-  srv.publish("/replay/a", R"({"v":1})", 5);  // replay ids 1..5, before anyone subscribed
+  client_rig rig(pick_faye());
+  rig.srv->publish("/replay/a", R"({"v":1})", 5);  // replay ids 1..5, before anyone subscribed
 
   SECTION("from -2: everything kept, then a restart with the persisted id misses nothing") {
     {
-      auto replay = std::make_shared<uvcometd::replay_extension>(
-          uvcometd::replay_extension::settings{-2, -1, store});
-      auto o = make_options(srv, p, log);
-      o.extensions = {replay};
-      uvcometd::client c(loop.get(), o);
-      REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+      std::shared_ptr<uvcometd::replay_extension> replay;
+      auto& c = start_replaying(rig, {-2, -1, store}, &replay);
       received got;
-      REQUIRE_FALSE(subscribe_result(loop, c, "/replay/a", got));
-      REQUIRE(loop.run_until([&] { return got.data.size() == 5; }));
+      REQUIRE_FALSE(rig.subscribe_result(c, "/replay/a", got));
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() == 5; }));
       CHECK(replay_ids(got) == std::vector<long>{1, 2, 3, 4, 5});
       CHECK(replay->replay_id("/replay/a") == 5);
       CHECK(store->load("/replay/a") == 5);
-      CHECK(seen(srv)["handshakeExt"]["replay"] == true);
-      uvcometd::test::close_and_wait(loop, c);
+      CHECK(seen(rig)["handshakeExt"]["replay"] == true);
+      rig.close(c);
     }
-    srv.publish("/replay/a", R"({"v":2})", 3);  // 6..8 while no client runs
+    rig.srv->publish("/replay/a", R"({"v":2})", 3);  // 6..8 while no client runs
     {
-      auto replay = std::make_shared<uvcometd::replay_extension>(
-          uvcometd::replay_extension::settings{-1, -1, store});
-      auto o = make_options(srv, p, log);
-      o.extensions = {replay};
-      uvcometd::client c(loop.get(), o);
-      REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+      auto& c = start_replaying(rig, {-1, -1, store});
       received got;
-      REQUIRE_FALSE(subscribe_result(loop, c, "/replay/a", got));
-      CHECK(seen(srv)["subscribeExt"]["replay"]["/replay/a"] == 5);
-      REQUIRE(loop.run_until([&] { return got.data.size() == 3; }));
-      srv.publish("/replay/a", R"({"v":3})");
-      REQUIRE(loop.run_until([&] { return got.data.size() == 4; }));
-      loop.run_for(100ms);
+      REQUIRE_FALSE(rig.subscribe_result(c, "/replay/a", got));
+      CHECK(seen(rig)["subscribeExt"]["replay"]["/replay/a"] == 5);
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() == 3; }));
+      rig.srv->publish("/replay/a", R"({"v":3})");
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() == 4; }));
+      rig.loop.run_for(quiet_period);
       CHECK(replay_ids(got) == std::vector<long>{6, 7, 8, 9});
-      uvcometd::test::close_and_wait(loop, c);
+      rig.close(c);
     }
   }
 
   SECTION("an expired id falls back to new messages only, or fails when no fallback is set") {
-    srv.control("/control/replay-trim", R"({"channel":"/replay/a","keep":1})");  // keeps id 5
+    rig.srv->control("/control/replay-trim", R"({"channel":"/replay/a","keep":1})");  // keeps id 5
     store->save("/replay/a", 2);
     {
-      auto replay = std::make_shared<uvcometd::replay_extension>(
-          uvcometd::replay_extension::settings{-1, -1, store});
-      auto o = make_options(srv, p, log);
-      o.extensions = {replay};
-      uvcometd::client c(loop.get(), o);
-      REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+      auto& c = start_replaying(rig, {-1, -1, store});
       received got;
-      const auto err = subscribe_result(loop, c, "/replay/a", got);
-      INFO(err.to_string() << "\n" << log.tail());
+      const auto err = rig.subscribe_result(c, "/replay/a", got);
+      INFO(err.to_string());
       CHECK_FALSE(err);
-      CHECK(seen(srv)["subscribeExt"]["replay"]["/replay/a"] == -1);
-      srv.publish("/replay/a", R"({"v":4})");
-      REQUIRE(loop.run_until([&] { return got.data.size() == 1; }));
-      loop.run_for(100ms);
+      CHECK(seen(rig)["subscribeExt"]["replay"]["/replay/a"] == -1);
+      rig.srv->publish("/replay/a", R"({"v":4})");
+      REQUIRE(rig.loop.run_until([&] { return got.data.size() == 1; }));
+      rig.loop.run_for(quiet_period);
       CHECK(replay_ids(got) == std::vector<long>{6});
-      uvcometd::test::close_and_wait(loop, c);
+      rig.close(c);
     }
     store->save("/replay/a", 2);
     {
-      auto replay = std::make_shared<uvcometd::replay_extension>(
-          uvcometd::replay_extension::settings{-1, std::nullopt, store});
-      auto o = make_options(srv, p, log);
-      o.extensions = {replay};
-      uvcometd::client c(loop.get(), o);
-      REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
+      auto& c = start_replaying(rig, {-1, std::nullopt, store});
       received got;
-      const auto err = subscribe_result(loop, c, "/replay/a", got);
+      const auto err = rig.subscribe_result(c, "/replay/a", got);
       CHECK(err.code == errc::server_error);
       CHECK(err.server_code == 400);
       CHECK(err.message.find("replayId 2") != std::string::npos);
-      uvcometd::test::close_and_wait(loop, c);
+      rig.close(c);
     }
   }
-  CHECK(loop.close() == 0);
 }
 
 TEST_CASE("replay: the re-subscribe after a re-handshake asks for what followed the last id",
           "[integration][extensions][replay]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script, {"--timeout", "1"});
-  test_loop loop;
-  log_capture log;
-  state_recorder states;
-  {
-    auto replay = std::make_shared<uvcometd::replay_extension>();
-    auto o = make_options(srv, p, log);
-    o.extensions = {replay};
-    uvcometd::client c(loop.get(), o);
-    states.attach(c);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
-    received got;
-    REQUIRE_FALSE(subscribe_result(loop, c, "/replay/c", got));
-    srv.publish("/replay/c", R"({"v":1})", 3);
-    REQUIRE(loop.run_until([&] { return got.data.size() == 3; }));
+  client_rig rig(pick_faye(), {"--timeout", "1"});
+  auto& c = start_replaying(rig, {});
+  received got;
+  REQUIRE_FALSE(rig.subscribe_result(c, "/replay/c", got));
+  rig.srv->publish("/replay/c", R"({"v":1})", 3);
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() == 3; }));
 
-    const auto mark = states.size();
-    srv.control("/control/expire", "{}");
-    srv.publish("/replay/c", R"({"v":2})", 2);  // 4, 5: nobody is subscribed now
-    REQUIRE(loop.run_until([&] { return states.saw_then(state::reconnecting, state::connected, mark); }, 15s));
-    REQUIRE(loop.run_until([&] { return got.data.size() == 5; }, 10s));
-    loop.run_for(200ms);
-    CHECK(seen(srv)["subscribeExt"]["replay"]["/replay/c"] == 3);
-    CHECK(replay_ids(got) == std::vector<long>{1, 2, 3, 4, 5});
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  const auto mark = rig.states.size();
+  rig.srv->control("/control/expire", "{}");
+  rig.srv->publish("/replay/c", R"({"v":2})", 2);  // 4, 5: nobody is subscribed now
+  REQUIRE(rig.wait_reconnected(mark));
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() == 5; }, 10s));
+  rig.loop.run_for(quiet_period);
+  CHECK(seen(rig)["subscribeExt"]["replay"]["/replay/c"] == 3);
+  CHECK(replay_ids(got) == std::vector<long>{1, 2, 3, 4, 5});
 }
 
 TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fails the frame like "
           "a malformed one and the client recovers",
           "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
   int encoded = 0, decoded = 0;
-  bool fail_next = false;
-  {
-    auto o = make_options(srv, p, log);
-    bool garble_next = false;
-    o.frame_encoder = [&](std::string_view in, std::string& out) {
-      ++encoded;
-      if (in.find("/codec/unencodable") != std::string_view::npos) {
-        return uvcometd::error{make_error_code(errc::invalid_argument), "the test encoder refused it"};
-      }
-      out.assign(in);
+  bool fail_next = false, garble_next = false;
+  std::vector<std::string> calls;
+  client_rig rig(pick_faye());
+  auto o = rig.options();
+  o.frame_encoder = [&](std::string_view in, std::string& out) {
+    ++encoded;
+    if (in.find("/codec/unencodable") != std::string_view::npos) {
+      return uvcometd::error{make_error_code(errc::invalid_argument), "the test encoder refused it"};
+    }
+    out.assign(in);
+    return uvcometd::error{};
+  };
+  o.frame_decoder = [&](std::string_view in, std::string& out) {
+    ++decoded;
+    if (fail_next && in.find("/codec/bad") != std::string_view::npos) {
+      fail_next = false;
+      return uvcometd::error{make_error_code(errc::bad_response), "the test decoder refused it"};
+    }
+    if (garble_next && in.find("/codec/bad") != std::string_view::npos) {
+      // Not a message array: with an extension registered, the client cannot split it into a
+      // batch either, and must report it like any malformed frame.
+      garble_next = false;
+      out = "[{\"channel\":";
       return uvcometd::error{};
-    };
-    o.frame_decoder = [&](std::string_view in, std::string& out) {
-      ++decoded;
-      if (fail_next && in.find("/codec/bad") != std::string_view::npos) {
-        fail_next = false;
-        return uvcometd::error{make_error_code(errc::bad_response), "the test decoder refused it"};
-      }
-      if (garble_next && in.find("/codec/bad") != std::string_view::npos) {
-        // Not a message array: with an extension registered, the client cannot split it into a
-        // batch either, and must report it like any malformed frame.
-        garble_next = false;
-        out = "[{\"channel\":";
-        return uvcometd::error{};
-      }
-      out.assign(in);
-      return uvcometd::error{};
-    };
-    std::vector<std::string> calls;
-    o.extensions = {std::make_shared<recording_extension>("R", calls)};
-    uvcometd::client c(loop.get(), o);
-    REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, c));
-    received got;
-    uvcometd::test::subscribe_and_wait(loop, c, "/codec/ok", got);
-    uvcometd::test::subscribe_and_wait(loop, c, "/codec/bad", got);
-    CHECK(encoded >= 3);
-    CHECK(decoded >= 3);
-    fail_next = true;
-    srv.publish("/codec/bad", "1");
-    REQUIRE(loop.run_until([&] { return !fail_next; }));
-    CHECK(log.tail(400).find("the test decoder refused it") != std::string::npos);
-    REQUIRE(loop.run_until([&] { return c.current_state() == state::connected; }, 10s));
-    const auto before = got.data.size();
-    srv.publish("/codec/ok", "2");
-    REQUIRE(loop.run_until([&] { return got.data.size() > before; }, 10s));
-    CHECK(got.data.back() == "2");
+    }
+    out.assign(in);
+    return uvcometd::error{};
+  };
+  o.extensions = {std::make_shared<recording_extension>("R", calls)};
+  rig.start(o);
+  rig.open();
+  auto& got = rig.subscribe("/codec/ok");
+  rig.subscribe("/codec/bad");
+  CHECK(encoded >= 3);
+  CHECK(decoded >= 3);
+  const auto refused_at = rig.states.size();
+  fail_next = true;
+  rig.srv->publish("/codec/bad", "1");
+  REQUIRE(rig.loop.run_until([&] { return !fail_next; }));
+  CHECK(rig.log.tail(400).find("the test decoder refused it") != std::string::npos);
+  REQUIRE(rig.wait_reconnected(refused_at, 10s));
+  const auto before = got.data.size();
+  rig.srv->publish("/codec/ok", "2");
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() > before; }, 10s));
+  CHECK(got.data.back() == "2");
 
-    // An encoder error fails the calls of that frame.
-    outcome refused;
-    REQUIRE_FALSE(c.publish("/codec/unencodable", "3", refused.cb()));
-    REQUIRE(loop.run_until([&] { return refused.done; }));
-    CHECK(refused.err.code == errc::invalid_argument);
-    CHECK(refused.err.message.find("the test encoder refused it") != std::string::npos);
+  // An encoder error fails the calls of that frame.
+  const auto refused = rig.publish("/codec/unencodable", "3");
+  CHECK(refused.code == errc::invalid_argument);
+  CHECK(refused.message.find("the test encoder refused it") != std::string::npos);
 
-    // A decoded frame that is not JSON: reported as malformed, and the client recovers.
-    garble_next = true;
-    srv.publish("/codec/bad", "4");
-    REQUIRE(loop.run_until([&] { return !garble_next; }));
-    REQUIRE(loop.run_until([&] { return c.current_state() == state::connected; }, 10s));
-    const auto before2 = got.data.size();
-    srv.publish("/codec/ok", "5");
-    REQUIRE(loop.run_until([&] { return got.data.size() > before2; }, 10s));
-    CHECK(got.data.back() == "5");
-    uvcometd::test::close_and_wait(loop, c);
-  }
-  CHECK(loop.close() == 0);
+  // A decoded frame that is not JSON: reported as malformed, and the client recovers.
+  const auto garbled_at = rig.states.size();
+  garble_next = true;
+  rig.srv->publish("/codec/bad", "4");
+  REQUIRE(rig.loop.run_until([&] { return !garble_next; }));
+  REQUIRE(rig.wait_reconnected(garbled_at, 10s));
+  const auto before2 = got.data.size();
+  rig.srv->publish("/codec/ok", "5");
+  REQUIRE(rig.loop.run_until([&] { return got.data.size() > before2; }, 10s));
+  CHECK(got.data.back() == "5");
 }
 
 TEST_CASE("an extension may close or destroy the client from inside a hook: every call completes "
           "once and the loop closes cleanly",
           "[integration][extensions]") {
-  const peer p = pick_faye();
-  INFO(p.name);
-  server_process srv(p.script);
-  test_loop loop;
-  log_capture log;
-  const bool incoming = GENERATE(false, true);
-  const bool destroy = GENERATE(false, true);
-  INFO((incoming ? "incoming" : "outgoing") << (destroy ? ", destroying" : ", closing"));
-  std::unique_ptr<uvcometd::client> c;
-  int closes = 0;
   struct closer : uvcometd::extension {
     std::function<void()> act;
     bool on_incoming = false;
@@ -769,33 +616,36 @@ TEST_CASE("an extension may close or destroy the client from inside a hook: ever
       done({});
     }
   };
+  int closes = 0;
+  client_rig rig(pick_faye());
+  const bool incoming = GENERATE(false, true);
+  const bool destroy = GENERATE(false, true);
+  INFO((incoming ? "incoming" : "outgoing") << (destroy ? ", destroying" : ", closing"));
   auto ext = std::make_shared<closer>();
   ext->on_incoming = incoming;
   ext->act = [&] {
-    if (destroy) c.reset();
-    else c->close([&](const uvcometd::error&) { ++closes; });
+    if (destroy) rig.destroy_client();
+    else rig.client().close([&](const uvcometd::error&) { ++closes; });
   };
-  auto o = make_options(srv, p, log);
+  auto o = rig.options();
   o.extensions = {ext};
-  c = std::make_unique<uvcometd::client>(loop.get(), o);
-  REQUIRE_FALSE(uvcometd::test::open_and_wait(loop, *c));
-  received got;
-  if (incoming) uvcometd::test::subscribe_and_wait(loop, *c, "/close-me", got);
+  auto& c = rig.start(o);
+  rig.open();
+  if (incoming) rig.subscribe("/close-me");
   outcome pub;
-  REQUIRE_FALSE(c->publish("/close-me", "1", pub.cb()));
-  REQUIRE(loop.run_until([&] { return ext->fired; }));
+  REQUIRE_FALSE(c.publish("/close-me", "1", pub.cb()));
+  REQUIRE(rig.loop.run_until([&] { return ext->fired; }));
   if (!destroy) {
-    REQUIRE(loop.run_until([&] { return closes == 1; }));
-    CHECK(c->current_state() == state::closed);
-    CHECK(pub.done);  // cancelled or answered, once
-    c.reset();
+    REQUIRE(rig.loop.run_until([&] { return closes == 1; }));
+    CHECK(c.current_state() == state::closed);
+    CHECK(pub.done());  // cancelled or answered, once
+    rig.destroy_client();
   } else {
-    CHECK_FALSE(pub.done);  // a destroyed client runs no callback
+    CHECK_FALSE(pub.done());  // a destroyed client runs no callback
   }
-  loop.run_for(100ms);
+  REQUIRE(rig.loop.drain());  // every handle of the client closed: nothing more can happen
   // After a close(): at most the /meta/disconnect out, or the frames in flight and the
   // disconnect reply in. After destruction: nothing at all.
   if (destroy) CHECK(ext->calls_after == 0);
   else CHECK(ext->calls_after <= 2);
-  CHECK(loop.close() == 0);
 }

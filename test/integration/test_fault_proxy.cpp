@@ -150,6 +150,7 @@ struct echo_server {
   uv_tcp_t listener{};
   int port = 0;
   bool listener_closing = false;
+  bool listener_closed = false;
   std::list<conn> conns;  // freed with the server, after the loop closed them
 
   explicit echo_server(uv_loop_t* loop) {
@@ -202,7 +203,9 @@ struct echo_server {
   void close_all() {
     if (!listener_closing) {
       listener_closing = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(&listener), nullptr);
+      uv_close(reinterpret_cast<uv_handle_t*>(&listener), [](uv_handle_t* h) {
+        static_cast<echo_server*>(h->data)->listener_closed = true;
+      });
     }
     for (auto& c : conns) c.close_it();
   }
@@ -350,8 +353,10 @@ TEST_CASE("fault_proxy blackhole swallows bytes but keeps connections open", "[f
   raw_client& a = f.connect();
   REQUIRE(f.loop.run_until([&] { return f.proxy->live_connections() == 1; }, 5s));
   f.proxy->blackhole(true);
-  a.send(handshake_request(f.proxy->port()));
-  f.loop.run_for(500ms);
+  const std::string request = handshake_request(f.proxy->port());
+  a.send(request);
+  REQUIRE(f.loop.run_until([&] { return f.proxy->swallowed() == request.size(); }, 5s));
+  f.loop.run_for(uvcometd::test::quiet_period);  // nothing comes back
   CHECK(a.in.empty());
   CHECK_FALSE(a.ended());
   CHECK(a.write_error == 0);
@@ -377,7 +382,7 @@ TEST_CASE("fault_proxy set_target: a dead target resets the client", "[fault_pro
     echo_server tmp(f.loop.get());
     dead_port = tmp.port;
     tmp.close_all();
-    f.loop.run_for(10ms);
+    REQUIRE(f.loop.run_until([&] { return tmp.listener_closed; }));
   }
   f.proxy->set_target(dead_port);
   raw_client& c = f.connect();

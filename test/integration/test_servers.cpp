@@ -5,6 +5,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <curl/curl.h>
@@ -250,6 +251,36 @@ TEST_CASE("advice-none and expire", "[servers]") {
       CHECK_FALSE(gone.value("successful", true));
       CHECK(gone["advice"]["reconnect"] == "handshake");
       CHECK(json::parse(srv.get("/control/stats"))["clients"] == 0);
+    }
+  }
+}
+
+TEST_CASE("stats count the connects received, those answered and those held", "[servers]") {
+  for (const char* script : scripts) {
+    SECTION(script) {
+      server_process srv(script, {"--timeout", "1"});
+      raw_peer peer(srv.url());
+      peer.handshake();
+      peer.connect(0);
+      const auto stats = [&] { return json::parse(srv.get("/control/stats")); };
+      json s = stats();
+      CHECK(s["connects"] == 1);
+      CHECK(s["connectReplies"] == 1);
+      CHECK(s["heldConnects"] == 0);
+      // A connect held for the server's 1 s timeout, made from another thread.
+      std::thread held([&] { peer.connect(); });
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (stats()["heldConnects"] == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      s = stats();
+      CHECK(s["heldConnects"] == 1);
+      CHECK(s["connects"] == 2);
+      CHECK(s["connectReplies"] == 1);
+      held.join();
+      s = stats();
+      CHECK(s["heldConnects"] == 0);
+      CHECK(s["connectReplies"] == 2);
     }
   }
 }

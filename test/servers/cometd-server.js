@@ -16,8 +16,12 @@
 //   POST /control/expire      -> {"expired":N}: removes every session as if it had timed out
 //        (a held connect is released; the next one gets "402::session_unknown" + handshake advice)
 //   POST /control/drop        -> {"dropped":N}: destroys every other TCP connection
-//   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,
+//   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,"connectReplies":N,
+//                                  "heldConnects":N,
 //                                  "subscriptions":{"<channel pattern>":<subscribers>,...}}
+//        connects: /meta/connect messages received; connectReplies: replies to them sent (one
+//        that a newer connect of its session replaces is never answered); heldConnects: the
+//        sessions whose connect the server holds now.
 //
 // --ack 1 (default 0) installs the library's AcknowledgedMessagesExtension (ack-extension.js),
 // for the sessions whose handshake carries ext.ack === true (the others are unaffected):
@@ -49,6 +53,7 @@ const state = {
   sessions: new Map(),   // id -> ServerSession
   handshakes: 0,
   connects: 0,
+  connectReplies: 0,
 };
 
 const TERMINATED = '403::session terminated by test';
@@ -83,6 +88,7 @@ cometd.addExtension({
     callback(undefined, true);
   },
   outgoing(server, sender, session, message, callback) {
+    if (message.channel === '/meta/connect') ++state.connectReplies;
     if (message.channel === '/meta/connect' && state.adviceNone) {
       message.successful = false;
       message.error = TERMINATED;
@@ -154,6 +160,8 @@ const routes = {
     clients: state.sessions.size,
     handshakes: state.handshakes,
     connects: state.connects,
+    connectReplies: state.connectReplies,
+    heldConnects: Array.from(state.sessions.values()).filter(s => s._scheduler).length,
     silentCalls: state.silentCalls,
     subscriptions: subscriptionCounts(),
   }),

@@ -16,10 +16,15 @@
 //   POST /control/expire      -> {"expired":N}: destroys every client session (the next connect
 //        gets "401:<id>:Unknown client" with advice reconnect handshake)
 //   POST /control/drop        -> {"dropped":N}: destroys every other TCP connection (websockets too)
-//   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,
+//   GET  /control/stats       -> {"clients":N,"handshakes":N,"connects":N,"connectReplies":N,
+//                                  "heldConnects":N,
 //                                  "subscriptions":{"<channel pattern>":<subscribers>,...},
 //                                  "authOk":N,"authFailures":N}   (the auth counters stay 0
 //                                  unless --auth or --auth-http is on)
+//        connects: /meta/connect messages received; connectReplies: replies to them sent (a held
+//        connect is answered when it ends, also when its client is gone; one that a newer connect
+//        of its client replaces is never answered); heldConnects: the network clients whose connect
+//        the server holds now.
 //
 // What network clients sent (the in-process /control/publish client is not recorded):
 //   GET  /control/seen        -> {"headers":{...},"handshakeExt":ext|null,"connectExt":ext|null,
@@ -96,6 +101,7 @@ const state = {
   clients: new Set(),   // clientIds handshaken over the network and not destroyed since
   handshakes: 0,
   connects: 0,
+  connectReplies: 0,
 };
 
 const TERMINATED = '403::session terminated by test';
@@ -150,6 +156,7 @@ adapter.addExtension({
   },
   outgoing(message, request, callback) {
     if (request !== null) {
+      if (message.channel === '/meta/connect') ++state.connectReplies;
       if (message.channel === '/meta/handshake' && message.successful && message.clientId) {
         ++state.handshakes;
         state.clients.add(message.clientId);
@@ -232,6 +239,9 @@ const routes = {
     clients: state.clients.size,
     handshakes: state.handshakes,
     connects: state.connects,
+    connectReplies: state.connectReplies,
+    heldConnects: Array.from(engine._connections.entries()).filter(([id, c]) =>
+      state.clients.has(id) && c._timeouts && c._timeouts.has('connection')).length,
     silentCalls: state.silentCalls,
     subscriptions: Object.fromEntries(subscriptions),
     ...auth.stats(),

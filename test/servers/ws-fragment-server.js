@@ -10,7 +10,9 @@
 // PEM certificate (chain) and key in --cert and --key (the TLS tests make theirs at start).
 //
 // A plain HTTP request to /headers (any method) is answered 200 with the request's headers as a
-// JSON object, like the upgrade to /headers below; any other is refused with 404.
+// JSON object, like the upgrade to /headers below; GET /stats with {"upgrades":{"<path>":N,...},
+// "ended":N}: the upgrades accepted per path, and the connections the server ended itself
+// (/close, /burst-end) so far. Any other request is refused with 404.
 //
 // Every upgrade is accepted; the request path picks what the server does right after the 101:
 //   /fragment  one text message in three fragments (text FIN=0, ping, continuation FIN=0,
@@ -91,6 +93,14 @@ function frame(opcode, fin, payload) {
   return Buffer.concat([head, body]);
 }
 
+const stats = { upgrades: {}, ended: 0 };
+
+// Ends the connection from the server's side (a FIN), counted in /stats.
+function endSocket(socket) {
+  ++stats.ended;
+  socket.end();
+}
+
 const behaviours = {
   '/fragment': socket => {
     const parts = ['[{"channel":"/frag",', '"data":"' + 'x'.repeat(3000) + '",', '"parts":3}]'];
@@ -117,7 +127,7 @@ const behaviours = {
   '/close': socket => {
     const payload = Buffer.concat([Buffer.from([4000 >> 8, 4000 & 0xff]), Buffer.from('bye')]);
     socket.write(frame(0x8, true, payload));
-    setTimeout(() => socket.end(), 50);
+    setTimeout(() => endSocket(socket), 50);
   },
   '/silent': () => {},
   '/ping': socket => {
@@ -137,7 +147,7 @@ const behaviours = {
   '/burst': socket => socket.write(burst()),
   '/burst-end': socket => {
     socket.write(burst());
-    setTimeout(() => socket.end(), 100);
+    setTimeout(() => endSocket(socket), 100);
   },
   '/burst-ping': socket => {
     socket.write(Buffer.concat([frame(0x1, true, '[{"channel":"/b","n":1}]'), frame(0x9, true, 'p1'),
@@ -196,8 +206,11 @@ function readClientFrame(buf) {
 const onRequest = (req, res) => {
   req.on('data', () => {});
   req.on('end', () => {
-    if (new URL(req.url, 'http://127.0.0.1').pathname === '/headers') {
+    const path = new URL(req.url, 'http://127.0.0.1').pathname;
+    if (path === '/headers') {
       common.sendJson(res, 200, req.headers);
+    } else if (path === '/stats' && req.method === 'GET') {
+      common.sendJson(res, 200, stats);
     } else {
       res.writeHead(404);
       res.end();
@@ -222,6 +235,7 @@ server.on('upgrade', (req, socket) => {
   socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
                'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
   common.debug('upgrade', path);
+  stats.upgrades[path] = (stats.upgrades[path] || 0) + 1;
   // Read and drop what the client sends, except where the route reads (or never reads) itself.
   if (path !== '/ping' && path !== '/flood-noread') socket.on('data', () => {});
   if (behaviours[path]) behaviours[path](socket, req);
