@@ -127,6 +127,23 @@ typedef struct uvcometd_message {
   size_t json_len;      ///< length of `json` in bytes
 } uvcometd_message_t;
 
+/// A reply on a meta channel, handed to a uvcometd_meta_cb; or the failure of such a request
+/// when no reply came (then `json_len` is 0 and `error` says what happened). The texts are not
+/// NUL-terminated and are valid during the callback only; an absent member has length 0.
+typedef struct uvcometd_meta_message {
+  const char* channel;  ///< the meta channel, e.g. "/meta/connect"
+  size_t channel_len;   ///< length of `channel` in bytes
+  int successful;       ///< the reply's "successful": 1 or 0
+  const char* error;    ///< the reply's "error" text (unescaped), or the failure's description
+  size_t error_len;     ///< length of `error` in bytes
+  const char* advice;   ///< raw JSON text of "advice"
+  size_t advice_len;    ///< length of `advice` in bytes; 0 if absent
+  const char* ext;      ///< raw JSON text of "ext"
+  size_t ext_len;       ///< length of `ext` in bytes; 0 if absent
+  const char* json;     ///< raw JSON text of the whole reply
+  size_t json_len;      ///< length of `json` in bytes; 0 for a failure without a reply
+} uvcometd_meta_message_t;
+
 /// Completion of an asynchronous call: runs exactly once, on the loop. `status` is 0 on success
 /// or a negative UVCOMETD_E* code (the same as `err->code`); `err` is never NULL.
 typedef void (*uvcometd_done_cb)(uvcometd_client_t* client, int status,
@@ -149,6 +166,20 @@ typedef void (*uvcometd_subscription_lost_cb)(uvcometd_client_t* client,
                                               uvcometd_subscription_t subscription,
                                               const char* channel, const uvcometd_error_t* why,
                                               void* user);
+
+/// Completion of a remote call: runs exactly once, on the loop. `status` is 0 when the server
+/// answered successfully, else a negative UVCOMETD_E* code (UVCOMETD_ESERVER_ERROR for a refused
+/// call, UVCOMETD_ETIMEOUT, UVCOMETD_ECANCELLED at close, a transport error when the connection
+/// carrying the call broke). `reply` is never NULL: the server's reply message (its `data` is the
+/// call's result), all lengths 0 when no reply came. Both are valid during the callback only.
+typedef void (*uvcometd_call_cb)(uvcometd_client_t* client, int status,
+                                 const uvcometd_error_t* err, const uvcometd_message_t* reply,
+                                 void* user);
+
+/// Called with every meta reply whose channel matches the listener's; see
+/// uvcometd_client_on_meta().
+typedef void (*uvcometd_meta_cb)(uvcometd_client_t* client, const uvcometd_meta_message_t* reply,
+                                 void* user);
 
 /// Receives the library's log lines (libcurl's and libwebsockets' included); `text` is
 /// NUL-terminated and valid during the call. Runs on the loop's thread.
@@ -177,6 +208,15 @@ UVCOMETD_API void uvcometd_options_free(uvcometd_options_t* opts);
 /// The server's Bayeux URL, http(s)://host[:port]/path; the websocket URL is derived from it.
 /// UVCOMETD_EINVALID_ARGUMENT when NULL (the URL itself is checked by uvcometd_client_new()).
 UVCOMETD_API int uvcometd_options_set_url(uvcometd_options_t* opts, const char* url);
+
+/// Appends `url` to the list of servers to fail over between (options::urls): the client starts
+/// on the first and moves on, in order and round robin, when one cannot be reached. Setting both
+/// a URL list and uvcometd_options_set_url() makes uvcometd_client_new() refuse the options.
+UVCOMETD_API int uvcometd_options_add_url(uvcometd_options_t* opts, const char* url);
+
+/// With a URL list: once on another server for `ms`, the client returns to the first URL when it
+/// answers again (0, the default: it stays where it works).
+UVCOMETD_API int uvcometd_options_set_failback_after(uvcometd_options_t* opts, uint64_t ms);
 
 /// The allowed connection types in order of preference (default: websocket, long-polling). One
 /// entry forces that type. UVCOMETD_EINVALID_ARGUMENT when `count` is 0 or a type is unknown.
@@ -296,6 +336,29 @@ UVCOMETD_API int uvcometd_client_unsubscribe(uvcometd_client_t* client,
 UVCOMETD_API int uvcometd_client_publish(uvcometd_client_t* client, const char* channel,
                                          const char* json, uvcometd_done_cb done, void* user);
 
+/// uvcometd_client_publish() with `ext` (a JSON object's text, or NULL for none) sent as this
+/// message's "ext" field, without writing an extension. UVCOMETD_EINVALID_ARGUMENT when `ext` is
+/// not a JSON object.
+UVCOMETD_API int uvcometd_client_publish_ext(uvcometd_client_t* client, const char* channel,
+                                             const char* json, const char* ext,
+                                             uvcometd_done_cb done, void* user);
+
+/// uvcometd_client_subscribe() with `ext` (a JSON object's text, or NULL) sent as the subscribe
+/// message's "ext" field (CometD's subscribeProps); it travels with the re-subscription after a
+/// re-handshake too.
+UVCOMETD_API int uvcometd_client_subscribe_ext(uvcometd_client_t* client, const char* channel,
+                                               const char* ext, uvcometd_message_cb on_message,
+                                               uvcometd_done_cb done, void* user,
+                                               uvcometd_subscription_t* subscription);
+
+/// Calls a server-side service: publishes `json` to "/service/<target>" and completes with the
+/// server's reply (the message with the same id). `timeout_ms` 0 means the default, 5 s; `ext`
+/// is a JSON object's text or NULL. Fails at once like uvcometd_client_publish()
+/// (UVCOMETD_EINVALID_CHANNEL for a target that makes no valid channel); `done` then never runs.
+UVCOMETD_API int uvcometd_client_remote_call(uvcometd_client_t* client, const char* target,
+                                             const char* json, uint64_t timeout_ms,
+                                             const char* ext, uvcometd_call_cb done, void* user);
+
 /// Holds the publishes, subscribes and unsubscribes issued until the matching
 /// uvcometd_client_end_batch() and sends them in one frame. Batches nest.
 UVCOMETD_API void uvcometd_client_start_batch(uvcometd_client_t* client);
@@ -324,6 +387,23 @@ UVCOMETD_API void uvcometd_client_on_subscription_lost(uvcometd_client_t* client
                                                        uvcometd_subscription_lost_cb cb,
                                                        void* user);
 
+/// Adds a listener of meta replies (CometD's addListener): `channel` is "/meta/handshake",
+/// "/meta/connect", "/meta/subscribe", "/meta/unsubscribe", "/meta/disconnect", or "/meta/*" or
+/// "/meta/**" for all. It runs after the client handled each reply. `*id` (may be NULL) receives
+/// a number for uvcometd_client_remove_meta_listener(). UVCOMETD_EINVALID_CHANNEL for any other
+/// channel. Listeners may be added and removed at any time, from callbacks too.
+UVCOMETD_API int uvcometd_client_on_meta(uvcometd_client_t* client, const char* channel,
+                                         uvcometd_meta_cb cb, void* user, uint64_t* id);
+
+/// Removes a meta listener; UVCOMETD_EINVALID_ARGUMENT when unknown.
+UVCOMETD_API int uvcometd_client_remove_meta_listener(uvcometd_client_t* client, uint64_t id);
+
+/// Sets the callback of data messages whose channel matches no subscription (service replies,
+/// /service/** pushes, a server's direct deliveries), which are dropped otherwise; NULL removes
+/// it, replacing the previous one.
+UVCOMETD_API void uvcometd_client_on_unmatched(uvcometd_client_t* client, uvcometd_message_cb cb,
+                                              void* user);
+
 /// Stops dispatching received messages until uvcometd_client_resume(); they keep arriving until
 /// the pending buffer reaches max_pending_count, then fetching stops.
 UVCOMETD_API void uvcometd_client_pause(uvcometd_client_t* client);
@@ -344,6 +424,11 @@ UVCOMETD_API uvcometd_connection_type_t uvcometd_client_connection_type(
 /// The clientId the server assigned ("" before the handshake), NUL-terminated. Valid until the
 /// next call of this function for the same client, or its destruction.
 UVCOMETD_API const char* uvcometd_client_id(uvcometd_client_t* client);
+
+/// The server in use (the URL, one of the URL list or of a server's advice.hosts),
+/// NUL-terminated. Valid until the next call of this function for the same client, or its
+/// destruction.
+UVCOMETD_API const char* uvcometd_client_current_url(uvcometd_client_t* client);
 
 #ifdef __cplusplus
 }  // extern "C"

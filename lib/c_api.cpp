@@ -37,7 +37,10 @@ struct uvcometd_client_s {
   void* lost_user = nullptr;
   // The live subscriptions by id: the C++ API unsubscribes a uvcometd::subscription value.
   std::unordered_map<uvcometd_subscription_t, uvcometd::subscription> subs;
-  std::string id;  // uvcometd_client_id()'s last answer
+  uvcometd_message_cb unmatched_cb = nullptr;
+  void* unmatched_user = nullptr;
+  std::string id;   // uvcometd_client_id()'s last answer
+  std::string url;  // uvcometd_client_current_url()'s last answer
   // Last member: destroyed first, so the C++ client is gone before the state above.
   std::optional<uvcometd::client> cpp;
 };
@@ -97,6 +100,29 @@ uvcometd::completion c_completion(uvcometd_client_t* c, uvcometd_done_cb done, v
   return [c, done, user](const uvcometd::error& err) {
     with_c_error(err, [&](const uvcometd_error_t& e) { done(c, e.code, &e, user); });
   };
+}
+
+// A received message as C sees it; valid while `m` is.
+uvcometd_message_t to_c(const uvcometd::message& m) noexcept {
+  uvcometd_message_t msg{};
+  msg.channel = text_of(m.channel);
+  msg.channel_len = m.channel.size();
+  msg.data = text_of(m.data);
+  msg.data_len = m.data.size();
+  msg.id = text_of(m.id);
+  msg.id_len = m.id.size();
+  msg.ext = text_of(m.ext);
+  msg.ext_len = m.ext.size();
+  msg.json = text_of(m.json);
+  msg.json_len = m.json.size();
+  return msg;
+}
+
+// The fields of one message from C: `ext` may be NULL.
+uvcometd::message_options fields_of(const char* ext) {
+  uvcometd::message_options f;
+  if (ext != nullptr) f.ext = ext;
+  return f;
 }
 
 // The number a C caller passed as an enum. C allows any int there; C++ does not allow an enum
@@ -215,6 +241,20 @@ int uvcometd_options_set_url(uvcometd_options_t* opts, const char* url) {
   } catch (...) {
     return caught();
   }
+}
+
+int uvcometd_options_add_url(uvcometd_options_t* opts, const char* url) {
+  if (opts == nullptr || url == nullptr) return UVCOMETD_EINVALID_ARGUMENT;
+  try {
+    opts->opts.urls.emplace_back(url);
+    return 0;
+  } catch (...) {
+    return caught();
+  }
+}
+
+int uvcometd_options_set_failback_after(uvcometd_options_t* opts, uint64_t ms) {
+  return set_ms(opts, &uvcometd::options::failback_after, ms);
 }
 
 int uvcometd_options_set_connection_types(uvcometd_options_t* opts,
@@ -409,6 +449,14 @@ int uvcometd_client_open(uvcometd_client_t* client, uvcometd_done_cb done, void*
 int uvcometd_client_subscribe(uvcometd_client_t* client, const char* channel,
                               uvcometd_message_cb on_message, uvcometd_done_cb done, void* user,
                               uvcometd_subscription_t* subscription) {
+  return uvcometd_client_subscribe_ext(client, channel, nullptr, on_message, done, user,
+                                       subscription);
+}
+
+int uvcometd_client_subscribe_ext(uvcometd_client_t* client, const char* channel,
+                                  const char* ext, uvcometd_message_cb on_message,
+                                  uvcometd_done_cb done, void* user,
+                                  uvcometd_subscription_t* subscription) {
   if (client == nullptr || channel == nullptr || on_message == nullptr)
     return UVCOMETD_EINVALID_ARGUMENT;
   try {
@@ -416,17 +464,7 @@ int uvcometd_client_subscribe(uvcometd_client_t* client, const char* channel,
     // The id is known once subscribe() returned; the completion never runs inside the call.
     auto id = std::make_shared<uvcometd_subscription_t>(0);
     auto handler = [c, on_message, user](const uvcometd::message& m) {
-      uvcometd_message_t msg{};
-      msg.channel = text_of(m.channel);
-      msg.channel_len = m.channel.size();
-      msg.data = text_of(m.data);
-      msg.data_len = m.data.size();
-      msg.id = text_of(m.id);
-      msg.id_len = m.id.size();
-      msg.ext = text_of(m.ext);
-      msg.ext_len = m.ext.size();
-      msg.json = text_of(m.json);
-      msg.json_len = m.json.size();
+      const uvcometd_message_t msg = to_c(m);
       on_message(c, &msg, user);
     };
     auto completed = [c, done, user, id](const uvcometd::error& err) {
@@ -435,7 +473,8 @@ int uvcometd_client_subscribe(uvcometd_client_t* client, const char* channel,
       with_c_error(err, [&](const uvcometd_error_t& e) { done(c, e.code, &e, user); });
     };
     uvcometd::subscription sub;
-    if (auto ec = c->cpp->subscribe(channel, std::move(handler), std::move(completed), &sub))
+    if (auto ec = c->cpp->subscribe(channel, std::move(handler), std::move(completed), &sub,
+                                    fields_of(ext)))
       return to_c(ec);
     *id = sub.id();
     c->subs.emplace(sub.id(), sub);
@@ -463,10 +502,39 @@ int uvcometd_client_unsubscribe(uvcometd_client_t* client, uvcometd_subscription
 
 int uvcometd_client_publish(uvcometd_client_t* client, const char* channel, const char* json,
                             uvcometd_done_cb done, void* user) {
+  return uvcometd_client_publish_ext(client, channel, json, nullptr, done, user);
+}
+
+int uvcometd_client_publish_ext(uvcometd_client_t* client, const char* channel, const char* json,
+                                const char* ext, uvcometd_done_cb done, void* user) {
   if (client == nullptr || channel == nullptr || json == nullptr)
     return UVCOMETD_EINVALID_ARGUMENT;
   try {
-    return to_c(client->cpp->publish(channel, json, c_completion(client, done, user)));
+    return to_c(
+        client->cpp->publish(channel, json, c_completion(client, done, user), fields_of(ext)));
+  } catch (...) {
+    return caught();
+  }
+}
+
+int uvcometd_client_remote_call(uvcometd_client_t* client, const char* target, const char* json,
+                                uint64_t timeout_ms, const char* ext, uvcometd_call_cb done,
+                                void* user) {
+  if (client == nullptr || target == nullptr || json == nullptr || done == nullptr)
+    return UVCOMETD_EINVALID_ARGUMENT;
+  constexpr std::uint64_t default_ms = 5000;  // client::remote_call()'s default
+  if (timeout_ms > static_cast<std::uint64_t>(
+                       std::numeric_limits<std::chrono::milliseconds::rep>::max()))
+    return UVCOMETD_EINVALID_ARGUMENT;
+  try {
+    uvcometd_client_t* c = client;
+    const std::chrono::milliseconds timeout(
+        static_cast<std::chrono::milliseconds::rep>(timeout_ms != 0 ? timeout_ms : default_ms));
+    auto completed = [c, done, user](const uvcometd::error& err, const uvcometd::message& reply) {
+      const uvcometd_message_t msg = to_c(reply);
+      with_c_error(err, [&](const uvcometd_error_t& e) { done(c, e.code, &e, &msg, user); });
+    };
+    return to_c(c->cpp->remote_call(target, json, timeout, std::move(completed), fields_of(ext)));
   } catch (...) {
     return caught();
   }
@@ -520,6 +588,61 @@ void uvcometd_client_on_subscription_lost(uvcometd_client_t* client,
   client->lost_user = user;
 }
 
+int uvcometd_client_on_meta(uvcometd_client_t* client, const char* channel, uvcometd_meta_cb cb,
+                            void* user, uint64_t* id) {
+  if (client == nullptr || channel == nullptr || cb == nullptr) return UVCOMETD_EINVALID_ARGUMENT;
+  try {
+    uvcometd_client_t* c = client;
+    auto listener = [c, cb, user](const uvcometd::meta_message& m) {
+      uvcometd_meta_message_t msg{};
+      msg.channel = text_of(m.channel);
+      msg.channel_len = m.channel.size();
+      msg.successful = m.successful ? 1 : 0;
+      msg.error = text_of(m.error);
+      msg.error_len = m.error.size();
+      msg.advice = text_of(m.advice);
+      msg.advice_len = m.advice.size();
+      msg.ext = text_of(m.ext);
+      msg.ext_len = m.ext.size();
+      msg.json = text_of(m.json);
+      msg.json_len = m.json.size();
+      cb(c, &msg, user);
+    };
+    std::uint64_t got = 0;
+    if (auto ec = c->cpp->on_meta(channel, std::move(listener), &got)) return to_c(ec);
+    if (id != nullptr) *id = got;
+    return 0;
+  } catch (...) {
+    return caught();
+  }
+}
+
+int uvcometd_client_remove_meta_listener(uvcometd_client_t* client, uint64_t id) {
+  if (client == nullptr) return UVCOMETD_EINVALID_ARGUMENT;
+  try {
+    return to_c(client->cpp->remove_meta_listener(id));
+  } catch (...) {
+    return caught();
+  }
+}
+
+void uvcometd_client_on_unmatched(uvcometd_client_t* client, uvcometd_message_cb cb, void* user) {
+  if (client == nullptr) return;
+  try {
+    if (cb == nullptr) {
+      client->cpp->on_unmatched({});
+      return;
+    }
+    uvcometd_client_t* c = client;
+    client->cpp->on_unmatched([c, cb, user](const uvcometd::message& m) {
+      const uvcometd_message_t msg = to_c(m);
+      cb(c, &msg, user);
+    });
+  } catch (...) {
+    // out of memory: the previous callback stays
+  }
+}
+
 void uvcometd_client_pause(uvcometd_client_t* client) {
   if (client != nullptr) client->cpp->pause();
 }
@@ -547,6 +670,16 @@ const char* uvcometd_client_id(uvcometd_client_t* client) {
     const std::string& id = client->cpp->client_id();
     client->id = id;
     return client->id.c_str();
+  } catch (...) {
+    return empty_text;
+  }
+}
+
+const char* uvcometd_client_current_url(uvcometd_client_t* client) {
+  if (client == nullptr) return empty_text;
+  try {
+    client->url = client->cpp->current_url();
+    return client->url.c_str();
   } catch (...) {
     return empty_text;
   }

@@ -57,10 +57,16 @@ struct run {
   int open_status, open_http_status;
   uint64_t connection_timeout_ms;
   uvcometd_subscription_t a, b, refused;
+  /* calls scenario */
+  const char* url;
+  int calls_done, echo_ok, refuse_ok, silent_ok, meta_handshakes, meta_connects, meta_subscribes;
+  int unmatched;
+  uint64_t meta_id;
 };
 
 static void on_log(uvcometd_log_level_t level, const char* text, void* user) {
   struct run* r = user;
+  if (getenv("C_API_LOG")) fprintf(stderr, "log: %s\n", text);
   EXPECT(level >= UVCOMETD_LOG_DEBUG && level <= UVCOMETD_LOG_ERROR);
   EXPECT(text != NULL);
   ++r->log_lines;
@@ -600,6 +606,162 @@ static void scenario_destroy_in_state(struct run* r) {
   EXPECT(r->must_not_run == 0); /* open's completion never ran: destroyed first */
 }
 
+/* ---- calls: remote calls, meta listeners, ext, unmatched, current URL ------------------- */
+
+static int text_is(const char* p, size_t n, const char* want) {
+  return n == strlen(want) && memcmp(p, want, n) == 0;
+}
+
+static void on_meta_any(uvcometd_client_t* client, const uvcometd_meta_message_t* m, void* user) {
+  struct run* r = user;
+  EXPECT(client == r->client);
+  EXPECT(m->channel_len > 6 && memcmp(m->channel, "/meta/", 6) == 0);
+  if (text_is(m->channel, m->channel_len, "/meta/handshake")) {
+    ++r->meta_handshakes;
+    EXPECT(m->successful == 1);
+    EXPECT(m->json_len > 0);
+  } else if (text_is(m->channel, m->channel_len, "/meta/connect")) {
+    ++r->meta_connects;
+  } else if (text_is(m->channel, m->channel_len, "/meta/subscribe")) {
+    ++r->meta_subscribes;
+    EXPECT(m->successful == 1);
+  }
+}
+
+static void on_unmatched(uvcometd_client_t* client, const uvcometd_message_t* msg, void* user) {
+  struct run* r = user;
+  printf("unmatched %.*s %.*s\n", (int)msg->channel_len, msg->channel, (int)msg->data_len,
+         msg->data);
+  ++r->unmatched;
+  if (r->hold && r->unmatched == 1) close_client(r);
+  (void)client;
+}
+
+static void on_silent_call(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                           const uvcometd_message_t* reply, void* user);
+
+static void calls_maybe_done(struct run* r) {
+  ++r->calls_done;
+  /* The call nobody answers goes alone: a server answers a request once all of its messages
+   * are, so it would hold the others' replies too. */
+  if (r->calls_done == 3)
+    EXPECT_CODE(uvcometd_client_remote_call(r->client, "silent", "{}", 300, NULL, on_silent_call,
+                                            r),
+                0);
+  if (r->calls_done < 4) return;
+  printf("calls done\n");
+  EXPECT(r->echo_ok == 1 && r->refuse_ok == 1 && r->silent_ok == 1);
+  EXPECT(r->meta_handshakes == 1 && r->meta_connects >= 1);
+  EXPECT_CODE(uvcometd_client_remove_meta_listener(r->client, r->meta_id), 0);
+  EXPECT_CODE(uvcometd_client_remove_meta_listener(r->client, r->meta_id),
+              UVCOMETD_EINVALID_ARGUMENT);
+  if (r->hold) {
+    printf("READY\n"); /* the driver now has the server deliver a message to this session */
+  } else {
+    close_client(r);
+  }
+}
+
+static void on_echo(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                    const uvcometd_message_t* reply, void* user) {
+  struct run* r = user;
+  (void)client;
+  EXPECT_CODE(status, 0);
+  EXPECT(err != NULL && reply != NULL);
+  EXPECT(text_is(reply->channel, reply->channel_len, "/service/echo"));
+  if (!text_is(reply->data, reply->data_len, "{\"v\":42,\"s\":\"x\"}"))
+    fprintf(stderr, "FAIL echo data: %.*s\n", (int)reply->data_len, reply->data), ++failures;
+  else
+    ++r->echo_ok;
+  calls_maybe_done(r);
+}
+
+static void on_refused_call(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                            const uvcometd_message_t* reply, void* user) {
+  struct run* r = user;
+  (void)client;
+  EXPECT_CODE(status, UVCOMETD_ESERVER_ERROR);
+  EXPECT(err->server_code == 403);
+  EXPECT(strstr(err->message, "refused by the test server") != NULL);
+  EXPECT(reply->json_len > 0); /* the refusal is a reply */
+  if (status == UVCOMETD_ESERVER_ERROR) ++r->refuse_ok;
+  calls_maybe_done(r);
+}
+
+static void on_silent_call(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                           const uvcometd_message_t* reply, void* user) {
+  struct run* r = user;
+  (void)client, (void)err;
+  EXPECT_CODE(status, UVCOMETD_ETIMEOUT);
+  EXPECT(reply->json_len == 0 && reply->data_len == 0);
+  if (status == UVCOMETD_ETIMEOUT) ++r->silent_ok;
+  calls_maybe_done(r);
+}
+
+static void on_calls_subscribed(uvcometd_client_t* client, int status,
+                                const uvcometd_error_t* err, void* user) {
+  struct run* r = user;
+  (void)client, (void)err;
+  EXPECT_CODE(status, 0);
+  calls_maybe_done(r);
+}
+
+static void on_call_must_not_run(uvcometd_client_t* client, int status,
+                                 const uvcometd_error_t* err, const uvcometd_message_t* reply,
+                                 void* user) {
+  struct run* r = user;
+  (void)client, (void)status, (void)err, (void)reply;
+  ++r->must_not_run;
+}
+
+static void calls_open(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                       void* user) {
+  struct run* r = user;
+  (void)err;
+  EXPECT_CODE(status, 0);
+  if (status != 0) {
+    close_client(r);
+    return;
+  }
+  EXPECT(strcmp(uvcometd_client_current_url(client), r->url) == 0);
+  /* Refused at once; their callbacks never run. */
+  EXPECT_CODE(uvcometd_client_remote_call(client, "", "1", 0, NULL, on_call_must_not_run, r),
+              UVCOMETD_EINVALID_CHANNEL);
+  EXPECT_CODE(uvcometd_client_remote_call(client, "echo", "{x", 0, NULL, on_call_must_not_run, r),
+              UVCOMETD_EINVALID_ARGUMENT);
+  EXPECT_CODE(uvcometd_client_remote_call(client, "echo", "1", 0, NULL, NULL, r),
+              UVCOMETD_EINVALID_ARGUMENT);
+  EXPECT_CODE(uvcometd_client_publish_ext(client, "/c/calls", "1", "{x", must_not_run, r),
+              UVCOMETD_EINVALID_ARGUMENT);
+  /* One subscribe with its own ext, three calls: answered, refused, never answered. */
+  EXPECT_CODE(uvcometd_client_subscribe_ext(client, r->channel, "{\"props\":1}",
+                                            must_not_receive, on_calls_subscribed, r, NULL),
+              0);
+  EXPECT_CODE(uvcometd_client_remote_call(client, "echo", "{\"v\":42,\"s\":\"x\"}", 0,
+                                          "{\"trace\":\"c\"}", on_echo, r),
+              0);
+  EXPECT_CODE(uvcometd_client_remote_call(client, "refuse", "{}", 0, NULL, on_refused_call, r),
+              0);
+}
+
+static void scenario_calls(struct run* r, const char* url) {
+  r->url = url;
+  EXPECT_CODE(uvcometd_client_on_meta(r->client, "/meta/**", on_meta_any, r, &r->meta_id), 0);
+  EXPECT_CODE(uvcometd_client_on_meta(r->client, "/c/calls", on_meta_any, r, NULL),
+              UVCOMETD_EINVALID_CHANNEL);
+  EXPECT_CODE(uvcometd_client_on_meta(r->client, "/meta/connect", NULL, r, NULL),
+              UVCOMETD_EINVALID_ARGUMENT);
+  uvcometd_client_on_unmatched(r->client, on_unmatched, r);
+  EXPECT(strcmp(uvcometd_client_current_url(r->client), url) == 0);
+  EXPECT_CODE(uvcometd_client_open(r->client, calls_open, r), 0);
+  uv_run(&r->loop, UV_RUN_DEFAULT);
+  EXPECT(r->calls_done == 4);
+  EXPECT(r->meta_subscribes == 1); /* its listener may run after the subscribe's completion */
+  EXPECT(r->must_not_run == 0);
+  EXPECT(r->close_done == 1);
+  if (r->hold) EXPECT(r->unmatched == 1);
+}
+
 /* ---- options and names, no network ------------------------------------------------------ */
 
 static void scenario_options(struct run* r, const char* url) {
@@ -646,6 +808,15 @@ static void scenario_options(struct run* r, const char* url) {
   EXPECT_CODE(uvcometd_options_set_tls_verify(o, 1), 0);
   EXPECT_CODE(uvcometd_options_set_ca_file(o, ""), 0);
   EXPECT_CODE(uvcometd_options_set_log(o, NULL, NULL), 0);
+  EXPECT_CODE(uvcometd_options_set_failback_after(o, 60000), 0);
+  EXPECT_CODE(uvcometd_options_set_failback_after(o, UINT64_MAX), UVCOMETD_EINVALID_ARGUMENT);
+  EXPECT(uvcometd_options_problem(o) == NULL);
+  /* A URL list beside the single URL is refused; the list alone is fine. */
+  EXPECT_CODE(uvcometd_options_add_url(o, NULL), UVCOMETD_EINVALID_ARGUMENT);
+  EXPECT_CODE(uvcometd_options_add_url(o, url), 0);
+  EXPECT(uvcometd_options_problem(o) != NULL);
+  EXPECT_CODE(uvcometd_options_set_url(o, ""), 0);
+  EXPECT_CODE(uvcometd_options_add_url(o, "http://127.0.0.2:9/bayeux"), 0);
   EXPECT(uvcometd_options_problem(o) == NULL);
   /* A handshake ext that is not a JSON object is refused when the client is made. */
   EXPECT_CODE(uvcometd_options_set_handshake_ext(o, "[1"), 0);
@@ -705,6 +876,8 @@ int main(int argc, char** argv) {
   } else if (strcmp(scenario, "unreachable") == 0) {
     scenario_open_fails(&r, UVCOMETD_ECONNECTION_TIMEOUT);
     EXPECT(r.log_attempts > 0); /* the log callback was told of the retries */
+  } else if (strcmp(scenario, "calls") == 0) {
+    scenario_calls(&r, argv[2]);
   } else if (strcmp(scenario, "close-in-message") == 0) {
     scenario_close_in_message(&r);
   } else if (strcmp(scenario, "close-in-open") == 0) {

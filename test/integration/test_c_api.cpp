@@ -139,6 +139,35 @@ TEST_CASE("C: destroying the client in its message or state callback runs no fur
   run_scenario("destroy-in-state", srv.url(), p.transport);
 }
 
+TEST_CASE("C: remote calls answered, refused and timed out; meta listeners; ext; current URL",
+          "[integration][c_api][calls]") {
+  const peer p = any_peer();
+  server_process srv(p.script);
+  run_scenario("calls", srv.url(), p.transport);
+  CHECK(server_has_no_client(srv));
+}
+
+TEST_CASE("C: a message the server delivers to the session reaches the unmatched callback",
+          "[integration][c_api][calls]") {
+  server_process srv("cometd-server.js");
+  REQUIRE(c_client() != nullptr);
+  child_process r({c_client(), "calls", srv.url(), "long-polling", "/c/calls", "hold"});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (r.out().find("READY\n") == std::string::npos && !r.exited() && r.term_signal() == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    r.pump(100ms);
+  }
+  INFO(r.describe());
+  REQUIRE(r.out().find("READY\n") != std::string::npos);
+  srv.control("/control/deliver", R"({"channel":"/service/push","data":{"k":1}})");
+  r.wait(30s);
+  INFO(r.describe());
+  CHECK(r.exit_code() == 0);
+  CHECK(r.out().find("unmatched /service/push {\"k\":1}\n") != std::string::npos);
+  CHECK(r.err().find("FAIL") == std::string::npos);
+  CHECK(server_has_no_client(srv));
+}
+
 TEST_CASE("c-chat receives every message it published to its channel, then exits 0",
           "[integration][c_api][samples]") {
   REQUIRE(c_chat() != nullptr);
