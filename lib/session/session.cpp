@@ -236,8 +236,11 @@ void session::on_timer() {
     std::string text = "the session could not be established within " +
                        std::to_string(cfg_.connection_timeout.count()) + " ms";
     if (last_failure_) text += "; last failure: " + last_failure_.to_string();
-    fail_session(make_error(errc::connection_timeout, std::move(text)));
-    return;
+    if (active()) {
+      fail_session(make_error(errc::connection_timeout, std::move(text)));
+      return;
+    }
+    // Closing already: only the disconnect deadline is left to wait for.
   }
   for (auto due = ledger_.next_deadline(); due && now >= due->first && active();
        due = ledger_.next_deadline()) {
@@ -275,7 +278,7 @@ void session::notify(const error& why) {
 }
 
 void session::start_connection_deadline() {
-  if (cfg_.connection_timeout.count() <= 0 || connection_deadline_) return;
+  if (!active() || cfg_.connection_timeout.count() <= 0 || connection_deadline_) return;
   connection_deadline_ = later(host_.now(), cfg_.connection_timeout);
   rearm();
 }

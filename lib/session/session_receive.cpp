@@ -381,7 +381,9 @@ void session::handle_unsubscribe_reply(outgoing&& out, const error& err) {
 }
 
 void session::fail_outgoing(outgoing&& out, const error& err) {
-  if (is_auth_failure(err) && auth_.enabled() &&
+  // Held for fresh credentials only while the session lives: once closing, nothing is sent
+  // again, and an authenticate() started then would outlive the close.
+  if (active() && is_auth_failure(err) && auth_.enabled() &&
       (out.kind == message_kind::publish || out.kind == message_kind::subscribe ||
        out.kind == message_kind::unsubscribe) &&
       !out.auth_retried && auth_.available()) {

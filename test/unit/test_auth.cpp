@@ -197,6 +197,40 @@ TEST_CASE("close() while authenticate() runs cancels what waits for it, and its 
   CHECK(h.sent_count() == sends);
 }
 
+TEST_CASE("a 401 on a publish that was in flight when close() began fails it and asks for no "
+          "credentials; the close still ends by its disconnect timeout",
+          "[session][auth][close]") {
+  // Found by fuzz_session: the publish was held for authenticate(), which armed the connection
+  // deadline; that deadline, due first, disarmed the timer without ending the close.
+  auto cfg = auth_config();
+  cfg.connection_timeout = 1000ms;
+  cfg.disconnect_timeout = 2000ms;
+  harness h(cfg);
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
+  connect_ok(h);
+  outcome pub;
+  REQUIRE_FALSE(h.s->publish("/a", "1", pub.cb()));
+  h.loop();
+  const sent_frame pf = h.last();
+  REQUIRE(pf.channel() == "/a");
+  outcome closed;
+  REQUIRE_FALSE(h.s->close(closed.cb()));
+  h.loop();
+  REQUIRE(h.last().channel() == "/meta/disconnect");
+  h.fail(pf, errc::http_error, "HTTP 401", 401);
+  h.loop();
+  CHECK(pub.failed_once(errc::http_error));  // its own failure: nothing is sent again now
+  CHECK(h.host.authenticate_calls == 0);
+  h.advance(1500ms);  // past the connection timeout: nothing ends yet
+  CHECK(h.host.close_transports_calls == 0);
+  h.advance(1000ms);  // past the disconnect timeout: the transports close
+  CHECK(h.host.close_transports_calls == 1);
+  h.s->on_transports_closed();
+  CHECK(closed.ok_once());
+}
+
 TEST_CASE("resend(): an extension sends a refused message again once; on_dropped() completes a "
           "dropped one", "[session][extensions]") {
   harness h(long_polling_only());
