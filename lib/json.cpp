@@ -132,6 +132,19 @@ std::size_t skip_escape(std::string_view s, std::size_t i) noexcept {
   }
 }
 
+namespace {
+
+// After a member or element: a ',' (more follow) or `close` (the container ended), else false.
+bool after_item(std::string_view s, std::size_t& pos, char close, bool& more) noexcept {
+  skip_space(s, pos);
+  if (pos >= s.size() || (s[pos] != ',' && s[pos] != close)) return false;
+  more = s[pos] == ',';
+  ++pos;
+  return true;
+}
+
+}  // namespace
+
 bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
   if (depth > max_depth || pos >= s.size()) return false;
   switch (s[pos]) {
@@ -142,7 +155,7 @@ bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
         ++pos;
         return true;
       }
-      for (;;) {
+      for (bool more = true; more;) {
         std::string_view key;
         bool esc;
         skip_space(s, pos);
@@ -151,19 +164,9 @@ bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
         if (pos >= s.size() || s[pos] != ':') return false;
         ++pos;
         skip_space(s, pos);
-        if (!skip_element(s, pos, depth + 1)) return false;
-        skip_space(s, pos);
-        if (pos >= s.size()) return false;
-        if (s[pos] == ',') {
-          ++pos;
-          continue;
-        }
-        if (s[pos] == '}') {
-          ++pos;
-          return true;
-        }
-        return false;
+        if (!skip_element(s, pos, depth + 1) || !after_item(s, pos, '}', more)) return false;
       }
+      return true;
     }
     case '[': {
       ++pos;
@@ -172,21 +175,11 @@ bool skip_value(std::string_view s, std::size_t& pos, int depth) noexcept {
         ++pos;
         return true;
       }
-      for (;;) {
+      for (bool more = true; more;) {
         skip_space(s, pos);
-        if (!skip_element(s, pos, depth + 1)) return false;
-        skip_space(s, pos);
-        if (pos >= s.size()) return false;
-        if (s[pos] == ',') {
-          ++pos;
-          continue;
-        }
-        if (s[pos] == ']') {
-          ++pos;
-          return true;
-        }
-        return false;
+        if (!skip_element(s, pos, depth + 1) || !after_item(s, pos, ']', more)) return false;
       }
+      return true;
     }
     case '"': {
       std::string_view content;
