@@ -97,7 +97,11 @@ struct UVCOMETD_API options {
 
   /// How long a websocket connection may take to open before the client falls back.
   std::chrono::milliseconds websocket_connect_timeout{10000};
-  /// Largest incoming websocket message accepted; larger ends the connection (message_too_large).
+  /// Largest incoming frame accepted, on both transports: a websocket message (refused from the
+  /// length its header announces) or a long-polling response body (counted after decompression,
+  /// so a compressed "bomb" ends at the limit). Larger ends that connection or request with
+  /// errc::message_too_large, and the client reconnects as after any failure. Memory for one
+  /// frame stays within about twice this size.
   std::size_t max_message_size = 16u * 1024u * 1024u;
 
   ///@{
