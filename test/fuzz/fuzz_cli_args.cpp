@@ -103,8 +103,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (const auto& s : c.subscribe) {
     FUZZ_CHECK(!s.empty() && s.front() == '/', at);
   }
+  std::size_t from_stdin = 0;
   for (const auto& p : c.publish) {
     FUZZ_CHECK(!p.channel.empty() && p.channel.front() == '/', at);
+    if (p.from_stdin) {  // -p CHANNEL=-: its lines are checked as they are read, at run time
+      FUZZ_CHECK(p.data.empty() && ++from_stdin == 1, "-p CHANNEL=- given twice" + at);
+      continue;
+    }
     // The library's publish() takes the same JSON (no deeper than its nesting limit).
     FUZZ_CHECK(d::json::is_valid(p.data),
                "the CLI accepts publish data that the library refuses: " + p.data.substr(0, 200) + at);
