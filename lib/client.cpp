@@ -14,6 +14,8 @@
 #include "json.hpp"
 #include "reactor.hpp"
 #include "session/session.hpp"
+#include "transport/cookie_jar.hpp"
+#include "transport/http_text.hpp"
 #include "transport/transport.hpp"
 #include "uvcometd/checks.hpp"
 
@@ -130,13 +132,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   void request_run() override { reactor_.request_drain(); }
 
-  void prepare_transport(connection_type t, connection_type from) override {
-    // The websocket upgrade must carry the cookies of the handshake (sticky sessions,
-    // BAYEUX_BROWSER).
-    if (t == connection_type::websocket && from == connection_type::long_polling && lp_) {
-      transport_for(t).set_cookie_header(lp_->cookie_header());
-    }
-  }
+  transport_traits traits(connection_type t) override { return transport_for(t).traits(); }
 
   void pause_receive(connection_type t, bool paused) override {
     if (auto* tr = existing(t)) tr->pause_receive(paused);
@@ -160,7 +156,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     if (url == url_) return;
     url_ = url;
     // The transports of the old server close; new ones are made for this one when needed.
-    // (Cookies are per transport, so a server's cookies never go to another.)
+    // (The jar keeps cookies per server, so a server's cookies never go to another.)
     for (auto* slot : {&lp_, &ws_}) {
       if (*slot) retire(std::move(*slot));
     }
@@ -235,7 +231,13 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       auto& applied = applied_headers_[t == connection_type::websocket ? 1 : 0];
       if (*headers != applied) {
         applied = *headers;
-        tr.set_headers(applied);
+        // Checked here, once, by the options' rule: the transports take headers as they are.
+        header_list valid;
+        for (const auto& [name, value] : applied) {
+          if (valid_header(name, value)) valid.emplace_back(name, value);
+          else log(log_level::warning, "ignoring the malformed header '" + name + "' an extension set");
+        }
+        tr.set_headers(valid);
       }
     }
     if (opts_.frame_encoder) {
@@ -290,19 +292,6 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     });
   }
 
-  transport_config make_transport_config() const {
-    transport_config c;
-    c.url = url_;
-    c.headers = opts_.headers;
-    c.tls_verify = opts_.tls_verify;
-    c.ca_file = opts_.ca_file;
-    c.connect_timeout = opts_.websocket_connect_timeout;
-    c.max_message_size = opts_.max_message_size;
-    c.ping_interval = opts_.websocket_ping_interval;
-    c.log = opts_.log;
-    return c;
-  }
-
   transport* existing(connection_type t) noexcept {
     return t == connection_type::websocket ? ws_.get() : lp_.get();
   }
@@ -313,9 +302,10 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       auto& ev = t == connection_type::websocket ? ws_events_ : lp_events_;
       ev.self = this;
       ev.type = t;
+      const transport_env env{loop_, &reactor_, &cookies_};
       slot = t == connection_type::websocket
-                 ? make_websocket_transport(loop_, make_transport_config(), ev)
-                 : make_long_polling_transport(loop_, make_transport_config(), ev);
+                 ? make_websocket_transport(env, make_websocket_config(opts_, url_), ev)
+                 : make_long_polling_transport(env, make_long_polling_config(opts_, url_), ev);
     }
     return *slot;
   }
@@ -377,6 +367,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   options opts_;
   session session_;
   reactor reactor_;
+  cookie_jar cookies_;  // both transports', every server's (kept apart per server)
   uv_timer_t timer_{};
   events_adapter lp_events_, ws_events_;
   std::unique_ptr<transport> lp_, ws_;

@@ -24,14 +24,7 @@ namespace {
 
 // The most lws hands to one send() (the protocol's tx_packet_size).
 constexpr std::size_t max_send = 1u << 20;
-// The transports one shared context carries; the next one of the same loop and settings gets
-// another context. lws needs one fd-table slot per socket: a transport's connection and a
-// previous one still closing, plus the event pipe (lws adds its own two). Without a limit lws
-// would size its tables from `ulimit -n`. Past the limit lws refuses the socket (a connection
-// error). With a limit below `ulimit -n` lws finds a wsi from its fd by scanning the table (up to
-// the live sockets), so the limit is kept moderate rather than one context per loop.
-constexpr std::size_t users_per_context = 256;
-constexpr unsigned fd_limit = 2 * users_per_context + 4;
+constexpr unsigned fd_limit = 2 * ws_context::capacity + 4;
 // How often close() looks whether lws's uv handles are gone (4.1 two-step destroy).
 constexpr std::uint64_t teardown_poll_ms = 5;
 
@@ -94,33 +87,9 @@ ws_context::ws_context(uv_loop_t* loop, context_settings settings)
   protocols_[0].tx_packet_size = max_send;
 }
 
-ws_context* ws_context::acquire(uv_loop_t* loop, const context_settings& settings,
-                                websocket_core* user) {
-  registry& reg = contexts();
-  std::lock_guard<std::mutex> lock(reg.mutex);
-  for (ws_context* c : reg.live) {
-    if (c->loop_ == loop && c->users_.size() < users_per_context && c->settings_ == settings) {
-      c->users_.push_back(user);
-      return c;
-    }
-  }
-  reg.live.reserve(reg.live.size() + 1);
-  auto* c = new ws_context(loop, settings);
-  try {
-    c->users_.push_back(user);
-  } catch (...) {
-    delete c;
-    throw;
-  }
-
-  if (settings.tls) {
-    try {
-      c->tls_ = std::make_unique<tls::context>(settings.ca_file);
-    } catch (...) {
-      delete c;
-      throw;
-    }
-  }
+std::shared_ptr<ws_context> ws_context::create(uv_loop_t* loop, const context_settings& settings) {
+  auto c = std::make_shared<ws_context>(loop, settings);
+  if (settings.tls) c->tls_ = std::make_unique<tls::context>(settings.ca_file);
   quiet_lws_logging();
   lws_context_creation_info info;
   std::memset(&info, 0, sizeof info);
@@ -133,36 +102,29 @@ ws_context* ws_context::acquire(uv_loop_t* loop, const context_settings& setting
   void* loops[1] = {loop};
   info.foreign_loops = loops;
   info.pcontext = &c->ctx_;
-  info.user = c;
+  info.user = c.get();
   info.pt_serv_buf_size = settings.buffer_size;
   info.fd_limit_per_thread = fd_limit;
   info.count_threads = 1;
   info.timeout_secs = settings.timeout_s;
   info.connect_timeout_secs = settings.timeout_s;
   c->ctx_ = lws_create_context(&info);
-  if (!c->ctx_) {
-    delete c;
-    return nullptr;
-  }
+  if (!c->ctx_) return nullptr;
   uv_timer_init(loop, &c->teardown_timer_);
-  c->teardown_timer_.data = c;
-  reg.live.push_back(c);  // cannot throw: reserved above
+  c->teardown_timer_.data = c.get();
+  c->opened();
   return c;
 }
 
-bool ws_context::release(websocket_core* user) {
-  users_.erase(std::remove(users_.begin(), users_.end(), user), users_.end());
-  if (!users_.empty()) return false;
-  {
-    // From now on the loop's next transport with these settings gets a new context.
-    registry& reg = contexts();
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    reg.live.erase(std::remove(reg.live.begin(), reg.live.end(), this), reg.live.end());
-  }
-  last_user_ = user;
+void ws_context::tear_down(std::function<void()> closed) {
+  closed_ = std::move(closed);
   // lws_context_destroy must not run inside an lws callback: start from our own uv callback.
   uv_timer_start(&teardown_timer_, &ws_context::on_teardown_timer, 0, 0);
-  return true;
+}
+
+void ws_context::all_closed() {
+  // Lets the last user finish its close; the context is freed when this returns.
+  if (auto closed = std::move(closed_)) closed();
 }
 
 std::uint64_t ws_context::route(websocket_core* core) {
@@ -182,7 +144,11 @@ void ws_context::saw_wsi(const lws* wsi) {
 }
 
 void ws_context::log(log_level level, std::string_view msg) const {
-  if (last_user_) last_user_->log(level, msg);
+  if (!log_) return;
+  try {
+    log_(level, msg);
+  } catch (...) {
+  }
 }
 
 int ws_context::lws_callback(lws* wsi, lws_callback_reasons reason, void*, void* in,
@@ -263,16 +229,11 @@ void ws_context::close_orphaned_watchers() {
   // The current connections of the loop's other contexts are left alone: one of them may have
   // been allocated where a dead wsi of this context was, and its watcher is stopped while paused.
   std::unordered_set<const void*> live;
-  {
-    registry& reg = contexts();
-    std::lock_guard<std::mutex> lock(reg.mutex);
-    for (const ws_context* c : reg.live) {
-      if (c->loop_ != loop_) continue;
-      for (const websocket_core* u : c->users_) {
-        if (u->wsi_) live.insert(u->wsi_);
-      }
+  shared::for_each(loop_, [&](const ws_context& c) {
+    for (const auto& route : c.routes_) {
+      if (const lws* w = route.second->current_wsi()) live.insert(w);
     }
-  }
+  });
   struct probe {
     const std::unordered_set<const void*>* wsis;
     const std::unordered_set<const void*>* live;
@@ -296,7 +257,7 @@ void ws_context::close_orphaned_watchers() {
   wsis_.clear();
 }
 
-// Frees this once its timer is closed, then lets the last user finish its close.
+// Closes the teardown timer; all_closed() follows (loop_owned).
 void ws_context::finish_teardown() {
 #if UVCOMETD_LWS_TWO_STEP_DESTROY
   try {
@@ -305,12 +266,8 @@ void ws_context::finish_teardown() {
     // Out of memory: the orphans stay (as if lws had not left them); the teardown goes on.
   }
 #endif
-  uv_close(reinterpret_cast<uv_handle_t*>(&teardown_timer_), [](uv_handle_t* h) {
-    auto* self = static_cast<ws_context*>(h->data);
-    websocket_core* last = self->last_user_;
-    delete self;
-    if (last) last->context_closed();
-  });
+  uv_close(reinterpret_cast<uv_handle_t*>(&teardown_timer_),
+           [](uv_handle_t* h) { static_cast<ws_context*>(h->data)->closed_one(); });
 }
 
 }  // namespace uvcometd::detail

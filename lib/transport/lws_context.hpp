@@ -1,5 +1,5 @@
 // The lws contexts the websocket transports of one uv loop share: one per set of context
-// settings, carrying up to users_per_context transports, routing each connection's callbacks to
+// settings, carrying up to ws_context::capacity transports, routing each connection's callbacks to
 // the core whose current connection it is, and torn down (lws 4.1's two-step destroy on a
 // foreign loop) once its last user let go.
 #pragma once
@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -17,6 +18,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "transport/loop_owned.hpp"
+#include "transport/loop_shared.hpp"
 #include "transport/tls_client.hpp"
 #include "uvcometd/options.hpp"
 
@@ -47,27 +50,42 @@ struct context_settings {
   }
 };
 
-// One lws context shared by up to users_per_context websocket transports of one uv loop made with
-// equal settings. Created by the first (acquire), torn down once the last releases it; frees
-// itself once lws let go of the loop, then tells that last core. Never shared across loops.
+// One lws context shared by up to `capacity` websocket transports of one uv loop made with equal
+// settings (loop_shared). Created by the first user, torn down once the last let go; loop_owned,
+// it lives until lws let go of the loop. Never shared across loops.
 // lws calls back with the wsi; each connection's opaque user data is an id this context maps to
 // the core whose current connection it is. A wsi whose id maps to no core (aborted, timed out,
-// its core closed or freed) is answered without any core and closes.
-class ws_context {
+// its core closed or freed) is answered without any core and closes. The cores of one context may
+// belong to different clients: each reports to its own client (its own reactor), so a callback
+// of one connection never runs another client's code.
+class ws_context final : public loop_owned<ws_context> {
  public:
-  // A context of `loop` with these settings and room for `user`, made if none has room. Null
-  // when lws fails; throws std::bad_alloc.
-  static ws_context* acquire(uv_loop_t* loop, const context_settings& settings,
-                             websocket_core* user);
+  using shared = loop_shared<ws_context, context_settings>;
+  // The transports one shared context carries; the next one of the same loop and settings gets
+  // another context. lws needs one fd-table slot per socket: a transport's connection and a
+  // previous one still closing, plus the event pipe (lws adds its own two). Without a limit lws
+  // would size its tables from `ulimit -n`. Past the limit lws refuses the socket (a connection
+  // error). With a limit below `ulimit -n` lws finds a wsi from its fd by scanning the table (up
+  // to the live sockets), so the limit is kept moderate rather than one context per loop.
+  static constexpr std::size_t capacity = 256;
 
-  // `user` (whose connection is dropped already) stops using the context. True when it was the
-  // last user: user->context_closed() then runs once lws let go of the loop.
-  bool release(websocket_core* user);
+  // loop_shared's interface. create() is null when lws fails; throws std::bad_alloc.
+  static std::shared_ptr<ws_context> create(uv_loop_t* loop, const context_settings& settings);
+  void tear_down(std::function<void()> closed);
+  // loop_owned's: lws let go of the loop and the teardown timer is closed.
+  void all_closed();
+
+  ws_context(uv_loop_t* loop, context_settings settings);
+  ~ws_context() = default;
+  ws_context(const ws_context&) = delete;
+  ws_context& operator=(const ws_context&) = delete;
 
   lws_context* handle() const noexcept { return ctx_; }
   const context_settings& settings() const noexcept { return settings_; }
   // The TLS settings of the context's wss connections (null unless settings().tls).
   const tls::context* tls() const noexcept { return tls_.get(); }
+  // Where the context's own messages go (the log of its latest user).
+  void set_log(std::function<void(log_level, std::string_view)> log) { log_ = std::move(log); }
 
   // A buffer for decrypted bytes, lent for one receive: the transports of a context run on its
   // loop's thread, one lws callback at a time. Empty when it is lent already.
@@ -85,22 +103,7 @@ class ws_context {
   void forget(std::uint64_t id) noexcept;
   void saw_wsi(const lws* wsi);
 
-  ws_context(const ws_context&) = delete;
-  ws_context& operator=(const ws_context&) = delete;
-
  private:
-  struct registry {
-    std::mutex mutex;  // two loops may run on two threads; a context is used by its loop's only
-    std::vector<ws_context*> live;
-  };
-  static registry& contexts() {
-    static registry r;
-    return r;
-  }
-
-  ws_context(uv_loop_t* loop, context_settings settings);
-  ~ws_context() = default;
-
   int dispatch(lws* wsi, lws_callback_reasons reason, void* in, std::size_t len);
   bool lws_handles_remain() const;
   void close_orphaned_watchers();
@@ -118,13 +121,13 @@ class ws_context {
   lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
   std::unique_ptr<tls::context> tls_;
   std::vector<char> plaintext_;  // see borrow_plaintext_buffer()
-  std::vector<websocket_core*> users_;
   std::unordered_map<std::uint64_t, websocket_core*> routes_;  // id → core of that connection
   std::uint64_t next_id_ = 1;
   // Every wsi this context created: lws 4.1.6 leaves the uv_poll watcher of a connection that
   // failed before the upgrade completed open (never closed, never freed); teardown closes those.
   std::unordered_set<const void*> wsis_;
-  websocket_core* last_user_ = nullptr;  // told once the torn-down context let go of the loop
+  std::function<void(log_level, std::string_view)> log_;
+  std::function<void()> closed_;  // the last user's, once torn down
   std::uint64_t teardown_polls_ = 0;
   uv_timer_t teardown_timer_{};
 };

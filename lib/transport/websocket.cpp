@@ -20,11 +20,11 @@
 //   would otherwise spin on a readable socket it refuses to read until the write drains).
 // - The transports of one uv loop share lws contexts (`ws_context`): one per set of context
 //   settings (TLS and its ca_file: one SSL_CTX per context; receive buffer size, lws timeouts),
-//   carrying up to users_per_context transports (creating a context costs ~1.3 ms of CPU in lws
+//   carrying up to ws_context::capacity transports (creating a context costs ~1.3 ms of CPU in lws
 //   4.1, which scans the library directory for its libuv plugin, plus its buffer and fd tables;
 //   an SSL_CTX loads the trust store). A transport takes
 //   its reference on its first send(), so a client that never uses websocket pays nothing but
-//   three idle uv timers; the last transport's close destroys the context and completes once lws
+//   two idle uv timers; the last transport's close destroys the context and completes once lws
 //   let go of the loop. lws_service() is never called: lws adds its own uv handles to the loop.
 // - Frames queue in `out_` and leave one per RAW_WRITEABLE, masked in place. Incoming messages
 //   are reassembled from fragments and refused by the length a frame announces when they would
@@ -34,19 +34,22 @@
 //   decrypted at once (OpenSSL keeps nothing back) and the plaintext is what is held.
 // - Events are delivered straight from lws/uv callbacks, except while one of our own entry points
 //   (send, abort, close, pause_receive) is on the stack: lws can report a connection error from
-//   inside lws_client_connect_via_info, so those go through a 0 ms timer, and so does everything
-//   after them (order is kept).
+//   inside lws_client_connect_via_info, so those are posted to the client's reactor, and so is
+//   every event after them until they ran (order is kept). abort() and close() drop what is
+//   posted and not run yet.
 // - Each connection attempt gets an id from its context, stored as the wsi's opaque user data;
 //   the context routes a wsi's callbacks to the core whose current connection that id is.
 //   Callbacks of a wsi that is no core's current connection (aborted, timed out, its transport
 //   closed or gone) reach no core and close it.
 // - Ping: lws 4.1 dropped ws_ping_pong_interval; its replacement (the retry/idle "validity"
 //   policy) hangs up without telling why. So the transport pings on its own uv timer
-//   (websocket_tuning::ping_interval, 15 s) and turns lws's validity checks off; no pong or data
+//   (websocket_config::ping_interval, options::websocket_ping_interval) and turns lws's validity checks off; no pong or data
 //   for two intervals is reported as errc::timeout.
 // - Host names are resolved with uv_getaddrinfo (Debian's lws 4.1 has no async DNS and would
 //   block the loop in getaddrinfo); lws gets the first address, the Host header keeps the name.
 // - lws logging is process-global in 4.1 (lws_set_log_level); see quiet_lws_logging().
+// - Cookies: the upgrade carries the client's cookies for the server (cookie_jar), and the
+//   Set-Cookie of the upgrade's answer goes into the jar.
 #include "transport/websocket_core.hpp"
 
 #include <algorithm>
@@ -54,31 +57,23 @@
 #include <cstring>
 #include <exception>
 
+#include "reactor.hpp"
 #include "transport/http_text.hpp"
 
 namespace uvcometd::detail {
 
-websocket_core::websocket_core(uv_loop_t* loop, transport_config config, transport_events& events,
-                               const websocket_tuning& tuning)
-    : loop_(loop), config_(std::move(config)), events_(&events), tuning_(tuning) {
+websocket_core::websocket_core(const transport_env& env, websocket_config config,
+                               transport_events& events)
+    : env_(env), config_(std::move(config)), events_(&events) {
   endpoint_ = parse_endpoint(config_.url, endpoint_error_);
-  for (const auto& line : config_.headers) {
-    const auto colon = line.find(':');
-    const std::string_view name = colon == std::string::npos
-                                      ? std::string_view{}
-                                      : trim_ows(std::string_view(line).substr(0, colon));
-    if (name.empty() || has_ctl(line) || name.find(' ') != std::string_view::npos) {
-      log(log_level::warning, "websocket: ignoring malformed header '" + line + "'");
-      continue;
-    }
-    headers_.emplace_back(std::string(name),
-                          std::string(trim_ows(std::string_view(line).substr(colon + 1))));
-  }
-  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_}) {
-    uv_timer_init(loop_, t);
+}
+
+void websocket_core::init() {
+  for (uv_timer_t* t : {&connect_timer_, &ping_timer_}) {
+    uv_timer_init(env_.loop, t);
     t->data = this;
-    ++open_handles_;
   }
+  opened(2);
 }
 
 void websocket_core::log(log_level level, std::string_view msg) const {
@@ -92,24 +87,13 @@ void websocket_core::log(log_level level, std::string_view msg) const {
 
 // ---- entry points -------------------------------------------------------------------------------
 
-void websocket_core::set_headers(const header_list& headers) {
-  headers_.clear();
-  for (const auto& [name, value] : headers) {
-    if (name.empty() || has_ctl(name) || has_ctl(value) || name.find_first_of(" \t:") != std::string::npos) {
-      log(log_level::warning, "websocket: ignoring malformed header '" + name + "'");
-      continue;
-    }
-    headers_.emplace_back(name, value);
-  }
-}
-
 void websocket_core::send(std::uint64_t request, std::string body, bool alone) {
   api_scope scope(*this);
   if (phase_ != phase::open) return;
   const bool mergeable = !alone && body.size() > 2 && body.front() == '[' && body.back() == ']';
   // Merged frames stay bounded, so the server starts on one while the next is being written.
   if (mergeable && last_mergeable_ && !out_.empty() &&
-      out_.back().bytes.size() + body.size() <= tuning_.max_merged_frame) {
+      out_.back().bytes.size() + body.size() <= config_.max_merged_frame) {
     // Not written yet: "[a,b]" + "[c]" leave together as "[a,b,c]".
     out_frame& last = out_.back();
     last.bytes.back() = ',';  // frames are masked when written, so still plain text here
@@ -123,17 +107,18 @@ void websocket_core::send(std::uint64_t request, std::string body, bool alone) {
   frame.append(frame_headroom, '\0');
   frame.append(body);
   out_.push_back(out_frame{std::move(frame), {request}});
-  if (conn_ == 0) {
+  if (conn_.id == 0) {
     open_connection();
-  } else if (up_ && wsi_) {
-    lws_callback_on_writable(wsi_);
+  } else if (conn_.up && conn_.wsi) {
+    lws_callback_on_writable(conn_.wsi);
   }
 }
 
 void websocket_core::abort() {
   api_scope scope(*this);
   if (phase_ != phase::open) return;
-  deferred_.clear();
+  ++event_generation_;  // what was posted is dropped
+  posted_ = 0;
   drop_connection();
 }
 
@@ -141,48 +126,41 @@ void websocket_core::pause_receive(bool paused) {
   api_scope scope(*this);
   if (phase_ != phase::open || paused == paused_) return;
   paused_ = paused;
-  last_rx_ms_ = uv_now(loop_);  // no pong can arrive while paused: restart the dead-peer clock
-  if (!up_ || !wsi_) return;    // applied when the next connection is established
+  conn_.last_rx_ms = uv_now(env_.loop);  // no pong can arrive while paused: restart the clock
+  if (!conn_.up || !conn_.wsi) return;   // applied when the next connection is established
   // What was read while paused is parsed first, after this call returns (order is kept behind
-  // any deferred event); reading resumes once it is.
-  if (!paused && !held_rx_.empty() && !held_queued_) {
-    held_queued_ = true;
-    deferred_.push_back({event::kind::held, {}, {}, false, {}});
-    uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
-  }
+  // any posted event); reading resumes once it is.
+  if (!paused && !conn_.held_rx.empty()) post_held();
   update_reading();
 }
 
 void websocket_core::close(std::function<void()> done) {
   api_scope scope(*this);
-  if (phase_ == phase::closed) return;  // every handle is closed: nothing could run `done`
+  if (phase_ == phase::closed) {
+    // Every handle is closed: `done` runs later, never from inside this call.
+    if (done) env_.tasks->post(std::move(done));
+    return;
+  }
   if (done) done_.push_back(std::move(done));
   if (phase_ == phase::closing) return;
   phase_ = phase::closing;
   events_ = nullptr;
-  deferred_.clear();
+  ++event_generation_;
+  posted_ = 0;
   // Other transports may go on using the context: end this one's connection only (a kill, or,
   // when its own lws callback is on the stack, that callback's -1), and route nothing more here.
   drop_connection();
   if (shared_) {
     // The last user's close also waits for the context to let go of the loop, so that
     // uv_loop_close() succeeds once the last `done` ran.
-    if (shared_->release(this)) ++open_handles_;
-    shared_ = nullptr;
+    opened();
+    shared_->set_log(config_.log);
+    if (!ws_context::shared::release(shared_, [this] { closed_one(); })) closed_one();
+    shared_.reset();
   }
-  for (uv_timer_t* t : {&defer_timer_, &connect_timer_, &ping_timer_}) {
+  for (uv_timer_t* t : {&connect_timer_, &ping_timer_}) {
     uv_timer_stop(t);
     uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
-  }
-}
-
-void websocket_core::detach() {
-  detached_ = true;
-  events_ = nullptr;
-  if (phase_ == phase::open) {
-    close(nullptr);
-  } else if (phase_ == phase::closed && !in_final_) {
-    delete this;
   }
 }
 
@@ -193,12 +171,12 @@ bool websocket_core::acquire_context() {
   settings.tls = endpoint_ && endpoint_->tls;
   if (settings.tls) settings.ca_file = config_.ca_file;  // nothing else reads it
   settings.buffer_size = static_cast<unsigned>(
-      std::clamp<std::size_t>(tuning_.rx_chunk_size, min_read_size, 1u << 24));
+      std::clamp<std::size_t>(config_.rx_chunk_size, min_read_size, 1u << 24));
   // lws has connect/handshake timeouts of its own (20 s); keep them behind ours.
   const auto connect_s = static_cast<unsigned>(
       std::clamp<long long>(config_.connect_timeout.count() / 1000 + 5, 0, 86400));
   settings.timeout_s = std::max(20u, connect_s);
-  shared_ = ws_context::acquire(loop_, settings, this);
+  shared_ = ws_context::shared::acquire(env_.loop, settings);
   if (!shared_) {
     log(log_level::error,
         "websocket: lws_create_context failed (is the libwebsockets libuv plugin installed?)");
@@ -216,33 +194,16 @@ bool websocket_core::acquire_context() {
 }
 
 void websocket_core::open_connection() {
-  if (!endpoint_) {
+  const auto refuse = [&](std::string why) {
     out_.clear();
-    emit({event::kind::down,
-          {},
-          make_error(errc::transport_error, "websocket: " + endpoint_error_),
-          false,
-          {}});
-    return;
-  }
-  if (!shared_ && !acquire_context()) {
-    out_.clear();
-    emit({event::kind::down,
-          {},
-          make_error(errc::transport_error, "websocket: could not create the lws context"),
-          false,
-          {}});
-    return;
-  }
-  if (!proxy_error_.empty()) {
-    out_.clear();
-    emit({event::kind::down, {}, make_error(errc::transport_error, "websocket: " + proxy_error_),
-          false, {}});
-    return;
-  }
-  const std::uint64_t id = shared_->route(this);  // forgotten by drop_connection()
-  conn_ = id;
-  clear_connection_state();
+    emit({event::kind::down, {}, make_error(errc::transport_error, "websocket: " + why), false, {}});
+  };
+  if (!endpoint_) return refuse(endpoint_error_);
+  if (!shared_ && !acquire_context()) return refuse("could not create the lws context");
+  if (!proxy_error_.empty()) return refuse(proxy_error_);
+  conn_ = {};
+  conn_.id = shared_->route(this);  // forgotten by drop_connection()
+  const std::uint64_t id = conn_.id;
   if (config_.connect_timeout.count() > 0) {
     uv_timer_start(&connect_timer_, &websocket_core::on_connect_timer,
                    static_cast<std::uint64_t>(config_.connect_timeout.count()), 0);
@@ -263,7 +224,7 @@ void websocket_core::open_connection() {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_ADDRCONFIG;
   dns_.reserve(dns_.size() + 1);
-  const int rc = uv_getaddrinfo(loop_, &q->req, &websocket_core::on_resolved,
+  const int rc = uv_getaddrinfo(env_.loop, &q->req, &websocket_core::on_resolved,
                                 first_hop.address.c_str(), nullptr, &hints);
   if (rc != 0) {
     connection_lost(
@@ -272,6 +233,7 @@ void websocket_core::open_connection() {
     return;
   }
   dns_.push_back(q.release());
+  opened();  // a pending request would make uv_loop_close() fail: the close waits for it
 }
 
 void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res) {
@@ -279,7 +241,7 @@ void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* re
   websocket_core* self = q->self;
   self->dns_.erase(std::find(self->dns_.begin(), self->dns_.end(), q.get()));
   try {
-    if (self->phase_ == phase::open && q->conn == self->conn_) {
+    if (self->phase_ == phase::open && q->conn == self->conn_.id) {
       char ip[INET6_ADDRSTRLEN] = "";
       if (status == 0 && res && res->ai_family == AF_INET6) {
         uv_ip6_name(reinterpret_cast<const sockaddr_in6*>(res->ai_addr), ip, sizeof ip);
@@ -299,11 +261,11 @@ void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* re
     self->fail_quietly("websocket: internal error after name resolution");
   }
   uv_freeaddrinfo(res);
-  self->maybe_finished();
+  self->closed_one();  // last: the core may be freed
 }
 
 void websocket_core::connect_to(const char* address) {
-  const std::uint64_t id = conn_;
+  const std::uint64_t id = conn_.id;
   lws_client_connect_info ci;
   std::memset(&ci, 0, sizeof ci);
   ci.context = shared_->handle();
@@ -317,21 +279,21 @@ void websocket_core::connect_to(const char* address) {
   ci.retry_and_idle_policy = &no_validity_policy;
   lws* wsi = lws_client_connect_via_info(&ci);
   if (wsi) shared_->saw_wsi(wsi);
-  if (conn_ != id) return;  // failed inside the call, already reported
+  if (conn_.id != id) return;  // failed inside the call, already reported
   if (!wsi) {
     connection_lost(
         make_error(errc::transport_error, "websocket: could not connect to " + describe()));
     return;
   }
-  wsi_ = wsi;
+  conn_.wsi = wsi;
   log(log_level::debug, "websocket: connecting to " + describe() +
                             (proxy_ ? " through the proxy " + proxy_->host_port() : ""));
 }
 
 // The current connection ended: drop it and report once.
 void websocket_core::connection_lost(error err) {
-  if (conn_ == 0) return;
-  const bool was_up = up_;
+  if (conn_.id == 0) return;
+  const bool was_up = conn_.up;
   log(log_level::debug, "websocket: connection down: " + err.message);
   // What is still queued never reached the socket: the session may send it again safely.
   std::vector<std::uint64_t> unsent;
@@ -342,35 +304,14 @@ void websocket_core::connection_lost(error err) {
 
 // Forgets the current connection (killing its wsi) and the frames not sent on it.
 void websocket_core::drop_connection() {
-  if (wsi_ && wsi_ != cb_wsi_) kill(wsi_);
+  if (conn_.wsi && conn_.wsi != cb_wsi_) kill(conn_.wsi);
   cancel_dns();
-  if (conn_ != 0 && shared_) shared_->forget(conn_);
-  conn_ = 0;
+  if (conn_.id != 0 && shared_) shared_->forget(conn_.id);
+  conn_ = {};  // frees the TLS session, a partial message, held input
   out_.clear();
-  clear_connection_state();
+  last_mergeable_ = false;
   uv_timer_stop(&connect_timer_);
   uv_timer_stop(&ping_timer_);
-}
-
-// What belongs to one connection, back to its state before any: nothing large stays allocated
-// (a partial message, held input).
-void websocket_core::clear_connection_state() {
-  wsi_ = nullptr;
-  stage_ = stage::connecting;
-  up_ = false;
-  ping_due_ = false;
-  peer_close_.clear();
-  reading_ = true;
-  write_stalled_ = false;
-  request_sent_ = false;
-  tunnel_.reset();
-  tls_.reset();  // frees the SSL and its BIOs
-  upgrade_.reset();
-  reader_.reset();
-  pong_.reset();
-  close_.reset();
-  std::string().swap(held_rx_);
-  std::string().swap(request_);
 }
 
 // A query already running in the thread pool cannot be cancelled; its callback then sees that
@@ -390,27 +331,60 @@ void websocket_core::kill(lws* wsi) {
 
 bool websocket_core::emit(event ev) {
   if (!events_) return false;
-  // on_down from inside lws's close path is deferred too: a receiver that reconnects (send) or
+  // on_down from inside lws's close path is posted too: a receiver that reconnects (send) or
   // closes from on_down then never does so while lws is tearing that wsi down.
-  if (api_depth_ > 0 || !deferred_.empty() || (ev.what == event::kind::down && cb_wsi_)) {
-    deferred_.push_back(std::move(ev));
-    uv_timer_start(&defer_timer_, &websocket_core::on_defer_timer, 0, 0);
+  if (api_depth_ > 0 || posted_ > 0 || (ev.what == event::kind::down && cb_wsi_)) {
+    post(std::move(ev));
     return false;
   }
   deliver(ev);
   return true;
 }
 
+// To the client's reactor, behind what this transport posted before (abort/close drop it).
+void websocket_core::post(event ev) {
+  ++posted_;
+  env_.tasks->post([weak = weak_from_this(), generation = event_generation_,
+                    ev = std::make_shared<event>(std::move(ev))] {
+    const auto self = weak.lock();
+    if (!self || self->event_generation_ != generation) return;
+    --self->posted_;
+    try {
+      self->deliver(*ev);
+    } catch (...) {
+      self->fail_quietly("websocket: internal error while reporting an event");
+    }
+  });
+}
+
+// Bytes held while paused (or behind posted events) are parsed from the reactor, in order.
+void websocket_core::post_held() {
+  if (conn_.held_queued) return;
+  conn_.held_queued = true;
+  ++posted_;
+  env_.tasks->post([weak = weak_from_this(), generation = event_generation_, id = conn_.id] {
+    const auto self = weak.lock();
+    if (!self || self->event_generation_ != generation) return;
+    --self->posted_;
+    if (self->conn_.id != id) return;
+    try {
+      self->parse_held();
+    } catch (...) {
+      self->fail_quietly("websocket: internal error while reading held bytes");
+    }
+  });
+}
+
 // Reading follows the state: off while paused, while held bytes wait, while a write is stalled.
 void websocket_core::update_reading() {
-  if (!up_ || !wsi_) return;
-  const bool want = !paused_ && held_rx_.empty() && !write_stalled_;
-  if (want == reading_) return;
-  reading_ = want;
-  lws_rx_flow_control(wsi_, want ? 1 : 0);
+  if (!conn_.up || !conn_.wsi) return;
+  const bool want = !paused_ && conn_.held_rx.empty() && !conn_.write_stalled;
+  if (want == conn_.reading) return;
+  conn_.reading = want;
+  lws_rx_flow_control(conn_.wsi, want ? 1 : 0);
   // lws hands over data it already buffered from its idle handle, which only runs after lws's
   // own I/O: wake it through its event pipe.
-  if (want) lws_cancel_service(lws_get_context(wsi_));
+  if (want) lws_cancel_service(lws_get_context(conn_.wsi));
 }
 
 void websocket_core::deliver(event& ev) {
@@ -425,9 +399,6 @@ void websocket_core::deliver(event& ev) {
         break;
       case event::kind::down:
         events_->on_down(ev.err, ev.was_up, ev.unsent);
-        break;
-      case event::kind::held:
-        parse_held();
         break;
     }
   } catch (const std::exception& e) {
@@ -444,23 +415,10 @@ void websocket_core::deliver(event& ev) {
   }
 }
 
-void websocket_core::on_defer_timer(uv_timer_t* t) {
-  auto* self = static_cast<websocket_core*>(t->data);
-  try {
-    while (!self->deferred_.empty() && self->events_) {
-      event ev = std::move(self->deferred_.front());
-      self->deferred_.pop_front();
-      self->deliver(ev);  // may call back into us; abort/close clear deferred_
-    }
-  } catch (...) {
-    self->fail_quietly("websocket: internal error while reporting an event");
-  }
-}
-
 void websocket_core::on_connect_timer(uv_timer_t* t) {
   auto* self = static_cast<websocket_core*>(t->data);
   try {
-    if (self->conn_ == 0 || self->up_) return;
+    if (self->conn_.id == 0 || self->conn_.up) return;
     self->connection_lost(make_error(
         errc::timeout, "websocket: connection to " + self->describe() + " not established within " +
                            std::to_string(self->config_.connect_timeout.count()) + " ms"));
@@ -471,24 +429,25 @@ void websocket_core::on_connect_timer(uv_timer_t* t) {
 
 void websocket_core::on_ping_timer(uv_timer_t* t) {
   auto* self = static_cast<websocket_core*>(t->data);
+  connection& c = self->conn_;
   try {
-    if (self->conn_ == 0 || !self->up_ || !self->wsi_) return;
-    const std::uint64_t now = uv_now(self->loop_);
-    const auto interval = static_cast<std::uint64_t>(self->tuning_.ping_interval.count());
-    if (self->paused_ || self->write_stalled_) {
+    if (c.id == 0 || !c.up || !c.wsi) return;
+    const std::uint64_t now = uv_now(self->env_.loop);
+    const auto interval = static_cast<std::uint64_t>(self->config_.ping_interval.count());
+    if (self->paused_ || c.write_stalled) {
       // Not reading (paused, or lws will not read before the stalled write drains): a pong
       // could not be seen, and a ping could not be sent.
-      self->last_rx_ms_ = now;
+      c.last_rx_ms = now;
       return;
     }
-    if (now - self->last_rx_ms_ >= 2 * interval) {
+    if (now - c.last_rx_ms >= 2 * interval) {
       self->connection_lost(
           make_error(errc::timeout, "websocket: no pong or data from the server for " +
-                                        std::to_string(now - self->last_rx_ms_) + " ms"));
+                                        std::to_string(now - c.last_rx_ms) + " ms"));
       return;
     }
-    self->ping_due_ = true;
-    lws_callback_on_writable(self->wsi_);
+    c.ping_due = true;
+    lws_callback_on_writable(c.wsi);
   } catch (...) {
     self->fail_quietly("websocket: internal error in the ping timer");
   }
@@ -496,26 +455,15 @@ void websocket_core::on_ping_timer(uv_timer_t* t) {
 
 // ---- teardown -----------------------------------------------------------------------------------
 
-void websocket_core::context_closed() {
-  if (--open_handles_ > 0) return;
-  handles_closed_ = true;
-  maybe_finished();
-}
-
 void websocket_core::on_handle_closed(uv_handle_t* h) {
-  auto* self = static_cast<websocket_core*>(h->data);
-  if (--self->open_handles_ > 0) return;
-  self->handles_closed_ = true;
-  self->maybe_finished();
+  static_cast<websocket_core*>(h->data)->closed_one();
 }
 
-// Closing ends when every handle is closed and no name resolution is pending (a pending uv
-// request would make uv_loop_close() fail).
-void websocket_core::maybe_finished() {
-  if (!handles_closed_ || !dns_.empty() || phase_ != phase::closing) return;
+// Every handle is closed and no name resolution is pending (a pending uv request would make
+// uv_loop_close() fail): the close completed.
+void websocket_core::all_closed() {
   phase_ = phase::closed;
   auto done = std::move(done_);
-  in_final_ = true;
   for (auto& fn : done) {
     try {
       fn();
@@ -523,8 +471,6 @@ void websocket_core::maybe_finished() {
       log(log_level::error, "websocket: close callback threw");
     }
   }
-  in_final_ = false;
-  if (detached_) delete this;
 }
 
 // ---- the transport object -----------------------------------------------------------------------
@@ -533,42 +479,36 @@ namespace {
 
 class websocket_transport final : public transport {
  public:
-  websocket_transport(uv_loop_t* loop, transport_config config, transport_events& events,
-                      const websocket_tuning& tuning)
-      : core_(new websocket_core(loop, std::move(config), events, tuning)) {}
-  ~websocket_transport() override { core_->detach(); }
+  websocket_transport(const transport_env& env, websocket_config config, transport_events& events)
+      : core_(std::make_shared<websocket_core>(env, std::move(config), events)) {
+    core_->init();
+  }
+  // Destroyed before its close completed: it closes silently, and the core lives on until then.
+  ~websocket_transport() override { core_->close(nullptr); }
   websocket_transport(const websocket_transport&) = delete;
   websocket_transport& operator=(const websocket_transport&) = delete;
 
-  connection_type type() const noexcept override { return connection_type::websocket; }
+  transport_traits traits() const noexcept override {
+    return {/*request_response=*/false, /*pausable=*/true, /*merges_frames=*/true};
+  }
   void send(std::uint64_t request, std::string body, std::chrono::milliseconds, bool alone = false) override {
     core_->send(request, std::move(body), alone);
   }
   void abort() override { core_->abort(); }
   void pause_receive(bool paused) override { core_->pause_receive(paused); }
-  void set_cookie_header(std::string cookies) override {
-    core_->set_cookie_header(std::move(cookies));
-  }
   void set_headers(const header_list& headers) override { core_->set_headers(headers); }
   void close(std::function<void()> done) override { core_->close(std::move(done)); }
 
  private:
-  websocket_core* core_;  // frees itself once detached and closed
+  std::shared_ptr<websocket_core> core_;  // lives on until its close completed (loop_owned)
 };
 
 }  // namespace
 
-std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
-                                                    transport_events& events,
-                                                    const websocket_tuning& tuning) {
-  return std::make_unique<websocket_transport>(loop, std::move(config), events, tuning);
-}
-
-std::unique_ptr<transport> make_websocket_transport(uv_loop_t* loop, transport_config config,
+std::unique_ptr<transport> make_websocket_transport(const transport_env& env,
+                                                    websocket_config config,
                                                     transport_events& events) {
-  websocket_tuning tuning;
-  tuning.ping_interval = config.ping_interval;
-  return make_websocket_transport(loop, std::move(config), events, tuning);
+  return std::make_unique<websocket_transport>(env, std::move(config), events);
 }
 
 }  // namespace uvcometd::detail
