@@ -152,7 +152,6 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
       multi_->leave(this);
       // The last user's close also waits for the multi's uv handles (whatever order libuv runs
       // close callbacks in), so that uv_loop_close() succeeds once the last `done` ran.
-      std::weak_ptr<lp_core> weak = weak_from_this();
       const bool last = curl_multi::shared::release(multi_, [this] { closed_one(); });
       multi_.reset();
       if (last) return;
