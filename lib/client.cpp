@@ -4,6 +4,7 @@
 #include "uvcometd/client.hpp"
 
 #include <algorithm>
+#include <array>
 #include <exception>
 #include <optional>
 
@@ -14,6 +15,8 @@
 #include "json.hpp"
 #include "reactor.hpp"
 #include "session/session.hpp"
+#include "transport/cookie_jar.hpp"
+#include "transport/http_text.hpp"
 #include "transport/transport.hpp"
 #include "uvcometd/checks.hpp"
 
@@ -34,7 +37,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       bridge_.emplace(session_, reactor_, opts_.extensions, opts_.auth, base_headers_,
                       [this](log_level l, std::string_view t) { log(l, t); });
     }
-    applied_headers_[0] = applied_headers_[1] = base_headers_;
+    for (auto& sl : slots_) sl.applied_headers = base_headers_;
     reactor_.set_drain([this] { session_.run_deferred(); });
     uv_timer_init(loop_, &timer_);
     timer_.data = this;
@@ -130,13 +133,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   void request_run() override { reactor_.request_drain(); }
 
-  void prepare_transport(connection_type t, connection_type from) override {
-    // The websocket upgrade must carry the cookies of the handshake (sticky sessions,
-    // BAYEUX_BROWSER).
-    if (t == connection_type::websocket && from == connection_type::long_polling && lp_) {
-      transport_for(t).set_cookie_header(lp_->cookie_header());
-    }
-  }
+  transport_traits traits(connection_type t) override { return transport_for(t).traits(); }
 
   void pause_receive(connection_type t, bool paused) override {
     if (auto* tr = existing(t)) tr->pause_receive(paused);
@@ -150,8 +147,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     if (bridge_) bridge_->cancel_all();
     uv_timer_stop(&timer_);
     closing_transports_ = true;
-    for (auto* slot : {&lp_, &ws_}) {
-      if (*slot) retire(std::move(*slot));
+    for (auto& sl : slots_) {
+      if (sl.t) retire(std::move(sl.t));
     }
     if (retired_.empty()) close_handles();
   }
@@ -160,11 +157,11 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     if (url == url_) return;
     url_ = url;
     // The transports of the old server close; new ones are made for this one when needed.
-    // (Cookies are per transport, so a server's cookies never go to another.)
-    for (auto* slot : {&lp_, &ws_}) {
-      if (*slot) retire(std::move(*slot));
+    // (The jar keeps cookies per server, so a server's cookies never go to another.)
+    for (auto& sl : slots_) {
+      if (sl.t) retire(std::move(sl.t));
+      sl.applied_headers = base_headers_;
     }
-    applied_headers_[0] = applied_headers_[1] = base_headers_;
   }
 
   void state_changed(state s, connection_type t, const error& why) override {
@@ -232,10 +229,16 @@ class client_impl final : public session_host, public std::enable_shared_from_th
                   std::chrono::milliseconds timeout, bool alone, const header_list* headers) {
     transport& tr = transport_for(t);
     if (headers) {
-      auto& applied = applied_headers_[t == connection_type::websocket ? 1 : 0];
+      auto& applied = slots_[index_of(t)].applied_headers;
       if (*headers != applied) {
         applied = *headers;
-        tr.set_headers(applied);
+        // Checked here, once, by the options' rule: the transports take headers as they are.
+        header_list valid;
+        for (const auto& [name, value] : applied) {
+          if (valid_header(name, value)) valid.emplace_back(name, value);
+          else log(log_level::warning, "ignoring the malformed header '" + name + "' an extension set");
+        }
+        tr.set_headers(valid);
       }
     }
     if (opts_.frame_encoder) {
@@ -290,34 +293,29 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     });
   }
 
-  transport_config make_transport_config() const {
-    transport_config c;
-    c.url = url_;
-    c.headers = opts_.headers;
-    c.tls_verify = opts_.tls_verify;
-    c.ca_file = opts_.ca_file;
-    c.connect_timeout = opts_.websocket_connect_timeout;
-    c.max_message_size = opts_.max_message_size;
-    c.ping_interval = opts_.websocket_ping_interval;
-    c.log = opts_.log;
-    return c;
+  // One connection type's transport (made when first needed) and what the client gave it.
+  struct slot {
+    events_adapter events;
+    std::unique_ptr<transport> t;
+    header_list applied_headers;  // the request headers it was given last
+  };
+  static std::size_t index_of(connection_type t) noexcept {
+    return t == connection_type::websocket ? 1 : 0;
   }
 
-  transport* existing(connection_type t) noexcept {
-    return t == connection_type::websocket ? ws_.get() : lp_.get();
-  }
+  transport* existing(connection_type t) noexcept { return slots_[index_of(t)].t.get(); }
 
   transport& transport_for(connection_type t) {
-    auto& slot = t == connection_type::websocket ? ws_ : lp_;
-    if (!slot) {
-      auto& ev = t == connection_type::websocket ? ws_events_ : lp_events_;
-      ev.self = this;
-      ev.type = t;
-      slot = t == connection_type::websocket
-                 ? make_websocket_transport(loop_, make_transport_config(), ev)
-                 : make_long_polling_transport(loop_, make_transport_config(), ev);
+    slot& sl = slots_[index_of(t)];
+    if (!sl.t) {
+      sl.events.self = this;
+      sl.events.type = t;
+      const transport_env env{loop_, &reactor_, &cookies_};
+      sl.t = t == connection_type::websocket
+                 ? make_websocket_transport(env, make_websocket_config(opts_, url_), sl.events)
+                 : make_long_polling_transport(env, make_long_polling_config(opts_, url_), sl.events);
     }
-    return *slot;
+    return *sl.t;
   }
 
   void close_handles() {
@@ -333,8 +331,7 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     if (--handles_open_ != 0) return;
     // Every handle is closed: the transports can go, then the user hears "closed" last.
     auto keep = std::move(self_);
-    lp_.reset();
-    ws_.reset();
+    for (auto& sl : slots_) sl.t.reset();
     retired_.clear();
     guarded([&] { session_.on_transports_closed(); });
   }
@@ -377,15 +374,14 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   options opts_;
   session session_;
   reactor reactor_;
+  cookie_jar cookies_;  // both transports', every server's (kept apart per server)
   uv_timer_t timer_{};
-  events_adapter lp_events_, ws_events_;
-  std::unique_ptr<transport> lp_, ws_;
+  std::array<slot, 2> slots_;  // long-polling, websocket (index_of)
   std::vector<std::unique_ptr<transport>> retired_;  // closing (an old server's, or at close)
   std::string url_;                                   // the server in use
   bool closing_transports_ = false;
   std::optional<extension_bridge> bridge_;  // none without extensions: frames bypass it
   header_list base_headers_;                // options::headers as pairs
-  header_list applied_headers_[2];          // last given to long-polling, websocket
   state_listener listener_;
   std::shared_ptr<client_impl> self_;
   int handles_open_ = 0;

@@ -11,6 +11,7 @@
 
 #include "json.hpp"
 #include "transport/http_text.hpp"
+#include "transport/transport.hpp"
 #include "url.hpp"
 #include "uvcometd/checks.hpp"
 #include "uvcometd/extension.hpp"
@@ -59,7 +60,9 @@ std::string options_problem(const options& o) {
     if (!detail::is_token(detail::trim_ows(line.substr(0, colon)))) {
       return which + " has an invalid name";
     }
-    if (detail::has_ctl(line)) return which + " holds a line break or NUL";
+    if (!detail::valid_header(detail::trim_ows(line.substr(0, colon)), line.substr(colon + 1))) {
+      return which + " holds a line break or NUL";
+    }
   }
   if (!o.ca_file.empty() && ::access(o.ca_file.c_str(), R_OK) != 0) {
     return "ca_file " + o.ca_file + " cannot be read: " + std::strerror(errno);
@@ -101,6 +104,30 @@ const options& validated(const options& o) {
     throw std::system_error(make_error_code(errc::invalid_argument), "uvcometd: " + why);
   }
   return o;
+}
+
+long_polling_config make_long_polling_config(const options& o, const std::string& url) {
+  long_polling_config c;
+  c.url = url;
+  c.headers = parse_header_lines(o.headers);
+  c.tls_verify = o.tls_verify;
+  c.ca_file = o.ca_file;
+  c.max_message_size = o.max_message_size;
+  c.log = o.log;
+  return c;
+}
+
+websocket_config make_websocket_config(const options& o, const std::string& url) {
+  websocket_config c;
+  c.url = url;
+  c.headers = parse_header_lines(o.headers);
+  c.tls_verify = o.tls_verify;
+  c.ca_file = o.ca_file;
+  c.connect_timeout = o.websocket_connect_timeout;
+  c.max_message_size = o.max_message_size;
+  c.ping_interval = o.websocket_ping_interval;
+  c.log = o.log;
+  return c;
 }
 
 header_list parse_header_lines(const std::vector<std::string>& lines) {

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "session/session.hpp"
+#include "transport/transport.hpp"
 #include "uvcometd/extension.hpp"
 #include "uvcometd/options.hpp"
 
@@ -15,6 +16,11 @@ session_config make_session_config(const options& o);
 
 // `o`, or std::system_error(errc::invalid_argument) with options_problem()'s words.
 const options& validated(const options& o);
+
+// The transports' settings for the server `url`, from the options (the only place they are
+// filled; the defaults are the options').
+long_polling_config make_long_polling_config(const options& o, const std::string& url);
+websocket_config make_websocket_config(const options& o, const std::string& url);
 
 // options::headers as {name, value} pairs (validated already: every line has its colon).
 header_list parse_header_lines(const std::vector<std::string>& lines);

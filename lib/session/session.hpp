@@ -29,17 +29,12 @@
 #include "session/pending_queue.hpp"
 #include "session/recovery.hpp"
 #include "session/subscriptions.hpp"
+#include "transport/traits.hpp"
 #include "uvcometd/error.hpp"
 #include "uvcometd/message.hpp"
 #include "uvcometd/options.hpp"
 
 namespace uvcometd::detail {
-
-// What a transport is, as far as the session cares.
-struct transport_traits {
-  bool request_response = false;  // each frame is an exchange with its own response and timeout
-  bool pausable = false;          // reading can stop (backpressure) without losing anything
-};
 
 // What the session asks of its environment (the client on libuv, or a test script).
 class session_host {
@@ -63,8 +58,8 @@ class session_host {
   virtual void request_run() = 0;
   // What the transport of type `t` is.
   virtual transport_traits traits(connection_type t) {
-    return t == connection_type::long_polling ? transport_traits{true, false}
-                                              : transport_traits{false, true};
+    return t == connection_type::long_polling ? transport_traits{true, false, false}
+                                              : transport_traits{false, true, true};
   }
   // The session moves to another server of the cluster: what is in flight on the old one was
   // aborted already; later sends go to `url`.

@@ -2,9 +2,16 @@
 #pragma once
 
 #include <algorithm>
+#include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace uvcometd::detail {
+
+// HTTP headers as {name, value} pairs, in order (the same type as the public
+// uvcometd::header_list of extension.hpp, without that header).
+using header_list = std::vector<std::pair<std::string, std::string>>;
 
 // True when `s` holds CR, LF or NUL: as a header name or value it would inject lines of its own.
 inline bool has_ctl(std::string_view s) noexcept {
@@ -29,6 +36,12 @@ inline bool is_token(std::string_view s) noexcept {
     if (!ok) return false;
   }
   return true;
+}
+
+// The one rule for a request header the client sends (options::headers, and headers an extension
+// set): the name is a token, and neither name nor value can inject lines of their own.
+inline bool valid_header(std::string_view name, std::string_view value) noexcept {
+  return is_token(name) && !has_ctl(value);
 }
 
 }  // namespace uvcometd::detail

@@ -109,7 +109,12 @@ stream::stream(const context& ctx, const std::string& host, bool numeric, bool v
   SSL_set_connect_state(ssl_);
   bool ok = true;
   // SNI carries names only (RFC 6066), never an address.
-  if (!numeric) ok = SSL_set_tlsext_host_name(ssl_, host.c_str()) == 1;
+  // (SSL_set_tlsext_host_name spelt out: the macro casts in C style, which -Wold-style-cast
+  // refuses; OpenSSL copies the name.)
+  if (!numeric) {
+    ok = SSL_ctrl(ssl_, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                  const_cast<char*>(host.c_str())) == 1;
+  }
   if (verify) {
     SSL_set_verify(ssl_, SSL_VERIFY_PEER, nullptr);
     if (numeric) {

@@ -222,6 +222,8 @@ void upgrade_reader::parse_head() {
              "' does not match the key sent");
         return;
       }
+    } else if (iequals(name, "set-cookie")) {
+      set_cookies_.emplace_back(value);
     } else if (iequals(name, "sec-websocket-extensions") && !value.empty()) {
       // None was offered: an extension would change the framing.
       fail("the server chose websocket extensions that were not offered: '" +

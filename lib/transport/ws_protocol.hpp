@@ -56,6 +56,8 @@ class upgrade_reader {
   int status() const noexcept { return status_; }
   const std::string& reason() const noexcept { return reason_; }
   const std::string& what() const noexcept { return what_; }
+  // Once accepted: the values of the answer's Set-Cookie headers, in order.
+  const std::vector<std::string>& set_cookies() const noexcept { return set_cookies_; }
 
  private:
   void parse_head();
@@ -67,6 +69,7 @@ class upgrade_reader {
   int status_ = 0;
   std::string reason_;
   std::string what_;
+  std::vector<std::string> set_cookies_;
 };
 
 enum class opcode : std::uint8_t {

@@ -31,6 +31,7 @@
 #include "cluster.hpp"
 #include "loop_helpers.hpp"
 #include "transport/transport.hpp"
+#include "transport_kit.hpp"
 
 namespace uvcometd::test {
 
@@ -41,7 +42,6 @@ using steady = std::chrono::steady_clock;
 using uvcometd::detail::header_list;
 using uvcometd::detail::make_websocket_transport;
 using uvcometd::detail::transport;
-using uvcometd::detail::transport_config;
 using uvcometd::detail::transport_events;
 
 
@@ -248,11 +248,11 @@ struct ws_events : transport_events {
 // One websocket to `url` on `loop`.
 class ws_client {
  public:
-  ws_client(test_loop& loop, const std::string& url) : loop_(loop) {
-    transport_config c;
-    c.url = url;
+  ws_client(test_loop& loop, const std::string& url)
+      : loop_(loop), kit_(std::make_unique<transport_kit>(loop.get())) {
+    auto c = uvcometd::test::ws_config(url);
     c.connect_timeout = 5000ms;
-    t_ = make_websocket_transport(loop.get(), c, ev_);
+    t_ = make_websocket_transport(kit_->env(), c, ev_);
   }
   ~ws_client() { close(); }
   ws_client(const ws_client&) = delete;
@@ -296,15 +296,18 @@ class ws_client {
     return loop_.run_until([&] { return ev_.downs > 0; }, limit);
   }
   void close() {
-    if (!t_) return;
-    bool done = false;
-    t_->close([&] { done = true; });
-    loop_.run_until([&] { return done; }, 5s);
-    t_.reset();
+    if (t_) {
+      bool done = false;
+      t_->close([&] { done = true; });
+      loop_.run_until([&] { return done; }, 5s);
+      t_.reset();
+    }
+    kit_.reset();  // its handle closes with the loop's next turn
   }
 
  private:
   test_loop& loop_;
+  std::unique_ptr<transport_kit> kit_;  // the client's share; closed after the transport
   ws_events ev_;
   std::unique_ptr<transport> t_;
   std::size_t seen_ = 0;

@@ -41,6 +41,7 @@
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
 #include "transport/transport.hpp"
+#include "transport_kit.hpp"
 #include "uvcometd/client.hpp"
 
 namespace uvcometd::test {
@@ -279,10 +280,12 @@ struct transport_recorder : detail::transport_events {
   void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>& unsent) override;
 };
 
-// One loop, and transports made by `Factory` (a callable taking the loop, a transport_config and
-// the transport_events to report to): `t`, reporting to `rec`, and any others a test adds. The
-// destructor closes every transport still there (its done must not run inside close()), runs
-// the loop dry and checks uv_loop_close() == 0.
+// One loop, and transports made by `Factory` (a callable taking a transport_env, the transport's
+// config and the transport_events to report to): `t`, reporting to `rec`, and any others a test
+// adds. Each transport is another client's (its own task queue and cookie jar, a transport_kit)
+// unless a test passes one of client(). The destructor closes every transport still there (its
+// done must not run inside close()), then the kits, runs the loop dry and checks
+// uv_loop_close() == 0.
 template <class Factory>
 class transport_rig {
  public:
@@ -302,20 +305,26 @@ class transport_rig {
     };
     finish(t);
     for (auto& e : others) finish(e.t);
+    kits.clear();
     CHECK(close_loop(loop) == 0);
   }
   transport_rig(const transport_rig&) = delete;
   transport_rig& operator=(const transport_rig&) = delete;
 
-  // Makes the rig's transport `t`, reporting to `rec`.
-  detail::transport& start(const detail::transport_config& config) {
-    t = make(loop.get(), config, rec);
+  // A new client's share (task queue, cookie jar) on the rig's loop.
+  transport_kit& client() { return kits.emplace_back(loop.get()); }
+
+  // Makes the rig's transport `t`, reporting to `rec` (for `owner`, else a client of its own).
+  template <class Config>
+  detail::transport& start(const Config& config, transport_kit* owner = nullptr) {
+    t = make((owner ? *owner : client()).env(), config, rec);
     return *t;
   }
-  // Makes another transport on the loop.
-  endpoint& add(const detail::transport_config& config) {
+  // Makes another transport on the loop (for `owner`, else a client of its own).
+  template <class Config>
+  endpoint& add(const Config& config, transport_kit* owner = nullptr) {
     endpoint& e = others.emplace_back();
-    e.t = make(loop.get(), config, e.rec);
+    e.t = make((owner ? *owner : client()).env(), config, e.rec);
     return e;
   }
   // t.send(...) with rec.inside_api set around the call: an event reported from inside it shows
@@ -340,6 +349,7 @@ class transport_rig {
   }
 
   test_loop loop;
+  std::deque<transport_kit> kits;  // destroyed after the transports (explicitly, before the loop)
   Factory make;
   transport_recorder rec;
   std::unique_ptr<detail::transport> t;

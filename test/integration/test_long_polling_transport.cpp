@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,7 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 using uvcometd::errc;
 using uvcometd::detail::transport;
-using uvcometd::detail::transport_config;
+using uvcometd::detail::long_polling_config;
+using uvcometd::detail::transport_env;
 using uvcometd::detail::transport_events;
 using uvcometd::test::quiet_period;
 using uvcometd::test::server_process;
@@ -35,18 +37,14 @@ using uvcometd::test::transport_recorder;
 using clock_type = std::chrono::steady_clock;
 
 struct long_polling_factory {
-  std::unique_ptr<transport> operator()(uv_loop_t* loop, const transport_config& config,
+  std::unique_ptr<transport> operator()(const transport_env& env, const long_polling_config& config,
                                         transport_events& events) const {
-    return uvcometd::detail::make_long_polling_transport(loop, config, events);
+    return uvcometd::detail::make_long_polling_transport(env, config, events);
   }
 };
 using lp_rig = uvcometd::test::transport_rig<long_polling_factory>;
 
-transport_config config_for(const std::string& url) {
-  transport_config c;
-  c.url = url;
-  return c;
-}
+long_polling_config config_for(const std::string& url) { return uvcometd::test::lp_config(url); }
 
 std::string handshake_frame() { return uvcometd::test::handshake_frame("long-polling", "1"); }
 
@@ -115,7 +113,7 @@ TEST_CASE("long-polling: handshake to faye yields a frame", "[long_polling][faye
   lp_rig rig;
   auto& rec = rig.rec;
   auto& t = rig.start(config_for(server.url()));
-  REQUIRE(t.type() == uvcometd::connection_type::long_polling);
+  REQUIRE(t.traits().request_response);
 
   rig.send(1, handshake_frame(), 5s);
   CHECK(rec.frames.empty());  // never reported from inside send()
@@ -133,17 +131,22 @@ TEST_CASE("long-polling: handshake to faye yields a frame", "[long_polling][faye
   CHECK(has_content_type);
 }
 
-TEST_CASE("long-polling: cometd session cookie is kept per transport", "[long_polling][cometd]") {
+TEST_CASE("long-polling: cometd session cookie is kept in the client's jar", "[long_polling][cometd]") {
   server_process server("cometd-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
-  auto& t = rig.start(config_for(server.url()));
-  auto& other = rig.add(config_for(server.url()));
+  auto& mine = rig.client();
+  auto& theirs = rig.client();
+  auto& t = rig.start(config_for(server.url()), &mine);
+  auto& other = rig.add(config_for(server.url()), &theirs);
+  const auto cookies = [&](uvcometd::test::transport_kit& k) {
+    return k.cookies.header_for(server.url(), std::time(nullptr));
+  };
 
-  CHECK(t.cookie_header().empty());
+  CHECK(cookies(mine).empty());
   const std::string client_id = handshake(rig, t, rec);
-  CHECK(t.cookie_header().find("BAYEUX_BROWSER=") != std::string::npos);
-  CHECK(other.t->cookie_header().empty());  // jars are never shared
+  CHECK(cookies(mine).find("BAYEUX_BROWSER=") != std::string::npos);
+  CHECK(cookies(theirs).empty());  // another client's jar
 
   // The server finds the session only with the cookie back.
   t.send(2, connect_frame(client_id, 0, "2"), 5s);
@@ -359,7 +362,8 @@ std::string cookie_value(const std::string& header, const std::string& name) {
   return {};
 }
 
-// uv handles of the rig's loop, closing ones included, but for run_until's own timer.
+// uv handles of the rig's loop, closing ones included, but for run_until's own timer and the
+// clients' task queues (the kits' uv_idle handles).
 int handles_on(lp_rig& rig) {
   struct ctx_t {
     const void* except;
@@ -369,7 +373,7 @@ int handles_on(lp_rig& rig) {
       rig.loop.get(),
       [](uv_handle_t* h, void* arg) {
         auto* c = static_cast<ctx_t*>(arg);
-        if (h != c->except) ++c->n;
+        if (h != c->except && h->type != UV_IDLE) ++c->n;
       },
       &ctx);
   return ctx.n;
@@ -387,7 +391,11 @@ TEST_CASE("long-polling: transports of one loop get their own responses and cook
   server_process server("cometd-server.js");
   lp_rig rig;
   lp_rig::endpoint* e[3];
-  for (auto& x : e) x = &rig.add(config_for(server.url()));
+  uvcometd::test::transport_kit* client[3];  // three clients: three jars
+  for (int i = 0; i < 3; ++i) {
+    client[i] = &rig.client();
+    e[i] = &rig.add(config_for(server.url()), client[i]);
+  }
 
   // Interleaved handshakes: each response goes to the transport that sent the request.
   for (int i = 0; i < 3; ++i) e[i]->t->send(100 + i, handshake_frame(), 5s);
@@ -400,7 +408,8 @@ TEST_CASE("long-polling: transports of one loop get their own responses and cook
     REQUIRE(e[i]->rec.frames.size() + e[i]->rec.failures.size() == 1);
     client_id[i] = client_id_of(frame_of(e[i]->rec, 100 + i).body);
     REQUIRE_FALSE(client_id[i].empty());
-    browser[i] = cookie_value(e[i]->t->cookie_header(), "BAYEUX_BROWSER");
+    browser[i] = cookie_value(client[i]->cookies.header_for(server.url(), std::time(nullptr)),
+                              "BAYEUX_BROWSER");
     CHECK_FALSE(browser[i].empty());
   }
   CHECK(client_id[0] != client_id[1]);
@@ -659,4 +668,23 @@ TEST_CASE("long-polling: set_headers applies to the next request of a reused han
   t.set_headers({{"X-Round", "three"}});
   round_trip();
   CHECK(seen_header() == "three");
+}
+
+// transport::close() called again: `done` runs later (never inside the call), and always.
+TEST_CASE("long-polling: close() after closing or closed runs done later, never inside the call",
+          "[long_polling][faye]") {
+  server_process server("faye-server.js");
+  lp_rig rig;
+  auto& t = rig.start(config_for(server.url()));
+  handshake(rig, t, rig.rec);
+  bool first = false, while_closing = false, after = false;
+  t.close([&] { first = true; });
+  t.close([&] { while_closing = true; });
+  CHECK_FALSE(first);
+  CHECK_FALSE(while_closing);
+  REQUIRE(rig.run_until([&] { return first && while_closing; }));
+  t.close([&] { after = true; });
+  CHECK_FALSE(after);
+  REQUIRE(rig.run_until([&] { return after; }));
+  rig.t.reset();
 }

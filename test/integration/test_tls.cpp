@@ -24,6 +24,7 @@
 #include "loop_helpers.hpp"
 #include "server_process.hpp"
 #include "transport/transport.hpp"
+#include "transport_kit.hpp"
 #include "uvcometd/error.hpp"
 
 using namespace std::chrono_literals;
@@ -32,7 +33,7 @@ using uvcometd::errc;
 using uvcometd::error;
 using uvcometd::detail::header_list;
 using uvcometd::detail::transport;
-using uvcometd::detail::transport_config;
+using uvcometd::detail::websocket_config;
 using uvcometd::detail::transport_events;
 using uvcometd::test::child_process;
 using uvcometd::test::server_process;
@@ -193,20 +194,24 @@ enum class kind { websocket, long_polling };
 
 const char* name_of(kind k) { return k == kind::websocket ? "wss (websocket)" : "https (long-polling)"; }
 
-std::unique_ptr<transport> make(kind k, uv_loop_t* loop, const transport_config& config,
-                                transport_events& events) {
-  return k == kind::websocket
-             ? uvcometd::detail::make_websocket_transport(loop, config, events)
-             : uvcometd::detail::make_long_polling_transport(loop, config, events);
+// Both transports from the websocket settings (long-polling takes the TLS ones).
+std::unique_ptr<transport> make(kind k, const uvcometd::detail::transport_env& env,
+                                const websocket_config& config, transport_events& events) {
+  if (k == kind::websocket) return uvcometd::detail::make_websocket_transport(env, config, events);
+  auto lp = uvcometd::test::lp_config(config.url);
+  lp.tls_verify = config.tls_verify;
+  lp.ca_file = config.ca_file;
+  return uvcometd::detail::make_long_polling_transport(env, lp, events);
 }
 
 // One exchange over `k` with `config`: sends a frame (to /headers) and waits for its outcome.
 struct exchange {
   outcome_recorder rec;
 
-  exchange(kind k, const transport_config& config) {
+  exchange(kind k, const websocket_config& config) {
     test_loop loop;
-    auto t = make(k, loop.get(), config, rec);
+    auto kit = std::make_unique<uvcometd::test::transport_kit>(loop.get());
+    auto t = make(k, kit->env(), config, rec);
     t->send(1, "[]", 20s);
     const auto started = std::chrono::steady_clock::now();
     // OpenSSL's start-up is slow under valgrind; a refusal is final, so it comes well before.
@@ -218,14 +223,14 @@ struct exchange {
     loop.run_until([&] { return closed; }, 10s);
     t.reset();
     CHECK(closed);
+    kit.reset();
     CHECK(loop.close() == 0);
   }
   std::chrono::milliseconds elapsed{0};
 };
 
-transport_config config_for(const std::string& url) {
-  transport_config c;
-  c.url = url;
+websocket_config config_for(const std::string& url) {
+  websocket_config c = uvcometd::test::ws_config(url);
   c.connect_timeout = 20s;  // refusals must come long before: they are not retried
   return c;
 }

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <ctime>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -21,7 +22,6 @@
 
 #include "rigs.hpp"
 #include "transport/transport.hpp"
-#include "transport/websocket.hpp"
 
 using namespace std::chrono_literals;
 using nlohmann::json;
@@ -29,9 +29,9 @@ using uvcometd::errc;
 using uvcometd::error;
 using uvcometd::detail::make_websocket_transport;
 using uvcometd::detail::transport;
-using uvcometd::detail::transport_config;
+using uvcometd::detail::transport_env;
 using uvcometd::detail::transport_events;
-using uvcometd::detail::websocket_tuning;
+using uvcometd::detail::websocket_config;
 using uvcometd::test::quiet_period;
 using uvcometd::test::server_process;
 using uvcometd::test::transport_recorder;
@@ -62,20 +62,16 @@ ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==
 -----END CERTIFICATE-----
 )";
 
-// Websocket transports, with the default tuning (from the config) or the one given.
+// Websocket transports (knobs the options do not expose are fields of websocket_config).
 struct websocket_factory {
-  std::optional<websocket_tuning> tuning;
-  std::unique_ptr<transport> operator()(uv_loop_t* loop, const transport_config& config,
+  std::unique_ptr<transport> operator()(const transport_env& env, const websocket_config& config,
                                         transport_events& events) const {
-    return tuning ? make_websocket_transport(loop, config, events, *tuning)
-                  : make_websocket_transport(loop, config, events);
+    return make_websocket_transport(env, config, events);
   }
 };
 
 // A websocket transport_rig; a stream transport's frames answer no request (request 0).
 struct ws_rig : uvcometd::test::transport_rig<websocket_factory> {
-  explicit ws_rig(std::optional<websocket_tuning> tuning = std::nullopt)
-      : transport_rig(websocket_factory{tuning}) {}
   ~ws_rig() {
     for (const auto& f : rec.frames) CHECK(f.request == 0);
     for (const auto& e : others) {
@@ -84,9 +80,8 @@ struct ws_rig : uvcometd::test::transport_rig<websocket_factory> {
   }
 };
 
-transport_config config_for(const std::string& url) {
-  transport_config c;
-  c.url = url;
+websocket_config config_for(const std::string& url) {
+  websocket_config c = uvcometd::test::ws_config(url);
   c.connect_timeout = 5000ms;
   return c;
 }
@@ -112,7 +107,8 @@ int closed_port() {
   return ntohs(addr.sin_port);
 }
 
-// The handles on `loop`: all of them, or those not closing.
+// The handles on `loop`: all of them, or those not closing; but for the clients' task queues
+// (the rig's kits, uv_idle handles).
 int handles_on(uv_loop_t* loop, bool closing_too) {
   struct count {
     int n = 0;
@@ -122,7 +118,7 @@ int handles_on(uv_loop_t* loop, bool closing_too) {
       loop,
       [](uv_handle_t* h, void* arg) {
         auto* c = static_cast<count*>(arg);
-        if (c->closing_too || !uv_is_closing(h)) ++c->n;
+        if (h->type != UV_IDLE && (c->closing_too || !uv_is_closing(h))) ++c->n;
       },
       &c);
   return c.n;
@@ -140,7 +136,9 @@ TEST_CASE("websocket: handshake and connect over websocket to Faye", "[websocket
   ws_rig rig;
   auto& rec = rig.rec;
   auto& t = rig.start(config_for(server.url()));
-  CHECK(t.type() == uvcometd::connection_type::websocket);
+  CHECK(t.traits().pausable);
+  CHECK(t.traits().merges_frames);
+  CHECK_FALSE(t.traits().request_response);
 
   rig.send(0, handshake_frame, 5s);
   REQUIRE(rig.run_until([&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
@@ -382,11 +380,11 @@ TEST_CASE("websocket: fragmented messages are reassembled", "[websocket]") {
     CHECK(m["parts"] == 3);
   }
   SECTION("a message larger than one read, fragments straddling reads") {
-    websocket_tuning tuning;
-    tuning.rx_chunk_size = 1024;  // the smallest read: the 3000-byte message takes 3 or more
-    ws_rig rig(tuning);
+    auto config = config_for(server.base_url() + "/fragment");
+    config.rx_chunk_size = 1024;  // the smallest read: the 3000-byte message takes 3 or more
+    ws_rig rig;
     auto& rec = rig.rec;
-    rig.start(config_for(server.base_url() + "/fragment")).send(0, "[]", 5s);
+    rig.start(config).send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return !rec.frames.empty() || !rec.downs.empty(); }));
     REQUIRE(rec.downs.empty());
     REQUIRE(rec.frames.size() == 1);
@@ -540,22 +538,24 @@ TEST_CASE("websocket: a server that breaks the protocol is refused with the reas
 }
 
 TEST_CASE("websocket: pings keep a quiet connection up; a silent peer times out", "[websocket]") {
-  websocket_tuning tuning;
-  tuning.ping_interval = 100ms;
+  const auto pinging = [](websocket_config c) {
+    c.ping_interval = 100ms;
+    return c;
+  };
   SECTION("Faye answers pings") {
     server_process server("faye-server.js");
-    ws_rig rig(tuning);
+    ws_rig rig;
     auto& rec = rig.rec;
-    rig.start(config_for(server.url())).send(0, handshake_frame, 5s);
+    rig.start(pinging(config_for(server.url()))).send(0, handshake_frame, 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }));
     rig.loop.run_for(quiet_period);  // six intervals without data
     CHECK(rec.downs.empty());
   }
   SECTION("a peer that never answers") {
     server_process server("ws-fragment-server.js");
-    ws_rig rig(tuning);
+    ws_rig rig;
     auto& rec = rig.rec;
-    rig.start(config_for(server.base_url() + "/silent")).send(0, "[]", 5s);
+    rig.start(pinging(config_for(server.base_url() + "/silent"))).send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.ups == 1; }));
     const auto start = std::chrono::steady_clock::now();
     REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }, 3s));
@@ -765,11 +765,11 @@ TEST_CASE("websocket: a write the peer does not take stops reading, without a fa
   // lws 4.1 reads nothing while it holds part of one: the transport stops reading (instead of
   // letting lws spin on the readable socket) and does not count the silence as a dead peer.
   server_process server("ws-fragment-server.js");
-  websocket_tuning tuning;
-  tuning.ping_interval = 100ms;  // a dead peer would be declared after 200 ms
-  ws_rig rig(tuning);
+  auto config = config_for(server.base_url() + "/flood-noread");
+  config.ping_interval = 100ms;  // a dead peer would be declared after 200 ms
+  ws_rig rig;
   auto& rec = rig.rec;
-  auto& t = rig.start(config_for(server.base_url() + "/flood-noread"));
+  auto& t = rig.start(config);
   t.send(0, "[]", 5s, true);
   REQUIRE(rig.run_until([&] { return !rec.frames.empty(); }));
   t.send(0, "[\"" + std::string(8u << 20, 'z') + "\"]", 5s, true);
@@ -824,10 +824,13 @@ TEST_CASE("websocket: the upgrade carries the configured headers and cookies", "
   server_process server("ws-fragment-server.js");
   ws_rig rig;
   auto& rec = rig.rec;
-  auto config = config_for(server.base_url() + "/headers?x=1");
-  config.headers = {"X-Test: one", "Authorization: Bearer abc", "malformed line"};
-  auto& t = rig.start(config);
-  t.set_cookie_header("BAYEUX_BROWSER=123; other=x");
+  const std::string url = server.base_url() + "/headers?x=1";
+  auto config = config_for(url);
+  config.headers = {{"X-Test", "one"}, {"Authorization", "Bearer abc"}};
+  auto& client = rig.client();
+  client.cookies.store(url, "BAYEUX_BROWSER=123", std::time(nullptr));
+  client.cookies.store(url, "other=x; Path=/", std::time(nullptr));
+  auto& t = rig.start(config, &client);
   t.send(0, "[]", 5s);
   REQUIRE(rig.run_until([&] { return !rec.frames.empty() || !rec.downs.empty(); }));
   REQUIRE(rec.frames.size() == 1);
@@ -972,9 +975,9 @@ TEST_CASE("websocket: transports of one loop share one lws context; each gets on
   REQUIRE(rig.run_until([&] {
     return clients[1].rec.frames.size() + clients[2].rec.frames.size() == 2;
   }));
-  // Each more transport adds its own three timers and its socket's watcher, and no lws handles
-  // (a context of its own would add lws's idle, timer and event-pipe handles).
-  CHECK(open_handles(rig.loop.get()) == with_one + 2 * 4);
+  // Each more transport adds its own two timers (connect, ping) and its socket's watcher, and no
+  // lws handles (a context of its own would add lws's idle, timer and event-pipe handles).
+  CHECK(open_handles(rig.loop.get()) == with_one + 2 * 3);
 
   for (std::size_t i = 1; i < 3; ++i) {
     auto& c = clients[i];
@@ -1188,4 +1191,87 @@ TEST_CASE("websocket: more transports than one context carries get another conte
   REQUIRE(rig.loop.drain());
   CHECK(done == count - 256);
   for (auto* e : ts) e->t.reset();
+}
+
+// A websocket-only client keeps CometD's BAYEUX_BROWSER across reconnects: the 101's Set-Cookie
+// goes into the client's jar, and the next upgrade carries it.
+TEST_CASE("websocket: the upgrade answer's cookies go with the next upgrade", "[websocket][cookies]") {
+  server_process server("ws-fragment-server.js");
+  ws_rig rig;
+  auto& rec = rig.rec;
+  auto& t = rig.start(config_for(server.base_url() + "/cookie"));
+  t.send(0, "[]", 5s);
+  REQUIRE(rig.run_until([&] { return rec.frames.size() == 1 || !rec.downs.empty(); }));
+  REQUIRE(rec.frames.size() == 1);
+  CHECK_FALSE(json::parse(rec.frames[0].body).contains("cookie"));  // the first upgrade has none
+
+  t.abort();  // a reconnection
+  t.send(0, "[]", 5s);
+  REQUIRE(rig.run_until([&] { return rec.frames.size() == 2 || !rec.downs.empty(); }));
+  REQUIRE(rec.frames.size() == 2);
+  CHECK(json::parse(rec.frames[1].body).value("cookie", "") == "BAYEUX_BROWSER=1x");
+}
+
+namespace {
+struct long_polling_factory {
+  std::unique_ptr<transport> operator()(const transport_env& env,
+                                        const uvcometd::detail::long_polling_config& config,
+                                        transport_events& events) const {
+    return uvcometd::detail::make_long_polling_transport(env, config, events);
+  }
+};
+}  // namespace
+
+// The cookies long-polling got from a server (its handshake) go with the upgrade to the same
+// server, and to no other server, not even another port of the same host.
+TEST_CASE("websocket: the upgrade carries the client's cookies for that server only",
+          "[websocket][cookies]") {
+  server_process server("ws-fragment-server.js");
+  server_process other("ws-fragment-server.js");
+  uvcometd::test::transport_rig<long_polling_factory> lp;  // a rig of its own for long-polling
+  auto& client = lp.client();
+  lp.start(uvcometd::test::lp_config(server.base_url() + "/cookie"), &client).send(1, "[]", 5s);
+  REQUIRE(lp.run_until([&] { return lp.rec.reports(1) > 0; }));
+  REQUIRE(lp.rec.frame_for(1) != nullptr);
+  REQUIRE_FALSE(client.cookies.header_for(server.base_url(), std::time(nullptr)).empty());
+
+  // The same client's websocket transports, on the same loop.
+  const auto ws = [&](const std::string& url, transport_events& events) {
+    return make_websocket_transport(client.env(), config_for(url), events);
+  };
+  transport_recorder rec, other_rec;
+  auto here = ws(server.base_url() + "/headers", rec);
+  auto elsewhere = ws(other.base_url() + "/headers", other_rec);
+  here->send(0, "[]", 5s);
+  elsewhere->send(0, "[]", 5s);
+  REQUIRE(lp.run_until([&] {
+    return (rec.frames.size() == 1 || !rec.downs.empty()) &&
+           (other_rec.frames.size() == 1 || !other_rec.downs.empty());
+  }));
+  REQUIRE(rec.frames.size() == 1);
+  REQUIRE(other_rec.frames.size() == 1);
+  CHECK(json::parse(rec.frames[0].body).value("cookie", "") == "BAYEUX_BROWSER=1x");
+  CHECK_FALSE(json::parse(other_rec.frames[0].body).contains("cookie"));
+  lp.close(here);
+  lp.close(elsewhere);
+}
+
+// transport::close() called again: `done` runs later (never inside the call), and always.
+TEST_CASE("websocket: close() after closing or closed runs done later, never inside the call",
+          "[websocket]") {
+  server_process server("faye-server.js");
+  ws_rig rig;
+  auto& t = rig.start(config_for(server.url()));
+  t.send(0, handshake_frame, 5s);
+  REQUIRE(rig.run_until([&] { return rig.rec.frames.size() == 1; }));
+  bool first = false, while_closing = false, after = false;
+  t.close([&] { first = true; });
+  t.close([&] { while_closing = true; });
+  CHECK_FALSE(first);
+  CHECK_FALSE(while_closing);
+  REQUIRE(rig.run_until([&] { return first && while_closing; }));
+  t.close([&] { after = true; });
+  CHECK_FALSE(after);
+  REQUIRE(rig.run_until([&] { return after; }));
+  rig.t.reset();
 }

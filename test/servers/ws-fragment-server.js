@@ -10,7 +10,8 @@
 // PEM certificate (chain) and key in --cert and --key (the TLS tests make theirs at start).
 //
 // A plain HTTP request to /headers (any method) is answered 200 with the request's headers as a
-// JSON object, like the upgrade to /headers below; GET /stats with {"upgrades":{"<path>":N,...},
+// JSON object, like the upgrade to /headers below; to /cookie the same, setting BAYEUX_BROWSER
+// as the upgrade to /cookie does; GET /stats with {"upgrades":{"<path>":N,...},
 // "ended":N}: the upgrades accepted per path, and the connections the server ended itself
 // (/close, /burst-end) so far. Any other request is refused with 404.
 //
@@ -32,6 +33,8 @@
 //   /burst-ping  message n=1, a ping "p1", message n=2, in one write
 //   /burst-masked  messages n=1 and n=2, then a masked frame, in one write
 //   /flood-noread  never reads what the client sends; a 1 KB message every 2 ms
+//   /cookie    like /headers, and the 101 sets BAYEUX_BROWSER (a new value for each upgrade
+//              without it: 1x, 2x, ...), as CometD's server does on its handshake
 // Anything else is refused with HTTP 404.
 
 const crypto = require('crypto');
@@ -110,6 +113,7 @@ const behaviours = {
     setTimeout(() => socket.write(frame(0x0, true, parts[2])), 50);  // the rest arrives later
   },
   '/headers': (socket, req) => socket.write(frame(0x1, true, JSON.stringify(req.headers))),
+  '/cookie': (socket, req) => socket.write(frame(0x1, true, JSON.stringify(req.headers))),
   '/huge': socket => {
     const head = Buffer.alloc(10);
     head[0] = 0x81;
@@ -203,11 +207,22 @@ function readClientFrame(buf) {
   return { opcode: buf[0] & 0x0f, masked, payload, size: at + len };
 }
 
+// The Set-Cookie value for a request to /cookie that carries no BAYEUX_BROWSER, else ''.
+let browsers = 0;
+function browserCookie(req) {
+  if (/(^|;\s*)BAYEUX_BROWSER=/.test(req.headers.cookie || '')) return '';
+  return 'BAYEUX_BROWSER=' + (++browsers) + 'x; Path=/';
+}
+
 const onRequest = (req, res) => {
   req.on('data', () => {});
   req.on('end', () => {
     const path = new URL(req.url, 'http://127.0.0.1').pathname;
-    if (path === '/headers') {
+    if (path === '/cookie') {
+      const cookie = browserCookie(req);
+      if (cookie) res.setHeader('Set-Cookie', cookie);
+      common.sendJson(res, 200, req.headers);
+    } else if (path === '/headers') {
       common.sendJson(res, 200, req.headers);
     } else if (path === '/stats' && req.method === 'GET') {
       common.sendJson(res, 200, stats);
@@ -232,8 +247,10 @@ server.on('upgrade', (req, socket) => {
   }
   const accept = path === '/bad-accept' ? 'dGhlIHNhbXBsZSBub25jZQ=='
     : crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  const cookie = path === '/cookie' ? browserCookie(req) : '';
   socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n' +
-               'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n\r\n');
+               'Connection: Upgrade\r\nSec-WebSocket-Accept: ' + accept + '\r\n' +
+               (cookie ? 'Set-Cookie: ' + cookie + '\r\n' : '') + '\r\n');
   common.debug('upgrade', path);
   stats.upgrades[path] = (stats.upgrades[path] || 0) + 1;
   // Read and drop what the client sends, except where the route reads (or never reads) itself.

@@ -9,7 +9,9 @@
 #include <limits>
 #include <string>
 #include <system_error>
+#include <tuple>
 
+#include "config.hpp"
 #include "url.hpp"
 #include "uvcometd/client.hpp"
 
@@ -136,4 +138,37 @@ TEST_CASE("the client refuses unusable options when it is made", "[options]") {
   far.backoff_max = ms::max();
   far.max_network_delay = ms::max();
   CHECK_FALSE(make_client(far));
+}
+
+// Each transport gets its own settings, filled in one place from the options: the websocket's
+// connect timeout and ping period are the websocket's only (an HTTP connect is bounded by the
+// request's own deadline), the message size limit and TLS settings are both transports', and
+// the header lines arrive parsed.
+TEST_CASE("the transports' settings come from the options, each its own", "[options]") {
+  using namespace std::chrono_literals;
+  uvcometd::options o;
+  o.websocket_connect_timeout = 1234ms;
+  o.websocket_ping_interval = 4321ms;
+  o.max_message_size = 777;
+  o.tls_verify = false;
+  o.ca_file = "/ca.pem";
+  o.headers = {"X-One: 1", "X-Two:two words "};
+  const std::string url = "https://127.0.0.1:8443/cometd";
+  const auto lp = uvcometd::detail::make_long_polling_config(o, url);
+  const auto ws = uvcometd::detail::make_websocket_config(o, url);
+  const uvcometd::detail::header_list headers{{"X-One", "1"}, {"X-Two", "two words "}};
+  for (const auto& [name, got_url, got_headers, tls_verify, ca_file, max_size] :
+       {std::tuple{"long-polling", lp.url, lp.headers, lp.tls_verify, lp.ca_file,
+                   lp.max_message_size},
+        std::tuple{"websocket", ws.url, ws.headers, ws.tls_verify, ws.ca_file,
+                   ws.max_message_size}}) {
+    INFO(name);
+    CHECK(got_url == url);
+    CHECK(got_headers == headers);
+    CHECK_FALSE(tls_verify);
+    CHECK(ca_file == "/ca.pem");
+    CHECK(max_size == 777);
+  }
+  CHECK(ws.connect_timeout == 1234ms);
+  CHECK(ws.ping_interval == 4321ms);
 }
