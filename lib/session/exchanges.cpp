@@ -39,8 +39,7 @@ outgoing exchanges::take(std::uint64_t id) {
   awaiting_.erase(it);
   // A stream request is over once every message it carried has been answered (or taken back).
   const auto r = requests_.find(out.request);
-  if (r != requests_.end() && r->second.type != connection_type::long_polling &&
-      --r->second.remaining == 0) {
+  if (r != requests_.end() && r->second.stream && --r->second.remaining == 0) {
     release(r->first, r->second);
     requests_.erase(r);
   }

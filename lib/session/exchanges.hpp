@@ -25,6 +25,7 @@ class exchanges {
 
   struct request {
     connection_type type = connection_type::long_polling;
+    bool stream = false;             // not request_response: its replies come one by one
     std::vector<std::uint64_t> ids;  // messages sent in it, answered or not
     std::size_t remaining = 0;       // stream requests: replies still expected
     slot holds = slot::none;

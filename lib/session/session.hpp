@@ -64,8 +64,6 @@ class session_host {
   // The session moves to another server of the cluster: what is in flight on the old one was
   // aborted already; later sends go to `url`.
   virtual void use_endpoint(const std::string& url) { (void)url; }
-  // About to use transport `t` after the handshake ran on `from` (e.g. copy cookies over).
-  virtual void prepare_transport(connection_type t, connection_type from) { (void)t, (void)from; }
   // Pausable transports: stop/resume reading (backpressure of the pending buffer).
   virtual void pause_receive(connection_type t, bool paused) { (void)t, (void)paused; }
   // The session is done with the network: close every transport, then call

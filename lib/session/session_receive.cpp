@@ -227,7 +227,6 @@ void session::handle_handshake_reply(const wire_message& m, const error& reply_e
     return;
   }
   if (*chosen != type_) {
-    host_.prepare_transport(*chosen, type_);
     type_ = *chosen;
     transport_up_ = false;
     ever_up_on_type_ = false;

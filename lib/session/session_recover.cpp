@@ -160,7 +160,6 @@ void session::back_off(const error& why) {
 
 void session::fall_back(const error& why) {
   host_.log(log_level::info, "websocket unavailable (" + why.message + "); falling back to long-polling");
-  host_.prepare_transport(connection_type::long_polling, connection_type::websocket);
   type_ = connection_type::long_polling;
   websocket_failures_ = 0;
   websocket_given_up_ = true;

@@ -120,6 +120,7 @@ void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
   req.type = type_;
   req.holds = holds;
   const bool stream = !traits().request_response;
+  req.stream = stream;
   if (stream) {
     // A stream has no exchange to time out: without a deadline here, a lost reply (the
     // connect's included) left its call waiting forever and the client silent.

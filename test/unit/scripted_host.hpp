@@ -102,7 +102,6 @@ class scripted_host final : public detail::session_host {
   int arms_after_close = 0;
   int sends_after_close = 0;
   std::vector<state_event> states;
-  std::vector<std::pair<connection_type, connection_type>> prepared;
   std::vector<std::pair<connection_type, bool>> receive_pauses;
   std::vector<std::string> logs;
   std::function<void(state, connection_type, const uvcometd::error&)> on_state;
@@ -145,9 +144,6 @@ class scripted_host final : public detail::session_host {
   void request_run() override { run_requested = true; }
   std::vector<std::string> endpoints;  // use_endpoint() calls, in order
   void use_endpoint(const std::string& url) override { endpoints.push_back(url); }
-  void prepare_transport(connection_type t, connection_type from) override {
-    prepared.emplace_back(t, from);
-  }
   void pause_receive(connection_type t, bool paused) override {
     receive_pauses.emplace_back(t, paused);
   }
