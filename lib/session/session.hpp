@@ -338,7 +338,7 @@ class session {
 
   endpoint_list endpoints_;
   clock::time_point arrived_{};  // when the session moved to the current endpoint
-  bool moved_ = false;           // ...and has not been connected there yet
+  bool moved_ = false;           // ...continuing its session there, not connected there yet
   // Since the session was last connected: when, and the data messages received. A failure
   // after a connection that worked (a second, or any message) starts a new backoff count.
   clock::time_point connected_at_{};

@@ -37,6 +37,8 @@ void session::send_handshake() {
   retry_at_.reset();
   client_id_.clear();
   resubscribes_outstanding_ = 0;
+  // A new session has nothing queued anywhere: its first connect is not held, wherever it is.
+  moved_ = false;
   // Whatever was sent for an earlier handshake no longer counts (epoch_ moves again when this
   // one succeeds).
   ++epoch_;

@@ -121,10 +121,39 @@ TEST_CASE("a server that does not know the session gets a new handshake and the 
   REQUIRE(resub.channel() == "/meta/subscribe");
   h.reply(resub, ok_replies(resub));
   h.loop();
-  h.reply(h.last(), ok_replies(h.last()));
+  const sent_frame connect = h.last();
+  REQUIRE(connect.channel() == "/meta/connect");
+  // A new session: nothing can be queued for it, so its first connect is answered at once.
+  CHECK(connect.get(0, "advice") == R"({"timeout":0})");
+  h.reply(connect, ok_replies(connect));
   h.loop();
   CHECK(h.s->current_state() == state::connected);
   CHECK(h.s->client_id() == "on-b");
+}
+
+TEST_CASE("open() on a server list whose first is down handshakes on the next, and its first "
+          "connect is not held", "[failover]") {
+  // Found by test_cluster: the hold meant for a session continuing on another server also held
+  // the first connect of a new session there, so open() completed a second late.
+  harness h(cluster({"http://a/cometd", "http://b/cometd"}));
+  outcome open;
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.fail(h.last(), errc::transport_error, "connection refused");
+  h.advance(250ms);
+  REQUIRE(h.last().channel() == "/meta/handshake");
+  h.fail(h.last(), errc::transport_error, "connection refused");
+  h.loop();
+  h.advance(250ms);
+  REQUIRE(h.s->current_url() == "http://b/cometd");
+  const sent_frame hs = h.last();
+  REQUIRE(hs.channel() == "/meta/handshake");
+  h.reply(hs, cometd_handshake_reply(hs.id(), "on-b"));
+  const sent_frame first = h.last();
+  REQUIRE(first.channel() == "/meta/connect");
+  CHECK(first.get(0, "advice") == R"({"timeout":0})");
+  h.reply(first, ok_replies(first));
+  h.loop();
+  CHECK(open.ok_once());
 }
 
 TEST_CASE("when every server failed, the backoff applies before the next round", "[failover]") {
