@@ -432,6 +432,10 @@ std::string cluster::lb_state(std::size_t i) {
   return stat_field(haproxy_command("show stat"), "nodes", name(i), "status");
 }
 
+std::string cluster::lb_stat(std::size_t i, const std::string& field) {
+  return stat_field(haproxy_command("show stat"), "nodes", name(i), field);
+}
+
 std::chrono::milliseconds cluster::wait_lb_state(std::size_t i, const std::string& prefix,
                                                  std::chrono::milliseconds limit) {
   const auto t0 = std::chrono::steady_clock::now();

@@ -110,6 +110,9 @@ class cluster {
   // HAProxy's view of node i ("UP", "DOWN", "UP 1/2", "MAINT"...), from its stats socket; ""
   // for a node it does not balance (cluster_options::lb_nodes).
   std::string lb_state(std::size_t i);
+  // Any field of HAProxy's "show stat" row for node i ("eresp", "srv_abrt", "wredis"...), "" when
+  // it is empty or the node is not balanced.
+  std::string lb_stat(std::size_t i, const std::string& field);
   // Waits (polling the stats socket every 5 ms) until lb_state(i) starts with `prefix`; returns
   // the time it took, or -1 ms when `limit` passed first.
   std::chrono::milliseconds wait_lb_state(std::size_t i, const std::string& prefix,
