@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -206,6 +207,11 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
           args.push_back("1");
         }
       }
+      if (opts_.delivery_log) {
+        args.push_back("--delivery-log");
+        args.push_back(dir_ + "/deliveries-" + std::string(1, static_cast<char>('A' + i)) +
+                       ".log");
+      }
       args.insert(args.end(), opts_.node_args.begin(), opts_.node_args.end());
       scripts.emplace_back("faye-cluster-node.js", std::move(args));
     }
@@ -260,8 +266,10 @@ void cluster::start_redis() {
 
 void cluster::start_haproxy() {
   std::string cfg = read_file(servers_dir() + "/haproxy-cluster.cfg.in");
+  const std::size_t balanced =
+      opts_.lb_nodes == 0 ? nodes_.size() : std::min(opts_.lb_nodes, nodes_.size());
   std::string servers;
-  for (std::size_t i = 0; i < nodes_.size(); ++i) {
+  for (std::size_t i = 0; i < balanced; ++i) {
     servers += "    server " + name(i) + " 127.0.0.1:" + std::to_string(port(i)) + "\n";
   }
   const std::string socket_path = dir_ + "/haproxy.sock";
@@ -282,7 +290,7 @@ void cluster::start_haproxy() {
     spec.args = {"-db", "-f", cfg_path};
     // Ready once every node passed a health check (HTTP 200 from /control/stats).
     std::vector<std::string> names;
-    for (std::size_t i = 0; i < nodes_.size(); ++i) names.push_back(name(i));
+    for (std::size_t i = 0; i < balanced; ++i) names.push_back(name(i));
     spec.ready = [socket_path, names] {
       if (::access(socket_path.c_str(), F_OK) != 0) return false;
       std::string csv;
@@ -370,6 +378,19 @@ void cluster::publish_on(std::size_t i, const std::string& channel, const std::s
   node(i).publish(channel, data_json, count);
 }
 
+std::vector<nlohmann::json> cluster::deliveries(std::size_t i) const {
+  if (!opts_.delivery_log) throw fail("started without delivery_log");
+  std::ifstream in(dir_ + "/deliveries-" + name(i) + ".log");
+  std::vector<nlohmann::json> out;
+  std::string line;
+  while (std::getline(in, line)) {
+    // A line cut short by a SIGKILL while it was written is not a delivery.
+    nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+    if (j.is_object()) out.push_back(std::move(j));
+  }
+  return out;
+}
+
 nlohmann::json cluster::stats(std::size_t i) {
   return nlohmann::json::parse(node(i).get("/control/stats"));
 }
@@ -398,6 +419,10 @@ void cluster::set_advice_hosts(std::size_t i, const std::vector<std::string>& ho
   node(i).control("/control/advice-hosts", nlohmann::json{{"hosts", hosts}}.dump());
 }
 
+void cluster::forget(std::size_t i, const std::string& client_id) {
+  node(i).control("/control/forget", nlohmann::json{{"clientId", client_id}}.dump());
+}
+
 std::string cluster::haproxy_command(const std::string& command) {
   if (!haproxy_) throw fail("started without haproxy");
   return unix_command(dir_ + "/haproxy.sock", command);
@@ -405,6 +430,10 @@ std::string cluster::haproxy_command(const std::string& command) {
 
 std::string cluster::lb_state(std::size_t i) {
   return stat_field(haproxy_command("show stat"), "nodes", name(i), "status");
+}
+
+std::string cluster::lb_stat(std::size_t i, const std::string& field) {
+  return stat_field(haproxy_command("show stat"), "nodes", name(i), field);
 }
 
 std::chrono::milliseconds cluster::wait_lb_state(std::size_t i, const std::string& prefix,

@@ -26,6 +26,9 @@ struct cluster_options {
   bool redis = true;
   // HAProxy in front of the nodes (lb_url()).
   bool haproxy = false;
+  // How many nodes HAProxy balances: the first lb_nodes ones (0: all). The others are reachable
+  // by their own URL only (e.g. an application's publisher, out of the clients' path).
+  std::size_t lb_nodes = 0;
   // The nodes' --timeout: how long a /meta/connect is held (advice.timeout), in seconds. Faye and
   // faye-redis forget a session 1.6 x timeout after its last /meta/connect.
   int timeout_s = 5;
@@ -33,6 +36,8 @@ struct cluster_options {
   // meanwhile go back to the queue instead of being lost (faye-cluster-node.js says more). For
   // measuring the client's own losses apart from the server's; false is faye-redis as it is.
   bool requeue_dropped = false;
+  // Every node logs each message it hands to a network client's connection (deliveries(i)).
+  bool delivery_log = false;
   // Added to every node's command line (e.g. {"--advice-hosts", "URL,URL"}).
   std::vector<std::string> node_args;
 };
@@ -84,6 +89,9 @@ class cluster {
   // The same through node i.
   void publish_on(std::size_t i, const std::string& channel, const std::string& data_json,
                   int count = 1);
+  // The messages node i handed to a network client's connection, in order, over all its runs
+  // (kill() and restart() keep them): {"node","channel","data"} each. Needs opts.delivery_log.
+  std::vector<nlohmann::json> deliveries(std::size_t i) const;
   // GET /control/stats of node i (see faye-cluster-node.js).
   nlohmann::json stats(std::size_t i);
   // GET /control/queue through the first live node: how many messages wait for client_id in
@@ -94,9 +102,17 @@ class cluster {
                    std::chrono::milliseconds limit = std::chrono::seconds(5));
   // POST /control/advice-hosts: node i sends advice.hosts = hosts from now on ({} stops it).
   void set_advice_hosts(std::size_t i, const std::vector<std::string>& hosts);
+  // POST /control/forget on node i: the engine destroys client_id's session (with Redis, on
+  // every node); its next /meta/connect is answered 401 with advice reconnect "handshake".
+  // Throws when there is no such session.
+  void forget(std::size_t i, const std::string& client_id);
 
-  // HAProxy's view of node i ("UP", "DOWN", "UP 1/2", "MAINT"...), from its stats socket.
+  // HAProxy's view of node i ("UP", "DOWN", "UP 1/2", "MAINT"...), from its stats socket; ""
+  // for a node it does not balance (cluster_options::lb_nodes).
   std::string lb_state(std::size_t i);
+  // Any field of HAProxy's "show stat" row for node i ("eresp", "srv_abrt", "wredis"...), "" when
+  // it is empty or the node is not balanced.
+  std::string lb_stat(std::size_t i, const std::string& field);
   // Waits (polling the stats socket every 5 ms) until lb_state(i) starts with `prefix`; returns
   // the time it took, or -1 ms when `limit` passed first.
   std::chrono::milliseconds wait_lb_state(std::size_t i, const std::string& prefix,

@@ -5,7 +5,7 @@
 //
 //   node faye-cluster-node.js [--timeout SECONDS] [--port N] [--node NAME] [--redis-port N]
 //                             [--redis-gc SECONDS] [--advice-hosts URL,URL...]
-//                             [--requeue-dropped 0|1]
+//                             [--requeue-dropped 0|1] [--stamp-node 0|1] [--delivery-log FILE]
 //
 // Prints "PORT <n>" on stdout once listening and, with Redis, once both Redis connections are
 // ready and the notification channels subscribed; nothing else. DEBUG=1 logs to stderr.
@@ -25,6 +25,11 @@
 //                       delivery: under a stream of publishes over long-polling, several percent
 //                       of the messages; "dropped" in the stats). With 1 such messages are pushed
 //                       back at the head of the queue, in order, for the client's next connect.
+//   --stamp-node 1      every message delivered to a network client carries "ext":{"node":NAME}
+//                       (merged into its ext): which node handed it over.
+//   --delivery-log FILE every message handed to a network client's connection is appended to
+//                       FILE as a line {"node","channel","data"}, written before the connection
+//                       writes it (synchronously: a line outlives a SIGKILL that follows).
 //
 // Control API (the in-process /control/publish client is not counted anywhere):
 //   POST /control/publish {"channel","data","count"} -> {"published":N}: published through this
@@ -32,6 +37,10 @@
 //   POST /control/advice-hosts {"hosts":[URL...]} -> {"hosts":[...]}: replaces --advice-hosts
 //        ([] stops sending advice.hosts).
 //   POST /control/drop  -> {"dropped":N}: destroys every other TCP connection (websockets too).
+//   POST /control/forget {"clientId":ID} -> {"forgotten":ID}, 404 without such a session: the
+//        engine destroys the session (with Redis, on every node): a connection held for it is
+//        answered, and its next /meta/connect gets "401:<id>:Unknown client" with advice
+//        reconnect "handshake".
 //   GET  /control/stats -> {"node":NAME,"engine":"redis"|"memory","handshakes":N,"connects":N,
 //        "unknownClient":N,"delivered":N,"dropped":N,"requeued":N,"held":[clientId...],
 //        "clients":[clientId...],"subscriptions":{"<pattern>":N}}
@@ -57,10 +66,14 @@ const faye = require('faye');
 const common = require('./common');
 
 const opts = common.parseArgs(process.argv.slice(2),
-  { timeout: 5, port: 0, node: '', redisPort: 0, redisGc: 60, adviceHosts: '', requeueDropped: 0 },
+  { timeout: 5, port: 0, node: '', redisPort: 0, redisGc: 60, adviceHosts: '', requeueDropped: 0,
+    stampNode: 0, deliveryLog: '' },
   'faye-cluster-node.js',
   ' [--node NAME] [--redis-port N] [--redis-gc SECONDS] [--advice-hosts URL,URL...]' +
-  ' [--requeue-dropped 0|1]');
+  ' [--requeue-dropped 0|1] [--stamp-node 0|1] [--delivery-log FILE]');
+
+const fs = require('fs');
+const deliveryLog = opts.deliveryLog !== '' ? fs.openSync(opts.deliveryLog, 'a') : -1;
 
 const splitHosts = text => text.split(',').map(s => s.trim()).filter(s => s !== '');
 
@@ -144,7 +157,14 @@ adapter.addExtension({
       if ((ch === '/meta/handshake' || ch === '/meta/connect') && state.adviceHosts.length > 0) {
         message.advice = Object.assign({}, message.advice, { hosts: state.adviceHosts.slice() });
       }
-      if (!meta && message.successful === undefined) ++state.delivered;
+      if (!meta && message.successful === undefined) {
+        ++state.delivered;
+        if (opts.stampNode) message.ext = Object.assign({}, message.ext, { node: opts.node });
+        if (deliveryLog >= 0) {
+          fs.writeSync(deliveryLog, JSON.stringify({ node: opts.node, channel: ch,
+                                                     data: message.data }) + '\n');
+        }
+      }
     }
     callback(message);
   },
@@ -183,6 +203,16 @@ const routes = {
     }
     state.adviceHosts = hosts.slice();
     return { hosts: state.adviceHosts };
+  },
+  'POST /control/forget': async body => {
+    const clientId = body.clientId;
+    if (typeof clientId !== 'string' || clientId === '') {
+      throw Object.assign(new Error('"clientId" must be a non-empty string'), { status: 400 });
+    }
+    const exists = await new Promise(resolve => proxy.clientExists(clientId, resolve));
+    if (!exists) throw Object.assign(new Error('no session ' + clientId), { status: 404 });
+    await new Promise(resolve => proxy.destroyClient(clientId, resolve));
+    return { forgotten: clientId };
   },
   'POST /control/drop': async (body, req) => ({ dropped: sockets.dropAll(req.socket) }),
   'GET /control/stats': async () => ({
