@@ -631,7 +631,16 @@ struct idle_call {
       static_cast<idle_call*>(h->data)->fn();
     });
   }
-  void close() { uv_close(reinterpret_cast<uv_handle_t*>(&idle), nullptr); }
+  // Closes the handle and runs the loop until libuv let go of it: the struct lives on the
+  // stack of a section that ends right after (a handle freed while closing is a use after free
+  // that aborted release builds in uv__finish_close).
+  void close() {
+    bool closed = false;
+    idle.data = &closed;
+    uv_close(reinterpret_cast<uv_handle_t*>(&idle),
+             [](uv_handle_t* h) { *static_cast<bool*>(h->data) = true; });
+    while (!closed) uv_run(idle.loop, UV_RUN_NOWAIT);
+  }
 };
 
 int n_of(const transport_recorder::frame& frame) { return reply_of(frame)["n"]; }
