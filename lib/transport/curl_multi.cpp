@@ -1,5 +1,7 @@
 #include "transport/curl_multi.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <mutex>
 #include <new>
@@ -15,7 +17,8 @@ void ensure_curl_global_init() {
 struct curl_multi::poll_ctx {
   uv_poll_t poll{};
   curl_socket_t fd = CURL_SOCKET_BAD;
-  int events = 0;  // what curl asked for last (UV_READABLE / UV_WRITABLE)
+  int events = 0;    // what curl wants now (UV_READABLE / UV_WRITABLE); 0: not watched by curl
+  int watching = 0;  // what the uv_poll_t was started with (0: stopped)
   curl_multi* owner = nullptr;
 };
 
@@ -79,21 +82,84 @@ void curl_multi::close_poll(poll_ctx* p) {
   });
 }
 
+void curl_multi::attach(CURL* easy) noexcept {
+  curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, &curl_multi::on_sockopt);
+  curl_easy_setopt(easy, CURLOPT_SOCKOPTDATA, static_cast<void*>(this));
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETFUNCTION, &curl_multi::on_close_socket);
+  curl_easy_setopt(easy, CURLOPT_CLOSESOCKETDATA, static_cast<void*>(this));
+}
+
+curl_multi::poll_ctx* curl_multi::find_poll(curl_socket_t fd) const noexcept {
+  for (poll_ctx* p : polls_) {
+    if (p->fd == fd) return p;
+  }
+  return nullptr;
+}
+
+// The socket `fd` is closed (or its number is new): its watcher, if any, goes first.
+void curl_multi::forget_poll(curl_socket_t fd) noexcept {
+  if (poll_ctx* p = find_poll(fd)) {
+    polls_.erase(std::remove(polls_.begin(), polls_.end(), p), polls_.end());
+    close_poll(p);
+  }
+}
+
+bool curl_multi::is_connection(curl_socket_t fd) const noexcept {
+  return std::find(sockets_.begin(), sockets_.end(), fd) != sockets_.end();
+}
+
+// Watches as curl wants. Unchanged interest costs nothing (uv_poll_start would stop and start
+// the poll again: an epoll_ctl each). A connection curl stopped watching between two requests
+// keeps its interest until it fires (on_poll stops it then) or the next request takes it over.
+bool curl_multi::watch(poll_ctx* p) noexcept {
+  if (p->events == p->watching && uv_is_active(reinterpret_cast<uv_handle_t*>(&p->poll)))
+    return true;
+  if (uv_poll_start(&p->poll, p->events, &curl_multi::on_poll) != 0) return false;
+  p->watching = p->events;
+  return true;
+}
+
 // --- libcurl callbacks: no libcurl calls (but curl_multi_assign), no user code, no exceptions ---
+
+int curl_multi::on_sockopt(void* clientp, curl_socket_t fd, curlsocktype /*purpose*/) {
+  auto* self = static_cast<curl_multi*>(clientp);
+  self->forget_poll(fd);  // a watcher left over from an earlier socket with this number
+  try {
+    self->sockets_.push_back(fd);
+  } catch (...) {
+    return CURL_SOCKOPT_ERROR;
+  }
+  return CURL_SOCKOPT_OK;
+}
+
+int curl_multi::on_close_socket(void* clientp, curl_socket_t fd) {
+  auto* self = static_cast<curl_multi*>(clientp);
+  self->forget_poll(fd);  // out of epoll before the number can be reused
+  self->sockets_.erase(std::remove(self->sockets_.begin(), self->sockets_.end(), fd),
+                       self->sockets_.end());
+  return ::close(fd);
+}
 
 int curl_multi::on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* userp, void* socketp) {
   auto* self = static_cast<curl_multi*>(userp);
   auto* p = static_cast<poll_ctx*>(socketp);
   if (what == CURL_POLL_REMOVE) {
+    if (!p) p = self->find_poll(fd);
     if (p) {
       // Not while curl_multi_cleanup runs: the multi is half torn down then.
       if (!self->shut_down_) curl_multi_assign(self->multi_, fd, nullptr);
-      self->polls_.erase(std::remove(self->polls_.begin(), self->polls_.end(), p), self->polls_.end());
-      self->close_poll(p);
+      p->events = 0;
+      if (self->shut_down_ || !self->is_connection(fd)) {
+        self->polls_.erase(std::remove(self->polls_.begin(), self->polls_.end(), p),
+                           self->polls_.end());
+        self->close_poll(p);
+      }
+      // A connection's watcher stays until the socket closes (on_close_socket) or fires idle.
     }
     return 0;
   }
   if (self->shut_down_) return 0;  // start nothing new
+  if (!p) p = self->find_poll(fd);  // a kept-alive connection taken up again
   if (!p) {
     p = new (std::nothrow) poll_ctx;
     if (!p) return -1;
@@ -111,12 +177,12 @@ int curl_multi::on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* user
       self->close_poll(p);
       return -1;
     }
-    curl_multi_assign(self->multi_, fd, p);
   }
+  curl_multi_assign(self->multi_, fd, p);
   p->events = 0;
   if (what == CURL_POLL_IN || what == CURL_POLL_INOUT) p->events |= UV_READABLE;
   if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT) p->events |= UV_WRITABLE;
-  return uv_poll_start(&p->poll, p->events, &curl_multi::on_poll) == 0 ? 0 : -1;
+  return self->watch(p) ? 0 : -1;
 }
 
 int curl_multi::on_curl_timer_set(CURLM* /*multi*/, long timeout_ms, void* userp) {
@@ -135,6 +201,13 @@ int curl_multi::on_curl_timer_set(CURLM* /*multi*/, long timeout_ms, void* userp
 
 void curl_multi::on_poll(uv_poll_t* handle, int status, int events) {
   auto* p = static_cast<poll_ctx*>(handle->data);
+  if (p->events == 0) {
+    // An idle kept-alive connection became readable (the server closed it, say): stop watching
+    // it; curl finds out when it next tries the connection.
+    uv_poll_stop(&p->poll);
+    p->watching = 0;
+    return;
+  }
   int flags = 0;
   if (status < 0) {
     flags = CURL_CSELECT_ERR;  // libuv stopped the poll; let curl fail or retry the socket
@@ -148,7 +221,7 @@ void curl_multi::on_poll(uv_poll_t* handle, int status, int events) {
   // deadline. (The poll_ctx and the multi are freed in close callbacks, never before this returns.)
   if (status < 0 && p->events != 0 && !uv_is_closing(reinterpret_cast<uv_handle_t*>(handle)) &&
       !uv_is_active(reinterpret_cast<uv_handle_t*>(handle))) {
-    uv_poll_start(&p->poll, p->events, &curl_multi::on_poll);
+    if (uv_poll_start(&p->poll, p->events, &curl_multi::on_poll) == 0) p->watching = p->events;
   }
 }
 

@@ -70,6 +70,10 @@ class curl_multi final : public loop_owned<curl_multi> {
   ~curl_multi();
 
   CURLM* handle() const noexcept { return multi_; }
+  // Set on every easy handle driven by this multi: it learns of each connection socket curl
+  // opens and closes, so a socket's uv_poll_t lives as long as the socket, not one transfer
+  // (no epoll_ctl per request on a kept-alive connection).
+  void attach(CURL* easy) noexcept;
   // `u` is told of multi failures (from acquiring until it leaves).
   void join(curl_multi_user* u) { users_.push_back(u); }
   void leave(curl_multi_user* u);
@@ -82,8 +86,14 @@ class curl_multi final : public loop_owned<curl_multi> {
   void fail_all(const std::string& msg);
   void shut_down();
   void close_poll(poll_ctx* p);
+  poll_ctx* find_poll(curl_socket_t fd) const noexcept;
+  void forget_poll(curl_socket_t fd) noexcept;
+  bool watch(poll_ctx* p) noexcept;
+  bool is_connection(curl_socket_t fd) const noexcept;
 
   static int on_socket(CURL* easy, curl_socket_t fd, int what, void* userp, void* socketp);
+  static int on_sockopt(void* clientp, curl_socket_t fd, curlsocktype purpose);
+  static int on_close_socket(void* clientp, curl_socket_t fd);
   static int on_curl_timer_set(CURLM* multi, long timeout_ms, void* userp);
   static void on_poll(uv_poll_t* handle, int status, int events);
   static void on_curl_timeout(uv_timer_t* handle);
@@ -92,6 +102,10 @@ class curl_multi final : public loop_owned<curl_multi> {
   CURLM* multi_ = nullptr;
   uv_timer_t curl_timer_{};  // CURLMOPT_TIMERFUNCTION
   std::vector<poll_ctx*> polls_;
+  // The connection sockets curl opened (CURLOPT_SOCKOPTFUNCTION) and has not closed yet
+  // (CURLOPT_CLOSESOCKETFUNCTION): only their watchers outlive a transfer. Other sockets (the
+  // resolver's) are closed by curl without telling: theirs go when curl stops watching them.
+  std::vector<curl_socket_t> sockets_;
   std::vector<curl_multi_user*> users_;
   std::function<void()> closed_;  // the last user's, once torn down
   int dispatching_ = 0;           // socket_action frames on the stack: no tear-down under them

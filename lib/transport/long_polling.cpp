@@ -324,7 +324,16 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
   // for as long as its easy handle, so the pointers to it stay valid across reuses.
   void configure_once(request_ctx& r) {
     CURL* e = r.easy;
-    curl_easy_setopt(e, CURLOPT_URL, config_.url.c_str());
+    // The URL parsed once per transport (CURLOPT_CURLU), not again by every transfer.
+    if (!url_) {
+      url_.reset(curl_url());
+      if (url_ && curl_url_set(url_.get(), CURLUPART_URL, config_.url.c_str(), 0) != CURLUE_OK)
+        url_.reset();
+    }
+    if (url_)
+      curl_easy_setopt(e, CURLOPT_CURLU, url_.get());
+    else
+      curl_easy_setopt(e, CURLOPT_URL, config_.url.c_str());
 #if LIBCURL_VERSION_NUM >= 0x075500
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 #endif
@@ -345,6 +354,7 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, config_.tls_verify ? 1L : 0L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, config_.tls_verify ? 2L : 0L);
     if (!config_.ca_file.empty()) curl_easy_setopt(e, CURLOPT_CAINFO, config_.ca_file.c_str());
+    multi_->attach(e);
   }
 
   // A failure found inside send(): reported from the reactor, unless abort() or close() came first.
@@ -573,6 +583,11 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
   long_polling_config config_;
   transport_events* events_;  // null once closed: nothing is reported after close()
   std::shared_ptr<curl_multi> multi_;  // the loop's multi, released by close()
+  struct url_free {
+    void operator()(CURLU* u) const noexcept { curl_url_cleanup(u); }
+  };
+  // Declared before active_ and free_: it outlives the easy handles that point to it.
+  std::unique_ptr<CURLU, url_free> url_;
   std::shared_ptr<curl_slist> header_list_;  // null: rebuilt by the next request
   std::uint64_t jar_version_ = 0;            // the jar's version header_list_ was built with
   std::string init_error_;
