@@ -41,28 +41,28 @@ extern "C" {
 /// Error codes: 0 is success, failures are negative. The values are those of the C++
 /// uvcometd::errc, negated; codes added by a later version keep that rule.
 typedef enum uvcometd_errno {
-  UVCOMETD_EINVALID_STATE = -1,         ///< the call is not allowed in the client's current state
-  UVCOMETD_EINVALID_CHANNEL = -2,       ///< the channel name is malformed or not allowed here
-  UVCOMETD_EINVALID_ARGUMENT = -3,      ///< an argument is malformed (NULL, data that is not JSON)
-  UVCOMETD_ESERVER_ERROR = -4,          ///< the server answered successful:false (server_code)
-  UVCOMETD_ETRANSPORT_ERROR = -5,       ///< the network exchange failed (refused, reset, TLS, ...)
-  UVCOMETD_EHTTP_ERROR = -6,            ///< the server answered an HTTP status other than 2xx
-  UVCOMETD_EBAD_RESPONSE = -7,          ///< the server's frame is not a Bayeux message array
-  UVCOMETD_ENO_REPLY = -8,              ///< the server's response held no reply to this message
-  UVCOMETD_ETIMEOUT = -9,               ///< a request got no answer within its deadline
-  UVCOMETD_ECANCELLED = -10,            ///< the client was closed before the call completed
-  UVCOMETD_ECONNECTION_TIMEOUT = -11,   ///< no session could be established in connection_timeout
-  UVCOMETD_ENO_COMMON_TRANSPORT = -12,  ///< the server offers none of the allowed types
-  UVCOMETD_EMESSAGE_TOO_LARGE = -13,    ///< an incoming message exceeded max_message_size
-  UVCOMETD_ESESSION_ENDED = -14,        ///< the server advised reconnect "none": session over
-  UVCOMETD_ENOT_CONNECTED = -15,        ///< publish while reconnecting with queueing turned off
-  UVCOMETD_EQUEUE_FULL = -16,           ///< too many messages wait for the connection to return
-  UVCOMETD_EDROPPED_BY_EXTENSION = -17, ///< an outgoing extension removed the message
-  UVCOMETD_EEXTENSION_ERROR = -18,      ///< an extension failed
-  UVCOMETD_EAUTHENTICATION_FAILED = -19, ///< obtaining fresh credentials failed
-  UVCOMETD_ECERTIFICATE_ERROR = -20,    ///< the server's TLS certificate was refused; not retried
-  UVCOMETD_ENOMEM = -1000,              ///< out of memory (C API only)
-  UVCOMETD_EINTERNAL = -1001            ///< an unexpected failure inside the library (C API only)
+  UVCOMETD_EINVALID_STATE = -1,          ///< the call is not allowed in the client's current state
+  UVCOMETD_EINVALID_CHANNEL = -2,        ///< the channel name is malformed or not allowed here
+  UVCOMETD_EINVALID_ARGUMENT = -3,       ///< an argument is malformed (NULL, data that is not JSON)
+  UVCOMETD_ESERVER_ERROR = -4,           ///< the server answered successful:false (server_code)
+  UVCOMETD_ETRANSPORT_ERROR = -5,        ///< the network exchange failed (refused, reset, TLS, ...)
+  UVCOMETD_EHTTP_ERROR = -6,             ///< the server answered an HTTP status other than 2xx
+  UVCOMETD_EBAD_RESPONSE = -7,           ///< the server's frame is not a Bayeux message array
+  UVCOMETD_ENO_REPLY = -8,               ///< the server's response held no reply to this message
+  UVCOMETD_ETIMEOUT = -9,                ///< a request got no answer within its deadline
+  UVCOMETD_ECANCELLED = -10,             ///< the client was closed before the call completed
+  UVCOMETD_ECONNECTION_TIMEOUT = -11,    ///< no session could be established in connection_timeout
+  UVCOMETD_ENO_COMMON_TRANSPORT = -12,   ///< the server offers none of the allowed types
+  UVCOMETD_EMESSAGE_TOO_LARGE = -13,     ///< an incoming message exceeded max_message_size
+  UVCOMETD_ESESSION_ENDED = -14,         ///< the server advised reconnect "none": session over
+  UVCOMETD_ENOT_CONNECTED = -15,         ///< publish while reconnecting with queueing turned off
+  UVCOMETD_EQUEUE_FULL = -16,            ///< too many messages wait for the connection to return
+  UVCOMETD_EDROPPED_BY_EXTENSION = -17,  ///< an outgoing extension removed the message
+  UVCOMETD_EEXTENSION_ERROR = -18,       ///< an extension failed
+  UVCOMETD_EAUTHENTICATION_FAILED = -19,  ///< obtaining fresh credentials failed
+  UVCOMETD_ECERTIFICATE_ERROR = -20,      ///< the server's TLS certificate was refused; not retried
+  UVCOMETD_ENOMEM = -1000,                ///< out of memory (C API only)
+  UVCOMETD_EINTERNAL = -1001              ///< an unexpected failure inside the library (C API only)
 } uvcometd_errno_t;
 
 /// A Bayeux connection type.
@@ -73,13 +73,13 @@ typedef enum uvcometd_connection_type {
 
 /// The client's life cycle; every transition is reported to the state callback.
 typedef enum uvcometd_state {
-  UVCOMETD_STATE_DISCONNECTED = 0,  ///< created, not opened yet
-  UVCOMETD_STATE_CONNECTING = 1,    ///< handshake and first connect of uvcometd_client_open()
-  UVCOMETD_STATE_CONNECTED = 2,     ///< session established, connect cycle running
-  UVCOMETD_STATE_RECONNECTING = 3,  ///< the session or connection was lost and is re-established
-  UVCOMETD_STATE_DISCONNECTING = 4, ///< close called: /meta/disconnect sent, transports closing
-  UVCOMETD_STATE_CLOSED = 5,        ///< close finished: every handle is closed
-  UVCOMETD_STATE_FAILED = 6         ///< no more retries: refused handshake, advice "none", timeout
+  UVCOMETD_STATE_DISCONNECTED = 0,   ///< created, not opened yet
+  UVCOMETD_STATE_CONNECTING = 1,     ///< handshake and first connect of uvcometd_client_open()
+  UVCOMETD_STATE_CONNECTED = 2,      ///< session established, connect cycle running
+  UVCOMETD_STATE_RECONNECTING = 3,   ///< the session or connection was lost and is re-established
+  UVCOMETD_STATE_DISCONNECTING = 4,  ///< close called: /meta/disconnect sent, transports closing
+  UVCOMETD_STATE_CLOSED = 5,         ///< close finished: every handle is closed
+  UVCOMETD_STATE_FAILED = 6          ///< no more retries: refused handshake, advice "none", timeout
 } uvcometd_state_t;
 
 /// Severity of a log line.
@@ -146,8 +146,8 @@ typedef struct uvcometd_meta_message {
 
 /// Completion of an asynchronous call: runs exactly once, on the loop. `status` is 0 on success
 /// or a negative UVCOMETD_E* code (the same as `err->code`); `err` is never NULL.
-typedef void (*uvcometd_done_cb)(uvcometd_client_t* client, int status,
-                                 const uvcometd_error_t* err, void* user);
+typedef void (*uvcometd_done_cb)(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                                 void* user);
 
 /// Called for every received message whose channel matches the subscription.
 typedef void (*uvcometd_message_cb)(uvcometd_client_t* client, const uvcometd_message_t* msg,
@@ -172,9 +172,8 @@ typedef void (*uvcometd_subscription_lost_cb)(uvcometd_client_t* client,
 /// call, UVCOMETD_ETIMEOUT, UVCOMETD_ECANCELLED at close, a transport error when the connection
 /// carrying the call broke). `reply` is never NULL: the server's reply message (its `data` is the
 /// call's result), all lengths 0 when no reply came. Both are valid during the callback only.
-typedef void (*uvcometd_call_cb)(uvcometd_client_t* client, int status,
-                                 const uvcometd_error_t* err, const uvcometd_message_t* reply,
-                                 void* user);
+typedef void (*uvcometd_call_cb)(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                                 const uvcometd_message_t* reply, void* user);
 
 /// Called with every meta reply whose channel matches the listener's; see
 /// uvcometd_client_on_meta().
@@ -221,8 +220,8 @@ UVCOMETD_API int uvcometd_options_set_failback_after(uvcometd_options_t* opts, u
 /// The allowed connection types in order of preference (default: websocket, long-polling). One
 /// entry forces that type. UVCOMETD_EINVALID_ARGUMENT when `count` is 0 or a type is unknown.
 UVCOMETD_API int uvcometd_options_set_connection_types(uvcometd_options_t* opts,
-                                                        const uvcometd_connection_type_t* types,
-                                                        size_t count);
+                                                       const uvcometd_connection_type_t* types,
+                                                       size_t count);
 
 /// How long the session may stay un-established (at open or after a failure) before the
 /// client gives up with UVCOMETD_ECONNECTION_TIMEOUT (default 10000 ms); 0 retries forever.
@@ -235,11 +234,11 @@ UVCOMETD_API int uvcometd_options_set_max_network_delay(uvcometd_options_t* opts
 /// How long a websocket connection may take to open before the client falls back to
 /// long-polling (default 10000 ms).
 UVCOMETD_API int uvcometd_options_set_websocket_connect_timeout(uvcometd_options_t* opts,
-                                                                 uint64_t ms);
+                                                                uint64_t ms);
 
 /// Websocket ping period; a peer silent for two periods is dead (default 15000 ms).
 UVCOMETD_API int uvcometd_options_set_websocket_ping_interval(uvcometd_options_t* opts,
-                                                               uint64_t ms);
+                                                              uint64_t ms);
 
 /// How long closing waits for the server's /meta/disconnect reply (default 2000 ms).
 UVCOMETD_API int uvcometd_options_set_disconnect_timeout(uvcometd_options_t* opts, uint64_t ms);
@@ -266,7 +265,7 @@ UVCOMETD_API int uvcometd_options_set_max_message_size(uvcometd_options_t* opts,
 /// Whether publishes made while the session is re-established wait for it (default on, at most
 /// `max_queued` of them, else UVCOMETD_EQUEUE_FULL); off: they fail with UVCOMETD_ENOT_CONNECTED.
 UVCOMETD_API int uvcometd_options_set_queue_while_reconnecting(uvcometd_options_t* opts,
-                                                                int enabled, size_t max_queued);
+                                                               int enabled, size_t max_queued);
 
 /// Whether the server's TLS certificate and host name are verified (default 1; 0 for tests only).
 UVCOMETD_API int uvcometd_options_set_tls_verify(uvcometd_options_t* opts, int verify);
@@ -310,8 +309,7 @@ UVCOMETD_API uv_loop_t* uvcometd_client_loop(const uvcometd_client_t* client);
 /// /meta/connect succeeded, or with the error that ended the attempt (a refused handshake ends it
 /// at once; network failures are retried until the connection timeout).
 /// UVCOMETD_EINVALID_STATE unless the client is disconnected (never opened).
-UVCOMETD_API int uvcometd_client_open(uvcometd_client_t* client, uvcometd_done_cb done,
-                                      void* user);
+UVCOMETD_API int uvcometd_client_open(uvcometd_client_t* client, uvcometd_done_cb done, void* user);
 
 /// Subscribes `on_message` to `channel` (exact, "/a/*" one more segment, "/a/**" any depth) and
 /// stores the new subscription in `*subscription` (may be NULL). `done` runs when the server
@@ -356,8 +354,8 @@ UVCOMETD_API int uvcometd_client_subscribe_ext(uvcometd_client_t* client, const 
 /// is a JSON object's text or NULL. Fails at once like uvcometd_client_publish()
 /// (UVCOMETD_EINVALID_CHANNEL for a target that makes no valid channel); `done` then never runs.
 UVCOMETD_API int uvcometd_client_remote_call(uvcometd_client_t* client, const char* target,
-                                             const char* json, uint64_t timeout_ms,
-                                             const char* ext, uvcometd_call_cb done, void* user);
+                                             const char* json, uint64_t timeout_ms, const char* ext,
+                                             uvcometd_call_cb done, void* user);
 
 /// Holds the publishes, subscribes and unsubscribes issued until the matching
 /// uvcometd_client_end_batch() and sends them in one frame. Batches nest.
@@ -402,7 +400,7 @@ UVCOMETD_API int uvcometd_client_remove_meta_listener(uvcometd_client_t* client,
 /// /service/** pushes, a server's direct deliveries), which are dropped otherwise; NULL removes
 /// it, replacing the previous one.
 UVCOMETD_API void uvcometd_client_on_unmatched(uvcometd_client_t* client, uvcometd_message_cb cb,
-                                              void* user);
+                                               void* user);
 
 /// Stops dispatching received messages until uvcometd_client_resume(); they keep arriving until
 /// the pending buffer reaches max_pending_count, then fetching stops.
@@ -418,8 +416,8 @@ UVCOMETD_API size_t uvcometd_client_pending_count(const uvcometd_client_t* clien
 UVCOMETD_API uvcometd_state_t uvcometd_client_state(const uvcometd_client_t* client);
 
 /// The connection type in use (the handshake's before negotiation).
-UVCOMETD_API uvcometd_connection_type_t uvcometd_client_connection_type(
-    const uvcometd_client_t* client);
+UVCOMETD_API uvcometd_connection_type_t
+uvcometd_client_connection_type(const uvcometd_client_t* client);
 
 /// The clientId the server assigned ("" before the handshake), NUL-terminated. Valid until the
 /// next call of this function for the same client, or its destruction.

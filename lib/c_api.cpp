@@ -397,23 +397,23 @@ int uvcometd_client_new(uv_loop_t* loop, const uvcometd_options_t* opts,
   try {
     c->loop = loop;
     c->cpp.emplace(loop, opts->opts);
-    c->cpp->on_state([c](uvcometd::state s, uvcometd::connection_type t,
-                         const uvcometd::error& why) {
-      const uvcometd_state_cb cb = c->state_cb;
-      void* const user = c->state_user;
-      if (cb == nullptr) return;
-      with_c_error(why, [&](const uvcometd_error_t& e) { cb(c, to_c(s), to_c(t), &e, user); });
-    });
-    c->cpp->on_subscription_lost([c](const uvcometd::subscription& sub,
-                                      const uvcometd::error& why) {
-      c->subs.erase(sub.id());
-      const uvcometd_subscription_lost_cb cb = c->lost_cb;
-      void* const user = c->lost_user;
-      if (cb == nullptr) return;
-      with_c_error(why, [&](const uvcometd_error_t& e) {
-        cb(c, sub.id(), sub.channel().c_str(), &e, user);
-      });
-    });
+    c->cpp->on_state(
+        [c](uvcometd::state s, uvcometd::connection_type t, const uvcometd::error& why) {
+          const uvcometd_state_cb cb = c->state_cb;
+          void* const user = c->state_user;
+          if (cb == nullptr) return;
+          with_c_error(why, [&](const uvcometd_error_t& e) { cb(c, to_c(s), to_c(t), &e, user); });
+        });
+    c->cpp->on_subscription_lost(
+        [c](const uvcometd::subscription& sub, const uvcometd::error& why) {
+          c->subs.erase(sub.id());
+          const uvcometd_subscription_lost_cb cb = c->lost_cb;
+          void* const user = c->lost_user;
+          if (cb == nullptr) return;
+          with_c_error(why, [&](const uvcometd_error_t& e) {
+            cb(c, sub.id(), sub.channel().c_str(), &e, user);
+          });
+        });
   } catch (...) {
     const int rc = caught();
     delete c;
@@ -453,9 +453,8 @@ int uvcometd_client_subscribe(uvcometd_client_t* client, const char* channel,
                                        subscription);
 }
 
-int uvcometd_client_subscribe_ext(uvcometd_client_t* client, const char* channel,
-                                  const char* ext, uvcometd_message_cb on_message,
-                                  uvcometd_done_cb done, void* user,
+int uvcometd_client_subscribe_ext(uvcometd_client_t* client, const char* channel, const char* ext,
+                                  uvcometd_message_cb on_message, uvcometd_done_cb done, void* user,
                                   uvcometd_subscription_t* subscription) {
   if (client == nullptr || channel == nullptr || on_message == nullptr)
     return UVCOMETD_EINVALID_ARGUMENT;
@@ -507,8 +506,7 @@ int uvcometd_client_publish(uvcometd_client_t* client, const char* channel, cons
 
 int uvcometd_client_publish_ext(uvcometd_client_t* client, const char* channel, const char* json,
                                 const char* ext, uvcometd_done_cb done, void* user) {
-  if (client == nullptr || channel == nullptr || json == nullptr)
-    return UVCOMETD_EINVALID_ARGUMENT;
+  if (client == nullptr || channel == nullptr || json == nullptr) return UVCOMETD_EINVALID_ARGUMENT;
   try {
     return to_c(
         client->cpp->publish(channel, json, c_completion(client, done, user), fields_of(ext)));
@@ -523,8 +521,8 @@ int uvcometd_client_remote_call(uvcometd_client_t* client, const char* target, c
   if (client == nullptr || target == nullptr || json == nullptr || done == nullptr)
     return UVCOMETD_EINVALID_ARGUMENT;
   constexpr std::uint64_t default_ms = 5000;  // client::remote_call()'s default
-  if (timeout_ms > static_cast<std::uint64_t>(
-                       std::numeric_limits<std::chrono::milliseconds::rep>::max()))
+  if (timeout_ms >
+      static_cast<std::uint64_t>(std::numeric_limits<std::chrono::milliseconds::rep>::max()))
     return UVCOMETD_EINVALID_ARGUMENT;
   try {
     uvcometd_client_t* c = client;
@@ -660,8 +658,7 @@ uvcometd_state_t uvcometd_client_state(const uvcometd_client_t* client) {
 }
 
 uvcometd_connection_type_t uvcometd_client_connection_type(const uvcometd_client_t* client) {
-  return client != nullptr ? to_c(client->cpp->current_connection_type())
-                           : UVCOMETD_LONG_POLLING;
+  return client != nullptr ? to_c(client->cpp->current_connection_type()) : UVCOMETD_LONG_POLLING;
 }
 
 const char* uvcometd_client_id(uvcometd_client_t* client) {

@@ -27,9 +27,7 @@ bool is_valid_channel(std::string_view ch) noexcept {
   return true;
 }
 
-bool is_wildcard(std::string_view ch) noexcept {
-  return !ch.empty() && ch.back() == '*';
-}
+bool is_wildcard(std::string_view ch) noexcept { return !ch.empty() && ch.back() == '*'; }
 
 bool is_meta(std::string_view ch) noexcept { return ch.substr(0, 6) == "/meta/"; }
 bool is_service(std::string_view ch) noexcept { return ch.substr(0, 9) == "/service/"; }
@@ -51,7 +49,8 @@ bool channel_matches(std::string_view pattern, std::string_view channel) {
   if (!is_valid_channel(channel) || is_wildcard(channel)) return false;
   std::string scratch;
   bool found = false;
-  for_each_matching_pattern(channel, scratch, [&](std::string_view p) { found = found || p == pattern; });
+  for_each_matching_pattern(channel, scratch,
+                            [&](std::string_view p) { found = found || p == pattern; });
   return found;
 }
 
@@ -70,7 +69,8 @@ std::string channel_problem(std::string_view ch, channel_use use) {
   if (ch.size() < 2) return "channel '/' has no name";
   if (ch.back() == '/') return "channel must not end with '/'";
   if (ch == "/meta" || detail::is_meta(ch)) return "/meta channels belong to the protocol";
-  if (publish && ch.find('*') != std::string_view::npos) return "cannot publish to a wildcard channel";
+  if (publish && ch.find('*') != std::string_view::npos)
+    return "cannot publish to a wildcard channel";
   std::size_t start = 1;
   for (;;) {
     auto end = ch.find('/', start);

@@ -32,7 +32,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
         reactor_(loop, [this](std::string_view text) { log(log_level::error, text); }) {
     url_ = session_.current_url();
     base_headers_ = parse_header_lines(opts_.headers);
-    if (std::any_of(opts_.extensions.begin(), opts_.extensions.end(), [](const auto& e) { return e != nullptr; }) ||
+    if (std::any_of(opts_.extensions.begin(), opts_.extensions.end(),
+                    [](const auto& e) { return e != nullptr; }) ||
         opts_.auth) {
       bridge_.emplace(session_, reactor_, opts_.extensions, opts_.auth, base_headers_,
                       [this](log_level l, std::string_view t) { log(l, t); });
@@ -63,9 +64,9 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   std::error_code add_meta_listener(std::string_view channel, meta_listener listener,
                                     std::uint64_t* id) {
-    static constexpr std::string_view known[] = {"/meta/handshake", "/meta/connect",
-                                                 "/meta/subscribe", "/meta/unsubscribe",
-                                                 "/meta/disconnect", "/meta/*", "/meta/**"};
+    static constexpr std::string_view known[] = {
+        "/meta/handshake",  "/meta/connect", "/meta/subscribe", "/meta/unsubscribe",
+        "/meta/disconnect", "/meta/*",       "/meta/**"};
     if (std::find(std::begin(known), std::end(known), channel) == std::end(known)) {
       return errc::invalid_channel;
     }
@@ -95,10 +96,11 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       send_frame(t, request, batch.encode(), timeout, alone, nullptr);
       return;
     }
-    bridge_->outgoing(t, request, batch,
-                      [this, t, request, timeout, alone](std::string&& frame, const header_list& h) {
-                        send_frame(t, request, std::move(frame), timeout, alone, &h);
-                      });
+    bridge_->outgoing(
+        t, request, batch,
+        [this, t, request, timeout, alone](std::string&& frame, const header_list& h) {
+          send_frame(t, request, std::move(frame), timeout, alone, &h);
+        });
   }
 
   void abort(connection_type t) override {
@@ -119,7 +121,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       try {
         opts_.auth->authenticate(done);
       } catch (const std::exception& e) {
-        done(error(make_error_code(errc::authentication_failed), std::string("authenticate() threw: ") + e.what()));
+        done(error(make_error_code(errc::authentication_failed),
+                   std::string("authenticate() threw: ") + e.what()));
       } catch (...) {
         done(error(make_error_code(errc::authentication_failed), "authenticate() threw"));
       }
@@ -189,11 +192,14 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     }
     void on_request_failed(std::uint64_t request, const error& err) override {
       self->guarded([&] {
-        self->in_order(type, [s = self, t = type, request, err] { s->session_.on_request_failed(t, request, err); });
+        self->in_order(type, [s = self, t = type, request, err] {
+          s->session_.on_request_failed(t, request, err);
+        });
       });
     }
     void on_up() override {
-      self->guarded([&] { self->in_order(type, [s = self, t = type] { s->session_.on_transport_up(t); }); });
+      self->guarded(
+          [&] { self->in_order(type, [s = self, t = type] { s->session_.on_transport_up(t); }); });
     }
     void on_down(const error& err, bool was_up, const std::vector<std::uint64_t>& unsent) override {
       self->guarded([&] {
@@ -206,11 +212,14 @@ class client_impl final : public session_host, public std::enable_shared_from_th
 
   // Runs `f` now, or (with extensions) once the incoming frames queued before it are through.
   void in_order(connection_type t, std::function<void()> f) {
-    if (bridge_) bridge_->event(t, std::move(f));
-    else f();
+    if (bridge_)
+      bridge_->event(t, std::move(f));
+    else
+      f();
   }
 
-  void received(connection_type t, std::uint64_t request, std::string&& body, const header_list& headers) {
+  void received(connection_type t, std::uint64_t request, std::string&& body,
+                const header_list& headers) {
     if (opts_.frame_decoder) {
       std::string json;
       const error err = run_codec(opts_.frame_decoder, body, json, errc::bad_response, "decoder");
@@ -221,8 +230,10 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       }
       body = std::move(json);
     }
-    if (bridge_) bridge_->incoming(t, request, std::move(body), headers);
-    else session_.on_frame(t, request, std::move(body));
+    if (bridge_)
+      bridge_->incoming(t, request, std::move(body), headers);
+    else
+      session_.on_frame(t, request, std::move(body));
   }
 
   void send_frame(connection_type t, std::uint64_t request, std::string&& frame,
@@ -235,15 +246,19 @@ class client_impl final : public session_host, public std::enable_shared_from_th
         // Checked here, once, by the options' rule: the transports take headers as they are.
         header_list valid;
         for (const auto& [name, value] : applied) {
-          if (valid_header(name, value)) valid.emplace_back(name, value);
-          else log(log_level::warning, "ignoring the malformed header '" + name + "' an extension set");
+          if (valid_header(name, value))
+            valid.emplace_back(name, value);
+          else
+            log(log_level::warning,
+                "ignoring the malformed header '" + name + "' an extension set");
         }
         tr.set_headers(valid);
       }
     }
     if (opts_.frame_encoder) {
       std::string wire;
-      const error err = run_codec(opts_.frame_encoder, frame, wire, errc::invalid_argument, "encoder");
+      const error err =
+          run_codec(opts_.frame_encoder, frame, wire, errc::invalid_argument, "encoder");
       if (err) {
         reactor_.post([this, t, request, err] { session_.on_request_failed(t, request, err); });
         return;
@@ -260,7 +275,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     try {
       return codec(in, out);
     } catch (const std::exception& e) {
-      return error(make_error_code(on_throw), std::string("the frame ") + which + " threw: " + e.what());
+      return error(make_error_code(on_throw),
+                   std::string("the frame ") + which + " threw: " + e.what());
     } catch (...) {
       return error(make_error_code(on_throw), std::string("the frame ") + which + " threw");
     }
@@ -311,9 +327,10 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       sl.events.self = this;
       sl.events.type = t;
       const transport_env env{loop_, &reactor_, &cookies_};
-      sl.t = t == connection_type::websocket
-                 ? make_websocket_transport(env, make_websocket_config(opts_, url_), sl.events)
-                 : make_long_polling_transport(env, make_long_polling_config(opts_, url_), sl.events);
+      sl.t =
+          t == connection_type::websocket
+              ? make_websocket_transport(env, make_websocket_config(opts_, url_), sl.events)
+              : make_long_polling_transport(env, make_long_polling_config(opts_, url_), sl.events);
     }
     return *sl.t;
   }
@@ -325,7 +342,9 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     reactor_.close([this] { handle_closed(); });
   }
 
-  static void on_handle_closed(uv_handle_t* h) { static_cast<client_impl*>(h->data)->handle_closed(); }
+  static void on_handle_closed(uv_handle_t* h) {
+    static_cast<client_impl*>(h->data)->handle_closed();
+  }
 
   void handle_closed() {
     if (--handles_open_ != 0) return;
@@ -345,7 +364,8 @@ class client_impl final : public session_host, public std::enable_shared_from_th
     // Listeners may add or remove listeners: each is looked up again just before its call.
     std::vector<std::uint64_t> ids;
     for (const auto& e : meta_listeners_) {
-      if (e.pattern == m.channel || detail::channel_matches(e.pattern, m.channel)) ids.push_back(e.id);
+      if (e.pattern == m.channel || detail::channel_matches(e.pattern, m.channel))
+        ids.push_back(e.id);
     }
     for (const auto id : ids) {
       const auto it = std::find_if(meta_listeners_.begin(), meta_listeners_.end(),
@@ -376,9 +396,9 @@ class client_impl final : public session_host, public std::enable_shared_from_th
   reactor reactor_;
   cookie_jar cookies_;  // both transports', every server's (kept apart per server)
   uv_timer_t timer_{};
-  std::array<slot, 2> slots_;  // long-polling, websocket (index_of)
+  std::array<slot, 2> slots_;                        // long-polling, websocket (index_of)
   std::vector<std::unique_ptr<transport>> retired_;  // closing (an old server's, or at close)
-  std::string url_;                                   // the server in use
+  std::string url_;                                  // the server in use
   bool closing_transports_ = false;
   std::optional<extension_bridge> bridge_;  // none without extensions: frames bypass it
   header_list base_headers_;                // options::headers as pairs
@@ -438,7 +458,8 @@ std::error_code client::subscribe(std::string_view channel, message_handler on_m
                                   const message_options& fields) {
   if (!valid_ext(fields)) return errc::invalid_argument;
   std::uint64_t id = 0;
-  auto ec = impl_->sess().subscribe(channel, std::move(on_message), std::move(done), &id, fields.ext);
+  auto ec =
+      impl_->sess().subscribe(channel, std::move(on_message), std::move(done), &id, fields.ext);
   if (!ec && out) *out = subscription(id, std::string(channel));
   return ec;
 }
@@ -464,7 +485,9 @@ std::error_code client::remove_meta_listener(std::uint64_t id) {
   return impl_->remove_meta_listener(id);
 }
 
-void client::on_unmatched(message_handler handler) { impl_->sess().on_unmatched(std::move(handler)); }
+void client::on_unmatched(message_handler handler) {
+  impl_->sess().on_unmatched(std::move(handler));
+}
 
 void client::start_batch() { impl_->sess().start_batch(); }
 

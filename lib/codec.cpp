@@ -60,9 +60,12 @@ bool read_advice(std::string_view s, std::size_t& pos, advice& adv) {
     if (key == "hosts") {
       if (!val.empty() && val[0] == '[') adv.hosts = val;
     } else if (key == "reconnect") {
-      if (val == "\"retry\"") adv.reconnect = reconnect_advice::retry;
-      else if (val == "\"handshake\"") adv.reconnect = reconnect_advice::handshake;
-      else if (val == "\"none\"") adv.reconnect = reconnect_advice::none;
+      if (val == "\"retry\"")
+        adv.reconnect = reconnect_advice::retry;
+      else if (val == "\"handshake\"")
+        adv.reconnect = reconnect_advice::handshake;
+      else if (val == "\"none\"")
+        adv.reconnect = reconnect_advice::none;
     } else if (key == "interval" || key == "timeout") {
       std::int64_t n;
       // A day at most: larger values are nonsense and would overflow clock arithmetic.
@@ -176,7 +179,9 @@ bool is_reply(std::string_view channel, bool has_successful) noexcept {
   return has_successful || is_meta(channel);
 }
 
-bool wire_message::is_reply() const noexcept { return detail::is_reply(channel, successful.has_value()); }
+bool wire_message::is_reply() const noexcept {
+  return detail::is_reply(channel, successful.has_value());
+}
 
 bool parse_message_id(std::string_view text, std::uint64_t& out) noexcept {
   if (text.empty()) return false;
@@ -268,13 +273,17 @@ read_result read_message(std::string_view s, std::size_t& pos, wire_message& m, 
       value_problem bad_value = value_problem::none;
       // A string member: a view into the text (or the arena when it has escapes).
       auto want_string = [&](std::string_view& field) {
-        if (c != '"') bad_value = value_problem::not_string;
-        else if (!read_string(s, pos, arena, field)) bad_value = value_problem::malformed_string;
+        if (c != '"')
+          bad_value = value_problem::not_string;
+        else if (!read_string(s, pos, arena, field))
+          bad_value = value_problem::malformed_string;
       };
       // Any value, kept as its raw text.
       auto raw_value = [&](std::string_view& field) {
-        if (!json::skip_value(s, pos, 2)) bad_value = value_problem::malformed;
-        else field = s.substr(vstart, pos - vstart);
+        if (!json::skip_value(s, pos, 2))
+          bad_value = value_problem::malformed;
+        else
+          field = s.substr(vstart, pos - vstart);
       };
       const unsigned bit = member_of(key);
       if (bit != 0) {
@@ -295,11 +304,15 @@ read_result read_message(std::string_view s, std::size_t& pos, wire_message& m, 
       } else if (bit == m_data) {
         raw_value(m.data);
       } else if (bit == m_id) {
-        if (c == '"') want_string(m.id);
-        else raw_value(m.id);  // a number: keep its text
+        if (c == '"')
+          want_string(m.id);
+        else
+          raw_value(m.id);  // a number: keep its text
       } else if (bit == m_client_id) {
-        if (c != 'n') want_string(m.client_id);
-        else if (!json::skip_value(s, pos, 2)) bad_value = value_problem::malformed;
+        if (c != 'n')
+          want_string(m.client_id);
+        else if (!json::skip_value(s, pos, 2))
+          bad_value = value_problem::malformed;
       } else if (bit == m_ext) {
         raw_value(m.ext);
       } else if (bit == m_successful) {
@@ -313,15 +326,21 @@ read_result read_message(std::string_view s, std::size_t& pos, wire_message& m, 
           bad_value = value_problem::not_boolean;
         }
       } else if (bit == m_error) {
-        if (c == '"') want_string(m.error);
-        else raw_value(m.error);  // not a string: keep its text for the user
+        if (c == '"')
+          want_string(m.error);
+        else
+          raw_value(m.error);  // not a string: keep its text for the user
       } else if (bit == m_subscription) {
-        if (c == '"') want_string(m.subscription);
-        else raw_value(m.subscription);
+        if (c == '"')
+          want_string(m.subscription);
+        else
+          raw_value(m.subscription);
       } else if (bit == m_advice) {
         m.has_advice = true;
-        if (!read_advice(s, pos, m.adv)) bad_value = value_problem::malformed;
-        else m.advice_json = s.substr(vstart, pos - vstart);
+        if (!read_advice(s, pos, m.adv))
+          bad_value = value_problem::malformed;
+        else
+          m.advice_json = s.substr(vstart, pos - vstart);
       } else if (bit == m_connection_types) {
         raw_value(m.connection_types);
       } else if (!json::skip_value(s, pos, 2)) {
@@ -385,7 +404,8 @@ frame_reader::status frame_reader::next(wire_message& m, string_arena& arena, er
         phase_ = phase::single;
         break;
       }
-      if (s[pos_] != '[') return malformed("frame is not a JSON array: " + quoted(s.substr(pos_, 40)));
+      if (s[pos_] != '[')
+        return malformed("frame is not a JSON array: " + quoted(s.substr(pos_, 40)));
       ++pos_;
       json::skip_space(s, pos_);
       if (pos_ < s.size() && s[pos_] == ']') {
@@ -537,8 +557,10 @@ std::vector<std::string> decode_string_array(std::string_view raw) {
       bool esc;
       if (!json::scan_string(raw, pos, content, esc)) return out;
       std::string s;
-      if (!esc) s = std::string(content);
-      else if (!json::unescape(content, s)) return out;
+      if (!esc)
+        s = std::string(content);
+      else if (!json::unescape(content, s))
+        return out;
       out.push_back(std::move(s));
     } else if (!json::skip_value(raw, pos, 1)) {
       return out;

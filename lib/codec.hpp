@@ -17,14 +17,21 @@ namespace uvcometd::detail {
 
 // --- encoding ---
 
-enum class message_kind : std::uint8_t { handshake, connect, subscribe, unsubscribe, publish, disconnect };
+enum class message_kind : std::uint8_t {
+  handshake,
+  connect,
+  subscribe,
+  unsubscribe,
+  publish,
+  disconnect
+};
 
 // What the messages of one session have in common.
 struct encode_context {
   std::string_view client_id;
-  connection_type type = connection_type::long_polling;      // a connect's connectionType
-  const std::vector<connection_type>* supported = nullptr;    // a handshake's types
-  std::string_view handshake_ext;                             // JSON object text, or empty
+  connection_type type = connection_type::long_polling;     // a connect's connectionType
+  const std::vector<connection_type>* supported = nullptr;  // a handshake's types
+  std::string_view handshake_ext;                           // JSON object text, or empty
 };
 
 // One message of an outgoing batch: what the session sends, before any text exists. Views are
@@ -33,10 +40,10 @@ struct batch_message {
   message_kind kind = message_kind::publish;
   std::uint64_t id = 0;
   std::string_view channel;
-  std::string_view payload;  // a publish's data (JSON text) or a (un)subscribe's pattern
+  std::string_view payload;    // a publish's data (JSON text) or a (un)subscribe's pattern
   bool first_connect = false;  // asks the server to answer within hold_ms (advice.timeout)
   std::uint32_t hold_ms = 0;
-  std::string_view ext;      // the message's own "ext" object, or empty
+  std::string_view ext;  // the message's own "ext" object, or empty
 };
 
 // The messages of one frame, with what they share.
@@ -65,16 +72,16 @@ struct advice {
 
 // One decoded message. Views point into the frame text or the reader's arena.
 struct wire_message {
-  std::string_view json;                // the whole object text
-  std::string_view channel;             // decoded
-  std::string_view id;                  // decoded (a number's raw text if the server sent one)
-  std::string_view client_id;           // decoded
-  std::string_view error;               // decoded
-  std::string_view subscription;        // decoded when a string, raw text when an array
-  std::string_view data;                // raw JSON text, empty when absent
-  std::string_view ext;                 // raw JSON text, empty when absent
-  std::string_view connection_types;    // raw JSON text of supportedConnectionTypes
-  std::string_view advice_json;         // raw JSON text of advice, empty when absent
+  std::string_view json;              // the whole object text
+  std::string_view channel;           // decoded
+  std::string_view id;                // decoded (a number's raw text if the server sent one)
+  std::string_view client_id;         // decoded
+  std::string_view error;             // decoded
+  std::string_view subscription;      // decoded when a string, raw text when an array
+  std::string_view data;              // raw JSON text, empty when absent
+  std::string_view ext;               // raw JSON text, empty when absent
+  std::string_view connection_types;  // raw JSON text of supportedConnectionTypes
+  std::string_view advice_json;       // raw JSON text of advice, empty when absent
   std::optional<bool> successful;
   bool has_advice = false;
   advice adv;

@@ -135,8 +135,10 @@ header_list parse_header_lines(const std::vector<std::string>& lines) {
   for (const auto& line : lines) {
     const auto colon = line.find(':');
     std::string_view name = std::string_view(line).substr(0, colon);
-    std::string_view value = colon == std::string::npos ? std::string_view{} : std::string_view(line).substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    std::string_view value =
+        colon == std::string::npos ? std::string_view{} : std::string_view(line).substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.remove_suffix(1);
     out.emplace_back(std::string(name), std::string(value));
   }

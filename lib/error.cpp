@@ -42,9 +42,7 @@ const std::error_category& category() noexcept {
   return instance;
 }
 
-std::error_code make_error_code(errc e) noexcept {
-  return {static_cast<int>(e), category()};
-}
+std::error_code make_error_code(errc e) noexcept { return {static_cast<int>(e), category()}; }
 
 std::string error::to_string() const {
   if (!code) return "ok";

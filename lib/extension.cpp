@@ -29,7 +29,8 @@ bool split_object(std::string_view s, std::vector<std::pair<std::string, std::st
       json::skip_space(s, pos);
       std::string_view raw;
       bool escaped = false;
-      if (pos >= s.size() || s[pos] != '"' || !json::scan_string(s, pos, raw, escaped)) return false;
+      if (pos >= s.size() || s[pos] != '"' || !json::scan_string(s, pos, raw, escaped))
+        return false;
       std::string name;
       if (escaped) {
         if (!json::unescape(raw, name)) return false;
@@ -45,7 +46,8 @@ bool split_object(std::string_view s, std::vector<std::pair<std::string, std::st
       std::string value(s.substr(start, pos - start));
       // A repeated name makes the object unusable, as in the codec: two readers could pick
       // different copies.
-      const auto it = std::find_if(out.begin(), out.end(), [&](const auto& f) { return f.first == name; });
+      const auto it =
+          std::find_if(out.begin(), out.end(), [&](const auto& f) { return f.first == name; });
       if (it != out.end()) return false;
       out.emplace_back(std::move(name), std::move(value));
       json::skip_space(s, pos);
@@ -64,7 +66,8 @@ bool split_object(std::string_view s, std::vector<std::pair<std::string, std::st
   return pos == s.size();
 }
 
-void append_object(std::string& out, const std::vector<std::pair<std::string, std::string>>& fields) {
+void append_object(std::string& out,
+                   const std::vector<std::pair<std::string, std::string>>& fields) {
   out += '{';
   bool first = true;
   for (const auto& [name, value] : fields) {
@@ -131,7 +134,9 @@ bayeux_message bayeux_message::parse(std::string_view json) {
   return m;
 }
 
-std::string bayeux_message::channel() const { return string_field("channel").value_or(std::string()); }
+std::string bayeux_message::channel() const {
+  return string_field("channel").value_or(std::string());
+}
 
 bool bayeux_message::is_meta() const {
   const auto c = channel();
@@ -181,7 +186,8 @@ void bayeux_message::set_string_field(std::string_view name, std::string_view va
 }
 
 bool bayeux_message::erase_field(std::string_view name) {
-  const auto it = std::find_if(fields_.begin(), fields_.end(), [&](const auto& f) { return f.first == name; });
+  const auto it =
+      std::find_if(fields_.begin(), fields_.end(), [&](const auto& f) { return f.first == name; });
   if (it == fields_.end()) return false;
   fields_.erase(it);
   return true;
@@ -201,9 +207,12 @@ void bayeux_message::set_ext(std::string_view key, std::string_view raw_json) {
   const auto current = field("ext");
   if (!current.empty() && !split_object(current, ext)) ext.clear();
   std::string value(raw_json);
-  const auto it = std::find_if(ext.begin(), ext.end(), [&](const auto& f) { return f.first == key; });
-  if (it != ext.end()) it->second = std::move(value);
-  else ext.emplace_back(std::string(key), std::move(value));
+  const auto it =
+      std::find_if(ext.begin(), ext.end(), [&](const auto& f) { return f.first == key; });
+  if (it != ext.end())
+    it->second = std::move(value);
+  else
+    ext.emplace_back(std::string(key), std::move(value));
   std::string text;
   append_object(text, ext);
   set_field("ext", text);
@@ -213,7 +222,8 @@ bool bayeux_message::erase_ext(std::string_view key) {
   std::vector<std::pair<std::string, std::string>> ext;
   const auto current = field("ext");
   if (current.empty() || !split_object(current, ext)) return false;
-  const auto it = std::find_if(ext.begin(), ext.end(), [&](const auto& f) { return f.first == key; });
+  const auto it =
+      std::find_if(ext.begin(), ext.end(), [&](const auto& f) { return f.first == key; });
   if (it == ext.end()) return false;
   ext.erase(it);
   std::string text;
@@ -233,8 +243,10 @@ void bayeux_message::append_json(std::string& out) const { append_object(out, fi
 bool message_batch::resend(const bayeux_message& reply) {
   if (!detail::is_reply(reply.channel(), reply.successful().has_value())) return false;
   std::string text;
-  if (auto s = reply.string_field("id")) text = std::move(*s);
-  else text = std::string(reply.field("id"));
+  if (auto s = reply.string_field("id"))
+    text = std::move(*s);
+  else
+    text = std::string(reply.field("id"));
   std::uint64_t id = 0;
   if (!detail::parse_message_id(text, id)) return false;
   if (std::find(resend_ids_.begin(), resend_ids_.end(), id) == resend_ids_.end()) {

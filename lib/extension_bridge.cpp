@@ -23,8 +23,8 @@ extension_bridge::extension_bridge(session& s, reactor& r,
       base_headers_(std::move(base_headers)),
       log_(std::move(log)) {}
 
-void extension_bridge::outgoing(connection_type t, std::uint64_t request, const outgoing_batch& batch,
-                                send_fn send) {
+void extension_bridge::outgoing(connection_type t, std::uint64_t request,
+                                const outgoing_batch& batch, send_fn send) {
   // Extensions see structured messages; each is tagged with its id, which survives whatever
   // they edit, so drops are told to the session by id. The text is encoded once, after them.
   message_batch b;
@@ -60,7 +60,8 @@ void extension_bridge::finish_outgoing(std::uint64_t request, connection_type t,
     reactor_.post([this, t, request, err] { session_.on_request_failed(t, request, err); });
     return;
   }
-  const error dropped(make_error_code(errc::dropped_by_extension), "an outgoing extension dropped the message");
+  const error dropped(make_error_code(errc::dropped_by_extension),
+                      "an outgoing extension dropped the message");
   if (b.messages.empty()) {
     reactor_.post([this, t, request, dropped] { session_.on_request_failed(t, request, dropped); });
     return;
@@ -175,8 +176,10 @@ void extension_bridge::event(connection_type t, std::function<void()> f) {
 // (the session is not re-entrant for frames), or behind earlier posted work: on the next loop
 // iteration, in order.
 void extension_bridge::deliver(std::function<void()> f) {
-  if (in_event_ && !reactor_.busy()) f();
-  else reactor_.post(std::move(f));
+  if (in_event_ && !reactor_.busy())
+    f();
+  else
+    reactor_.post(std::move(f));
 }
 
 void extension_bridge::abort(connection_type t) {

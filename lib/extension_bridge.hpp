@@ -29,7 +29,8 @@ class extension_bridge {
 
   // An outgoing batch of `request`; `send` runs once the extensions are done, unless the
   // session gave the request up meanwhile (then nothing is sent).
-  void outgoing(connection_type t, std::uint64_t request, const outgoing_batch& batch, send_fn send);
+  void outgoing(connection_type t, std::uint64_t request, const outgoing_batch& batch,
+                send_fn send);
   // A received frame.
   void incoming(connection_type t, std::uint64_t request, std::string&& body,
                 const header_list& headers);
@@ -45,9 +46,11 @@ class extension_bridge {
  private:
   struct event_scope;
   void deliver(std::function<void()> f);
-  void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b, const error& err);
-  void finish_outgoing(std::uint64_t request, connection_type t, const std::vector<std::uint64_t>& ids,
-                       message_batch&& b, const error& err, const send_fn& send);
+  void finish_incoming(connection_type t, std::uint64_t request, message_batch&& b,
+                       const error& err);
+  void finish_outgoing(std::uint64_t request, connection_type t,
+                       const std::vector<std::uint64_t>& ids, message_batch&& b, const error& err,
+                       const send_fn& send);
 
   static constexpr std::size_t max_batch_messages = 1024;
   static constexpr std::size_t max_batch_bytes = 256 * 1024;

@@ -147,7 +147,9 @@ void extension_pipeline::pump(direction d) {
       try {
         j.finish(std::move(b), {});
       } catch (const std::exception& e) {
-        if (log_) log_(log_level::error, std::string("uvcometd internal error after an extension: ") + e.what());
+        if (log_)
+          log_(log_level::error,
+               std::string("uvcometd internal error after an extension: ") + e.what());
       }
       if (alive.expired()) return;
       continue;
@@ -160,7 +162,9 @@ void extension_pipeline::pump(direction d) {
         done.finish(std::move(b), done.err);
       } catch (const std::exception& e) {
         // Never leave the lane marked busy: log and go on with the next batch.
-        if (log_) log_(log_level::error, std::string("uvcometd internal error after an extension: ") + e.what());
+        if (log_)
+          log_(log_level::error,
+               std::string("uvcometd internal error after an extension: ") + e.what());
       }
       if (alive.expired()) return;  // the finish destroyed the client and with it this pipeline
       continue;
@@ -174,16 +178,20 @@ void extension_pipeline::pump(direction d) {
       on_done(d, seq, index, err);
     };
     try {
-      if (d == direction::outgoing) ext.outgoing(*j.batch, std::move(cont));
-      else ext.incoming(*j.batch, std::move(cont));
+      if (d == direction::outgoing)
+        ext.outgoing(*j.batch, std::move(cont));
+      else
+        ext.incoming(*j.batch, std::move(cont));
     } catch (const std::exception& e) {
       if (alive.expired()) return;
-      on_done(d, seq, index, error(make_error_code(errc::extension_error),
-                                   std::string("an extension threw: ") + e.what()));
+      on_done(d, seq, index,
+              error(make_error_code(errc::extension_error),
+                    std::string("an extension threw: ") + e.what()));
     } catch (...) {
       if (alive.expired()) return;
-      on_done(d, seq, index, error(make_error_code(errc::extension_error),
-                                   "an extension threw a non-std exception"));
+      on_done(
+          d, seq, index,
+          error(make_error_code(errc::extension_error), "an extension threw a non-std exception"));
     }
     if (alive.expired()) return;
   }
@@ -197,7 +205,9 @@ void extension_pipeline::on_done(direction d, std::uint64_t seq, std::size_t ind
   if (l.jobs.empty() || l.jobs.front().seq != seq) return;
   job& j = l.jobs.front();
   if (!j.waiting || j.next != index) {
-    if (log_) log_(log_level::error, "an extension called its done continuation more than once (or threw after it)");
+    if (log_)
+      log_(log_level::error,
+           "an extension called its done continuation more than once (or threw after it)");
     return;
   }
   j.waiting = false;

@@ -78,8 +78,8 @@ class extension_pipeline {
     std::function<bool(message_batch&)> make;  // push_lazy(): makes each batch when it starts
     bool more = false;                         // push_lazy(): another batch follows this one
     finish_fn finish;
-    std::size_t next = 0;   // index of the extension to run next
-    bool waiting = false;   // an extension has it and has not called done yet
+    std::size_t next = 0;  // index of the extension to run next
+    bool waiting = false;  // an extension has it and has not called done yet
     bool cancelled = false;
     error err;
   };
@@ -96,7 +96,8 @@ class extension_pipeline {
   log_fn log_;
   lane out_, in_;
   std::uint64_t last_seq_ = 0;
-  std::shared_ptr<char> alive_;  // continuations hold a weak_ptr: late calls after destruction are no-ops
+  std::shared_ptr<char>
+      alive_;  // continuations hold a weak_ptr: late calls after destruction are no-ops
 };
 
 }  // namespace uvcometd::detail

@@ -17,7 +17,8 @@ std::optional<std::int64_t> as_int(std::string_view raw) {
 
 bool contains_nocase(std::string_view text, std::string_view word) {
   return std::search(text.begin(), text.end(), word.begin(), word.end(), [](char a, char b) {
-           return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+           return std::tolower(static_cast<unsigned char>(a)) ==
+                  std::tolower(static_cast<unsigned char>(b));
          }) != text.end();
 }
 
@@ -67,8 +68,10 @@ std::optional<std::int64_t> memory_replay_store::load(std::string_view channel) 
 
 void memory_replay_store::save(std::string_view channel, std::int64_t replay_id) {
   const auto it = ids_.find(channel);
-  if (it != ids_.end()) it->second = replay_id;
-  else ids_.emplace(std::string(channel), replay_id);
+  if (it != ids_.end())
+    it->second = replay_id;
+  else
+    ids_.emplace(std::string(channel), replay_id);
 }
 
 std::optional<std::int64_t> replay_extension::replay_id(std::string_view channel) const {
@@ -79,8 +82,10 @@ std::optional<std::int64_t> replay_extension::replay_id(std::string_view channel
 
 void replay_extension::set_replay_id(std::string_view channel, std::int64_t id) {
   const auto it = received_.find(channel);
-  if (it != received_.end()) it->second = id;
-  else received_.emplace(std::string(channel), id);
+  if (it != received_.end())
+    it->second = id;
+  else
+    received_.emplace(std::string(channel), id);
 }
 
 void replay_extension::outgoing(message_batch& batch, extension_done done) {
@@ -121,7 +126,8 @@ void replay_extension::incoming(message_batch& batch, extension_done done) {
       batch.resend(m);
       continue;
     }
-    const auto id = as_int(detail::json::member(detail::json::member(m.field("data"), "event"), "replayId"));
+    const auto id =
+        as_int(detail::json::member(detail::json::member(m.field("data"), "event"), "replayId"));
     if (id) set_replay_id(m.channel(), *id);
   }
   done({});
@@ -146,9 +152,11 @@ void token_auth::apply(message_batch& batch) const {
     auto& h = batch.headers;
     const auto same = [&](const auto& p) {
       return p.first.size() == settings_.header.size() &&
-             std::equal(p.first.begin(), p.first.end(), settings_.header.begin(), [](char a, char b) {
-               return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-             });
+             std::equal(p.first.begin(), p.first.end(), settings_.header.begin(),
+                        [](char a, char b) {
+                          return std::tolower(static_cast<unsigned char>(a)) ==
+                                 std::tolower(static_cast<unsigned char>(b));
+                        });
     };
     h.erase(std::remove_if(h.begin(), h.end(), same), h.end());
     h.emplace_back(settings_.header, value);

@@ -102,12 +102,16 @@ std::size_t skip_utf8(const char* p, std::size_t i, std::size_t n) noexcept {
     len = 2;
   } else if (lead >= 0xE0 && lead <= 0xEF) {
     len = 3;
-    if (lead == 0xE0) lo = 0xA0;        // no overlong 3-byte form
-    else if (lead == 0xED) hi = 0x9F;   // no UTF-16 surrogates
+    if (lead == 0xE0)
+      lo = 0xA0;  // no overlong 3-byte form
+    else if (lead == 0xED)
+      hi = 0x9F;  // no UTF-16 surrogates
   } else if (lead >= 0xF0 && lead <= 0xF4) {
     len = 4;
-    if (lead == 0xF0) lo = 0x90;        // no overlong 4-byte form
-    else if (lead == 0xF4) hi = 0x8F;   // nothing past U+10FFFF
+    if (lead == 0xF0)
+      lo = 0x90;  // no overlong 4-byte form
+    else if (lead == 0xF4)
+      hi = 0x8F;  // nothing past U+10FFFF
   } else {
     return npos;  // a continuation byte, an overlong 2-byte lead (C0, C1), or F5..FF
   }
@@ -121,14 +125,19 @@ std::size_t skip_utf8(const char* p, std::size_t i, std::size_t n) noexcept {
 std::size_t skip_escape(std::string_view s, std::size_t i) noexcept {
   if (++i >= s.size()) return npos;
   switch (s[i]) {
-    case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
-      return i + 1;
+    case '"':
+    case '\\':
+    case '/':
+    case 'b':
+    case 'f':
+    case 'n':
+    case 'r':
+    case 't': return i + 1;
     case 'u': {
       unsigned v;
       return read_hex4(s, i + 1, v) ? i + 5 : npos;
     }
-    default:
-      return npos;
+    default: return npos;
   }
 }
 

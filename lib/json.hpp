@@ -62,9 +62,9 @@ inline std::size_t skip_plain_run(const char* p, std::size_t i, std::size_t n) n
   const __m128i ctl_max = _mm_set1_epi8(0x1F);
   while (i + 16 <= n) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    const __m128i hit = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-        _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
+    const __m128i hit =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                     _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
     unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit));
     if (StopAtNonAscii) mask |= static_cast<unsigned>(_mm_movemask_epi8(v));  // the high bits
     if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
@@ -77,7 +77,8 @@ inline std::size_t skip_plain_run(const char* p, std::size_t i, std::size_t n) n
     if (has_special(x) || (StopAtNonAscii && (x & 0x8080808080808080ULL) != 0)) break;
     i += 8;  // the byte loop below finds which one
   }
-  while (i < n && !is_special(p[i]) && !(StopAtNonAscii && static_cast<unsigned char>(p[i]) >= 0x80)) {
+  while (i < n && !is_special(p[i]) &&
+         !(StopAtNonAscii && static_cast<unsigned char>(p[i]) >= 0x80)) {
     ++i;
   }
   return i;
@@ -121,8 +122,8 @@ inline std::size_t skip_utf8_run(const char* p, std::size_t i, std::size_t n) no
 
 // Scans a string starting at the opening quote at `pos`; `content` receives the raw text between
 // the quotes (escapes not decoded), `escaped` whether it contains a backslash. Fails on a raw
-// control character, an invalid escape or invalid UTF-8; on failure `pos` is left unchanged. Inline: member names and values are mostly short strings, which the
-// decoder reads without a call.
+// control character, an invalid escape or invalid UTF-8; on failure `pos` is left unchanged.
+// Inline: member names and values are mostly short strings, which the decoder reads without a call.
 inline bool scan_string(std::string_view s, std::size_t& pos, std::string_view& content,
                         bool& escaped) noexcept {
   const std::size_t n = s.size();

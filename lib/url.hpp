@@ -9,11 +9,11 @@
 namespace uvcometd::detail {
 
 struct server_url {
-  bool secure = false;      // https
-  std::string host;         // without brackets for IPv6 literals
-  std::uint16_t port = 0;   // explicit, or 80 / 443
+  bool secure = false;     // https
+  std::string host;        // without brackets for IPv6 literals
+  std::uint16_t port = 0;  // explicit, or 80 / 443
   bool explicit_port = false;
-  std::string path;         // "/..." with the query, "/" when absent
+  std::string path;  // "/..." with the query, "/" when absent
 
   // "host:port" as the Host header wants it (IPv6 in brackets; the port only when explicit).
   std::string authority() const;

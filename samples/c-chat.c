@@ -116,8 +116,7 @@ int main(int argc, char** argv) {
     char* end = NULL;
     errno = 0;
     chat.count = strtol(argv[3], &end, 10);
-    if (*argv[3] == '\0' || *end != '\0' || errno != 0 || chat.count < 1 ||
-        chat.count > 1000000) {
+    if (*argv[3] == '\0' || *end != '\0' || errno != 0 || chat.count < 1 || chat.count > 1000000) {
       fprintf(stderr, "c-chat: COUNT must be a number from 1 to 1000000\n");
       return 2;
     }

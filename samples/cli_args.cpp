@@ -110,7 +110,8 @@ std::optional<std::int64_t> parse_signed(std::string_view s) noexcept {
 std::optional<std::chrono::milliseconds> parse_seconds(std::string_view s) noexcept {
   const auto dot = s.find('.');
   const std::string_view whole = s.substr(0, dot);
-  const std::string_view frac = dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
+  const std::string_view frac =
+      dot == std::string_view::npos ? std::string_view{} : s.substr(dot + 1);
   if (whole.empty() && frac.empty()) return std::nullopt;
   if (dot != std::string_view::npos && frac.empty()) return std::nullopt;  // "5."
   std::uint64_t secs = 0;
@@ -283,9 +284,9 @@ std::size_t skip_plain(const char* p, std::size_t i, std::size_t n) noexcept {
   const __m128i ctl_max = _mm_set1_epi8(0x1F);
   while (i + 16 <= n) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
-    const __m128i hit = _mm_or_si128(
-        _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
-        _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
+    const __m128i hit =
+        _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash)),
+                     _mm_cmpeq_epi8(_mm_min_epu8(v, ctl_max), v));  // unsigned v <= 0x1F
     // movemask of v itself: the bytes >= 0x80.
     const unsigned mask = static_cast<unsigned>(_mm_movemask_epi8(hit) | _mm_movemask_epi8(v));
     if (mask != 0) return i + static_cast<std::size_t>(__builtin_ctz(mask));
@@ -635,8 +636,8 @@ struct parser {
             uvcometd::channel_problem("/service/" + call.target, uvcometd::channel_use::publish);
         if (call.target.front() == '/' || !why.empty()) {
           return fail("--call: TARGET names /service/TARGET (" +
-                      (why.empty() ? std::string("no leading '/'") : why) + "): '" +
-                      call.target + "'");
+                      (why.empty() ? std::string("no leading '/'") : why) + "): '" + call.target +
+                      "'");
         }
         if (const std::string bad = json_problem(call.data); !bad.empty()) {
           return fail("--call: " + bad + " for " + call.target + ": " + call.data);
@@ -646,22 +647,23 @@ struct parser {
       }
       case opt_call_timeout: {
         const auto t = parse_seconds(arg);
-        if (!t || t->count() <= 0) return fail("--call-timeout: expected positive seconds: '" + arg + "'");
+        if (!t || t->count() <= 0)
+          return fail("--call-timeout: expected positive seconds: '" + arg + "'");
         c.call_timeout = *t;
         return;
       }
       case 1:  // positional
         if (arg.empty()) return fail("empty URL");
         // Several URLs are a cluster's servers, in order of preference (failover).
-        if (c.url.empty()) c.url = arg;
-        else c.fallbacks.push_back(arg);
+        if (c.url.empty())
+          c.url = arg;
+        else
+          c.fallbacks.push_back(arg);
         return;
-      default:
-        return fail("internal error: unhandled option");
+      default: return fail("internal error: unhandled option");
     }
   }
 };
-
 
 }  // namespace
 
@@ -701,9 +703,7 @@ parse_result parse_args(int argc, char* argv[]) {
           p.fail(std::string("invalid option '-") + static_cast<char>(optopt) + "'");
         }
         break;
-      default:
-        p.option_with(opt, optarg != nullptr ? std::string(optarg) : std::string());
-        break;
+      default: p.option_with(opt, optarg != nullptr ? std::string(optarg) : std::string()); break;
     }
   }
   // Arguments after "--" are not returned as option 1.
@@ -726,8 +726,9 @@ parse_result parse_args(int argc, char* argv[]) {
     p.fail("missing URL");
   } else if (const std::string why = url_problem(c.url); !why.empty()) {
     p.fail("invalid URL '" + c.url + "': " + why);
-  } else if (const auto bad = std::find_if(c.fallbacks.begin(), c.fallbacks.end(),
-                                           [](const std::string& u) { return !url_problem(u).empty(); });
+  } else if (const auto bad =
+                 std::find_if(c.fallbacks.begin(), c.fallbacks.end(),
+                              [](const std::string& u) { return !url_problem(u).empty(); });
              bad != c.fallbacks.end()) {
     p.fail("invalid URL '" + *bad + "': " + url_problem(*bad));
   } else if (c.count && c.subscribe.empty()) {
@@ -751,7 +752,8 @@ std::string usage() {
          "  {\"channel\":\"/x\",\"data\":...}\n"
          "\n"
          "Options:\n"
-         "  -s, --subscribe CHANNEL       subscribe to CHANNEL (repeatable; /a/* and /a/** allowed)\n"
+         "  -s, --subscribe CHANNEL       subscribe to CHANNEL (repeatable; /a/* and /a/** "
+         "allowed)\n"
          "  -p, --publish CHANNEL=JSON    publish JSON to CHANNEL once connected and subscribed\n"
          "                                (repeatable); without -s, exit once every publish is\n"
          "                                acknowledged\n"
@@ -795,8 +797,6 @@ std::string usage() {
          "too), 2 usage, 3 connection timeout, 128+N ended by signal N before a session or with\n"
          "publishes unacknowledged, 141 stdout closed by its reader. See uvcometd-cli(1).\n";
 }
-
-
 
 std::string parse_header_text(std::string_view text, std::string_view source,
                               std::vector<std::string>& out) {
@@ -898,11 +898,11 @@ std::string terminal_safe(std::string_view text) {
         continue;
       }
       const unsigned cp = utf8_decode(text, i, len);
-      const bool invisible = (cp >= 0x80 && cp <= 0x9F) ||       // C1 controls
+      const bool invisible = (cp >= 0x80 && cp <= 0x9F) ||                    // C1 controls
                              cp == 0x061C || cp == 0x200E || cp == 0x200F ||  // bidi marks
-                             (cp >= 0x202A && cp <= 0x202E) ||   // bidi embeddings, overrides
-                             (cp >= 0x2066 && cp <= 0x2069) ||   // bidi isolates
-                             cp == 0x2028 || cp == 0x2029;       // line, paragraph separators
+                             (cp >= 0x202A && cp <= 0x202E) ||  // bidi embeddings, overrides
+                             (cp >= 0x2066 && cp <= 0x2069) ||  // bidi isolates
+                             cp == 0x2028 || cp == 0x2029;      // line, paragraph separators
       if (invisible) {
         out += "\\u";
         for (int shift = 12; shift >= 0; shift -= 4) out.push_back(hex[(cp >> shift) & 0xF]);
@@ -931,7 +931,6 @@ std::string terminal_safe(std::string_view text) {
   }
   return out;
 }
-
 
 std::string iso8601_utc(std::chrono::system_clock::time_point t) {
   using namespace std::chrono;

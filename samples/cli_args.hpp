@@ -43,21 +43,21 @@ struct cli_config {
   std::vector<uvcometd::connection_type> connection_types = uvcometd::options{}.connection_types;
   std::chrono::milliseconds connection_timeout{10000};  // 0 = retry forever (also --forever)
   std::size_t max_pending_count = uvcometd::options{}.max_pending_count;
-  std::optional<std::size_t> count;  // -n: exit 0 after this many messages
-  std::vector<std::string> headers;  // -H, each "Name: value"
+  std::optional<std::size_t> count;       // -n: exit 0 after this many messages
+  std::vector<std::string> headers;       // -H, each "Name: value"
   std::vector<std::string> header_files;  // --header-file, read by the program (not the parser)
-  std::string handshake_ext;         // --ext, a JSON object or empty
-  int verbose = 0;                   // -v: 1 state changes and the library's log >= info; 2 debug
-  bool debug = false;                // --debug: the library's whole log on stderr
-  bool tls_verify = true;            // --insecure turns it off
-  std::string ca_file;               // --cacert
-  output_format format = output_format::json;  // --format
-  bool timestamps = false;                     // --timestamps
-  bool ack = false;                            // --ack: the acknowledged-messages extension
-  std::optional<std::int64_t> replay_from;     // --replay-from ID (-2, -1 or an event's id)
-  std::vector<call_spec> calls;                // --call, in order
+  std::string handshake_ext;              // --ext, a JSON object or empty
+  int verbose = 0;         // -v: 1 state changes and the library's log >= info; 2 debug
+  bool debug = false;      // --debug: the library's whole log on stderr
+  bool tls_verify = true;  // --insecure turns it off
+  std::string ca_file;     // --cacert
+  output_format format = output_format::json;    // --format
+  bool timestamps = false;                       // --timestamps
+  bool ack = false;                              // --ack: the acknowledged-messages extension
+  std::optional<std::int64_t> replay_from;       // --replay-from ID (-2, -1 or an event's id)
+  std::vector<call_spec> calls;                  // --call, in order
   std::chrono::milliseconds call_timeout{5000};  // --call-timeout (the library's default)
-  bool meta = false;                           // --meta: meta replies on stderr (with -v)
+  bool meta = false;                             // --meta: meta replies on stderr (with -v)
 };
 
 enum class parse_action {
@@ -120,7 +120,6 @@ std::string json_quote(std::string_view text);
 // formatting characters and the line/paragraph separators (\u202e, ...); a backslash is doubled;
 // invalid UTF-8 becomes U+FFFD. The whole text is kept, NULs included (as \x00).
 std::string terminal_safe(std::string_view text);
-
 
 // `t` as ISO 8601 UTC with milliseconds: "2024-05-06T07:08:09.123Z".
 std::string iso8601_utc(std::chrono::system_clock::time_point t);

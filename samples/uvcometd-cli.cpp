@@ -45,7 +45,7 @@ constexpr int exit_done = 0;
 constexpr int exit_failed = 1;
 constexpr int exit_usage = 2;
 constexpr int exit_timeout = 3;
-constexpr int exit_signal_base = 128;                    // + the signal's number, as shells do
+constexpr int exit_signal_base = 128;                         // + the signal's number, as shells do
 constexpr int exit_broken_pipe = exit_signal_base + SIGPIPE;  // 141
 
 // The environment variable holding extra headers, one "Name: value" per line.
@@ -141,8 +141,8 @@ uvcometd::options make_options(const cli_config& cfg) {
     o.extensions.push_back(std::make_shared<uvcometd::replay_extension>(std::move(s)));
   }
   if (cfg.debug || cfg.verbose > 0) {
-    const auto min = cfg.debug || cfg.verbose > 1 ? uvcometd::log_level::debug
-                                                   : uvcometd::log_level::info;
+    const auto min =
+        cfg.debug || cfg.verbose > 1 ? uvcometd::log_level::debug : uvcometd::log_level::info;
     o.log = [min](uvcometd::log_level level, std::string_view text) {
       if (level < min) return;
       static const char* const names[] = {"debug", "info", "warning", "error"};
@@ -197,9 +197,7 @@ class stdin_lines {
           rc = uv_tcp_open(&h_.tcp, STDIN_FILENO);
         }
         break;
-      default:
-        kind_ = kind::file;
-        break;
+      default: kind_ = kind::file; break;
     }
     if (rc != 0) return std::string("stdin: ") + uv_strerror(rc);
     if (kind_ == kind::stream) stream()->data = this;
@@ -270,8 +268,8 @@ class stdin_lines {
       reading_ = false;
       if (n == UV_ECANCELED) return;
       eof_ = true;
-      read_error_ = n == UV_EOF ? std::string()
-                                : std::string("stdin: ") + uv_strerror(static_cast<int>(n));
+      read_error_ =
+          n == UV_EOF ? std::string() : std::string("stdin: ") + uv_strerror(static_cast<int>(n));
       deliver();
       return;
     }
@@ -320,7 +318,7 @@ class stdin_lines {
         receiver_.on_line({}, ++line_no_, true);
         continue;
       }
-      if (pos_ >= tail_) break;  // no complete line left
+      if (pos_ >= tail_) break;                  // no complete line left
       const auto nl = buffer_.find('\n', pos_);  // before tail_
       const std::string_view line(buffer_.data() + pos_, nl - pos_);
       pos_ = nl + 1;
@@ -359,18 +357,18 @@ class stdin_lines {
   kind kind_ = kind::none;
   char chunk_[64 * 1024];
   std::string buffer_;
-  std::size_t pos_ = 0;        // the start of the lines not yet delivered
-  std::size_t tail_ = 0;       // the start of the unfinished last line (no '\n' from there)
+  std::size_t pos_ = 0;   // the start of the lines not yet delivered
+  std::size_t tail_ = 0;  // the start of the unfinished last line (no '\n' from there)
   std::size_t line_no_ = 0;
   std::string read_error_;
-  bool reading_ = false;       // uv_read_start in effect
-  bool fs_busy_ = false;       // a uv_fs_read in flight
+  bool reading_ = false;  // uv_read_start in effect
+  bool fs_busy_ = false;  // a uv_fs_read in flight
   bool paused_ = false;
   bool eof_ = false;
   bool ended_ = false;
   bool closed_ = false;
   std::vector<std::size_t> overlong_at_;  // where lines longer than max_line were dropped
-  bool skipping_ = false;      // dropping the rest of an overlong line
+  bool skipping_ = false;                 // dropping the rest of an overlong line
 };
 
 // One run of the program on the caller's loop: open, subscribe, publish, print, close.
@@ -424,9 +422,9 @@ class app final : private stdin_lines::receiver {
     if (rc == 0) {
       h->data = this;
       signals_.push_back(std::move(h));
-      rc = uv_signal_start(signals_.back().get(), [](uv_signal_t* s, int n) {
-        static_cast<app*>(s->data)->on_signal(n);
-      }, signum);
+      rc = uv_signal_start(
+          signals_.back().get(),
+          [](uv_signal_t* s, int n) { static_cast<app*>(s->data)->on_signal(n); }, signum);
     }
     if (rc != 0) {
       print_error(std::string("signal handler: ") + uv_strerror(rc));
@@ -442,7 +440,7 @@ class app final : private stdin_lines::receiver {
       // The normal end of a subscriber is a signal: 0 when the session was established and no
       // publish is left unacknowledged; otherwise the run was cut short, which 128+N tells.
       const bool complete =
-        opened_ && publishes_pending_ == 0 && calls_pending_ == 0 && stdin_in_flight_ == 0;
+          opened_ && publishes_pending_ == 0 && calls_pending_ == 0 && stdin_in_flight_ == 0;
       finish(complete ? exit_done : exit_signal_base + signum);
       return;
     }
@@ -461,8 +459,8 @@ class app final : private stdin_lines::receiver {
         shown_url_ = client_->current_url();
         print_line("url=" + shown_url_);
       }
-      std::string line = "state=" + sv(uvcometd::to_string(s)) +
-                         " transport=" + sv(uvcometd::to_string(t));
+      std::string line =
+          "state=" + sv(uvcometd::to_string(s)) + " transport=" + sv(uvcometd::to_string(t));
       if (why) line += " error=" + why.to_string();
       print_line(line);
     }
@@ -584,7 +582,8 @@ class app final : private stdin_lines::receiver {
       if (reply.data.empty()) {
         line_ = "null";
       } else if (!uvcometd_cli::append_compact_json(reply.data, line_)) {
-        print_error("call " + cfg_.calls[i].target + ": the reply's data is not JSON (not printed)");
+        print_error("call " + cfg_.calls[i].target +
+                    ": the reply's data is not JSON (not printed)");
         call_failed_ = true;
       }
       if (!line_.empty()) {
@@ -623,9 +622,8 @@ class app final : private stdin_lines::receiver {
       return;
     }
     const std::error_code ec = client_->publish(
-        *stdin_channel_, line, [this, number](const uvcometd::error& err) {
-          on_stdin_published(number, err);
-        });
+        *stdin_channel_, line,
+        [this, number](const uvcometd::error& err) { on_stdin_published(number, err); });
     if (ec) {
       print_error(where + "publish " + *stdin_channel_ + ": " + ec.message());
       stream_failed_ = true;
@@ -710,11 +708,14 @@ class app final : private stdin_lines::receiver {
     dirty_ = true;
     if (flusher_ready_ && !flush_armed_ && !handles_closed_) {
       flush_armed_ = true;
-      uv_timer_start(&flusher_, [](uv_timer_t* h) {
-        auto* self = static_cast<app*>(h->data);
-        self->flush_armed_ = false;
-        self->flush();
-      }, flush_period_ms, 0);
+      uv_timer_start(
+          &flusher_,
+          [](uv_timer_t* h) {
+            auto* self = static_cast<app*>(h->data);
+            self->flush_armed_ = false;
+            self->flush();
+          },
+          flush_period_ms, 0);
     }
   }
 
@@ -780,7 +781,7 @@ class app final : private stdin_lines::receiver {
   bool opened_ = false;
   bool publish_failed_ = false;  // a -p CHANNEL=JSON was refused
   bool call_failed_ = false;     // a --call was refused or not answered in time
-  bool stream_failed_ = false;  // a line of stdin was skipped or refused, or stdin failed
+  bool stream_failed_ = false;   // a line of stdin was skipped or refused, or stdin failed
   bool stdin_reading_ = false;
   bool dirty_ = false;
   bool output_closed_ = false;
@@ -825,8 +826,7 @@ int main(int argc, char* argv[]) {
       print_error(parsed.error);
       std::fputs(uvcometd_cli::usage().c_str(), stderr);
       return exit_usage;
-    case uvcometd_cli::parse_action::run:
-      break;
+    case uvcometd_cli::parse_action::run: break;
   }
   if (const std::string why = load_files(parsed.config); !why.empty()) {
     print_error(why);

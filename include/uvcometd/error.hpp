@@ -14,27 +14,27 @@ namespace uvcometd {
 /// Error codes of the uvcometd category. Synchronous failures return them as std::error_code;
 /// asynchronous completions carry the same codes inside uvcometd::error.
 enum class errc {
-  invalid_state = 1,     ///< the call is not allowed in the client's current state
-  invalid_channel,       ///< the channel name is malformed or not allowed for this call
-  invalid_argument,      ///< an argument is malformed (e.g. publish data that is not JSON)
-  server_error,          ///< the server answered successful:false (see error::server_code)
-  transport_error,       ///< the network exchange failed (connection refused, reset, TLS, ...)
-  http_error,            ///< the server answered with an HTTP status other than 2xx
-  bad_response,          ///< the server's frame is empty, not JSON, or not a Bayeux message array
-  no_reply,              ///< the server's response did not contain the reply to this message
-  timeout,               ///< a request got no answer within its deadline
-  cancelled,             ///< the client was closed before the call completed
-  connection_timeout,    ///< the session could not be (re-)established within connection_timeout
-  no_common_transport,   ///< the server offers none of the connection types the client allows
-  message_too_large,     ///< an incoming frame exceeded the configured size limit
-  session_ended,         ///< a successful reply advised reconnect "none": the session is over
-  not_connected,         ///< publish while reconnecting with queueing turned off
-  queue_full,            ///< too many messages already wait for the connection to come back
-  dropped_by_extension,  ///< an outgoing extension removed the message from its batch
-  extension_error,       ///< an extension failed or threw (its text is in error::message)
-  authentication_failed, ///< the auth extension's authenticate() failed
-  certificate_error,     ///< the server's TLS certificate was refused (untrusted, expired, wrong
-                         ///< host name): a configuration error, not retried
+  invalid_state = 1,      ///< the call is not allowed in the client's current state
+  invalid_channel,        ///< the channel name is malformed or not allowed for this call
+  invalid_argument,       ///< an argument is malformed (e.g. publish data that is not JSON)
+  server_error,           ///< the server answered successful:false (see error::server_code)
+  transport_error,        ///< the network exchange failed (connection refused, reset, TLS, ...)
+  http_error,             ///< the server answered with an HTTP status other than 2xx
+  bad_response,           ///< the server's frame is empty, not JSON, or not a Bayeux message array
+  no_reply,               ///< the server's response did not contain the reply to this message
+  timeout,                ///< a request got no answer within its deadline
+  cancelled,              ///< the client was closed before the call completed
+  connection_timeout,     ///< the session could not be (re-)established within connection_timeout
+  no_common_transport,    ///< the server offers none of the connection types the client allows
+  message_too_large,      ///< an incoming frame exceeded the configured size limit
+  session_ended,          ///< a successful reply advised reconnect "none": the session is over
+  not_connected,          ///< publish while reconnecting with queueing turned off
+  queue_full,             ///< too many messages already wait for the connection to come back
+  dropped_by_extension,   ///< an outgoing extension removed the message from its batch
+  extension_error,        ///< an extension failed or threw (its text is in error::message)
+  authentication_failed,  ///< the auth extension's authenticate() failed
+  certificate_error,      ///< the server's TLS certificate was refused (untrusted, expired, wrong
+                          ///< host name): a configuration error, not retried
 };
 
 /// The error category of uvcometd ("uvcometd").

@@ -110,7 +110,7 @@ class UVCOMETD_API token_auth final : public auth_extension {
   /// Where the token travels.
   struct settings {
     std::string header = "Authorization";  ///< empty: no header
-    std::string scheme = "Bearer";        ///< the header value is "<scheme> <token>" (or the token)
+    std::string scheme = "Bearer";  ///< the header value is "<scheme> <token>" (or the token)
     /// When set, the handshake carries `ext[<ext_key>] = {"token": "<token>"}`.
     std::string ext_key;
   };

@@ -22,7 +22,11 @@ std::chrono::milliseconds backoff_delay(unsigned n, std::chrono::milliseconds in
 
 backoff::backoff(std::chrono::milliseconds initial, std::chrono::milliseconds cap, double jitter,
                  std::uint64_t seed, hook custom)
-    : initial_(initial), cap_(cap), jitter_(jitter), custom_(std::move(custom)), rng_(seed != 0 ? seed : 1) {}
+    : initial_(initial),
+      cap_(cap),
+      jitter_(jitter),
+      custom_(std::move(custom)),
+      rng_(seed != 0 ? seed : 1) {}
 
 double backoff::unit() noexcept {
   // xorshift64*: cheap, deterministic under a fixed seed.

@@ -46,8 +46,7 @@ void endpoint_list::advise(const std::vector<std::string>& hosts) {
 }
 
 bool endpoint_list::rehandshake() noexcept {
-  if (advised_.empty() ||
-      std::find(advised_.begin(), advised_.end(), current_) != advised_.end()) {
+  if (advised_.empty() || std::find(advised_.begin(), advised_.end(), current_) != advised_.end()) {
     return false;
   }
   current_ = advised_.front();

@@ -43,8 +43,8 @@ class endpoint_list {
 
   std::vector<std::string> urls_;
   std::size_t current_ = 0;
-  unsigned fails_here_ = 0;       // consecutive failures on the current server
-  std::size_t tried_ = 1;         // servers tried since the last success, the current one included
+  unsigned fails_here_ = 0;  // consecutive failures on the current server
+  std::size_t tried_ = 1;    // servers tried since the last success, the current one included
   std::vector<std::size_t> advised_;  // advice.hosts, as indexes into urls_, in order
 };
 

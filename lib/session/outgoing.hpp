@@ -18,9 +18,9 @@ using call_fn = std::function<void(const error&, const message&)>;
 struct outgoing {
   explicit outgoing(message_kind k) : kind(k) {}
   message_kind kind;
-  std::uint64_t id = 0;       // assigned when it leaves
+  std::uint64_t id = 0;  // assigned when it leaves
   std::string channel;
-  std::string payload;        // publish: data JSON; (un)subscribe: the pattern
+  std::string payload;  // publish: data JSON; (un)subscribe: the pattern
   completion_fn done;
   std::string ext;            // its own "ext" object (JSON text), or empty
   call_fn call_done;          // a remote call: completes with the reply message

@@ -66,8 +66,7 @@ remedy classify(const failure& f, const session_facts& s) noexcept {
       return remedy::retry;
     }
 
-    case failure_kind::auth_failed:
-      return s.opening ? remedy::give_up : remedy::retry;
+    case failure_kind::auth_failed: return s.opening ? remedy::give_up : remedy::retry;
   }
   return remedy::retry;
 }

@@ -88,7 +88,8 @@ std::error_code session::open(completion_fn done) {
 }
 
 std::error_code session::subscribe(std::string_view channel, handler_fn on_message,
-                                   completion_fn done, std::uint64_t* sub_id, std::string_view ext) {
+                                   completion_fn done, std::uint64_t* sub_id,
+                                   std::string_view ext) {
   if (!active()) return errc::invalid_state;
   if (auto ec = check_subscribe_channel(channel)) return ec;
   if (!on_message) return errc::invalid_argument;
@@ -251,8 +252,10 @@ void session::on_timer() {
   if (retry_at_ && now >= *retry_at_ && active()) {
     retry_at_.reset();
     auth_.rearm();  // a delay passed: a new failure may ask for credentials again
-    if (phase_ == phase::connected) send_connect(false);  // advice interval, or the floor
-    else resume_session();
+    if (phase_ == phase::connected)
+      send_connect(false);  // advice interval, or the floor
+    else
+      resume_session();
   }
   rearm();
 }
@@ -291,8 +294,8 @@ void session::rearm() {
     if (const auto due = ledger_.next_deadline()) request_deadline = due->first;
   }
   const auto call_deadline = next_call_deadline();
-  for (const auto& t : {retry_at_, connection_deadline_, disconnect_deadline_, request_deadline,
-                        call_deadline}) {
+  for (const auto& t :
+       {retry_at_, connection_deadline_, disconnect_deadline_, request_deadline, call_deadline}) {
     if (t && (!next || *t < *next)) next = t;
   }
   if (!next) {
@@ -335,8 +338,8 @@ void session::expire_calls(clock::time_point now) {
         }
       }
       auto& held = auth_.held;
-      const auto it = std::find_if(held.begin(), held.end(),
-                                   [&](const outgoing& o) { return o.call == call; });
+      const auto it =
+          std::find_if(held.begin(), held.end(), [&](const outgoing& o) { return o.call == call; });
       if (!m && it != held.end()) {
         m.emplace(std::move(*it));
         held.erase(it);
@@ -346,8 +349,8 @@ void session::expire_calls(clock::time_point now) {
       calls_.erase(call);
       continue;
     }
-    complete_publish(*m, make_error(errc::timeout, "no reply to the remote call on " +
-                                                       m->channel + " in time"));
+    complete_publish(
+        *m, make_error(errc::timeout, "no reply to the remote call on " + m->channel + " in time"));
   }
 }
 
@@ -358,8 +361,8 @@ void session::complete_publish(outgoing& m, const error& err, const wire_message
   }
   if (calls_.erase(m.call) == 0) return;  // timed out already
   call_fn f = std::exchange(m.call_done, nullptr);
-  const message msg = reply ? message{reply->channel, reply->data, reply->id, reply->ext, reply->json}
-                            : message{};
+  const message msg =
+      reply ? message{reply->channel, reply->data, reply->id, reply->ext, reply->json} : message{};
   if (!silenced_) invoke([&] { f(err, msg); });
 }
 

@@ -15,9 +15,9 @@
 #include <functional>
 #include <optional>
 #include <queue>
-#include <unordered_map>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "codec.hpp"
@@ -121,8 +121,8 @@ class session {
   std::error_code subscribe(std::string_view channel, handler_fn on_message, completion_fn done,
                             std::uint64_t* sub_id, std::string_view ext = {});
   std::error_code unsubscribe(std::uint64_t sub_id, completion_fn done);
-  std::error_code publish(std::string_view channel, std::string_view json_data,
-                          completion_fn done, std::string_view ext = {});
+  std::error_code publish(std::string_view channel, std::string_view json_data, completion_fn done,
+                          std::string_view ext = {});
   // Publishes to /service/<target>; `done` gets the server's reply (the message with the same
   // id), or errc::timeout once `timeout` passed since the call.
   std::error_code remote_call(std::string_view target, std::string_view json_data,
@@ -141,7 +141,8 @@ class session {
   std::error_code reconnect_now();
   // Called when the server refuses to restore a subscription after a re-handshake; the
   // subscription is gone afterwards.
-  void on_subscription_lost(std::function<void(std::uint64_t, const std::string&, const error&)> f) {
+  void on_subscription_lost(
+      std::function<void(std::uint64_t, const std::string&, const error&)> f) {
     subscription_lost_ = std::move(f);
   }
   void pause() noexcept { paused_ = true; }
@@ -197,7 +198,7 @@ class session {
     disconnecting,   // close(): /meta/disconnect in flight
     closing,         // the transports are closing
     closed,
-    failed,          // gave up (refused, advice none, connection_timeout)
+    failed,  // gave up (refused, advice none, connection_timeout)
   };
 
   // --- phases ---
@@ -218,8 +219,8 @@ class session {
   static constexpr std::chrono::milliseconds resume_hold{1000};
   void send_alone(outgoing&& m, exchanges::slot holds);
   // Records the request of `sent` in the ledger and hands the batch to the host.
-  void send_request(std::vector<outgoing>&& sent, exchanges::slot holds, std::chrono::milliseconds timeout,
-                    bool alone);
+  void send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
+                    std::chrono::milliseconds timeout, bool alone);
   void flush();
   std::chrono::milliseconds request_timeout(message_kind k, bool first_connect) const;
   std::chrono::milliseconds held_timeout() const noexcept;
@@ -284,7 +285,7 @@ class session {
   bool ever_connected_ = false;           // open() completed
   bool silenced_ = false;
   bool paused_ = false;
-  unsigned batch_depth_ = 0;              // open client batches
+  unsigned batch_depth_ = 0;  // open client batches
 
   // The session on the server.
   connection_type type_ = connection_type::long_polling;
@@ -295,14 +296,14 @@ class session {
   std::size_t resubscribes_outstanding_ = 0;
 
   // The transport.
-  bool transport_up_ = false;          // a stream connection is open
-  bool ever_up_on_type_ = false;       // a connect succeeded on the current type
-  unsigned websocket_failures_ = 0;    // consecutive websocket drops without a held connect
-  bool websocket_given_up_ = false;    // fell back: negotiation skips websocket from now on
+  bool transport_up_ = false;        // a stream connection is open
+  bool ever_up_on_type_ = false;     // a connect succeeded on the current type
+  unsigned websocket_failures_ = 0;  // consecutive websocket drops without a held connect
+  bool websocket_given_up_ = false;  // fell back: negotiation skips websocket from now on
   bool receive_paused_ = false;
 
   // The connect cycle.
-  bool connect_wanted_ = false;         // a connect is due as soon as the buffer drains
+  bool connect_wanted_ = false;  // a connect is due as soon as the buffer drains
   clock::time_point connect_sent_at_{};
   std::size_t data_since_connect_ = 0;  // data messages received since the last connect left
   bool check_empty_poll_ = false;       // the last held connect came back at once: was it empty?

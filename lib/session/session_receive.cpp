@@ -94,9 +94,9 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     for (auto& m : ledger_.close(request)) {
       std::string what = "the server's response held no usable reply to " + m.channel + " (id " +
                          std::to_string(m.id) + ")";
-      fail_outgoing(std::move(m), first_skip ? make_error(errc::bad_response,
-                                                           what + "; " + first_skip.message)
-                                             : make_error(errc::no_reply, std::move(what)));
+      fail_outgoing(std::move(m),
+                    first_skip ? make_error(errc::bad_response, what + "; " + first_skip.message)
+                               : make_error(errc::no_reply, std::move(what)));
     }
   }
   flush();
@@ -148,8 +148,9 @@ void session::handle_reply(const wire_message& m, outgoing&& out) {
   if (!m.successful.has_value()) {
     err = make_error(errc::bad_response, "reply to " + out.channel + " without \"successful\"");
   } else if (!*m.successful) {
-    err = m.error.empty() ? make_error(errc::server_error, "refused by the server without an error text")
-                          : parse_server_error(m.error);
+    err = m.error.empty()
+              ? make_error(errc::server_error, "refused by the server without an error text")
+              : parse_server_error(m.error);
   }
   const bool meta_cycle = out.kind == message_kind::handshake || out.kind == message_kind::connect;
   if (meta_cycle && out.epoch != epoch_) return;  // an earlier handshake's: the session moved on
@@ -194,7 +195,8 @@ void session::tell_meta(std::string_view channel, const error& err, const wire_m
 void session::handle_handshake_reply(const wire_message& m, const error& reply_err) {
   error err = reply_err;
   if (!active()) return;
-  if (!err && m.client_id.empty()) err = make_error(errc::bad_response, "handshake reply without clientId");
+  if (!err && m.client_id.empty())
+    err = make_error(errc::bad_response, "handshake reply without clientId");
   if (err) {
     failure f;
     f.kind = failure_kind::handshake_refused;
@@ -213,7 +215,8 @@ void session::handle_handshake_reply(const wire_message& m, const error& reply_e
   std::optional<connection_type> chosen;
   for (const auto t : cfg_.connection_types) {
     if (t == connection_type::websocket && websocket_given_up_) continue;
-    if (std::find(server_types_.begin(), server_types_.end(), to_string(t)) != server_types_.end()) {
+    if (std::find(server_types_.begin(), server_types_.end(), to_string(t)) !=
+        server_types_.end()) {
       chosen = t;
       break;
     }
@@ -221,9 +224,9 @@ void session::handle_handshake_reply(const wire_message& m, const error& reply_e
   if (!chosen) {
     std::vector<std::string> mine;
     for (const auto t : cfg_.connection_types) mine.emplace_back(to_string(t));
-    fail_session(make_error(errc::no_common_transport,
-                            "the client allows " + join_types(mine) + ", the server offers " +
-                                join_types(server_types_)));
+    fail_session(make_error(errc::no_common_transport, "the client allows " + join_types(mine) +
+                                                           ", the server offers " +
+                                                           join_types(server_types_)));
     return;
   }
   if (*chosen != type_) {
@@ -267,7 +270,7 @@ void session::handle_connect_reply(const wire_message& m, const error& err, bool
     if (what == reconnect_advice::unspecified) {
       // Unknown-client errors (Faye 401, CometD 402) mean a new handshake whatever the advice.
       what = (err.server_code == 401 || err.server_code == 402) ? reconnect_advice::handshake
-                                                                 : advice_.reconnect;
+                                                                : advice_.reconnect;
     }
     failure f;
     f.kind = failure_kind::connect_refused;
@@ -360,8 +363,10 @@ void session::handle_subscribe_reply(outgoing&& out, const error& err) {
       } else if (sp->done) {
         complete(sp->done, err);
       } else {
-        host_.log(log_level::warning, "re-subscribe to " + out.payload + " refused: " + err.to_string());
-        if (subscription_lost_ && !silenced_) invoke([&] { subscription_lost_(sp->id, sp->pattern, err); });
+        host_.log(log_level::warning,
+                  "re-subscribe to " + out.payload + " refused: " + err.to_string());
+        if (subscription_lost_ && !silenced_)
+          invoke([&] { subscription_lost_(sp->id, sp->pattern, err); });
       }
     }
   }
@@ -431,8 +436,9 @@ void session::expire_request(std::uint64_t request) {
       break;
     }
   }
-  const error timed_out = make_error(
-      errc::timeout, "no reply to " + what + " within " + std::to_string(req->timeout.count()) + " ms");
+  const error timed_out =
+      make_error(errc::timeout,
+                 "no reply to " + what + " within " + std::to_string(req->timeout.count()) + " ms");
   if (req->holds == exchanges::slot::connect || req->holds == exchanges::slot::handshake ||
       req->holds == exchanges::slot::disconnect) {
     // The connection carries the session: a lost connect reply means it is dead (or the server

@@ -74,10 +74,9 @@ session_facts session::facts(const failure& f) const {
   s.websocket_hopeless = (!f.was_up && !ever_up_on_type_) ||
                          (cfg_.websocket_failures_before_fallback != 0 &&
                           websocket_failures_ >= cfg_.websocket_failures_before_fallback);
-  s.can_fall_back =
-      allows(connection_type::long_polling) &&
-      (server_types_.empty() ||
-       std::find(server_types_.begin(), server_types_.end(), "long-polling") != server_types_.end());
+  s.can_fall_back = allows(connection_type::long_polling) &&
+                    (server_types_.empty() || std::find(server_types_.begin(), server_types_.end(),
+                                                        "long-polling") != server_types_.end());
   return s;
 }
 
@@ -145,8 +144,10 @@ void session::back_off(const error& why) {
   enter(phase::backing_off, why);
   if (!active()) return;  // the listener closed the client
   const auto delay = backoff_.next();
-  if (backoff_.hook_failed()) host_.log(log_level::error, "reconnect_delay threw; using the default backoff");
-  retry_at_ = later(later(host_.now(), std::chrono::milliseconds(advice_.interval.value_or(0))), delay);
+  if (backoff_.hook_failed())
+    host_.log(log_level::error, "reconnect_delay threw; using the default backoff");
+  retry_at_ =
+      later(later(host_.now(), std::chrono::milliseconds(advice_.interval.value_or(0))), delay);
   start_connection_deadline();
   rearm();
   // Every failed attempt is worth a line: a client that retries in silence looks hung.
@@ -159,7 +160,8 @@ void session::back_off(const error& why) {
 }
 
 void session::fall_back(const error& why) {
-  host_.log(log_level::info, "websocket unavailable (" + why.message + "); falling back to long-polling");
+  host_.log(log_level::info,
+            "websocket unavailable (" + why.message + "); falling back to long-polling");
   type_ = connection_type::long_polling;
   websocket_failures_ = 0;
   websocket_given_up_ = true;
@@ -235,7 +237,8 @@ bool session::authenticate_then(auth_gate::waiter then) {
 void session::release_auth_held(const error& err) {
   if (auth_.held.empty()) return;
   auto held = std::exchange(auth_.held, {});
-  std::sort(held.begin(), held.end(), [](const outgoing& a, const outgoing& b) { return a.id < b.id; });
+  std::sort(held.begin(), held.end(),
+            [](const outgoing& a, const outgoing& b) { return a.id < b.id; });
   if (err || !active()) {
     const error& e = err ? err : closed_error();
     for (auto& m : held) fail_outgoing(std::move(m), e);

@@ -75,8 +75,9 @@ void session::send_connect(bool first) {
       const auto cap = std::min(cfg_.backoff_max, std::chrono::milliseconds(2000));
       const auto delay = std::min(cap, backoff_.delay_for(empty_polls_));
       if (empty_polls_ == 1) {
-        host_.log(log_level::warning, "the server answers /meta/connect at once with nothing; "
-                                      "waiting between connects");
+        host_.log(log_level::warning,
+                  "the server answers /meta/connect at once with nothing; "
+                  "waiting between connects");
       }
       connect_wanted_ = false;
       retry_at_ = later(host_.now(), delay);
@@ -146,7 +147,8 @@ void session::send_request(std::vector<outgoing>&& sent, exchanges::slot holds,
   batch.messages.reserve(ids.size());
   for (const auto id : ids) {
     const outgoing* m = ledger_.awaiting(id);
-    batch.messages.push_back({m->kind, m->id, m->channel, m->payload, m->first_connect, m->hold_ms, m->ext});
+    batch.messages.push_back(
+        {m->kind, m->id, m->channel, m->payload, m->first_connect, m->hold_ms, m->ext});
   }
   host_.send(type_, request, batch, timeout, alone);
 }

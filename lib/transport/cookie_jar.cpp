@@ -19,8 +19,7 @@ std::string lower(std::string_view s) {
 }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -68,7 +67,8 @@ bool url_origin(std::string_view url, std::string& origin, std::string& path) {
     const auto close = authority.find(']');
     if (close == std::string_view::npos) return false;
     host = authority.substr(0, close + 1);
-    if (authority.size() > close + 1 && authority[close + 1] == ':') port = authority.substr(close + 2);
+    if (authority.size() > close + 1 && authority[close + 1] == ':')
+      port = authority.substr(close + 2);
   } else if (const auto colon = authority.rfind(':'); colon != std::string_view::npos) {
     host = authority.substr(0, colon);
     port = authority.substr(colon + 1);
@@ -77,7 +77,8 @@ bool url_origin(std::string_view url, std::string& origin, std::string& path) {
   std::string p(port);
   if (p.empty()) p = scheme == "https" ? "443" : scheme == "http" ? "80" : "";
   origin = scheme + "://" + lower(host) + ":" + p;
-  std::string_view rp = auth_end == std::string_view::npos ? std::string_view{} : rest.substr(auth_end);
+  std::string_view rp =
+      auth_end == std::string_view::npos ? std::string_view{} : rest.substr(auth_end);
   rp = rp.substr(0, rp.find_first_of("?#"));
   path = rp.empty() || rp.front() != '/' ? "/" : std::string(rp);
   return true;
@@ -101,14 +102,16 @@ void cookie_jar::store(std::string_view url, std::string_view set_cookie, std::t
   bool has_max_age = false;
   bool expired = false;
   bool secure = false;
-  std::string_view attrs = semi == std::string_view::npos ? std::string_view{} : set_cookie.substr(semi + 1);
+  std::string_view attrs =
+      semi == std::string_view::npos ? std::string_view{} : set_cookie.substr(semi + 1);
   while (!attrs.empty()) {
     const auto next = attrs.find(';');
     const std::string_view av = attrs.substr(0, next);
     attrs = next == std::string_view::npos ? std::string_view{} : attrs.substr(next + 1);
     const auto aeq = av.find('=');
     const std::string_view key = trim_ows(av.substr(0, aeq));
-    const std::string_view val = aeq == std::string_view::npos ? std::string_view{} : trim_ows(av.substr(aeq + 1));
+    const std::string_view val =
+        aeq == std::string_view::npos ? std::string_view{} : trim_ows(av.substr(aeq + 1));
     if (iequals(key, "max-age")) {
       long long secs = 0;
       const bool neg = !val.empty() && val.front() == '-';
@@ -164,7 +167,8 @@ void cookie_jar::store(std::string_view url, std::string_view set_cookie, std::t
       // The oldest of this origin makes room.
       auto oldest = cookies_.end();
       for (auto i = cookies_.begin(); i != cookies_.end(); ++i) {
-        if (i->origin == origin && (oldest == cookies_.end() || i->created < oldest->created)) oldest = i;
+        if (i->origin == origin && (oldest == cookies_.end() || i->created < oldest->created))
+          oldest = i;
       }
       cookies_.erase(oldest);
     }
@@ -180,9 +184,10 @@ void cookie_jar::store(std::string_view url, std::string_view set_cookie, std::t
 
 void cookie_jar::purge(std::time_t now) {
   const auto before = cookies_.size();
-  cookies_.erase(std::remove_if(cookies_.begin(), cookies_.end(),
-                                [&](const cookie& c) { return c.expires != 0 && c.expires <= now; }),
-                 cookies_.end());
+  cookies_.erase(
+      std::remove_if(cookies_.begin(), cookies_.end(),
+                     [&](const cookie& c) { return c.expires != 0 && c.expires <= now; }),
+      cookies_.end());
   if (cookies_.size() != before) ++version_;
   next_expiry_ = 0;
   for (const auto& k : cookies_) {
@@ -200,12 +205,14 @@ std::string cookie_jar::header_for(std::string_view url, std::time_t now) const 
   if (cookies_.empty() || !url_origin(url, origin, path)) return {};
   std::vector<const cookie*> match;
   for (const auto& c : cookies_) {
-    if (c.origin != origin || (c.expires != 0 && c.expires <= now) || !path_matches(c.path, path)) continue;
+    if (c.origin != origin || (c.expires != 0 && c.expires <= now) || !path_matches(c.path, path))
+      continue;
     match.push_back(&c);
   }
   // RFC 6265 5.4: longer paths first, then the earlier created.
   std::sort(match.begin(), match.end(), [](const cookie* a, const cookie* b) {
-    return a->path.size() != b->path.size() ? a->path.size() > b->path.size() : a->created < b->created;
+    return a->path.size() != b->path.size() ? a->path.size() > b->path.size()
+                                            : a->created < b->created;
   });
   std::string out;
   for (const cookie* c : match) {

@@ -158,7 +158,7 @@ int curl_multi::on_socket(CURL* /*easy*/, curl_socket_t fd, int what, void* user
     }
     return 0;
   }
-  if (self->shut_down_) return 0;  // start nothing new
+  if (self->shut_down_) return 0;   // start nothing new
   if (!p) p = self->find_poll(fd);  // a kept-alive connection taken up again
   if (!p) {
     p = new (std::nothrow) poll_ctx;
@@ -242,7 +242,8 @@ void curl_multi::socket_action(curl_socket_t fd, int flags) {
       drain();
     }
   } catch (...) {
-    if (!users_.empty()) users_.front()->log("long-polling: unexpected exception while driving libcurl");
+    if (!users_.empty())
+      users_.front()->log("long-polling: unexpected exception while driving libcurl");
   }
   if (--dispatching_ == 0 && tearing_down_ && !shut_down_) shut_down();
 }

@@ -15,7 +15,8 @@ using header_list = std::vector<std::pair<std::string, std::string>>;
 
 // True when `s` holds CR, LF or NUL: as a header name or value it would inject lines of its own.
 inline bool has_ctl(std::string_view s) noexcept {
-  return std::any_of(s.begin(), s.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
+  return std::any_of(s.begin(), s.end(),
+                     [](char c) { return c == '\r' || c == '\n' || c == '\0'; });
 }
 
 // `s` without the spaces and tabs around it (HTTP's optional whitespace).

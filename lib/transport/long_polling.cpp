@@ -60,7 +60,8 @@ std::string_view trim(std::string_view s) {
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -75,7 +76,7 @@ struct request_ctx : curl_transfer {
   header_list headers;
   std::size_t max_size = 0;
   std::size_t header_bytes = 0;  // response header bytes received (max_header_bytes)
-  bool configured = false;  // the options shared by every request are set (lp_core::configure)
+  bool configured = false;       // the options shared by every request are set (lp_core::configure)
   bool too_large = false;
   bool headers_too_large = false;
   bool out_of_memory = false;
@@ -137,8 +138,10 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
     if (closed_) {
       if (!done) return;
       // Closing: with the others. Closed: later, from the reactor (never from inside this call).
-      if (!finished_) done_.push_back(std::move(done));
-      else env_.tasks->post(std::move(done));
+      if (!finished_)
+        done_.push_back(std::move(done));
+      else
+        env_.tasks->post(std::move(done));
       return;
     }
     if (done) done_.push_back(std::move(done));
@@ -176,7 +179,8 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
 
   // The multi saw `t` (one of active_) finish and took its easy handle out.
   void transfer_done(curl_transfer& t, CURLcode result) override {
-    auto it = std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.get() == &t; });
+    auto it =
+        std::find_if(active_.begin(), active_.end(), [&](const auto& a) { return a.get() == &t; });
     if (it == active_.end()) return;
     std::unique_ptr<request_ctx> req = std::move(*it);
     active_.erase(it);
@@ -258,8 +262,10 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
       const std::string cookies = env_.cookies->header_for(config_.url, std::time(nullptr));
       if (!cookies.empty() && list) list = append_or_fail(list, ("Cookie: " + cookies).c_str());
     }
-    if (list) header_list_ = std::shared_ptr<curl_slist>(list, &curl_slist_free_all);
-    else header_list_.reset();
+    if (list)
+      header_list_ = std::shared_ptr<curl_slist>(list, &curl_slist_free_all);
+    else
+      header_list_.reset();
     return header_list_;
   }
 
@@ -317,7 +323,8 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
       curl_easy_setopt(e, CURLOPT_HTTPHEADER, r.request_headers.get());
     }
     // 0 or less means no deadline (curl's own meaning of 0).
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS,
+                     static_cast<long>(std::max<std::int64_t>(0, timeout.count())));
   }
 
   // The options every request of this core shares; `r` lives at a fixed address (a unique_ptr)
@@ -359,11 +366,12 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
 
   // A failure found inside send(): reported from the reactor, unless abort() or close() came first.
   void defer_failure(std::uint64_t id, error err) {
-    env_.tasks->post([weak = weak_from_this(), generation = abort_generation_, id, err = std::move(err)] {
-      const auto self = weak.lock();
-      if (!self || self->closed_ || self->abort_generation_ != generation) return;
-      self->report_failure(id, err);
-    });
+    env_.tasks->post(
+        [weak = weak_from_this(), generation = abort_generation_, id, err = std::move(err)] {
+          const auto self = weak.lock();
+          if (!self || self->closed_ || self->abort_generation_ != generation) return;
+          self->report_failure(id, err);
+        });
   }
 
   // --- libcurl callbacks: no libcurl calls, no user code, no exceptions out ---
@@ -493,31 +501,21 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
     std::string what;
     switch (result) {
       case CURLE_COULDNT_RESOLVE_HOST:
-      case CURLE_COULDNT_RESOLVE_PROXY:
-        what = "could not resolve host";
-        break;
+      case CURLE_COULDNT_RESOLVE_PROXY: what = "could not resolve host"; break;
       case CURLE_COULDNT_CONNECT: {
         long os_errno = 0;
         curl_easy_getinfo(r.easy, CURLINFO_OS_ERRNO, &os_errno);
         what = os_errno == ECONNREFUSED ? "connection refused" : "could not connect";
         break;
       }
-      case CURLE_OPERATION_TIMEDOUT:
-        what = "timed out";
-        break;
+      case CURLE_OPERATION_TIMEDOUT: what = "timed out"; break;
       case CURLE_GOT_NOTHING:
       case CURLE_SEND_ERROR:
       case CURLE_RECV_ERROR:
-      case CURLE_PARTIAL_FILE:
-        what = "connection lost";
-        break;
+      case CURLE_PARTIAL_FILE: what = "connection lost"; break;
       case CURLE_SSL_CONNECT_ERROR:
-      case CURLE_SSL_CERTPROBLEM:
-        what = "TLS error";
-        break;
-      default:
-        what = "transport error";
-        break;
+      case CURLE_SSL_CERTPROBLEM: what = "TLS error"; break;
+      default: what = "transport error"; break;
     }
     what.append(": ").append(r.errbuf[0] ? r.errbuf : curl_easy_strerror(result));
     while (!what.empty() && what.back() == '\n') what.pop_back();  // curl ends some with '\n'
@@ -581,7 +579,7 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
 
   transport_env env_;
   long_polling_config config_;
-  transport_events* events_;  // null once closed: nothing is reported after close()
+  transport_events* events_;           // null once closed: nothing is reported after close()
   std::shared_ptr<curl_multi> multi_;  // the loop's multi, released by close()
   struct url_free {
     void operator()(CURLU* u) const noexcept { curl_url_cleanup(u); }
@@ -604,7 +602,8 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
 // destruction just closes silently and lets the core finish closing on its own.
 class long_polling_transport final : public transport {
  public:
-  long_polling_transport(const transport_env& env, long_polling_config config, transport_events& events)
+  long_polling_transport(const transport_env& env, long_polling_config config,
+                         transport_events& events)
       : core_(std::make_shared<lp_core>(env, std::move(config), events)) {
     core_->init();
   }

@@ -48,8 +48,8 @@ class loop_shared {
     {
       registry& r = reg();
       std::lock_guard<std::mutex> lock(r.mutex);
-      const auto it = std::find_if(r.live.begin(), r.live.end(),
-                                   [&](const entry& e) { return e.obj == obj; });
+      const auto it =
+          std::find_if(r.live.begin(), r.live.end(), [&](const entry& e) { return e.obj == obj; });
       if (it == r.live.end() || --it->users > 0) return false;
       r.live.erase(it);
     }

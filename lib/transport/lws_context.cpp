@@ -45,7 +45,6 @@ void quiet_lws_logging() {
   });
 }
 
-
 // The lws callbacks of a connection; lws's other callbacks (protocol, vhost, ...) are ignored.
 bool is_connection_reason(lws_callback_reasons reason) {
   switch (reason) {
@@ -54,10 +53,8 @@ bool is_connection_reason(lws_callback_reasons reason) {
     case LWS_CALLBACK_RAW_RX:
     case LWS_CALLBACK_RAW_CLOSE:
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
-    case LWS_CALLBACK_WSI_DESTROY:
-      return true;
-    default:
-      return false;
+    case LWS_CALLBACK_WSI_DESTROY: return true;
+    default: return false;
   }
 }
 
@@ -67,10 +64,8 @@ int stray_answer(lws_callback_reasons reason) {
   switch (reason) {
     case LWS_CALLBACK_RAW_CONNECTED:
     case LWS_CALLBACK_RAW_WRITEABLE:
-    case LWS_CALLBACK_RAW_RX:
-      return -1;
-    default:
-      return 0;
+    case LWS_CALLBACK_RAW_RX: return -1;
+    default: return 0;
   }
 }
 

@@ -36,7 +36,6 @@ inline const lws_retry_bo_t no_validity_policy = {};
 // its transport closed): close it where lws lets the callback do so, else let lws go on closing.
 int stray_answer(lws_callback_reasons reason);
 
-
 // What an lws context is made with; transports share a context only when these are equal.
 struct context_settings {
   bool tls = false;          // wss: the context has an SSL_CTX for its connections
@@ -120,7 +119,7 @@ class ws_context final : public loop_owned<ws_context> {
   lws_protocols protocols_[2];
   lws_context* ctx_ = nullptr;  // also lws's pcontext: lws clears it when the context is freed
   std::unique_ptr<tls::context> tls_;
-  std::vector<char> plaintext_;  // see borrow_plaintext_buffer()
+  std::vector<char> plaintext_;                                // see borrow_plaintext_buffer()
   std::unordered_map<std::uint64_t, websocket_core*> routes_;  // id → core of that connection
   std::uint64_t next_id_ = 1;
   // Every wsi this context created: lws 4.1.6 leaves the uv_poll watcher of a connection that

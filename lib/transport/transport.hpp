@@ -34,7 +34,8 @@ class transport_events {
 
   // A frame arrived. `request` is the send() it answers for request/response transports
   // (long-polling: the HTTP response body of that request, any 2xx status); 0 for frames a stream
-  // transport receives (websocket). `headers` are the response headers where the transport has them.
+  // transport receives (websocket). `headers` are the response headers where the transport has
+  // them.
   virtual void on_frame(std::uint64_t request, std::string&& body, const header_list& headers) = 0;
 
   // A request failed without a usable frame (long-polling: connection error, timeout, non-2xx
@@ -66,10 +67,10 @@ using log_sink = std::function<void(log_level, std::string_view)>;
 // The long-polling transport's settings, filled from the options in one place
 // (make_long_polling_config, lib/config.hpp). No defaults of its own: the options have them.
 struct long_polling_config {
-  std::string url;               // http(s) URL of the server
-  header_list headers;           // validated already (the options' check)
-  bool tls_verify = true;        // (safe when not filled)
-  std::string ca_file;           // empty: the system's trust store
+  std::string url;                 // http(s) URL of the server
+  header_list headers;             // validated already (the options' check)
+  bool tls_verify = true;          // (safe when not filled)
+  std::string ca_file;             // empty: the system's trust store
   std::size_t max_message_size{};  // the largest response body (0: no limit)
   log_sink log;
 };
@@ -82,7 +83,7 @@ struct websocket_config {
   std::string ca_file;
   std::chrono::milliseconds connect_timeout{};  // up within this, or on_down (0: lws's own bound)
   std::size_t max_message_size{};               // the largest incoming message (0: no limit)
-  std::chrono::milliseconds ping_interval{};    // ping period; no pong or data for two: dead. 0: off
+  std::chrono::milliseconds ping_interval{};  // ping period; no pong or data for two: dead. 0: off
   log_sink log;
   // Knobs the options do not expose (tests turn them down).
   // lws reads at most this many bytes from the socket at a time (its per-thread buffer, one per

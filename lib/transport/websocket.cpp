@@ -43,8 +43,8 @@
 //   closed or gone) reach no core and close it.
 // - Ping: lws 4.1 dropped ws_ping_pong_interval; its replacement (the retry/idle "validity"
 //   policy) hangs up without telling why. So the transport pings on its own uv timer
-//   (websocket_config::ping_interval, options::websocket_ping_interval) and turns lws's validity checks off; no pong or data
-//   for two intervals is reported as errc::timeout.
+//   (websocket_config::ping_interval, options::websocket_ping_interval) and turns lws's validity
+//   checks off; no pong or data for two intervals is reported as errc::timeout.
 // - Host names are resolved with uv_getaddrinfo (Debian's lws 4.1 has no async DNS and would
 //   block the loop in getaddrinfo); lws gets the first address, the Host header keeps the name.
 // - lws logging is process-global in 4.1 (lws_set_log_level); see quiet_lws_logging().
@@ -186,8 +186,7 @@ bool websocket_core::acquire_context() {
   // The environment is read once, with the context, as lws used to.
   const char* proxy = std::getenv("http_proxy");
   const char* no_proxy = std::getenv("no_proxy");
-  if (proxy && *proxy && endpoint_ &&
-      !(no_proxy && proxy_exempt(no_proxy, endpoint_->address))) {
+  if (proxy && *proxy && endpoint_ && !(no_proxy && proxy_exempt(no_proxy, endpoint_->address))) {
     proxy_ = parse_proxy(proxy, proxy_auth_, proxy_error_);
   }
   return true;
@@ -196,7 +195,8 @@ bool websocket_core::acquire_context() {
 void websocket_core::open_connection() {
   const auto refuse = [&](std::string why) {
     out_.clear();
-    emit({event::kind::down, {}, make_error(errc::transport_error, "websocket: " + why), false, {}});
+    emit(
+        {event::kind::down, {}, make_error(errc::transport_error, "websocket: " + why), false, {}});
   };
   if (!endpoint_) return refuse(endpoint_error_);
   if (!shared_ && !acquire_context()) return refuse("could not create the lws context");
@@ -252,9 +252,9 @@ void websocket_core::on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* re
         self->connect_to(ip);  // the first address only, as lws would
       } else {
         const ws_endpoint& hop = self->proxy_ ? *self->proxy_ : *self->endpoint_;
-        self->connection_lost(make_error(
-            errc::transport_error, "websocket: could not resolve " + hop.address + ": " +
-                                       (status < 0 ? uv_strerror(status) : "no address")));
+        self->connection_lost(make_error(errc::transport_error,
+                                         "websocket: could not resolve " + hop.address + ": " +
+                                             (status < 0 ? uv_strerror(status) : "no address")));
       }
     }
   } catch (...) {
@@ -391,15 +391,9 @@ void websocket_core::deliver(event& ev) {
   if (!events_) return;
   try {
     switch (ev.what) {
-      case event::kind::up:
-        events_->on_up();
-        break;
-      case event::kind::frame:
-        events_->on_frame(0, std::move(ev.body), {});
-        break;
-      case event::kind::down:
-        events_->on_down(ev.err, ev.was_up, ev.unsent);
-        break;
+      case event::kind::up: events_->on_up(); break;
+      case event::kind::frame: events_->on_frame(0, std::move(ev.body), {}); break;
+      case event::kind::down: events_->on_down(ev.err, ev.was_up, ev.unsent); break;
     }
   } catch (const std::exception& e) {
     log(log_level::error, std::string("websocket: event handler threw: ") + e.what());
@@ -491,7 +485,8 @@ class websocket_transport final : public transport {
   transport_traits traits() const noexcept override {
     return {/*request_response=*/false, /*pausable=*/true, /*merges_frames=*/true};
   }
-  void send(std::uint64_t request, std::string body, std::chrono::milliseconds, bool alone = false) override {
+  void send(std::uint64_t request, std::string body, std::chrono::milliseconds,
+            bool alone = false) override {
     core_->send(request, std::move(body), alone);
   }
   void abort() override { core_->abort(); }

@@ -40,7 +40,6 @@ inline error make_error(errc code, std::string message) {
   return error{make_error_code(code), std::move(message)};
 }
 
-
 // The state of one websocket transport. loop_owned: it lives until its timers and name lookups
 // are closed (and, for the last user of an lws context, until that context let go of the loop),
 // whatever happened to the transport object.
@@ -89,8 +88,8 @@ class websocket_core final : public loop_owned<websocket_core> {
     bool reading = true;         // lws reads the connection (rx flow control)
     bool write_stalled = false;  // lws holds part of a frame the socket has not taken yet
     std::uint64_t last_rx_ms = 0;
-    std::string peer_close;  // the server's close frame, for the on_down message
-    std::string request;     // the CONNECT or upgrade request until written
+    std::string peer_close;                    // the server's close frame, for the on_down message
+    std::string request;                       // the CONNECT or upgrade request until written
     std::optional<ws::upgrade_reader> tunnel;  // the proxy's answer to CONNECT
     std::unique_ptr<tls::stream> tls;          // wss: the TLS session under the websocket
     std::optional<ws::upgrade_reader> upgrade;
@@ -190,9 +189,9 @@ class websocket_core final : public loop_owned<websocket_core> {
   bool last_mergeable_ = false;  // the newest frame in out_ may take more messages
 
   int api_depth_ = 0;
-  int posted_ = 0;                    // events posted and not run yet: later ones queue behind
+  int posted_ = 0;                      // events posted and not run yet: later ones queue behind
   std::uint64_t event_generation_ = 0;  // moves on abort/close: posted events are dropped
-  std::vector<dns_query*> dns_;  // in flight (cancelled ones too, until their callback)
+  std::vector<dns_query*> dns_;         // in flight (cancelled ones too, until their callback)
 
   phase phase_ = phase::open;
   std::vector<std::function<void()>> done_;

@@ -13,8 +13,8 @@ struct ws_endpoint {
   std::string address;  // for connect(): host without IPv6 brackets
   std::string host;     // Host header: the URL's authority
   int port = 0;
-  std::string path;      // path and query
-  bool numeric = false;  // address is an IP literal: no name resolution
+  std::string path;            // path and query
+  bool numeric = false;        // address is an IP literal: no name resolution
   bool explicit_port = false;  // the URL names the port
 
   // host:port, the port always there ("[::1]:443" for IPv6): for messages and CONNECT.
@@ -34,7 +34,6 @@ bool proxy_exempt(std::string_view no_proxy, std::string_view host);
 
 // `http_proxy` ("[http://][user:password@]host[:port][/]", port 1080 when none, as libcurl reads
 // it) → where connections go first. Credentials become `auth`, a Proxy-Authorization value.
-std::optional<ws_endpoint> parse_proxy(std::string_view value, std::string& auth,
-                                       std::string& why);
+std::optional<ws_endpoint> parse_proxy(std::string_view value, std::string& auth, std::string& why);
 
 }  // namespace uvcometd::detail

@@ -16,8 +16,7 @@ constexpr std::uint64_t max_reserve = 1u << 20;
 std::uint32_t rotl(std::uint32_t v, int n) { return (v << n) | (v >> (32 - n)); }
 
 bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
@@ -94,8 +93,8 @@ std::string base64(const unsigned char* data, std::size_t len) {
   out.reserve((len + 2) / 3 * 4);
   std::size_t i = 0;
   for (; i + 3 <= len; i += 3) {
-    const std::uint32_t v = (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) |
-                            data[i + 2];
+    const std::uint32_t v =
+        (std::uint32_t{data[i]} << 16) | (std::uint32_t{data[i + 1]} << 8) | data[i + 2];
     out.push_back(alphabet[(v >> 18) & 63]);
     out.push_back(alphabet[(v >> 12) & 63]);
     out.push_back(alphabet[(v >> 6) & 63]);
@@ -131,7 +130,8 @@ std::string upgrade_request(std::string_view host, std::string_view path, std::s
   r.append("GET ").append(path).append(" HTTP/1.1\r\nHost: ").append(host);
   r.append("\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ").append(key);
   r.append("\r\nSec-WebSocket-Version: 13\r\n");
-  for (const auto& [name, value] : headers) r.append(name).append(": ").append(value).append("\r\n");
+  for (const auto& [name, value] : headers)
+    r.append(name).append(": ").append(value).append("\r\n");
   if (!cookie.empty()) r.append("Cookie: ").append(cookie).append("\r\n");
   r.append("\r\n");
   return r;
@@ -182,8 +182,7 @@ void upgrade_reader::parse_head() {
   rest.remove_prefix(eol + 2);
   // HTTP/1.x SP 3DIGIT SP reason
   if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
-      line[8] != ' ' ||
-      !std::isdigit(static_cast<unsigned char>(line[9])) ||
+      line[8] != ' ' || !std::isdigit(static_cast<unsigned char>(line[9])) ||
       !std::isdigit(static_cast<unsigned char>(line[10])) ||
       !std::isdigit(static_cast<unsigned char>(line[11])) ||
       (line.size() > 12 && line[12] != ' ')) {
@@ -204,8 +203,7 @@ void upgrade_reader::parse_head() {
     rest.remove_prefix(e + 2);
     const auto colon = h.find(':');
     if (colon == std::string_view::npos || colon == 0) {
-      fail("malformed header line in the upgrade response: '" + std::string(h.substr(0, 80)) +
-           "'");
+      fail("malformed header line in the upgrade response: '" + std::string(h.substr(0, 80)) + "'");
       return;
     }
     const std::string_view name = h.substr(0, colon);
@@ -263,8 +261,7 @@ frame_reader::event frame_reader::next(const char* data, std::size_t len, std::s
         hdr_[hdr_len_++] = static_cast<unsigned char>(data[consumed++]);
         if (hdr_len_ == 2) {
           if (hdr_[1] & 0x80) {
-            return fail(errc::transport_error, 1002,
-                        "websocket: the server sent a masked frame");
+            return fail(errc::transport_error, 1002, "websocket: the server sent a masked frame");
           }
           const unsigned len7 = hdr_[1] & 0x7F;
           hdr_need_ = len7 == 126 ? 4 : len7 == 127 ? 10 : 2;
@@ -362,17 +359,16 @@ frame_reader::event frame_reader::header_done() {
 frame_reader::event frame_reader::frame_done() {
   in_payload_ = false;
   switch (op_) {
-    case opcode::ping:
-      return event::ping;
-    case opcode::pong:
-      return event::pong;
+    case opcode::ping: return event::ping;
+    case opcode::pong: return event::pong;
     case opcode::close:
       if (ctl_.size() == 1) {
         return fail(errc::transport_error, 1002, "websocket: close frame with a 1-byte payload");
       }
       close_code_ = 0;
       if (ctl_.size() >= 2) {
-        close_code_ = (static_cast<unsigned char>(ctl_[0]) << 8) | static_cast<unsigned char>(ctl_[1]);
+        close_code_ =
+            (static_cast<unsigned char>(ctl_[0]) << 8) | static_cast<unsigned char>(ctl_[1]);
         ctl_.erase(0, 2);
       }
       dead_ = closed_ = true;  // nothing may follow a close frame

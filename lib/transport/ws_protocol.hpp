@@ -91,8 +91,8 @@ class frame_reader {
     message,  // take_message() is a complete text or binary message
     ping,     // control_payload() must be sent back in a pong
     pong,
-    close,    // the server closes: close_code() (0 if none), control_payload() past the code
-    error     // a protocol violation: what(), error_code(), close_status(); the reader is dead
+    close,  // the server closes: close_code() (0 if none), control_payload() past the code
+    error   // a protocol violation: what(), error_code(), close_status(); the reader is dead
   };
 
   // `max_message`: the largest message accepted, in bytes (0: no limit). Checked against the

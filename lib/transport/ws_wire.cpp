@@ -51,14 +51,11 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
   if (!conn_.wsi) conn_.wsi = wsi;  // callbacks from inside lws_client_connect_via_info
 
   switch (reason) {
-    case LWS_CALLBACK_RAW_CONNECTED:
-      return on_connected(wsi);
+    case LWS_CALLBACK_RAW_CONNECTED: return on_connected(wsi);
 
-    case LWS_CALLBACK_RAW_WRITEABLE:
-      return on_writeable(wsi);
+    case LWS_CALLBACK_RAW_WRITEABLE: return on_writeable(wsi);
 
-    case LWS_CALLBACK_RAW_RX:
-      return on_receive(wsi, id, static_cast<const char*>(in), len);
+    case LWS_CALLBACK_RAW_RX: return on_receive(wsi, id, static_cast<const char*>(in), len);
 
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
       conn_.wsi = nullptr;  // lws frees it after this callback
@@ -97,8 +94,7 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
           make_error(errc::transport_error, "websocket: connection to " + describe() + " lost"));
       return 0;
 
-    default:
-      return 0;
+    default: return 0;
   }
 }
 
@@ -127,7 +123,7 @@ int websocket_core::start_stream(lws* wsi) {
   }
   conn_.at = connection::stage::tls;
   conn_.tls = std::make_unique<tls::stream>(*shared_->tls(), endpoint_->address, endpoint_->numeric,
-                                       config_.tls_verify);
+                                            config_.tls_verify);
   // The ClientHello, or an unusable trust store.
   if (conn_.tls->handshake() == tls::stream::status::failed) return tls_failed(wsi);
   if (flush_tls(wsi) < 0) {
@@ -149,7 +145,8 @@ void websocket_core::prepare_upgrade(lws* wsi) {
   const std::string key = ws::base64(nonce, sizeof nonce);
   const std::string cookie =
       env_.cookies ? env_.cookies->header_for(config_.url, std::time(nullptr)) : std::string();
-  conn_.request = ws::upgrade_request(endpoint_->host, endpoint_->path, key, config_.headers, cookie);
+  conn_.request =
+      ws::upgrade_request(endpoint_->host, endpoint_->path, key, config_.headers, cookie);
   conn_.request_sent = false;
   conn_.upgrade.emplace(key);
   lws_callback_on_writable(wsi);
@@ -211,8 +208,8 @@ int websocket_core::tls_failed(lws* wsi) {
   flush_tls(wsi);  // the alert that tells the server why, if any; best effort
   const std::string peer = endpoint_->host_port();
   error err = conn_.tls->certificate_refused()
-                  ? make_error(errc::certificate_error,
-                               "websocket: TLS certificate of " + peer + " refused: " + conn_.tls->what())
+                  ? make_error(errc::certificate_error, "websocket: TLS certificate of " + peer +
+                                                            " refused: " + conn_.tls->what())
                   : make_error(errc::transport_error,
                                "websocket: TLS with " + peer + " failed: " + conn_.tls->what());
   connection_lost(std::move(err));
@@ -233,8 +230,8 @@ int websocket_core::on_writeable(lws* wsi) {
     conn_.request_sent = true;
     const bool connect = conn_.at == connection::stage::tunnel;
     const int rc = connect ? lws_write(wsi, reinterpret_cast<unsigned char*>(&conn_.request[0]),
-                                       conn_.request.size(), LWS_WRITE_RAW) <
-                                     static_cast<int>(conn_.request.size())
+                                       conn_.request.size(),
+                                       LWS_WRITE_RAW) < static_cast<int>(conn_.request.size())
                                  ? -1
                                  : 0
                            : write_bytes(wsi, conn_.request.data(), conn_.request.size());
@@ -310,15 +307,14 @@ int websocket_core::on_tunnel_answer(lws* wsi, const char*& in, std::size_t& len
   len -= used;
   const std::string proxy = "the proxy " + proxy_->host_port();
   switch (conn_.tunnel->status_state()) {
-    case ws::upgrade_reader::state::incomplete:
-      return 0;
+    case ws::upgrade_reader::state::incomplete: return 0;
     case ws::upgrade_reader::state::invalid:
-      connection_lost(make_error(errc::transport_error, "websocket: invalid answer from " + proxy +
-                                                            " to CONNECT: " + conn_.tunnel->what()));
+      connection_lost(make_error(
+          errc::transport_error,
+          "websocket: invalid answer from " + proxy + " to CONNECT: " + conn_.tunnel->what()));
       return -1;
     case ws::upgrade_reader::state::accepted:  // a 101, no answer to CONNECT
-    case ws::upgrade_reader::state::refused:
-      break;
+    case ws::upgrade_reader::state::refused: break;
   }
   if (conn_.tunnel->status() / 100 != 2) {
     std::string msg = "websocket: " + proxy + " refused the tunnel to " + endpoint_->host_port() +
@@ -375,7 +371,7 @@ int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, s
       connection_lost(make_error(
           errc::transport_error,
           conn_.up ? "websocket: connection closed by " + describe() + conn_.peer_close
-              : "websocket: " + describe() + " ended the TLS session before the upgrade"));
+                   : "websocket: " + describe() + " ended the TLS session before the upgrade"));
       return -1;
     }
     if (st == tls::stream::status::failed) return tls_failed(wsi);
@@ -407,17 +403,16 @@ int websocket_core::on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& i
   in += used;
   len -= used;
   switch (conn_.upgrade->status_state()) {
-    case ws::upgrade_reader::state::incomplete:
-      return 0;
+    case ws::upgrade_reader::state::incomplete: return 0;
     case ws::upgrade_reader::state::refused:
       connection_lost(upgrade_refused(conn_.upgrade->status(), conn_.upgrade->reason()));
       return -1;
     case ws::upgrade_reader::state::invalid:
-      connection_lost(make_error(errc::transport_error, "websocket: invalid upgrade response from " +
-                                                            describe() + ": " + conn_.upgrade->what()));
+      connection_lost(make_error(
+          errc::transport_error,
+          "websocket: invalid upgrade response from " + describe() + ": " + conn_.upgrade->what()));
       return -1;
-    case ws::upgrade_reader::state::accepted:
-      break;
+    case ws::upgrade_reader::state::accepted: break;
   }
   keep_cookies(*conn_.upgrade);
   conn_.upgrade.reset();
@@ -429,7 +424,8 @@ int websocket_core::on_upgrade_answer(lws* wsi, std::uint64_t id, const char*& i
 // same server.
 void websocket_core::keep_cookies(const ws::upgrade_reader& answer) {
   if (!env_.cookies) return;
-  for (const auto& c : answer.set_cookies()) env_.cookies->store(config_.url, c, std::time(nullptr));
+  for (const auto& c : answer.set_cookies())
+    env_.cookies->store(config_.url, c, std::time(nullptr));
 }
 
 // The server answered the upgrade with another status than 101.
@@ -469,8 +465,7 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
     in += used;
     len -= used;
     switch (ev) {
-      case ws::frame_reader::event::none:
-        return 0;
+      case ws::frame_reader::event::none: return 0;
       case ws::frame_reader::event::message: {
         const bool now = emit({event::kind::frame, conn_.reader->take_message(), {}, false, {}});
         if (conn_.id != id) return -1;  // aborted, closed or failed from on_frame
@@ -488,13 +483,13 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
         conn_.pong = conn_.reader->control_payload();
         lws_callback_on_writable(wsi);
         break;
-      case ws::frame_reader::event::pong:
-        break;
+      case ws::frame_reader::event::pong: break;
       case ws::frame_reader::event::close: {
         std::string echo;
         if (const unsigned code = conn_.reader->close_code(); code != 0) {
           conn_.peer_close = " (close code " + std::to_string(code);
-          if (!conn_.reader->control_payload().empty()) conn_.peer_close += ": " + conn_.reader->control_payload();
+          if (!conn_.reader->control_payload().empty())
+            conn_.peer_close += ": " + conn_.reader->control_payload();
           conn_.peer_close += ")";
           echo.push_back(static_cast<char>(code >> 8));
           echo.push_back(static_cast<char>(code & 0xFF));

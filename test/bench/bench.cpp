@@ -58,15 +58,15 @@ struct args {
   unsigned long count = 20000;
   unsigned long size = 100;
   unsigned long batch = 1000;
-  unsigned long publish = 0;        // > 0: publishing benchmark
+  unsigned long publish = 0;  // > 0: publishing benchmark
   unsigned long publish_batch = 1000;
   unsigned long publish_inflight = 1;  // batches awaiting their acks at once
-  unsigned long clients = 0;        // > 0: idle memory per client
-  unsigned long roundtrip = 0;      // > 0: publish→receive round trips through Faye
-  unsigned long window = 1;         // round trips in flight at once
-  long max_pending = -1;            // < 0: the library's default
-  bool verbose = false;             // the client's log on stderr
-  bool tls = false;                 // https/wss to the firehose (self-signed, not verified)
+  unsigned long clients = 0;           // > 0: idle memory per client
+  unsigned long roundtrip = 0;         // > 0: publish→receive round trips through Faye
+  unsigned long window = 1;            // round trips in flight at once
+  long max_pending = -1;               // < 0: the library's default
+  bool verbose = false;                // the client's log on stderr
+  bool tls = false;                    // https/wss to the firehose (self-signed, not verified)
 };
 
 [[noreturn]] void usage(const char* why) {
@@ -192,7 +192,8 @@ double server_cpu_seconds() {
   if (close_paren == std::string::npos) return -1;
   const char* p = stat.c_str() + close_paren + 2;  // field 3, the state
   unsigned long long utime = 0, stime = 0;
-  if (std::sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) != 2) {
+  if (std::sscanf(p, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
+      2) {
     return -1;
   }
   return double(utime + stime) / double(sysconf(_SC_CLK_TCK));
@@ -340,8 +341,8 @@ struct run_state {
   std::string first_publish_error;
 
   // round trip: publish i carries its send time; latencies in ns
-  std::uint64_t t0_ns = 0;               // time origin of the timestamps in the payloads
-  std::string pad;                       // the payload's "p" string
+  std::uint64_t t0_ns = 0;  // time origin of the timestamps in the payloads
+  std::string pad;          // the payload's "p" string
   unsigned long rt_issued = 0;
   unsigned long rt_received = 0;
   unsigned long rt_acked = 0;
@@ -441,7 +442,8 @@ void run_receive(run_state& r) {
                      }
                    }),
                "subscribe");
-  }), "open");
+  }),
+             "open");
 }
 
 // --- publish: N publishes to /bench/pub, in batches issued in one loop iteration each. Up to
@@ -482,7 +484,8 @@ void run_publish(run_state& r) {
     for (unsigned long b = 0; b < r.a.publish_inflight && r.issued < r.a.publish; ++b) {
       publish_batch(r, c);
     }
-  }), "open");
+  }),
+             "open");
 }
 
 // --- round trip: one client subscribed to /bench/rt publishes N timestamped messages to itself
@@ -493,8 +496,7 @@ constexpr const char* kRoundTripChannel = "/bench/rt";
 // Done when every publish was delivered and acknowledged (the ack and the delivery of one publish
 // come in either order).
 void maybe_finish_roundtrip(run_state& r) {
-  if (r.rt_done || r.rt_received < r.a.roundtrip ||
-      r.rt_acked + r.publish_errors < r.a.roundtrip) {
+  if (r.rt_done || r.rt_received < r.a.roundtrip || r.rt_acked + r.publish_errors < r.a.roundtrip) {
     return;
   }
   r.rt_done = true;
@@ -506,8 +508,8 @@ void publish_roundtrip(run_state& r, uvcometd::client& c) {
   const unsigned long i = r.rt_issued++;
   const std::uint64_t now = uv_hrtime();
   r.rt_sent_ns[i] = now;
-  const std::string data = "{\"t\":" + std::to_string(now - r.t0_ns) + ",\"i\":" +
-                           std::to_string(i) + ",\"p\":\"" + r.pad + "\"}";
+  const std::string data = "{\"t\":" + std::to_string(now - r.t0_ns) +
+                           ",\"i\":" + std::to_string(i) + ",\"p\":\"" + r.pad + "\"}";
   check_sync(c.publish(kRoundTripChannel, data,
                        [&r, i](const uvcometd::error& e) {
                          if (r.rt_done) return;
@@ -563,7 +565,8 @@ void run_roundtrip(run_state& r) {
                      for (unsigned long i = 0; i < first; ++i) publish_roundtrip(r, c);
                    }),
                "subscribe");
-  }), "open");
+  }),
+             "open");
 }
 
 // The q-quantile (0 < q <= 1) of sorted values: the smallest value with at least q of them at
@@ -614,13 +617,15 @@ void open_idle_client(run_state& r) {
   auto& c = add_client(r);
   check_sync(c.open([&r, &c](const uvcometd::error& err) {
     if (err) fail("open: " + err.to_string());
-    check_sync(c.subscribe("/bench", [](const uvcometd::message&) {},
-                           [&r](const uvcometd::error& e) {
-                             if (e) fail("subscribe: " + e.to_string());
-                             on_idle_client_ready(r);
-                           }),
+    check_sync(c.subscribe(
+                   "/bench", [](const uvcometd::message&) {},
+                   [&r](const uvcometd::error& e) {
+                     if (e) fail("subscribe: " + e.to_string());
+                     on_idle_client_ready(r);
+                   }),
                "subscribe");
-  }), "open");
+  }),
+             "open");
 }
 
 void run_clients(run_state& r) {
@@ -651,9 +656,15 @@ int main(int argc, char** argv) {
     r->port = start_server(env_or("UVCOMETD_SERVERS_DIR", UVCOMETD_SERVERS_DIR) + "/faye-server.js",
                            {"--port", "0"}, "UVCOMETD_SERVERS_DIR");
   } else {
-    std::vector<std::string> server_args{
-        "--stdin-exit", "--size", std::to_string(a.size), "--batch", std::to_string(a.batch),
-        "--count", receive ? std::to_string(a.count) : "0", "--publish-echo", "0"};
+    std::vector<std::string> server_args{"--stdin-exit",
+                                         "--size",
+                                         std::to_string(a.size),
+                                         "--batch",
+                                         std::to_string(a.batch),
+                                         "--count",
+                                         receive ? std::to_string(a.count) : "0",
+                                         "--publish-echo",
+                                         "0"};
     if (a.tls) server_args.push_back("--tls");
     r->port = start_server(env_or("UVCOMETD_BENCH_DIR", UVCOMETD_BENCH_DIR) + "/firehose-server.js",
                            server_args, "UVCOMETD_BENCH_DIR");
@@ -665,9 +676,7 @@ int main(int argc, char** argv) {
   r->settle.data = r.get();
   uv_timer_start(
       &r->watchdog,
-      [](uv_timer_t*) {
-        fail("run limit of " + std::to_string(kRunLimitSeconds) + " s exceeded");
-      },
+      [](uv_timer_t*) { fail("run limit of " + std::to_string(kRunLimitSeconds) + " s exceeded"); },
       kRunLimitSeconds * 1000, 0);
 
   const sample setup = take_sample();
@@ -687,11 +696,11 @@ int main(int argc, char** argv) {
   if (uv_loop_close(&r->loop) != 0) std::fprintf(stderr, "uvcometd-bench: warning: loop busy\n");
   kill_server();
 
-  const char* tname = a.transport == uvcometd::connection_type::websocket ? "websocket"
-                                                                           : "long-polling";
+  const char* tname =
+      a.transport == uvcometd::connection_type::websocket ? "websocket" : "long-polling";
   const double wall = double(r->end.wall_ns - r->start.wall_ns) / 1e9;
-  const double cpu = (r->end.cpu_user_s - r->start.cpu_user_s) +
-                     (r->end.cpu_sys_s - r->start.cpu_sys_s);
+  const double cpu =
+      (r->end.cpu_user_s - r->start.cpu_user_s) + (r->end.cpu_sys_s - r->start.cpu_sys_s);
   const double server_cpu = r->server_cpu_start >= 0 && r->server_cpu_end >= 0
                                 ? r->server_cpu_end - r->server_cpu_start
                                 : -1;
@@ -723,15 +732,16 @@ int main(int argc, char** argv) {
     std::printf("parse_ceiling_msgs_per_s: %.0f\n", ceiling);
     std::printf("ceiling_over_actual: %.2f\n", ceiling / rate);
     std::printf("cpu_actual_over_parse: %.2f\n", cpu_us / parse_us);
-    std::printf("summary: %s receive %lu x %lu B (batch %lu): %.0f msg/s, %.3f us CPU/msg, "
-                "peak RSS %ld kB, parse ceiling %.0f msg/s (%.1fx actual)\n",
-                tname, a.count, a.size, a.batch, rate, cpu_us, peak_kb, ceiling, ceiling / rate);
+    std::printf(
+        "summary: %s receive %lu x %lu B (batch %lu): %.0f msg/s, %.3f us CPU/msg, "
+        "peak RSS %ld kB, parse ceiling %.0f msg/s (%.1fx actual)\n",
+        tname, a.count, a.size, a.batch, rate, cpu_us, peak_kb, ceiling, ceiling / rate);
     if (r->bad) return 1;
   } else if (a.publish) {
     const double rate = double(r->acked) / wall;
     std::printf("mode: publish\n");
-    std::printf("publish: %lu\nsize: %lu\npublish_batch: %lu\npublish_inflight: %lu\n",
-                a.publish, a.size, a.publish_batch, a.publish_inflight);
+    std::printf("publish: %lu\nsize: %lu\npublish_batch: %lu\npublish_inflight: %lu\n", a.publish,
+                a.size, a.publish_batch, a.publish_inflight);
     std::printf("acked: %lu\n", r->acked);
     std::printf("publish_errors: %lu\n", r->publish_errors);
     if (r->publish_errors) std::printf("first_publish_error: %s\n", r->first_publish_error.c_str());
@@ -741,10 +751,11 @@ int main(int argc, char** argv) {
     std::printf("cpu_sys_s: %.4f\n", r->end.cpu_sys_s - r->start.cpu_sys_s);
     std::printf("cpu_us_per_publish: %.3f\n", cpu * 1e6 / double(a.publish));
     std::printf("peak_rss_kb: %ld\n", peak_kb);
-    std::printf("summary: %s publish %lu x %lu B (batch %lu, %lu in flight): %.0f acked "
-                "publishes/s, %.3f us CPU/publish, %lu errors, server CPU %.2f of wall\n",
-                tname, a.publish, a.size, a.publish_batch, a.publish_inflight, rate,
-                cpu * 1e6 / double(a.publish), r->publish_errors, server_cpu / wall);
+    std::printf(
+        "summary: %s publish %lu x %lu B (batch %lu, %lu in flight): %.0f acked "
+        "publishes/s, %.3f us CPU/publish, %lu errors, server CPU %.2f of wall\n",
+        tname, a.publish, a.size, a.publish_batch, a.publish_inflight, rate,
+        cpu * 1e6 / double(a.publish), r->publish_errors, server_cpu / wall);
     if (r->publish_errors) return 1;
   } else if (a.roundtrip) {
     std::printf("mode: roundtrip (Faye)\n");
@@ -759,14 +770,15 @@ int main(int argc, char** argv) {
     std::printf("cpu_us_per_roundtrip: %.3f\n", cpu * 1e6 / double(a.roundtrip));
     print_latencies("receive", r->rt_receive_ns);
     print_latencies("ack", r->rt_ack_ns);
-    std::printf("summary: %s round trip through Faye, %lu x %lu B, window %lu: publish->receive "
-                "p50 %.1f us, p99 %.1f us, max %.1f us; publish->ack p50 %.1f us, p99 %.1f us; "
-                "%.0f round trips/s, server CPU %.2f of wall\n",
-                tname, a.roundtrip, a.size, a.window, quantile_us(r->rt_receive_ns, 0.5),
-                quantile_us(r->rt_receive_ns, 0.99),
-                r->rt_receive_ns.empty() ? 0.0 : double(r->rt_receive_ns.back()) / 1e3,
-                quantile_us(r->rt_ack_ns, 0.5), quantile_us(r->rt_ack_ns, 0.99),
-                double(r->rt_received) / wall, server_cpu / wall);
+    std::printf(
+        "summary: %s round trip through Faye, %lu x %lu B, window %lu: publish->receive "
+        "p50 %.1f us, p99 %.1f us, max %.1f us; publish->ack p50 %.1f us, p99 %.1f us; "
+        "%.0f round trips/s, server CPU %.2f of wall\n",
+        tname, a.roundtrip, a.size, a.window, quantile_us(r->rt_receive_ns, 0.5),
+        quantile_us(r->rt_receive_ns, 0.99),
+        r->rt_receive_ns.empty() ? 0.0 : double(r->rt_receive_ns.back()) / 1e3,
+        quantile_us(r->rt_ack_ns, 0.5), quantile_us(r->rt_ack_ns, 0.99),
+        double(r->rt_received) / wall, server_cpu / wall);
     if (r->publish_errors || r->rt_bad || r->rt_received != a.roundtrip) return 1;
   } else {
     const double k = double(a.clients);

@@ -141,7 +141,8 @@ int main(int argc, char** argv) {
               a.batch, frame.size());
   std::printf("decoded_msgs: %lu\nparsed_msgs: %lu\n", decoded, parsed);
   std::printf("decode_ns_per_msg: %.1f\n", decode_ns);
-  std::printf("decode_mb_per_s: %.0f\n", double(frame.size()) / double(per_frame) / decode_ns * 1e3);
+  std::printf("decode_mb_per_s: %.0f\n",
+              double(frame.size()) / double(per_frame) / decode_ns * 1e3);
   std::printf("rapidjson_ns_per_msg: %.1f\n", parse_ns);
   std::printf("decode_over_rapidjson: %.2f\n", decode_ns / parse_ns);
   std::printf("summary: decode %.1f ns/msg, rapidjson DOM %.1f ns/msg (decode takes %.2fx)\n",

@@ -49,7 +49,8 @@ long long field(std::string_view json, std::string_view key) {
   if (pos == std::string_view::npos) return -1;
   long long v = 0;
   bool any = false;
-  for (std::size_t i = pos + needle.size(); i < json.size() && json[i] >= '0' && json[i] <= '9'; ++i) {
+  for (std::size_t i = pos + needle.size(); i < json.size() && json[i] >= '0' && json[i] <= '9';
+       ++i) {
     v = v * 10 + (json[i] - '0');
     any = true;
   }
@@ -86,11 +87,14 @@ struct soak {
 
   void stat(const char* tag) {
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::printf("%s t=%.1f rss_kb=%ld received=%llu distinct=%llu dup=%llu bad=%llu state=%s reconnects=%llu",
-                tag, t, status_kb("VmRSS"), static_cast<unsigned long long>(received),
-                static_cast<unsigned long long>(distinct), static_cast<unsigned long long>(dup),
-                static_cast<unsigned long long>(bad), std::string(to_string(client->current_state())).c_str(),
-                static_cast<unsigned long long>(reconnects));
+    std::printf(
+        "%s t=%.1f rss_kb=%ld received=%llu distinct=%llu dup=%llu bad=%llu state=%s "
+        "reconnects=%llu",
+        tag, t, status_kb("VmRSS"), static_cast<unsigned long long>(received),
+        static_cast<unsigned long long>(distinct), static_cast<unsigned long long>(dup),
+        static_cast<unsigned long long>(bad),
+        std::string(to_string(client->current_state())).c_str(),
+        static_cast<unsigned long long>(reconnects));
     if (std::strcmp(tag, "FINAL") == 0) {
       std::printf(" rss_start_kb=%ld rss_end_kb=%ld rss_max_kb=%ld", rss_start, status_kb("VmRSS"),
                   status_kb("VmHWM"));
@@ -159,18 +163,22 @@ int main(int argc, char** argv) {
     if (rc) std::fprintf(stderr, "soak-client: subscribe: %s\n", rc.message().c_str());
   };
   s.client->open([subscribe](const uvcometd::error& e) {
-    if (e) std::fprintf(stderr, "soak-client: open failed: %s\n", e.to_string().c_str());
-    else subscribe();
+    if (e)
+      std::fprintf(stderr, "soak-client: open failed: %s\n", e.to_string().c_str());
+    else
+      subscribe();
   });
 
   uv_timer_init(&loop, &s.stat_timer);
   s.stat_timer.data = &s;
-  uv_timer_start(&s.stat_timer, [](uv_timer_t* t) { static_cast<soak*>(t->data)->stat("STAT"); }, 1000, 1000);
+  uv_timer_start(
+      &s.stat_timer, [](uv_timer_t* t) { static_cast<soak*>(t->data)->stat("STAT"); }, 1000, 1000);
   for (uv_signal_t* sig : {&s.sigterm, &s.sigint}) {
     uv_signal_init(&loop, sig);
     sig->data = &s;
-    uv_signal_start(sig, [](uv_signal_t* h, int) { static_cast<soak*>(h->data)->stop(); },
-                    sig == &s.sigterm ? SIGTERM : SIGINT);
+    uv_signal_start(
+        sig, [](uv_signal_t* h, int) { static_cast<soak*>(h->data)->stop(); },
+        sig == &s.sigterm ? SIGTERM : SIGINT);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   s.client.reset();

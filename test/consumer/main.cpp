@@ -1,8 +1,8 @@
 // Smallest program using uvcometd as a dependency: creates a client on a loop, closes it without
 // ever opening it, and checks that every handle is gone afterwards. Nothing touches the network.
+#include <uv.h>
 #include <cstdio>
 #include <string>
-#include <uv.h>
 #include <uvcometd/client.hpp>
 
 int main() {

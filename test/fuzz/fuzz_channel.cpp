@@ -106,9 +106,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // delivers); anything else must merely not crash.
   const bool got = ch::channel_matches(pattern, channel);
   if (p.valid && c.valid && !wildcard(c)) {
-    FUZZ_CHECK(got == matches(p, c), show(pattern, channel) + (got ? " matched" : " did not match"));
+    FUZZ_CHECK(got == matches(p, c),
+               show(pattern, channel) + (got ? " matched" : " did not match"));
   }
   // A concrete name matches itself and nothing else as an exact pattern.
-  if (c.valid && !wildcard(c)) FUZZ_CHECK(ch::channel_matches(channel, channel), show(channel, channel));
+  if (c.valid && !wildcard(c))
+    FUZZ_CHECK(ch::channel_matches(channel, channel), show(channel, channel));
   return 0;
 }

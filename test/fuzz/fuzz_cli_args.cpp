@@ -12,9 +12,9 @@
 
 #include "channel.hpp"
 #include "cli_args.hpp"
-#include "uvcometd/checks.hpp"
 #include "fuzz_target.hpp"
 #include "json.hpp"
+#include "uvcometd/checks.hpp"
 
 namespace {
 
@@ -67,7 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t from = 0;
   while (from <= in.size() && args.size() < 64) {
     const auto nul = in.find('\0', from);
-    args.emplace_back(in.substr(from, nul == std::string_view::npos ? std::string_view::npos : nul - from));
+    args.emplace_back(
+        in.substr(from, nul == std::string_view::npos ? std::string_view::npos : nul - from));
     if (nul == std::string_view::npos) break;
     from = nul + 1;
   }
@@ -84,11 +85,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       FUZZ_CHECK(!r.ok() && !r.error.empty(), "a usage error must say why" + at);
       return 0;
     case cli::parse_action::help:
-    case cli::parse_action::version:
-      FUZZ_CHECK(r.ok() && r.error.empty(), at);
-      return 0;
-    case cli::parse_action::run:
-      break;
+    case cli::parse_action::version: FUZZ_CHECK(r.ok() && r.error.empty(), at); return 0;
+    case cli::parse_action::run: break;
   }
   FUZZ_CHECK(r.ok() && r.error.empty(), at);
   const cli::cli_config& c = r.config;
@@ -111,13 +109,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       continue;
     }
     // The library's publish() takes the same JSON (no deeper than its nesting limit).
-    FUZZ_CHECK(d::json::is_valid(p.data),
-               "the CLI accepts publish data that the library refuses: " + p.data.substr(0, 200) + at);
+    FUZZ_CHECK(
+        d::json::is_valid(p.data),
+        "the CLI accepts publish data that the library refuses: " + p.data.substr(0, 200) + at);
     check_line(p.channel, p.data, at);
   }
   if (!c.handshake_ext.empty()) {
     FUZZ_CHECK(d::json::is_object(c.handshake_ext),
-               "the CLI accepts an --ext that the library refuses: " + c.handshake_ext.substr(0, 200) + at);
+               "the CLI accepts an --ext that the library refuses: " +
+                   c.handshake_ext.substr(0, 200) + at);
   }
   for (const auto& h : c.headers) {
     FUZZ_CHECK(h.find_first_of("\r\n") == std::string::npos, "a header of several lines" + at);

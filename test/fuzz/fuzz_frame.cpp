@@ -51,7 +51,9 @@ std::optional<d::advice> advice_of(std::string_view raw) {
 }
 
 std::string show(const d::advice& a) {
-  auto opt = [](const std::optional<std::int64_t>& v) { return v ? std::to_string(*v) : std::string("-"); };
+  auto opt = [](const std::optional<std::int64_t>& v) {
+    return v ? std::to_string(*v) : std::string("-");
+  };
   return "{reconnect " + std::to_string(static_cast<int>(a.reconnect)) + ", interval " +
          opt(a.interval) + ", timeout " + opt(a.timeout) + "}";
 }
@@ -97,7 +99,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   for (std::size_t i = 0; i < frame.messages.size(); ++i) {
     const auto& a = frame.messages[i];
     const std::string at = " of message " + std::to_string(i) + " in " + quoted(text);
-    FUZZ_CHECK(!a.json.empty() && a.json.front() == '{' && a.json.back() == '}', quoted(a.json) + at);
+    FUZZ_CHECK(!a.json.empty() && a.json.front() == '{' && a.json.back() == '}',
+               quoted(a.json) + at);
     (void)d::decode_string_array(a.connection_types);
     try {
       parsed.push_back(uvcometd::bayeux_message::parse(a.json));
@@ -116,7 +119,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(!err2 && again.skipped.empty() && again.messages.size() == parsed.size(),
                "join_frame output does not decode to the same messages: " + quoted(joined));
     for (std::size_t i = 0; i < parsed.size(); ++i) {
-      compare(again.messages[i], parsed[i], " of message " + std::to_string(i) + " in " + quoted(joined));
+      compare(again.messages[i], parsed[i],
+              " of message " + std::to_string(i) + " in " + quoted(joined));
     }
   }
 
@@ -149,12 +153,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (!err && frame.skipped.empty()) {
       FUZZ_CHECK(split.size() == frame.messages.size(), "message count differs in " + quoted(text));
       for (std::size_t i = 0; i < split.size(); ++i) {
-        compare(frame.messages[i], split[i], " of message " + std::to_string(i) + " in " + quoted(text));
+        compare(frame.messages[i], split[i],
+                " of message " + std::to_string(i) + " in " + quoted(text));
       }
     }
     const std::string joined = d::join_frame(split);
     std::vector<uvcometd::bayeux_message> again;
-    FUZZ_CHECK(d::split_frame(joined, again), "join_frame output does not split: " + quoted(joined));
+    FUZZ_CHECK(d::split_frame(joined, again),
+               "join_frame output does not split: " + quoted(joined));
     FUZZ_CHECK(again.size() == split.size(), quoted(joined));
     for (std::size_t i = 0; i < split.size(); ++i) {
       FUZZ_CHECK(again[i].fields() == split[i].fields(),

@@ -22,9 +22,9 @@
 // each when they run (0: no reaction), so the operations stay where they are whatever runs.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
@@ -91,27 +91,36 @@ bool legal(state from, state to) {
   return false;
 }
 
-const char* const patterns[] = {"/a",     "/a/b",     "/a/*",      "/a/**", "/**",  "/*",
-                                "/a/b/*", "/a/b/**",  "/x/y",      "/service/x",   "/a/b/c",
-                                "/meta/x", "/a/",     "",          "/a/*/b", "/meta"};
-const char* const data_channels[] = {"/a",     "/a/b",   "/a/b/c", "/a/*", "/a/**",   "/",
-                                     "/a/b/",  "/x/y",   "/b",     "/service/x", "/a/b/*",
-                                     "/meta/x", "",      "/a//b",  "/**",  "/a/b/c/d"};
-const char* const publish_channels[] = {"/a", "/a/b", "/x/y", "/service/x", "/a/*", "/meta/x", "", "/b"};
-const char* const errors[] = {"401::Unknown client", "402::session_unknown", "403::Forbidden",
-                              "400::bad", "401:nosuchclient:Unknown client", "500:x:oops", "", "nonsense"};
-const char* const advices[] = {"",
-                               R"({"reconnect":"retry","interval":0,"timeout":3000})",
-                               R"({"reconnect":"handshake"})",
-                               R"({"reconnect":"none"})",
-                               R"({"reconnect":"retry","interval":1000})",
-                               R"({"reconnect":"handshake","interval":0})",
-                               R"({"timeout":0})",
-                               R"({"interval":86400000})",
-                               R"("nonsense")",
-                               R"({"reconnect":"retry","timeout":30000,"interval":0,"multiple-clients":true})"};
+const char* const patterns[] = {"/a",     "/a/b",    "/a/*",   "/a/**",      "/**",    "/*",
+                                "/a/b/*", "/a/b/**", "/x/y",   "/service/x", "/a/b/c", "/meta/x",
+                                "/a/",    "",        "/a/*/b", "/meta"};
+const char* const data_channels[] = {"/a",    "/a/b",  "/a/b/c", "/a/*",       "/a/**",  "/",
+                                     "/a/b/", "/x/y",  "/b",     "/service/x", "/a/b/*", "/meta/x",
+                                     "",      "/a//b", "/**",    "/a/b/c/d"};
+const char* const publish_channels[] = {"/a",   "/a/b",    "/x/y", "/service/x",
+                                        "/a/*", "/meta/x", "",     "/b"};
+const char* const errors[] = {"401::Unknown client",
+                              "402::session_unknown",
+                              "403::Forbidden",
+                              "400::bad",
+                              "401:nosuchclient:Unknown client",
+                              "500:x:oops",
+                              "",
+                              "nonsense"};
+const char* const advices[] = {
+    "",
+    R"({"reconnect":"retry","interval":0,"timeout":3000})",
+    R"({"reconnect":"handshake"})",
+    R"({"reconnect":"none"})",
+    R"({"reconnect":"retry","interval":1000})",
+    R"({"reconnect":"handshake","interval":0})",
+    R"({"timeout":0})",
+    R"({"interval":86400000})",
+    R"("nonsense")",
+    R"({"reconnect":"retry","timeout":30000,"interval":0,"multiple-clients":true})"};
 const char* const types_offered[] = {R"(["long-polling","websocket"])", R"(["long-polling"])",
-                                     R"(["websocket"])", R"([])", R"(["websocket","long-polling","callback-polling"])"};
+                                     R"(["websocket"])", R"([])",
+                                     R"(["websocket","long-polling","callback-polling"])"};
 
 // One message the session sent: what the server needs to answer it.
 struct sent_message {
@@ -129,16 +138,16 @@ struct sent_frame {
 struct completion_record {
   std::string what;
   int calls = 0;
-  bool refused = false;       // the call returned an error: must never complete
-  bool after_close = false;   // created once close() had completed
+  bool refused = false;      // the call returned an error: must never complete
+  bool after_close = false;  // created once close() had completed
   bool is_open = false;
-  bool is_close = false;      // several close() calls all complete at the end
-  std::uint64_t sub = 0;      // subscribe: the local subscription it reports on
+  bool is_close = false;  // several close() calls all complete at the end
+  std::uint64_t sub = 0;  // subscribe: the local subscription it reports on
 };
 
 struct sub_record {
   std::string pattern;
-  bool gone = false;  // unsubscribed, refused or lost: its handler must not run any more
+  bool gone = false;    // unsubscribed, refused or lost: its handler must not run any more
   std::set<long> seen;  // the generated messages it got ("n" of their data)
 };
 
@@ -211,8 +220,8 @@ class driver {
   void on_state(state s, connection_type t) {
     trace(std::string("state ") + state_name(s) + " over " + type_name(t));
     FUZZ_CHECK(!close_done_, std::string("state ") + state_name(s) + " after close completed");
-    FUZZ_CHECK(legal(state_, s), std::string("illegal transition ") + state_name(state_) + " -> " +
-                                     state_name(s));
+    FUZZ_CHECK(legal(state_, s),
+               std::string("illegal transition ") + state_name(state_) + " -> " + state_name(s));
     state_ = s;
     if (s == state::connected) {
       was_connected_ = true;
@@ -224,7 +233,8 @@ class driver {
     FUZZ_CHECK(!host_.closing, "a frame sent after close_transports()");
     FUZZ_CHECK(!f.messages.empty(), "an empty frame sent");
     const auto& ch = f.messages[0].channel;
-    const bool must_be_alone = ch == "/meta/connect" || ch == "/meta/handshake" || ch == "/meta/disconnect";
+    const bool must_be_alone =
+        ch == "/meta/connect" || ch == "/meta/handshake" || ch == "/meta/disconnect";
     FUZZ_CHECK(alone == must_be_alone, "alone=" + std::to_string(alone) + " for " + ch);
     if (must_be_alone) FUZZ_CHECK(f.messages.size() == 1, ch + " sent with other messages");
   }
@@ -271,7 +281,8 @@ class driver {
       ++r.calls;
       FUZZ_CHECK(r.calls == 1, "completion of " + r.what + " ran twice");
       FUZZ_CHECK(!r.refused, "completion of " + r.what + " ran although the call was refused");
-      FUZZ_CHECK(!close_done_ || r.after_close || r.is_close, "completion of " + r.what + " after close completed");
+      FUZZ_CHECK(!close_done_ || r.after_close || r.is_close,
+                 "completion of " + r.what + " after close completed");
       if (r.is_open && !err) {
         // Connected first (a listener may have moved on since, e.g. with reconnect_now()).
         FUZZ_CHECK(was_connected_, "open() succeeded without the state ever being connected");
@@ -296,7 +307,8 @@ class driver {
       const std::uint64_t id = *slot;
       trace("handler of subscription " + std::to_string(id) + " gets " + std::string(m.json));
       FUZZ_CHECK(id != 0, "a handler ran inside subscribe()");
-      FUZZ_CHECK(!close_called_, "a handler ran after close() (channel " + std::string(m.channel) + ")");
+      FUZZ_CHECK(!close_called_,
+                 "a handler ran after close() (channel " + std::string(m.channel) + ")");
       auto& rec = subs_[id];
       FUZZ_CHECK(!rec.gone, "the handler of " + rec.pattern + " ran after its subscription ended");
       FUZZ_CHECK(d::channel_matches(rec.pattern, m.channel),
@@ -363,9 +375,10 @@ class driver {
       // A remote call: the same exactly-once rule, with its own timeout (0: refused).
       auto cb = completion("remote call " + channel, &i);
       const ms timeout((which & 32) ? 0 : 50 * static_cast<int>(which & 7));
-      refused(i, s_->remote_call(channel.size() > 1 ? channel.substr(1) : channel, data, timeout,
-                                 [cb = std::move(cb)](const uvcometd::error& err,
-                                                      const uvcometd::message&) mutable { cb(err); }));
+      refused(i,
+              s_->remote_call(channel.size() > 1 ? channel.substr(1) : channel, data, timeout,
+                              [cb = std::move(cb)](const uvcometd::error& err,
+                                                   const uvcometd::message&) mutable { cb(err); }));
       return;
     }
     auto cb = completion("publish " + channel, &i);
@@ -395,9 +408,9 @@ class driver {
     if (depth_ >= 6) return;
     ++depth_;
     const std::uint8_t r = in_.back_byte();
-    static const char* const names[] = {"", "close()", "reconnect_now()", "unsubscribe()", "publish()",
-                                        "subscribe()", "throw", "pause()", "resume()",
-                                        "start_batch()", "end_batch()"};
+    static const char* const names[] = {
+        "",      "close()", "reconnect_now()", "unsubscribe()", "publish()",  "subscribe()",
+        "throw", "pause()", "resume()",        "start_batch()", "end_batch()"};
     if (r % 32 != 0 && r % 32 <= 10) trace(std::string("  reacts: ") + names[r % 32]);
     switch (r % 32) {
       case 1: call_close(); break;
@@ -484,7 +497,8 @@ class driver {
     for (int k = 0; k < ((around >> 2) & 3); ++k) add(data_message(in_.byte()));
     body += ']';
     if (ws) {
-      f.open = std::any_of(f.messages.begin(), f.messages.end(), [](const sent_message& m) { return !m.answered; });
+      f.open = std::any_of(f.messages.begin(), f.messages.end(),
+                           [](const sent_message& m) { return !m.answered; });
     } else {
       f.open = false;  // one HTTP response per request
     }
@@ -533,11 +547,14 @@ class driver {
   void step() {
     const std::uint8_t op = in_.byte();
     static const char* const names[] = {
-        "open", "subscribe", "unsubscribe", "publish", "start_batch", "end_batch", "pause",
-        "resume", "reconnect_now", "close", "answer", "answer", "answer", "answer", "answer",
-        "push", "garbage", "websocket up", "websocket down", "request failed", "request failed",
-        "timer", "timer", "advance clock", "loop", "loop", "loop", "transports closed",
-        "authenticated", "bad frame", "resend", "dropped"};
+        "open",           "subscribe",    "unsubscribe",    "publish",
+        "start_batch",    "end_batch",    "pause",          "resume",
+        "reconnect_now",  "close",        "answer",         "answer",
+        "answer",         "answer",       "answer",         "push",
+        "garbage",        "websocket up", "websocket down", "request failed",
+        "request failed", "timer",        "timer",          "advance clock",
+        "loop",           "loop",         "loop",           "transports closed",
+        "authenticated",  "bad frame",    "resend",         "dropped"};
     trace(std::string("op ") + names[op % 32] + " (" + std::to_string(op) + ")");
     switch (op % 32) {
       case 0: call_open(); break;
@@ -550,12 +567,17 @@ class driver {
       case 7: s_->resume(); break;
       case 8: (void)s_->reconnect_now(); break;
       case 9: call_close(); break;
-      case 10: case 11: case 12: case 13: case 14: answer(); break;
+      case 10:
+      case 11:
+      case 12:
+      case 13:
+      case 14: answer(); break;
       case 15: push(); break;
       case 16: {  // garbage, on the websocket or as a long-polling response
         std::string body = in_.bytes(48);
         if (op & 0x20) {
-          if (host_.ws == fuzz_host::ws_state::up) s_->on_frame(connection_type::websocket, 0, std::move(body));
+          if (host_.ws == fuzz_host::ws_state::up)
+            s_->on_frame(connection_type::websocket, 0, std::move(body));
         } else if (auto* f = pick_open(true)) {
           f->open = false;
           s_->on_frame(f->type, f->request, std::move(body));
@@ -582,14 +604,16 @@ class driver {
         s_->on_transport_down(connection_type::websocket, err, was_up, unsent);
         break;
       }
-      case 19: case 20: {  // a request fails
+      case 19:
+      case 20: {  // a request fails
         auto* f = pick_open(false);
         if (!f) break;
         f->open = false;
         s_->on_request_failed(f->type, f->request, failure(in_.byte()));
         break;
       }
-      case 21: case 22:  // the timer fires
+      case 21:
+      case 22:  // the timer fires
         if (host_.deadline) {
           if (*host_.deadline > host_.now_) host_.now_ = *host_.deadline;
           host_.deadline.reset();
@@ -597,7 +621,9 @@ class driver {
         }
         break;
       case 23: host_.now_ += ms(in_.word()); break;
-      case 24: case 25: case 26: loop(); break;
+      case 24:
+      case 25:
+      case 26: loop(); break;
       case 27:
         if (host_.closed_pending) {
           host_.closed_pending = false;
@@ -615,7 +641,8 @@ class driver {
       case 29: {  // an unusable frame (a decoder or an incoming extension failed)
         const uvcometd::error err{make_error_code(errc::extension_error), "extension failed"};
         if (op & 0x20) {
-          if (host_.ws == fuzz_host::ws_state::up) s_->on_bad_frame(connection_type::websocket, 0, err);
+          if (host_.ws == fuzz_host::ws_state::up)
+            s_->on_bad_frame(connection_type::websocket, 0, err);
         } else if (auto* f = pick_open(true)) {
           f->open = false;
           s_->on_bad_frame(f->type, f->request, err);
@@ -703,9 +730,11 @@ void fuzz_host::send(connection_type t, std::uint64_t request, const d::outgoing
   sent_frame f{t, request, {}, true};
   d::decoded_frame df;
   const auto err = d::decode_frame(frame, df);
-  FUZZ_CHECK(!err && frame.front() == '[', "the session sent a frame that is not a message array: " + frame);
+  FUZZ_CHECK(!err && frame.front() == '[',
+             "the session sent a frame that is not a message array: " + frame);
   for (const auto& m : df.messages) {
-    f.messages.push_back({std::string(m.channel), std::string(m.id), std::string(m.subscription), false});
+    f.messages.push_back(
+        {std::string(m.channel), std::string(m.id), std::string(m.subscription), false});
   }
   dr_.on_send(f, alone);
   if (t == connection_type::websocket) {

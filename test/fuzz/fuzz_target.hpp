@@ -23,8 +23,8 @@ namespace uvcometd_fuzz {
 }
 
 // FUZZ_CHECK(cond, detail): aborts with `detail` (a std::string expression) when cond is false.
-#define FUZZ_CHECK(cond, detail)                                         \
-  do {                                                                   \
+#define FUZZ_CHECK(cond, detail)                                                 \
+  do {                                                                           \
     if (!(cond)) ::uvcometd_fuzz::violated(__FILE__, __LINE__, #cond, (detail)); \
   } while (0)
 

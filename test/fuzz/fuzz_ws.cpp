@@ -46,7 +46,8 @@ class reader {
           return;
         case ws::upgrade_reader::state::refused:
           FUZZ_CHECK(upgrade_.status() != 101, "refused with 101");
-          r.events.push_back("refused " + std::to_string(upgrade_.status()) + " " + upgrade_.reason());
+          r.events.push_back("refused " + std::to_string(upgrade_.status()) + " " +
+                             upgrade_.reason());
           r.done = true;
           return;
         case ws::upgrade_reader::state::invalid:
@@ -69,7 +70,8 @@ class reader {
       len -= used;
       if (max_ != 0) {
         FUZZ_CHECK(frames_->buffered() <= max_, "buffered " + std::to_string(frames_->buffered()) +
-                                                    " bytes over the limit " + std::to_string(max_));
+                                                    " bytes over the limit " +
+                                                    std::to_string(max_));
       }
       switch (ev) {
         case ws::frame_reader::event::none:
@@ -86,9 +88,7 @@ class reader {
           FUZZ_CHECK(frames_->control_payload().size() <= 125, "ping payload over 125 bytes");
           r.events.push_back("ping " + frames_->control_payload());
           break;
-        case ws::frame_reader::event::pong:
-          r.events.push_back("pong");
-          break;
+        case ws::frame_reader::event::pong: r.events.push_back("pong"); break;
         case ws::frame_reader::event::close:
           r.events.push_back("close " + std::to_string(frames_->close_code()) + " " +
                              frames_->control_payload());
@@ -113,7 +113,8 @@ class reader {
   std::optional<ws::frame_reader> frames_;
 };
 
-reading read_in_pieces(std::string_view stream, std::size_t max, const std::vector<std::size_t>& cuts) {
+reading read_in_pieces(std::string_view stream, std::size_t max,
+                       const std::vector<std::size_t>& cuts) {
   reader rd(max);
   reading r;
   std::size_t from = 0;
@@ -162,13 +163,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // header_size() promised.
   std::string payload = stream.substr(0, 300);
   const std::string original = payload;
-  const std::array<unsigned char, 4> mask_key = {size ? data[0] : std::uint8_t{0}, 0x5a, 0xa5, 0x3c};
+  const std::array<unsigned char, 4> mask_key = {size ? data[0] : std::uint8_t{0}, 0x5a, 0xa5,
+                                                 0x3c};
   std::string buf(ws::header_size(payload.size()), '\0');
   buf += payload;
   char* start = ws::frame_in_place(buf.data() + ws::header_size(payload.size()), payload.size(),
                                    ws::opcode::text, mask_key);
   FUZZ_CHECK(start == buf.data(), "frame_in_place wrote its header elsewhere");
   ws::mask(buf.data() + ws::header_size(payload.size()), payload.size(), mask_key);
-  FUZZ_CHECK(buf.substr(ws::header_size(payload.size())) == original, "masking twice changed the payload");
+  FUZZ_CHECK(buf.substr(ws::header_size(payload.size())) == original,
+             "masking twice changed the payload");
   return 0;
 }

@@ -44,7 +44,6 @@ using uvcometd::detail::make_websocket_transport;
 using uvcometd::detail::transport;
 using uvcometd::detail::transport_events;
 
-
 inline void figure(const char* fmt, ...) {
   if (std::getenv("UVCOMETD_TEST_REPORT") == nullptr) return;
   std::va_list ap;
@@ -71,11 +70,9 @@ inline json handshake_msg(const std::string& type) {
 
 // A /meta/connect; timeout_ms < 0: no advice (the node holds it up to its --timeout).
 inline json connect_msg(const std::string& client_id, const std::string& type, int timeout_ms,
-                 const std::string& id = "c") {
-  json m = {{"channel", "/meta/connect"},
-            {"clientId", client_id},
-            {"connectionType", type},
-            {"id", id}};
+                        const std::string& id = "c") {
+  json m = {
+      {"channel", "/meta/connect"}, {"clientId", client_id}, {"connectionType", type}, {"id", id}};
   if (timeout_ms >= 0) m["advice"] = {{"timeout", timeout_ms}};
   return json::array({m});
 }
@@ -313,7 +310,8 @@ class ws_client {
   std::size_t seen_ = 0;
 };
 
-// The X-Node header (any case) of the 101 answering a websocket upgrade on 127.0.0.1:port ("" if none).
+// The X-Node header (any case) of the 101 answering a websocket upgrade on 127.0.0.1:port ("" if
+// none).
 inline std::string upgrade_node(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   REQUIRE(fd >= 0);
@@ -357,7 +355,7 @@ inline bool contains(const json& array, const std::string& value) {
 
 // Waits (polling /control/stats) until node i holds, or no longer holds, a connection for id.
 inline bool wait_held(cluster& c, std::size_t i, const std::string& id, bool held,
-               std::chrono::milliseconds limit = 5s) {
+                      std::chrono::milliseconds limit = 5s) {
   const auto t0 = steady::now();
   for (;;) {
     if (contains(c.stats(i)["held"], id) == held) return true;
@@ -374,6 +372,5 @@ inline std::vector<int> seqs(const std::vector<json>& deliveries, const std::str
   }
   return out;
 }
-
 
 }  // namespace uvcometd::test

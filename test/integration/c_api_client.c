@@ -15,22 +15,22 @@
 
 static int failures;
 
-#define EXPECT(cond)                                                            \
-  do {                                                                          \
-    if (!(cond)) {                                                              \
-      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);           \
-      ++failures;                                                               \
-    }                                                                           \
+#define EXPECT(cond)                                                  \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                     \
+    }                                                                 \
   } while (0)
 
-#define EXPECT_CODE(got, want)                                                  \
-  do {                                                                          \
-    int got_ = (got);                                                           \
-    if (got_ != (want)) {                                                       \
-      fprintf(stderr, "FAIL %s:%d: %s is %d (%s), expected %s\n", __FILE__, __LINE__, #got, \
-              got_, uvcometd_strerror(got_), #want);                            \
-      ++failures;                                                               \
-    }                                                                           \
+#define EXPECT_CODE(got, want)                                                                    \
+  do {                                                                                            \
+    int got_ = (got);                                                                             \
+    if (got_ != (want)) {                                                                         \
+      fprintf(stderr, "FAIL %s:%d: %s is %d (%s), expected %s\n", __FILE__, __LINE__, #got, got_, \
+              uvcometd_strerror(got_), #want);                                                    \
+      ++failures;                                                                                 \
+    }                                                                                             \
   } while (0)
 
 enum { max_states = 64 };
@@ -39,16 +39,16 @@ struct run {
   uv_loop_t loop;
   uvcometd_client_t* client;
   const char* channel;
-  int forced;                          /* a single connection type was asked for */
+  int forced; /* a single connection type was asked for */
   uvcometd_connection_type_t type;
-  int hold;                            /* wait for stdin's end before closing */
+  int hold; /* wait for stdin's end before closing */
   uv_pipe_t stdin_pipe;
-  int destroyed;                       /* the client was destroyed inside a callback */
-  int after_destroy;                   /* callbacks that ran after that: must stay 0 */
+  int destroyed;     /* the client was destroyed inside a callback */
+  int after_destroy; /* callbacks that ran after that: must stay 0 */
   uvcometd_state_t states[max_states];
   int state_count;
   int log_lines;
-  int log_attempts;                    /* log lines naming a (re)connect attempt */
+  int log_attempts; /* log lines naming a (re)connect attempt */
   /* one counter per callback, each must end at 1 (or the count asked for) */
   int open_done, sub_a_done, sub_b_done, unsub_a_done, unsub_b_done, close_done;
   int publish_done, publish_ok, publish_cancelled;
@@ -101,8 +101,7 @@ static void must_not_run(uvcometd_client_t* client, int status, const uvcometd_e
   ++r->must_not_run;
 }
 
-static void must_not_receive(uvcometd_client_t* client, const uvcometd_message_t* msg,
-                             void* user) {
+static void must_not_receive(uvcometd_client_t* client, const uvcometd_message_t* msg, void* user) {
   struct run* r = user;
   (void)client, (void)msg;
   ++r->must_not_run;
@@ -151,8 +150,7 @@ static void on_closed_destroy(uvcometd_client_t* client, int status, const uvcom
   /* Closed already: a second close fails at once and never calls back. */
   EXPECT_CODE(uvcometd_client_close(client, must_not_run, r), UVCOMETD_EINVALID_STATE);
   /* Publishing after close fails synchronously; its callback never runs. */
-  EXPECT_CODE(uvcometd_client_publish(client, "/x", "1", must_not_run, r),
-              UVCOMETD_EINVALID_STATE);
+  EXPECT_CODE(uvcometd_client_publish(client, "/x", "1", must_not_run, r), UVCOMETD_EINVALID_STATE);
   uvcometd_client_destroy(client);
   r->client = NULL;
 }
@@ -311,10 +309,10 @@ static void roundtrip_open(uvcometd_client_t* client, int status, const uvcometd
          uvcometd_connection_type_name(uvcometd_client_connection_type(client)));
   if (r->forced) EXPECT(uvcometd_client_connection_type(client) == r->type);
   /* Two local subscriptions to one channel: one server subscription. */
-  EXPECT_CODE(uvcometd_client_subscribe(client, r->channel, on_message_a, on_subscribed_a, r,
-                                        &r->a), 0);
-  EXPECT_CODE(uvcometd_client_subscribe(client, r->channel, on_message_b, on_subscribed_b, r,
-                                        &r->b), 0);
+  EXPECT_CODE(
+      uvcometd_client_subscribe(client, r->channel, on_message_a, on_subscribed_a, r, &r->a), 0);
+  EXPECT_CODE(
+      uvcometd_client_subscribe(client, r->channel, on_message_b, on_subscribed_b, r, &r->b), 0);
   EXPECT(r->a != 0 && r->b != 0 && r->a != r->b);
 }
 
@@ -339,8 +337,8 @@ static void maybe_close_after_errors(struct run* r) {
   if (r->refused_sub_done == 1 && r->refused_pub_done == 1) close_client(r);
 }
 
-static void on_refused_subscribe(uvcometd_client_t* client, int status,
-                                 const uvcometd_error_t* err, void* user) {
+static void on_refused_subscribe(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                                 void* user) {
   struct run* r = user;
   ++r->refused_sub_done;
   EXPECT_CODE(status, UVCOMETD_ESERVER_ERROR);
@@ -377,10 +375,11 @@ static void errors_open(uvcometd_client_t* client, int status, const uvcometd_er
     return;
   }
   EXPECT_CODE(uvcometd_client_open(client, must_not_run, r), UVCOMETD_EINVALID_STATE);
-  EXPECT_CODE(uvcometd_client_subscribe(client, "/a/**/b", must_not_receive, must_not_run, r,
-                                        NULL), UVCOMETD_EINVALID_CHANNEL);
-  EXPECT_CODE(uvcometd_client_subscribe(client, "no-slash", must_not_receive, must_not_run, r,
-                                        NULL), UVCOMETD_EINVALID_CHANNEL);
+  EXPECT_CODE(uvcometd_client_subscribe(client, "/a/**/b", must_not_receive, must_not_run, r, NULL),
+              UVCOMETD_EINVALID_CHANNEL);
+  EXPECT_CODE(
+      uvcometd_client_subscribe(client, "no-slash", must_not_receive, must_not_run, r, NULL),
+      UVCOMETD_EINVALID_CHANNEL);
   EXPECT_CODE(uvcometd_client_publish(client, "/a/*", "1", must_not_run, r),
               UVCOMETD_EINVALID_CHANNEL);
   EXPECT_CODE(uvcometd_client_publish(client, "/meta/x", "1", must_not_run, r),
@@ -399,7 +398,8 @@ static void errors_open(uvcometd_client_t* client, int status, const uvcometd_er
   /* What only the server can refuse (test/servers: subscribing under /private, publishing
    * under /forbidden). */
   EXPECT_CODE(uvcometd_client_subscribe(client, "/private/c", must_not_receive,
-                                        on_refused_subscribe, r, &r->refused), 0);
+                                        on_refused_subscribe, r, &r->refused),
+              0);
   EXPECT_CODE(uvcometd_client_publish(client, "/forbidden/c", "{\"x\":1}", on_refused_publish, r),
               0);
 }
@@ -456,9 +456,12 @@ static void count_publish(uvcometd_client_t* client, int status, const uvcometd_
   (void)client, (void)err;
   if (r->destroyed) ++r->after_destroy;
   ++r->publish_done;
-  if (status == 0) ++r->publish_ok;
-  else if (status == UVCOMETD_ECANCELLED) ++r->publish_cancelled;
-  else EXPECT_CODE(status, 0);
+  if (status == 0)
+    ++r->publish_ok;
+  else if (status == UVCOMETD_ECANCELLED)
+    ++r->publish_cancelled;
+  else
+    EXPECT_CODE(status, 0);
 }
 
 static void on_closed_count(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
@@ -469,8 +472,7 @@ static void on_closed_count(uvcometd_client_t* client, int status, const uvcomet
   EXPECT_CODE(status, 0);
 }
 
-static void close_on_message(uvcometd_client_t* client, const uvcometd_message_t* msg,
-                             void* user) {
+static void close_on_message(uvcometd_client_t* client, const uvcometd_message_t* msg, void* user) {
   struct run* r = user;
   (void)msg;
   if (r->close_done > 0 || uvcometd_client_state(client) == UVCOMETD_STATE_DISCONNECTING) {
@@ -509,8 +511,7 @@ static void subscribe_then(uvcometd_client_t* client, int status, const uvcometd
   ++r->open_done;
   EXPECT_CODE(status, 0);
   if (status != 0) return;
-  EXPECT_CODE(uvcometd_client_subscribe(client, r->channel, on_message, publish_five, r, &r->a),
-              0);
+  EXPECT_CODE(uvcometd_client_subscribe(client, r->channel, on_message, publish_five, r, &r->a), 0);
 }
 
 static void open_close_on_message(uvcometd_client_t* client, int status,
@@ -645,9 +646,8 @@ static void calls_maybe_done(struct run* r) {
   /* The call nobody answers goes alone: a server answers a request once all of its messages
    * are, so it would hold the others' replies too. */
   if (r->calls_done == 3)
-    EXPECT_CODE(uvcometd_client_remote_call(r->client, "silent", "{}", 300, NULL, on_silent_call,
-                                            r),
-                0);
+    EXPECT_CODE(
+        uvcometd_client_remote_call(r->client, "silent", "{}", 300, NULL, on_silent_call, r), 0);
   if (r->calls_done < 4) return;
   printf("calls done\n");
   EXPECT(r->echo_ok == 1 && r->refuse_ok == 1 && r->silent_ok == 1);
@@ -698,17 +698,16 @@ static void on_silent_call(uvcometd_client_t* client, int status, const uvcometd
   calls_maybe_done(r);
 }
 
-static void on_calls_subscribed(uvcometd_client_t* client, int status,
-                                const uvcometd_error_t* err, void* user) {
+static void on_calls_subscribed(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                                void* user) {
   struct run* r = user;
   (void)client, (void)err;
   EXPECT_CODE(status, 0);
   calls_maybe_done(r);
 }
 
-static void on_call_must_not_run(uvcometd_client_t* client, int status,
-                                 const uvcometd_error_t* err, const uvcometd_message_t* reply,
-                                 void* user) {
+static void on_call_must_not_run(uvcometd_client_t* client, int status, const uvcometd_error_t* err,
+                                 const uvcometd_message_t* reply, void* user) {
   struct run* r = user;
   (void)client, (void)status, (void)err, (void)reply;
   ++r->must_not_run;
@@ -734,14 +733,13 @@ static void calls_open(uvcometd_client_t* client, int status, const uvcometd_err
   EXPECT_CODE(uvcometd_client_publish_ext(client, "/c/calls", "1", "{x", must_not_run, r),
               UVCOMETD_EINVALID_ARGUMENT);
   /* One subscribe with its own ext, three calls: answered, refused, never answered. */
-  EXPECT_CODE(uvcometd_client_subscribe_ext(client, r->channel, "{\"props\":1}",
-                                            must_not_receive, on_calls_subscribed, r, NULL),
+  EXPECT_CODE(uvcometd_client_subscribe_ext(client, r->channel, "{\"props\":1}", must_not_receive,
+                                            on_calls_subscribed, r, NULL),
               0);
   EXPECT_CODE(uvcometd_client_remote_call(client, "echo", "{\"v\":42,\"s\":\"x\"}", 0,
                                           "{\"trace\":\"c\"}", on_echo, r),
               0);
-  EXPECT_CODE(uvcometd_client_remote_call(client, "refuse", "{}", 0, NULL, on_refused_call, r),
-              0);
+  EXPECT_CODE(uvcometd_client_remote_call(client, "refuse", "{}", 0, NULL, on_refused_call, r), 0);
 }
 
 static void scenario_calls(struct run* r, const char* url) {

@@ -32,8 +32,8 @@ inline const char* env_path(const char* name) {
 // /dev/null, stdout and stderr captured, the parent's environment.
 struct child_stdio {
   std::string stdin_file = "/dev/null";  // stdin read from this file...
-  bool stdin_pipe = false;  // ...or from a pipe the test feeds (write_stdin, close_stdin)
-  std::string stdout_file;  // when set, stdout is opened for writing there instead of captured
+  bool stdin_pipe = false;       // ...or from a pipe the test feeds (write_stdin, close_stdin)
+  std::string stdout_file;       // when set, stdout is opened for writing there instead of captured
   std::vector<std::string> env;  // "NAME=value" entries added to (or replacing in) the environment
 };
 
@@ -114,7 +114,8 @@ class child_process {
   // child does not read any more.
   bool write_stdin(const std::string& data) {
     // A child gone would raise SIGPIPE in the test process: EPIPE is enough.
-    struct sigaction ignore {}, old {};
+    struct sigaction ignore {
+    }, old{};
     ignore.sa_handler = SIG_IGN;
     ::sigaction(SIGPIPE, &ignore, &old);
     std::size_t done = 0;
@@ -146,7 +147,8 @@ class child_process {
   void pump(std::chrono::milliseconds d) {
     const auto deadline = std::chrono::steady_clock::now() + d;
     while (!finished()) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
       if (left.count() <= 0) break;
       poll_once(static_cast<int>(std::min<long long>(left.count(), 50)));
     }
@@ -197,8 +199,10 @@ class child_process {
       if (rc > 0) {
         for (int i = 0; i < n; ++i) {
           if (fds[i].revents == 0) continue;
-          if (fds[i].fd == out_fd_) drain(out_fd_, out_);
-          else if (fds[i].fd == err_fd_) drain(err_fd_, err_);
+          if (fds[i].fd == out_fd_)
+            drain(out_fd_, out_);
+          else if (fds[i].fd == err_fd_)
+            drain(err_fd_, err_);
         }
       }
     } else if (pid_ > 0) {

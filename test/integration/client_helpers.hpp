@@ -30,7 +30,9 @@ struct peer {
   const char* name;
   const char* path;  // the Bayeux path on the server ("/bayeux" for Faye, "/cometd" for CometD)
 
-  bool websocket() const { return types.size() == 1 && types.front() == connection_type::websocket; }
+  bool websocket() const {
+    return types.size() == 1 && types.front() == connection_type::websocket;
+  }
   bool faye() const { return std::string_view(script) == "faye-server.js"; }
 };
 
@@ -115,7 +117,8 @@ struct log_capture {
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count() %
                       1000000;
-      std::string line = std::to_string(ms) + " [" + names[static_cast<int>(lv)] + "] " + std::string(text);
+      std::string line =
+          std::to_string(ms) + " [" + names[static_cast<int>(lv)] + "] " + std::string(text);
       if (live) std::fprintf(stderr, "%s\n", line.c_str());
       lines.push_back(std::move(line));
       while (lines.size() > keep) lines.pop_front();
@@ -142,8 +145,8 @@ inline error open_and_wait(test_loop& loop, client& c,
   return result;
 }
 
-inline void subscribe_and_wait(test_loop& loop, client& c, const std::string& channel, received& into,
-                               subscription* sub = nullptr) {
+inline void subscribe_and_wait(test_loop& loop, client& c, const std::string& channel,
+                               received& into, subscription* sub = nullptr) {
   bool done = false;
   error result;
   REQUIRE_FALSE(c.subscribe(

@@ -26,9 +26,7 @@ namespace {
 constexpr int start_attempts = 5;  // each with a new port when the picked one was taken
 constexpr int io_timeout_ms = 2000;
 
-std::runtime_error fail(const std::string& what) {
-  return std::runtime_error("cluster: " + what);
-}
+std::runtime_error fail(const std::string& what) { return std::runtime_error("cluster: " + what); }
 
 // A connected stream socket, closed on scope exit.
 class socket_fd {
@@ -174,8 +172,8 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
   const auto t0 = std::chrono::steady_clock::now();
   if (opts_.nodes == 0 || opts_.nodes > 26) throw fail("1 to 26 nodes");
   const char* tmp = std::getenv("TMPDIR");
-  std::string tmpl = std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") +
-                     "/uvcometd-cluster-XXXXXX";
+  std::string tmpl =
+      std::string(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp") + "/uvcometd-cluster-XXXXXX";
   if (::mkdtemp(&tmpl[0]) == nullptr) {
     throw fail("mkdtemp(" + tmpl + "): " + std::strerror(errno));
   }
@@ -183,11 +181,10 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
   auto lap = std::chrono::steady_clock::now();
   auto part = [&](const char* what) {
     const auto now = std::chrono::steady_clock::now();
-    startup_detail_ += std::string(startup_detail_.empty() ? "" : ", ") + what + " " +
-                       std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                          now - lap)
-                                          .count()) +
-                       " ms";
+    startup_detail_ +=
+        std::string(startup_detail_.empty() ? "" : ", ") + what + " " +
+        std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - lap).count()) +
+        " ms";
     lap = now;
   };
   try {
@@ -197,8 +194,9 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
     }
     std::vector<std::pair<std::string, std::vector<std::string>>> scripts;
     for (std::size_t i = 0; i < opts_.nodes; ++i) {
-      std::vector<std::string> args{"--node", std::string(1, static_cast<char>('A' + i)),
-                                    "--timeout", std::to_string(opts_.timeout_s), "--port", "0"};
+      std::vector<std::string> args{"--node",    std::string(1, static_cast<char>('A' + i)),
+                                    "--timeout", std::to_string(opts_.timeout_s),
+                                    "--port",    "0"};
       if (redis_) {
         args.push_back("--redis-port");
         args.push_back(std::to_string(redis_->port()));
@@ -209,8 +207,7 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
       }
       if (opts_.delivery_log) {
         args.push_back("--delivery-log");
-        args.push_back(dir_ + "/deliveries-" + std::string(1, static_cast<char>('A' + i)) +
-                       ".log");
+        args.push_back(dir_ + "/deliveries-" + std::string(1, static_cast<char>('A' + i)) + ".log");
       }
       args.insert(args.end(), opts_.node_args.begin(), opts_.node_args.end());
       scripts.emplace_back("faye-cluster-node.js", std::move(args));
@@ -229,8 +226,8 @@ cluster::cluster(cluster_options opts) : opts_(std::move(opts)) {
     std::filesystem::remove_all(dir_, ignored);
     throw;
   }
-  startup_time_ = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  startup_time_ =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
 }
 
 cluster::~cluster() {
@@ -247,10 +244,14 @@ void cluster::start_redis() {
     spec.program = "redis-server";
     spec.port = pick_free_port();
     // No persistence at all, 127.0.0.1 only, logs (warnings) to the process log.
-    spec.args = {"--port",       std::to_string(spec.port), "--bind",      "127.0.0.1",
-                 "--save",       "",                        "--appendonly", "no",
-                 "--dir",        dir_,                      "--daemonize", "no",
-                 "--databases",  "1",                       "--loglevel",  "warning"};
+    spec.args = {"--port",       std::to_string(spec.port),
+                 "--bind",       "127.0.0.1",
+                 "--save",       "",
+                 "--appendonly", "no",
+                 "--dir",        dir_,
+                 "--daemonize",  "no",
+                 "--databases",  "1",
+                 "--loglevel",   "warning"};
     const std::string dir = dir_;
     const int port = spec.port;
     spec.ready = [dir, port] { return redis_serves(port, dir); };

@@ -6,11 +6,11 @@
 // calls (libcurl easy API, a UNIX socket for HAProxy's stats); one object from one thread.
 #pragma once
 
+#include <sys/types.h>
 #include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 #include <vector>
 
 #include <nlohmann/json.hpp>

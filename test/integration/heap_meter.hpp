@@ -22,7 +22,8 @@
 extern "C" {
 std::size_t __sanitizer_get_current_allocated_bytes(void);
 std::size_t __sanitizer_get_allocated_size(const volatile void* p);
-int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*, std::size_t),
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                  std::size_t),
                                               void (*free_hook)(const volatile void*));
 }
 #endif
@@ -45,15 +46,17 @@ inline std::atomic<std::int64_t>& peak() {
   return v;
 }
 inline void on_malloc(const volatile void*, std::size_t size) {
-  const std::int64_t now = live().fetch_add(static_cast<std::int64_t>(size), std::memory_order_relaxed) +
-                           static_cast<std::int64_t>(size);
+  const std::int64_t now =
+      live().fetch_add(static_cast<std::int64_t>(size), std::memory_order_relaxed) +
+      static_cast<std::int64_t>(size);
   std::int64_t p = peak().load(std::memory_order_relaxed);
   while (now > p && !peak().compare_exchange_weak(p, now, std::memory_order_relaxed)) {
   }
 }
 inline void on_free(const volatile void* ptr) {
-  if (ptr) live().fetch_sub(static_cast<std::int64_t>(__sanitizer_get_allocated_size(ptr)),
-                            std::memory_order_relaxed);
+  if (ptr)
+    live().fetch_sub(static_cast<std::int64_t>(__sanitizer_get_allocated_size(ptr)),
+                     std::memory_order_relaxed);
 }
 }  // namespace detail
 

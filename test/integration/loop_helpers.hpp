@@ -78,7 +78,8 @@ class test_loop {
     return !uv_loop_alive(&loop_);
   }
 
-  // Runs the loop until no handle is left (bounded), then closes it; returns uv_loop_close's result.
+  // Runs the loop until no handle is left (bounded), then closes it; returns uv_loop_close's
+  // result.
   int close() {
     drain();
     closed_ = true;

@@ -143,10 +143,11 @@ TEST_CASE("cluster probe: queued messages against a connect with advice.timeout 
     lost += 3 - static_cast<int>(first.size() + later);
     CHECK(c.stats(1)["dropped"] == lost);  // every loss is a drop by node B
   }
-  figure("faye-redis, a connect with advice.timeout 0 on node B after 3 messages published for "
-         "the client, %d trials: %d delivered in that connect, %d in the next, %d lost (dropped "
-         "by node B: %d)",
-         trials, delivered_first, delivered_later, lost, c.stats(1)["dropped"].get<int>());
+  figure(
+      "faye-redis, a connect with advice.timeout 0 on node B after 3 messages published for "
+      "the client, %d trials: %d delivered in that connect, %d in the next, %d lost (dropped "
+      "by node B: %d)",
+      trials, delivered_first, delivered_later, lost, c.stats(1)["dropped"].get<int>());
 }
 
 TEST_CASE("cluster probe: a stream of publishes to one client of one node, no failure",
@@ -156,9 +157,9 @@ TEST_CASE("cluster probe: a stream of publishes to one client of one node, no fa
     bool redis, requeue;
     const char* name;
   };
-  for (const setup& e : {setup{true, false, "faye-redis"},
-                         setup{true, true, "faye-redis --requeue-dropped 1"},
-                         setup{false, false, "memory engine"}}) {
+  for (const setup& e :
+       {setup{true, false, "faye-redis"}, setup{true, true, "faye-redis --requeue-dropped 1"},
+        setup{false, false, "memory engine"}}) {
     cluster_options o;
     o.nodes = 1;
     o.redis = e.redis;
@@ -169,10 +170,11 @@ TEST_CASE("cluster probe: a stream of publishes to one client of one node, no fa
       const tally t = websocket ? stream_websocket(c, n) : stream_long_polling(c, n);
       json s = c.stats(0);
       const int dropped = s["dropped"];
-      figure("%s, %s: %d published, %zu received, %d lost, %d duplicated, %d out of order; the "
-             "node dropped %d, requeued %d",
-             e.name, websocket ? "websocket" : "long-polling", t.published, t.got.size(),
-             t.lost(), t.duplicates, t.reordered, dropped, s["requeued"].get<int>());
+      figure(
+          "%s, %s: %d published, %zu received, %d lost, %d duplicated, %d out of order; the "
+          "node dropped %d, requeued %d",
+          e.name, websocket ? "websocket" : "long-polling", t.published, t.got.size(), t.lost(),
+          t.duplicates, t.reordered, dropped, s["requeued"].get<int>());
       CHECK(t.duplicates == 0);
       CHECK(t.lost() == dropped);  // every loss is a drop by the server
       if (!e.redis || e.requeue) CHECK(t.lost() == 0);

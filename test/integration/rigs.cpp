@@ -88,7 +88,9 @@ nlohmann::json server_seen(server_process& srv) {
 
 peer default_preference(const char* script) {
   const bool faye = std::string(script) == "faye-server.js";
-  return {script, {}, faye ? "faye, default preference" : "cometd, default preference",
+  return {script,
+          {},
+          faye ? "faye, default preference" : "cometd, default preference",
           faye ? "/bayeux" : "/cometd"};
 }
 
@@ -218,8 +220,8 @@ void client_rig::subscribe(const std::string& channel, message_handler handler) 
   REQUIRE_FALSE(err);
 }
 
-error client_rig::subscribe_result(uvcometd::client& c, const std::string& channel,
-                                   received& into, subscription* handle) {
+error client_rig::subscribe_result(uvcometd::client& c, const std::string& channel, received& into,
+                                   subscription* handle) {
   return subscribe_with(
       c, channel,
       [&into](const message& m) {
@@ -286,9 +288,7 @@ bool client_rig::wait_subscribed(const std::string& pattern, std::chrono::millis
 
 bool client_rig::wait_connect_held(std::chrono::milliseconds limit) {
   return wait_server(
-      [](const nlohmann::json& s) {
-        return stat_of(s, "connects") > stat_of(s, "connectReplies");
-      },
+      [](const nlohmann::json& s) { return stat_of(s, "connects") > stat_of(s, "connectReplies"); },
       limit);
 }
 

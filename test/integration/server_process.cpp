@@ -231,9 +231,7 @@ server_process::~server_process() {
 
 int server_process::port() const { return port_; }
 
-std::string server_process::base_url() const {
-  return "http://127.0.0.1:" + std::to_string(port_);
-}
+std::string server_process::base_url() const { return "http://127.0.0.1:" + std::to_string(port_); }
 
 std::string server_process::control_base() const {
   for (std::size_t i = 0; i < args_.size(); ++i) {
@@ -495,8 +493,7 @@ std::string server_process::get(const std::string& path) {
   return http_request(control_base() + path, nullptr);
 }
 
-void server_process::publish(const std::string& channel, const std::string& data_json,
-                             int count) {
+void server_process::publish(const std::string& channel, const std::string& data_json, int count) {
   control("/control/publish", "{\"channel\":" + json_quote(channel) + ",\"data\":" + data_json +
                                   ",\"count\":" + std::to_string(count) + "}");
 }

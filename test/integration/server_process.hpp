@@ -1,10 +1,10 @@
 // Test helper: runs one of the Node.js Bayeux servers of test/servers as a child process.
 #pragma once
 
+#include <sys/types.h>
 #include <functional>
 #include <memory>
 #include <string>
-#include <sys/types.h>
 #include <utility>
 #include <vector>
 
@@ -26,11 +26,11 @@ std::string servers_dir();
 // chose, its stdout and stderr both go to the log quoted on failure, and `ready` says when it
 // serves (polled every 5 ms, at most 15 s, while the program runs).
 struct program_spec {
-  std::string program;             // an absolute path, or a name looked up on PATH
-  std::vector<std::string> args;   // its arguments (argv[1]...)
-  int port = 0;                    // the port it listens on (port(), base_url(), url())
-  std::function<bool()> ready;     // true once it serves; may throw to fail the start
-  std::string ready_what;          // what `ready` waits for, for the error message
+  std::string program;            // an absolute path, or a name looked up on PATH
+  std::vector<std::string> args;  // its arguments (argv[1]...)
+  int port = 0;                   // the port it listens on (port(), base_url(), url())
+  std::function<bool()> ready;    // true once it serves; may throw to fail the start
+  std::string ready_what;         // what `ready` waits for, for the error message
 };
 
 class server_process {
@@ -96,9 +96,9 @@ class server_process {
   std::vector<std::string> args_;
   int port_ = 0;
   pid_t pid_ = 0;
-  int stderr_fd_ = -1;  // the child's stderr (an unlinked temporary file)
-  int out_fd_ = -1;     // a launched script's stdout until await_start() read its port
-  std::string command_; // the launched command line, for error messages
+  int stderr_fd_ = -1;   // the child's stderr (an unlinked temporary file)
+  int out_fd_ = -1;      // a launched script's stdout until await_start() read its port
+  std::string command_;  // the launched command line, for error messages
 };
 
 }  // namespace uvcometd::test

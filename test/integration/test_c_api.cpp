@@ -90,24 +90,27 @@ TEST_CASE("C: open, two subscriptions on one channel, publish, receive, unsubscr
   CHECK(server_has_no_client(srv));
 }
 
-TEST_CASE("C: a refused subscribe and publish give UVCOMETD_ESERVER_ERROR with the server's "
-          "code; bad calls fail at once and never call back",
-          "[integration][c_api]") {
+TEST_CASE(
+    "C: a refused subscribe and publish give UVCOMETD_ESERVER_ERROR with the server's "
+    "code; bad calls fail at once and never call back",
+    "[integration][c_api]") {
   const peer p = any_peer();
   server_process srv(p.script);
   run_scenario("errors", srv.url(), p.transport);
 }
 
-TEST_CASE("C: websocket forced on a long-polling-only server fails open with "
-          "UVCOMETD_EHTTP_ERROR and the refused upgrade's status",
-          "[integration][c_api]") {
+TEST_CASE(
+    "C: websocket forced on a long-polling-only server fails open with "
+    "UVCOMETD_EHTTP_ERROR and the refused upgrade's status",
+    "[integration][c_api]") {
   server_process srv("cometd-server.js");
   run_scenario("upgrade-refused", srv.url(), "websocket");
 }
 
-TEST_CASE("C: an unreachable server ends open with UVCOMETD_ECONNECTION_TIMEOUT and the log "
-          "callback hears the attempts",
-          "[integration][c_api]") {
+TEST_CASE(
+    "C: an unreachable server ends open with UVCOMETD_ECONNECTION_TIMEOUT and the log "
+    "callback hears the attempts",
+    "[integration][c_api]") {
   std::string url;
   {
     server_process srv("faye-server.js");
@@ -116,9 +119,10 @@ TEST_CASE("C: an unreachable server ends open with UVCOMETD_ECONNECTION_TIMEOUT 
   run_scenario("unreachable", url, "any");
 }
 
-TEST_CASE("C: close from a message callback cancels or completes each publish once and "
-          "delivers nothing more",
-          "[integration][c_api]") {
+TEST_CASE(
+    "C: close from a message callback cancels or completes each publish once and "
+    "delivers nothing more",
+    "[integration][c_api]") {
   const peer p = any_peer();
   server_process srv(p.script);
   run_scenario("close-in-message", srv.url(), p.transport);
@@ -179,9 +183,9 @@ TEST_CASE("c-chat receives every message it published to its channel, then exits
   CHECK(r.err().empty());
   auto lines = lines_of(r.out());
   std::sort(lines.begin(), lines.end());  // the sample does not promise an order
-  CHECK(lines == std::vector<std::string>{
-                     R"({"text":"hello","seq":0})", R"({"text":"hello","seq":1})",
-                     R"({"text":"hello","seq":2})", R"({"text":"hello","seq":3})"});
+  CHECK(lines ==
+        std::vector<std::string>{R"({"text":"hello","seq":0})", R"({"text":"hello","seq":1})",
+                                 R"({"text":"hello","seq":2})", R"({"text":"hello","seq":3})"});
   CHECK(server_has_no_client(srv));
 }
 
@@ -196,9 +200,11 @@ TEST_CASE("c-chat reports a refused subscription and exits 1; a usage error exit
     CHECK(r.exit_code() == 1);
     CHECK(r.err().find("c-chat: subscribe: refused by the server") != std::string::npos);
   }
-  const std::vector<std::vector<std::string>> usage = {
-      {}, {srv.url()}, {srv.url(), "/chat", "zero"}, {srv.url(), "/chat", "0"},
-      {"ftp://127.0.0.1:9/bayeux", "/chat"}};
+  const std::vector<std::vector<std::string>> usage = {{},
+                                                       {srv.url()},
+                                                       {srv.url(), "/chat", "zero"},
+                                                       {srv.url(), "/chat", "0"},
+                                                       {"ftp://127.0.0.1:9/bayeux", "/chat"}};
   for (const auto& args : usage) {
     std::vector<std::string> argv{c_chat()};
     argv.insert(argv.end(), args.begin(), args.end());

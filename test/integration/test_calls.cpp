@@ -64,8 +64,10 @@ TEST_CASE("a remote call nobody answers times out after its timeout, once",
   CHECK(r.calls == 1);
 }
 
-TEST_CASE("a remote call in flight when the connection drops fails, once, and the client "
-          "recovers", "[integration][calls]") {
+TEST_CASE(
+    "a remote call in flight when the connection drops fails, once, and the client "
+    "recovers",
+    "[integration][calls]") {
   client_rig rig(pick_peer());
   auto& c = rig.client();
   rig.open();
@@ -124,13 +126,14 @@ TEST_CASE("meta listeners see the replies of their channels, and can be removed"
   std::uint64_t all_id = 0;
   REQUIRE_FALSE(c.on_meta("/meta/handshake", [&](const meta_message& m) {
     handshakes.emplace_back(m.channel);
-    handshake_ok = m.successful && !m.json.empty() && m.json.find("clientId") != std::string_view::npos;
+    handshake_ok =
+        m.successful && !m.json.empty() && m.json.find("clientId") != std::string_view::npos;
   }));
   REQUIRE_FALSE(c.on_meta("/meta/connect", [&](const meta_message& m) {
     connects.emplace_back(m.successful ? "ok" : "failed");
   }));
-  REQUIRE_FALSE(c.on_meta("/meta/**", [&](const meta_message& m) { all.emplace_back(m.channel); },
-                          &all_id));
+  REQUIRE_FALSE(c.on_meta(
+      "/meta/**", [&](const meta_message& m) { all.emplace_back(m.channel); }, &all_id));
   CHECK(c.on_meta("/meta/publish", [](const meta_message&) {}) == errc::invalid_channel);
   CHECK(c.on_meta("/chat", [](const meta_message&) {}) == errc::invalid_channel);
   rig.open();
@@ -158,7 +161,8 @@ TEST_CASE("a meta listener hears a refused subscribe with the server's error",
   }));
   rig.open();
   outcome sub;
-  REQUIRE_FALSE(c.subscribe("/private/x", [](const message&) {}, sub.cb()));
+  REQUIRE_FALSE(c.subscribe(
+      "/private/x", [](const message&) {}, sub.cb()));
   REQUIRE(rig.loop.run_until([&] { return sub.done(); }));
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].find("Subscription denied") != std::string::npos);
@@ -170,8 +174,9 @@ TEST_CASE("publish and subscribe carry their own ext to the server", "[integrati
   auto& c = rig.client();
   rig.open();
   outcome sub, pub;
-  REQUIRE_FALSE(c.subscribe("/ext/a", [](const message&) {}, sub.cb(), nullptr,
-                            message_options{R"({"props":{"since":42}})"}));
+  REQUIRE_FALSE(c.subscribe(
+      "/ext/a", [](const message&) {}, sub.cb(), nullptr,
+      message_options{R"({"props":{"since":42}})"}));
   REQUIRE(rig.loop.run_until([&] { return sub.done(); }));
   CHECK_FALSE(sub.err);
   REQUIRE_FALSE(c.publish("/ext/a", "1", pub.cb(), message_options{R"({"tag":"p1"})"}));
@@ -181,15 +186,17 @@ TEST_CASE("publish and subscribe carry their own ext to the server", "[integrati
   INFO(seen.dump());
   CHECK(seen["subscribeExt"] == nlohmann::json::parse(R"({"props":{"since":42}})"));
   CHECK(seen["publishExt"] == nlohmann::json::parse(R"({"tag":"p1"})"));
-  CHECK(c.publish("/ext/a", "1", [](const error&) {}, message_options{"[1]"}) ==
-        errc::invalid_argument);
+  CHECK(c.publish(
+            "/ext/a", "1", [](const error&) {}, message_options{"[1]"}) == errc::invalid_argument);
 }
 
 TEST_CASE("messages no subscription matches reach on_unmatched", "[integration][unmatched]") {
   client_rig rig(cometd_long_polling());
   auto& c = rig.client();
   std::vector<std::string> unmatched;
-  c.on_unmatched([&](const message& m) { unmatched.push_back(std::string(m.channel) + " " + std::string(m.data)); });
+  c.on_unmatched([&](const message& m) {
+    unmatched.push_back(std::string(m.channel) + " " + std::string(m.data));
+  });
   rig.open();
   auto& got = rig.subscribe("/u/sub");
   rig.srv->control("/control/deliver", R"({"channel":"/service/push","data":{"k":1}})");

@@ -95,9 +95,7 @@ bool contains(const std::vector<std::string>& v, const std::string& x) {
 }
 
 // The number of handshakes Faye / cometd-nodejs-server has received.
-long handshakes(server_process& srv) {
-  return server_stats(srv)["handshakes"].get<long>();
-}
+long handshakes(server_process& srv) { return server_stats(srv)["handshakes"].get<long>(); }
 
 // The first byte offset at which `text` could change a terminal's state, or npos: a control
 // character other than '\n', DEL, invalid UTF-8, a C1 control, a bidirectional formatting
@@ -204,9 +202,9 @@ TEST_CASE("uvcometd-cli exits 1 with the server's error for a forbidden publish"
 
 TEST_CASE("uvcometd-cli exits 2 on a usage error", "[integration][cli]") {
   const std::vector<std::vector<std::string>> cases = {
-      {},                                                 // no URL
-      {"--no-such-option", "http://127.0.0.1:9/bayeux"},  // unknown option
-      {"-n", "2", "http://127.0.0.1:9/bayeux"},           // -n without -s
+      {},                                                  // no URL
+      {"--no-such-option", "http://127.0.0.1:9/bayeux"},   // unknown option
+      {"-n", "2", "http://127.0.0.1:9/bayeux"},            // -n without -s
       {"-p", "/x=not json", "http://127.0.0.1:9/bayeux"},  // not JSON
       {"-t", "carrier-pigeon", "http://127.0.0.1:9/bayeux"},
   };
@@ -310,8 +308,8 @@ TEST_CASE("uvcometd-cli shows an HTTP error body escaped", "[integration][cli]")
 TEST_CASE("uvcometd-cli shows a websocket close reason escaped, in -v lines and the final error",
           "[integration][cli]") {
   server_process srv("cli-hostile.js");
-  cli_process cli({"-v", "-t", "websocket", "--connection-timeout", "1",
-                   srv.base_url() + "/ws-close"});
+  cli_process cli(
+      {"-v", "-t", "websocket", "--connection-timeout", "1", srv.base_url() + "/ws-close"});
   REQUIRE(cli.wait(30s));
   INFO(cli.describe());
   CHECK(cli.exit_code() == 3);
@@ -320,9 +318,10 @@ TEST_CASE("uvcometd-cli shows a websocket close reason escaped, in -v lines and 
   CHECK(cli.err().find("close code 4000: bye \\e]0;owned\\x07 \\e[2J end") != std::string::npos);
 }
 
-TEST_CASE("uvcometd-cli prints one valid JSON line per message: pretty-printed data compacted, "
-          "messages with invalid UTF-8 never printed",
-          "[integration][cli]") {
+TEST_CASE(
+    "uvcometd-cli prints one valid JSON line per message: pretty-printed data compacted, "
+    "messages with invalid UTF-8 never printed",
+    "[integration][cli]") {
   server_process srv("cli-hostile.js");
   // The library skips (and logs) a message that is not valid UTF-8 (RFC 8259); the CLI's own
   // UTF-8 repair of what it prints stays as a second line of defence (see test_cli_args).
@@ -365,8 +364,8 @@ TEST_CASE("uvcometd-cli refuses JSON nested deeper than the library takes, befor
   }
   CHECK(handshakes(srv) == 0);
   SECTION("at the limit, both go through") {
-    cli_process cli({"--ext", "{\"a\":" + nested(256) + "}", "-p", "/deep=" + nested(257),
-                     srv.url()});
+    cli_process cli(
+        {"--ext", "{\"a\":" + nested(256) + "}", "-p", "/deep=" + nested(257), srv.url()});
     REQUIRE(cli.wait(30s));
     INFO(cli.describe());
     CHECK(cli.exit_code() == 0);
@@ -403,7 +402,7 @@ TEST_CASE("uvcometd-cli fails at once with 2 on an unreadable --cacert", "[integ
 TEST_CASE("uvcometd-cli refuses invalid channels before connecting", "[integration][cli]") {
   server_process srv("faye-server.js");
   const std::vector<std::vector<std::string>> cases = {
-      {"-s", "/a/**/b"}, {"-s", "/a//b"}, {"-s", "/meta/connect"},
+      {"-s", "/a/**/b"}, {"-s", "/a//b"},  {"-s", "/meta/connect"},
       {"-p", "/a/*={}"}, {"-p", "/a/={}"},
   };
   for (auto args : cases) {
@@ -434,9 +433,10 @@ TEST_CASE("uvcometd-cli -n 1 > /dev/full exits 1 after the write error", "[integ
   CHECK(cli.err().find("uvcometd-cli: stdout: No space left on device") != std::string::npos);
 }
 
-TEST_CASE("uvcometd-cli exits 141 without dying of SIGPIPE when its reader goes away, and "
-          "disconnects",
-          "[integration][cli]") {
+TEST_CASE(
+    "uvcometd-cli exits 141 without dying of SIGPIPE when its reader goes away, and "
+    "disconnects",
+    "[integration][cli]") {
   server_process srv("faye-server.js");
   cli_process cli({"-s", "/pipe", srv.url()});
   REQUIRE(cli.pump_until([&] { return server_subscribers(srv, "/pipe") > 0; }));
@@ -458,8 +458,8 @@ TEST_CASE("uvcometd-cli ended by a signal before any session exits 128+N", "[int
     // The discard port: nothing listens; the default connection timeout (10 s) keeps retrying.
     cli_process cli({"-v", "http://127.0.0.1:9/bayeux"});
     // The state line comes after the handlers are installed.
-    REQUIRE(cli.pump_until(
-        [&] { return cli.err().find("state=connecting") != std::string::npos; }));
+    REQUIRE(
+        cli.pump_until([&] { return cli.err().find("state=connecting") != std::string::npos; }));
     cli.send_signal(sig);
     REQUIRE(cli.wait(at_once));
     INFO(cli.describe());
@@ -468,9 +468,10 @@ TEST_CASE("uvcometd-cli ended by a signal before any session exits 128+N", "[int
   }
 }
 
-TEST_CASE("uvcometd-cli ended by SIGINT, SIGTERM or SIGHUP after subscribing disconnects and "
-          "exits 0",
-          "[integration][cli]") {
+TEST_CASE(
+    "uvcometd-cli ended by SIGINT, SIGTERM or SIGHUP after subscribing disconnects and "
+    "exits 0",
+    "[integration][cli]") {
   for (const int sig : {SIGINT, SIGTERM, SIGHUP}) {
     INFO("signal " << sig);
     server_process srv("faye-server.js");
@@ -544,8 +545,8 @@ TEST_CASE("uvcometd-cli states an error's kind once", "[integration][cli]") {
   // A body that is not the gzip its Content-Encoding claims: libcurl's error, which the
   // long-polling transport describes as "transport error: ...".
   server_process srv("cli-hostile.js");
-  cli_process cli({"--connection-timeout", "1", "-t", "long-polling",
-                   srv.base_url() + "/bad-encoding"});
+  cli_process cli(
+      {"--connection-timeout", "1", "-t", "long-polling", srv.base_url() + "/bad-encoding"});
   REQUIRE(cli.wait(30s));
   INFO(cli.describe());
   CHECK(cli.exit_code() == 3);
@@ -564,9 +565,10 @@ TEST_CASE("uvcometd-cli --version prints the project's version", "[integration][
 // ---------------------------------------------------------------------------------------------
 // Publishing stdin
 
-TEST_CASE("uvcometd-cli -p CHANNEL=- publishes each line of a pipe as it comes and exits 0 "
-          "once all are acknowledged",
-          "[integration][cli]") {
+TEST_CASE(
+    "uvcometd-cli -p CHANNEL=- publishes each line of a pipe as it comes and exits 0 "
+    "once all are acknowledged",
+    "[integration][cli]") {
   server_process srv("faye-server.js");
   cli_process sub({"-s", "/in", "-n", "3", srv.url()});
   REQUIRE(sub.pump_until([&] { return server_subscribers(srv, "/in") > 0; }));
@@ -590,9 +592,10 @@ TEST_CASE("uvcometd-cli -p CHANNEL=- publishes each line of a pipe as it comes a
                                  R"({"channel":"/in","data":"no newline at the end"})"});
 }
 
-TEST_CASE("uvcometd-cli -p CHANNEL=- reports invalid lines with their number, publishes the "
-          "others, and exits 1",
-          "[integration][cli]") {
+TEST_CASE(
+    "uvcometd-cli -p CHANNEL=- reports invalid lines with their number, publishes the "
+    "others, and exits 1",
+    "[integration][cli]") {
   server_process srv("faye-server.js");
   cli_process sub({"-s", "/in", "-n", "2", srv.url()});
   REQUIRE(sub.pump_until([&] { return server_subscribers(srv, "/in") > 0; }));
@@ -633,9 +636,9 @@ TEST_CASE("uvcometd-cli -p CHANNEL=- skips a line longer than 16 MiB and publish
   REQUIRE(pub.wait(60s));
   INFO(pub.describe());
   CHECK(pub.exit_code() == 1);
-  CHECK(uvcometd::test::lines_of(pub.err()) ==
-        std::vector<std::string>{
-            "uvcometd-cli: stdin:2: line longer than 16777216 bytes (skipped)"});
+  CHECK(
+      uvcometd::test::lines_of(pub.err()) ==
+      std::vector<std::string>{"uvcometd-cli: stdin:2: line longer than 16777216 bytes (skipped)"});
   REQUIRE(sub.wait(30s));
   CHECK(uvcometd::test::lines_of(sub.out()) ==
         std::vector<std::string>{R"({"channel":"/in","data":{"a":1}})",
@@ -772,9 +775,9 @@ TEST_CASE("uvcometd-cli takes headers from --header-file and UVCOMETD_HEADERS, o
   io.env = {"UVCOMETD_HEADERS=X-From-Env: e1\nX-Env-Two: 2"};
   for (const char* type : {"long-polling", "websocket"}) {
     INFO(type);
-    cli_process cli({"-t", type, "--header-file", file.path(), "-H", "X-Argv: a", "-p", "/h={}",
-                     srv.url()},
-                    io);
+    cli_process cli(
+        {"-t", type, "--header-file", file.path(), "-H", "X-Argv: a", "-p", "/h={}", srv.url()},
+        io);
     REQUIRE(cli.wait(30s));
     INFO(cli.describe());
     CHECK(cli.exit_code() == 0);
@@ -879,7 +882,8 @@ TEST_CASE("every option of uvcometd-cli --help is in the manual page and the REA
 
 TEST_CASE("uvcometd-cli --call prints each reply's data as one JSON line and exits 0",
           "[integration][cli]") {
-  const std::string script = GENERATE(std::string("faye-server.js"), std::string("cometd-server.js"));
+  const std::string script =
+      GENERATE(std::string("faye-server.js"), std::string("cometd-server.js"));
   server_process srv(script);
   cli_process cli({"--call", "echo={\"n\": 1}", "--call", "echo=[2, 3]", srv.url()});
   REQUIRE(cli.wait(30s));

@@ -169,8 +169,8 @@ TEST_CASE("a forbidden publish and a refused subscription report the server's er
   uvcometd::test::outcome pub, sub;
   REQUIRE_FALSE(c.publish("/forbidden/zone", "{}", pub.cb()));
   int delivered = 0;
-  REQUIRE_FALSE(c.subscribe("/private/diary", [&](const uvcometd::message&) { ++delivered; },
-                            sub.cb()));
+  REQUIRE_FALSE(c.subscribe(
+      "/private/diary", [&](const uvcometd::message&) { ++delivered; }, sub.cb()));
   REQUIRE(rig.loop.run_until([&] { return pub.done() && sub.done(); }));
   CHECK(pub.err.code == errc::server_error);
   CHECK(pub.err.server_code == 403);
@@ -214,16 +214,16 @@ TEST_CASE("close from inside a message handler completes every call once", "[int
   rig.open();
   int closes = 0, handled = 0;
   uvcometd::test::outcome pub;
-  REQUIRE_FALSE(c.subscribe(
-      "/bye",
-      [&](const uvcometd::message&) {
-        ++handled;
-        c.close([&](const uvcometd::error&) { ++closes; });
-        // Calls after close fail synchronously and never run their callback.
-        CHECK(c.publish("/bye", "1", [&](const uvcometd::error&) { FAIL("ran"); }) ==
-              errc::invalid_state);
-      },
-      {}));
+  REQUIRE_FALSE(c.subscribe("/bye",
+                            [&](const uvcometd::message&) {
+                              ++handled;
+                              c.close([&](const uvcometd::error&) { ++closes; });
+                              // Calls after close fail synchronously and never run their callback.
+                              CHECK(c.publish("/bye", "1", [&](const uvcometd::error&) {
+                                FAIL("ran");
+                              }) == errc::invalid_state);
+                            },
+                            {}));
   REQUIRE(rig.wait_subscribed("/bye"));
   REQUIRE_FALSE(c.publish("/bye", "2", pub.cb()));
   rig.srv->publish("/bye", "1", 5);
@@ -240,15 +240,18 @@ TEST_CASE("calls in the wrong state or with invalid channels fail synchronously"
   bool ran = false;
   auto never = [&](const uvcometd::error&) { ran = true; };
   CHECK(c.publish("/a", "1", never) == errc::invalid_state);
-  CHECK(c.subscribe("/a", [](const uvcometd::message&) {}, never) == errc::invalid_state);
+  CHECK(c.subscribe(
+            "/a", [](const uvcometd::message&) {}, never) == errc::invalid_state);
   REQUIRE_FALSE(c.open(never));
   CHECK(c.open(never) == errc::invalid_state);
   CHECK(c.publish("/a/*", "1", never) == errc::invalid_channel);
   CHECK(c.publish("/meta/connect", "1", never) == errc::invalid_channel);
   CHECK(c.publish("no-slash", "1", never) == errc::invalid_channel);
   CHECK(c.publish("/a", "{not json", never) == errc::invalid_argument);
-  CHECK(c.subscribe("/a//b", [](const uvcometd::message&) {}, never) == errc::invalid_channel);
-  CHECK(c.subscribe("/meta/*", [](const uvcometd::message&) {}, never) == errc::invalid_channel);
+  CHECK(c.subscribe(
+            "/a//b", [](const uvcometd::message&) {}, never) == errc::invalid_channel);
+  CHECK(c.subscribe(
+            "/meta/*", [](const uvcometd::message&) {}, never) == errc::invalid_channel);
   CHECK(c.unsubscribe(uvcometd::subscription{}, never) == errc::invalid_argument);
   rig.close();
   CHECK(ran);  // the open() completion ran once, with "cancelled"
@@ -275,8 +278,10 @@ TEST_CASE("an unreachable server ends open() with connection_timeout after the t
   CHECK(c.current_state() == state::failed);
 }
 
-TEST_CASE("websocket forced against a long-polling-only server fails open() at once with the "
-          "refused upgrade, never trying long-polling", "[integration]") {
+TEST_CASE(
+    "websocket forced against a long-polling-only server fails open() at once with the "
+    "refused upgrade, never trying long-polling",
+    "[integration]") {
   client_rig rig({"cometd-server.js", {connection_type::websocket}, "cometd websocket", "/cometd"});
   auto o = rig.options();
   o.connection_timeout = 3s;
@@ -312,16 +317,18 @@ TEST_CASE("destroying an open client without close() releases everything", "[int
   REQUIRE_FALSE(rig.client().publish("/x", "1", [&](const uvcometd::error&) { ran = true; }));
   rig.destroy_client();
   REQUIRE(rig.loop.drain());  // every handle of the destroyed client closed
-  CHECK_FALSE(ran);  // no callback after destruction
+  CHECK_FALSE(ran);           // no callback after destruction
 }
 
-TEST_CASE("a pending buffer left full past the session lifetime re-establishes the session and "
-          "reports it",
-          "[integration]") {
+TEST_CASE(
+    "a pending buffer left full past the session lifetime re-establishes the session and "
+    "reports it",
+    "[integration]") {
   // Long-polling only: the held buffer stops the connect cycle, so the server expires the session.
   const auto p = uvcometd::test::pick_long_polling();
-  client_rig rig(p, p.faye() ? std::vector<std::string>{"--timeout", "1"}
-                             : std::vector<std::string>{"--timeout", "1", "--max-interval", "1000"});
+  client_rig rig(p, p.faye()
+                        ? std::vector<std::string>{"--timeout", "1"}
+                        : std::vector<std::string>{"--timeout", "1", "--max-interval", "1000"});
   auto o = rig.options();
   o.max_pending_count = 3;
   auto& c = rig.start(o);
@@ -339,7 +346,8 @@ TEST_CASE("a pending buffer left full past the session lifetime re-establishes t
   INFO(rig.states.describe(mark));
   REQUIRE(rig.wait_reconnected(mark));
   const auto lost_at = *rig.states.find(state::reconnecting, mark);
-  CHECK(rig.states.events[lost_at].why.code == errc::server_error);  // unknown client / session_unknown
+  CHECK(rig.states.events[lost_at].why.code ==
+        errc::server_error);  // unknown client / session_unknown
   CHECK(c.client_id() != first_id);
   CHECK(got.data.size() >= 3);  // what was held is delivered, never dropped
   // Re-subscribed: the same handler gets what is published now.

@@ -19,9 +19,10 @@
 // nothing else, and as faye-redis is, where it may lose no more than the nodes dropped. Behind
 // HAProxy over long-polling each request may go to either node (round robin): in every run so
 // far HAProxy counted no request cut on the killed node and redispatched those sent to it after
-// its death, and the client saw no failure at all (its "->connected" is then -1). Without shared sessions (scenario 4) or when a node ends the session
-// (scenario 5) the client re-handshakes: what was published while it had no session is lost,
-// and that is measured; what is published once it re-subscribed must all arrive.
+// its death, and the client saw no failure at all (its "->connected" is then -1). Without shared
+// sessions (scenario 4) or when a node ends the session (scenario 5) the client re-handshakes: what
+// was published while it had no session is lost, and that is measured; what is published once it
+// re-subscribed must all arrive.
 //
 // UVCOMETD_TEST_REPORT=1 prints one line per scenario and transport: published, received, lost,
 // duplicated, dropped and requeued by the nodes, kill-to-connected and kill-to-first-message,
@@ -90,8 +91,8 @@ std::vector<connection_type> types_of(int transport) {
 
 struct publish_record {
   int seq = 0;
-  steady::time_point sent;   // when its first request left
-  std::vector<bool> ok;      // per target: answered {"published":1}
+  steady::time_point sent;  // when its first request left
+  std::vector<bool> ok;     // per target: answered {"published":1}
   bool any() const { return std::find(ok.begin(), ok.end(), true) != ok.end(); }
 };
 
@@ -128,7 +129,8 @@ class stream_publisher {
  private:
   void run() {
     std::vector<std::unique_ptr<http_peer>> peers;
-    for (std::size_t i = 0; i < targets_.size(); ++i) peers.push_back(std::make_unique<http_peer>());
+    for (std::size_t i = 0; i < targets_.size(); ++i)
+      peers.push_back(std::make_unique<http_peer>());
     const auto t0 = steady::now();
     for (int seq = 0;; ++seq) {
       publish_record r;
@@ -306,7 +308,8 @@ class watched_client {
  private:
   void on_message(const message& m) {
     const json data = json::parse(m.data.begin(), m.data.end(), nullptr, false);
-    const json ext = m.ext.empty() ? json() : json::parse(m.ext.begin(), m.ext.end(), nullptr, false);
+    const json ext =
+        m.ext.empty() ? json() : json::parse(m.ext.begin(), m.ext.end(), nullptr, false);
     arrival a;
     a.seq = data.is_object() ? data.value("seq", -1) : -1;
     a.node = ext.is_object() ? ext.value("node", "") : "";
@@ -321,11 +324,11 @@ class watched_client {
     next_publish_ += client_publish_period;
     const std::size_t k = completions_.size();
     completions_.push_back(0);
-    const auto ec = c_->publish("/up/x", "{\"n\":" + std::to_string(k) + "}",
-                                [this, k](const error& e) {
-                                  ++completions_[k];
-                                  if (e) ++publish_errors_;
-                                });
+    const auto ec =
+        c_->publish("/up/x", "{\"n\":" + std::to_string(k) + "}", [this, k](const error& e) {
+          ++completions_[k];
+          if (e) ++publish_errors_;
+        });
     if (ec) completions_[k] = 1;  // refused synchronously: no completion will run
   }
 
@@ -345,12 +348,12 @@ class watched_client {
 // ---- one scenario: the stream, a disruption, the stream again ----
 
 // Fails the test, with the client's log and states, when an awaited event did not come.
-#define AWAIT(w, event)                                                                    \
-  do {                                                                                     \
-    if (!(event)) {                                                                        \
-      FAIL("did not happen: " #event "\n"                                                  \
-           << (w).log_tail() << "states: " << (w).states().describe());                    \
-    }                                                                                      \
+#define AWAIT(w, event)                                                 \
+  do {                                                                  \
+    if (!(event)) {                                                     \
+      FAIL("did not happen: " #event "\n"                               \
+           << (w).log_tail() << "states: " << (w).states().describe()); \
+    }                                                                   \
   } while (false)
 
 // The disruption: when it happened, and which messages count as "from the new node": those
@@ -373,8 +376,7 @@ void kill_node(cluster& c, std::size_t i, disruption& d) {
 // Once the disruption is done: waits until a message came from the new node and the client
 // is connected, then for the stream to flow again; stops the publisher and waits for what is
 // still on its way. Returns what was published.
-std::vector<publish_record> recover(watched_client& w, stream_publisher& pub,
-                                    const disruption& d) {
+std::vector<publish_record> recover(watched_client& w, stream_publisher& pub, const disruption& d) {
   AWAIT(w, w.run_until([&] {
     return w.first_after(d.since, d.old_node).has_value() &&
            w.get().current_state() == state::connected;
@@ -388,15 +390,15 @@ std::vector<publish_record> recover(watched_client& w, stream_publisher& pub,
 
 struct outcome {
   int published = 0;
-  int received = 0;   // distinct published seqs that arrived
+  int received = 0;  // distinct published seqs that arrived
   int lost = 0;
   int duplicated = 0;
-  int dropped = 0;    // by the nodes (faye-redis draining for a closed poll)
-  int requeued = 0;   // the same, put back by the patch
+  int dropped = 0;         // by the nodes (faye-redis draining for a closed poll)
+  int requeued = 0;        // the same, put back by the patch
   long to_connected = -1;  // disruption -> state connected again (-1: it never left connected)
   long to_first = -1;      // disruption -> first message from the new node
   std::string first_from;
-  std::string lost_seqs;   // "seq@ms" each, ms: when its publish began, from the disruption
+  std::string lost_seqs;  // "seq@ms" each, ms: when its publish began, from the disruption
   // Of the lost: never handed to the client's connection by any node (lost in the server, e.g.
   // drained from Redis by a node killed before it wrote them), and handed over but never
   // received (lost on the wire or by the client).
@@ -459,8 +461,8 @@ outcome measure(const cluster& c, const watched_client& w,
     }
     const bool was_handed = handed.any.count(r.seq) != 0;
     (was_handed ? o.lost_after_handover : o.lost_in_nodes) += 1;
-    const bool with_killed = !d.killed.empty() && (handed.by_killed.count(r.seq) != 0 ||
-                                                   (!was_handed && r.sent < d.at));
+    const bool with_killed =
+        !d.killed.empty() && (handed.by_killed.count(r.seq) != 0 || (!was_handed && r.sent < d.at));
     (with_killed ? o.lost_with_killed : o.lost_by_client) += 1;
     o.lost_seqs += " " + std::to_string(r.seq) + "@" + std::to_string(ms_between(d.at, r.sent)) +
                    (was_handed ? "(handed over)" : "") + (with_killed ? "(killed node)" : "");
@@ -501,15 +503,15 @@ split_loss lost_around(const watched_client& w, const std::vector<publish_record
 
 void report(const char* scenario, int transport, const char* mode, const outcome& o,
             const std::string& extra = "") {
-  figure("cluster %-26s | %-12s | %-7s | published %4d | received %4d | lost %3d (in nodes %d, "
-         "after handover %d; with the killed node %d) | duplicated %d | dropped by nodes %3d | "
-         "requeued %3d | ->connected %5ld ms | ->first message %5ld ms (from %s) | "
-         "client publishes %zu (failed %d)%s",
-         scenario, transport_name(transport), mode, o.published, o.received, o.lost,
-         o.lost_in_nodes, o.lost_after_handover, o.lost_with_killed, o.duplicated, o.dropped,
-         o.requeued,
-         o.to_connected, o.to_first, o.first_from.empty() ? "-" : o.first_from.c_str(),
-         o.client_publishes, o.client_publish_errors, extra.c_str());
+  figure(
+      "cluster %-26s | %-12s | %-7s | published %4d | received %4d | lost %3d (in nodes %d, "
+      "after handover %d; with the killed node %d) | duplicated %d | dropped by nodes %3d | "
+      "requeued %3d | ->connected %5ld ms | ->first message %5ld ms (from %s) | "
+      "client publishes %zu (failed %d)%s",
+      scenario, transport_name(transport), mode, o.published, o.received, o.lost, o.lost_in_nodes,
+      o.lost_after_handover, o.lost_with_killed, o.duplicated, o.dropped, o.requeued,
+      o.to_connected, o.to_first, o.first_from.empty() ? "-" : o.first_from.c_str(),
+      o.client_publishes, o.client_publish_errors, extra.c_str());
   if (!o.lost_seqs.empty()) figure("  lost (seq@ms from the disruption):%s", o.lost_seqs.c_str());
 }
 const char* mode_name(bool requeue) { return requeue ? "requeue" : "as is"; }
@@ -727,9 +729,10 @@ TEST_CASE("cluster: every node down then back within connection_timeout: the cli
   w.finish();
 }
 
-TEST_CASE("cluster: nodes that share no sessions: a new handshake and re-subscription on the "
-          "next; what was published meanwhile is lost",
-          "[cluster][failover]") {
+TEST_CASE(
+    "cluster: nodes that share no sessions: a new handshake and re-subscription on the "
+    "next; what was published meanwhile is lost",
+    "[cluster][failover]") {
   // Two Faye nodes on their in-memory engines: B does not know A's clients. The stream is
   // published through both (a publish reaches only the subscribers of its node). The cost of
   // failing over to B: what B published between A's death and the client's re-subscription on
@@ -779,9 +782,10 @@ TEST_CASE("cluster: nodes that share no sessions: a new handshake and re-subscri
   w.finish();
 }
 
-TEST_CASE("cluster: advice.hosts: a node ending the session sends the client to the host it "
-          "advises",
-          "[cluster][failover]") {
+TEST_CASE(
+    "cluster: advice.hosts: a node ending the session sends the client to the host it "
+    "advises",
+    "[cluster][failover]") {
   // The client knows node A only. A advises hosts [B] (the client's node is not among them),
   // then ends the session (a node being drained): the re-handshake goes to B, and the
   // subscription is made again there. What is published between the end of the session and
@@ -830,9 +834,10 @@ TEST_CASE("cluster: advice.hosts: a node ending the session sends the client to 
   w.finish();
 }
 
-TEST_CASE("cluster: advice.hosts: a client given one URL fails over to an advised host and "
-          "continues its session",
-          "[cluster][failover]") {
+TEST_CASE(
+    "cluster: advice.hosts: a client given one URL fails over to an advised host and "
+    "continues its session",
+    "[cluster][failover]") {
   // advice.hosts are merged into the client's list for the session's lifetime: the client
   // configured with A alone moves to B (advised by A) when A dies, and B continues the session.
   const int transport = GENERATE(0, 1);

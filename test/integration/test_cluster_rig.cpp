@@ -42,9 +42,10 @@ TEST_CASE("cluster rig: redis, three nodes and haproxy start on 127.0.0.1 and ar
     o.nodes = 3;
     o.haproxy = true;
     cluster c(o);
-    figure("cluster of redis-server + 3 nodes + haproxy up (every node passed a health check) "
-           "in %ld ms (%s)",
-           static_cast<long>(c.startup_time().count()), c.startup_detail().c_str());
+    figure(
+        "cluster of redis-server + 3 nodes + haproxy up (every node passed a health check) "
+        "in %ld ms (%s)",
+        static_cast<long>(c.startup_time().count()), c.startup_detail().c_str());
     CHECK(c.size() == 3);
     CHECK(c.redis_port() > 0);
     http_peer peer;
@@ -94,9 +95,10 @@ TEST_CASE("cluster rig: redis, three nodes and haproxy start on 127.0.0.1 and ar
   CHECK(lone.stats(0)["engine"] == "memory");
 }
 
-TEST_CASE("cluster: a session handshaken on node A continues on node B with what was "
-          "published meanwhile",
-          "[cluster]") {
+TEST_CASE(
+    "cluster: a session handshaken on node A continues on node B with what was "
+    "published meanwhile",
+    "[cluster]") {
   cluster c;
   SECTION("long-polling") {
     lp_client cl;
@@ -201,9 +203,10 @@ TEST_CASE("cluster: HAProxy sends one client's requests to different nodes (no s
   }
 }
 
-TEST_CASE("cluster: after SIGKILL of node A, node B keeps the session and what was published "
-          "meanwhile",
-          "[cluster]") {
+TEST_CASE(
+    "cluster: after SIGKILL of node A, node B keeps the session and what was published "
+    "meanwhile",
+    "[cluster]") {
   cluster c;
   SECTION("long-polling: killed while holding the client's poll") {
     lp_client cl;
@@ -217,9 +220,10 @@ TEST_CASE("cluster: after SIGKILL of node A, node B keeps the session and what w
     c.kill(0);
     poll.join();
     REQUIRE(was_held);
-    figure("SIGKILL of the node holding a long-poll: the poll ended after %ld ms with curl "
-           "error %d (%s), HTTP %ld",
-           ms_since(t_kill), static_cast<int>(held.rc), curl_easy_strerror(held.rc), held.status);
+    figure(
+        "SIGKILL of the node holding a long-poll: the poll ended after %ld ms with curl "
+        "error %d (%s), HTTP %ld",
+        ms_since(t_kill), static_cast<int>(held.rc), curl_easy_strerror(held.rc), held.status);
     CHECK(held.rc != CURLE_OK);
     c.publish("/cl/x", R"({"after":"kill"})", 3);
     REQUIRE(c.wait_queued(cl.client_id, 3));  // kept in Redis for the client
@@ -277,9 +281,10 @@ TEST_CASE("cluster: HAProxy takes a killed node out and back after restart", "[c
   const auto down = c.wait_lb_state(0, "DOWN", 5s);
   const long kill_to_down = ms_since(t_kill);
   REQUIRE(down.count() >= 0);
-  figure("haproxy: node A DOWN %ld ms after its SIGKILL (checks every 200 ms, fall 2); the 4 "
-         "requests sent meanwhile were answered %s %s %s %s",
-         kill_to_down, early[0].c_str(), early[1].c_str(), early[2].c_str(), early[3].c_str());
+  figure(
+      "haproxy: node A DOWN %ld ms after its SIGKILL (checks every 200 ms, fall 2); the 4 "
+      "requests sent meanwhile were answered %s %s %s %s",
+      kill_to_down, early[0].c_str(), early[1].c_str(), early[2].c_str(), early[3].c_str());
   CHECK(kill_to_down < 2000);
   CHECK(c.lb_state(1) == "UP");
   // Queued in Redis while the client is away, delivered by the node that remains.
@@ -362,8 +367,7 @@ TEST_CASE("cluster: nodes without Redis answer 401 Unknown client to each other'
   }
 }
 
-TEST_CASE("cluster: advice.hosts in handshake and connect replies when configured",
-          "[cluster]") {
+TEST_CASE("cluster: advice.hosts in handshake and connect replies when configured", "[cluster]") {
   cluster c;
   const std::vector<std::string> hosts{c.url(1), c.url(0)};
   c.set_advice_hosts(0, hosts);
@@ -377,9 +381,9 @@ TEST_CASE("cluster: advice.hosts in handshake and connect replies when configure
     CHECK(conn["successful"] == true);
     CHECK(conn["advice"]["hosts"] == want);
     // A failed connect carries them too.
-    json unknown = reply_in(
-        cl.peer.post(c.url(0), connect_msg("nosuchclient", "long-polling", 0)).messages(),
-        "/meta/connect");
+    json unknown =
+        reply_in(cl.peer.post(c.url(0), connect_msg("nosuchclient", "long-polling", 0)).messages(),
+                 "/meta/connect");
     CHECK(unknown["successful"] == false);
     CHECK(unknown["advice"]["reconnect"] == "handshake");
     CHECK(unknown["advice"]["hosts"] == want);
@@ -389,8 +393,9 @@ TEST_CASE("cluster: advice.hosts in handshake and connect replies when configure
     // Switched off again.
     c.set_advice_hosts(0, {});
     lp_client other;
-    CHECK_FALSE(reply_in(other.handshake(c.url(0)).messages(), "/meta/handshake")["advice"]
-                    .contains("hosts"));
+    CHECK_FALSE(
+        reply_in(other.handshake(c.url(0)).messages(), "/meta/handshake")["advice"].contains(
+            "hosts"));
   }
   SECTION("websocket") {
     test_loop loop;
@@ -459,7 +464,8 @@ TEST_CASE("cluster: with --requeue-dropped a connect with advice.timeout 0 loses
   CHECK(delivered == 3 * trials);
   CHECK(requeued >= 3);
   CHECK(c.stats(1)["dropped"] == 0);
-  figure("--requeue-dropped: %d trials of a timeout-0 connect after 3 publishes: %d requeued, "
-         "none lost",
-         trials, requeued);
+  figure(
+      "--requeue-dropped: %d trials of a timeout-0 connect after 3 publishes: %d requeued, "
+      "none lost",
+      trials, requeued);
 }

@@ -68,9 +68,10 @@ std::shared_ptr<recording_extension> dropper(std::vector<std::string>& calls) {
   auto d = std::make_shared<recording_extension>("D", calls);
   d->on_out = [](message_batch& batch) {
     auto& v = batch.messages;
-    v.erase(std::remove_if(v.begin(), v.end(),
-                           [](const bayeux_message& m) { return m.channel().rfind("/drop/", 0) == 0; }),
-            v.end());
+    v.erase(
+        std::remove_if(v.begin(), v.end(),
+                       [](const bayeux_message& m) { return m.channel().rfind("/drop/", 0) == 0; }),
+        v.end());
   };
   d->on_in = [](message_batch& batch) {
     auto& v = batch.messages;
@@ -92,9 +93,10 @@ received& open_dropping(client_rig& rig, std::vector<std::string>& calls) {
 
 }  // namespace
 
-TEST_CASE("extensions see every batch, outgoing in registration order and incoming reversed; "
-          "their ext and headers reach the server",
-          "[integration][extensions]") {
+TEST_CASE(
+    "extensions see every batch, outgoing in registration order and incoming reversed; "
+    "their ext and headers reach the server",
+    "[integration][extensions]") {
   std::vector<std::string> calls;
   auto a = std::make_shared<recording_extension>("A", calls);
   auto b = std::make_shared<recording_extension>("B", calls);
@@ -136,7 +138,8 @@ TEST_CASE("extensions see every batch, outgoing in registration order and incomi
       CHECK(calls[i + 1] == "A<");
     }
   }
-  CHECK(std::count(calls.begin(), calls.end(), "A>") == std::count(calls.begin(), calls.end(), "B>"));
+  CHECK(std::count(calls.begin(), calls.end(), "A>") ==
+        std::count(calls.begin(), calls.end(), "B>"));
   // Response headers: long-polling has them (Content-Type at least), websocket none.
   const auto& counts = b->incoming_header_counts;
   REQUIRE_FALSE(counts.empty());
@@ -147,9 +150,10 @@ TEST_CASE("extensions see every batch, outgoing in registration order and incomi
   }
 }
 
-TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_extension, the "
-          "rest of its batch goes out",
-          "[integration][extensions]") {
+TEST_CASE(
+    "an extension drops outgoing messages: each completes with dropped_by_extension, the "
+    "rest of its batch goes out",
+    "[integration][extensions]") {
   std::vector<std::string> calls;
   client_rig rig(pick_faye());
   auto& visible = open_dropping(rig, calls);
@@ -159,7 +163,8 @@ TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_
   outcome dropped, kept;
   REQUIRE_FALSE(c.publish("/drop/x", "1", dropped.cb()));
   REQUIRE_FALSE(c.publish("/visible", R"({"n":1})", kept.cb()));
-  REQUIRE(rig.loop.run_until([&] { return dropped.done() && kept.done() && visible.data.size() == 1; }));
+  REQUIRE(rig.loop.run_until(
+      [&] { return dropped.done() && kept.done() && visible.data.size() == 1; }));
   CHECK(dropped.err.code == errc::dropped_by_extension);
   CHECK_FALSE(kept.err);
 
@@ -167,7 +172,8 @@ TEST_CASE("an extension drops outgoing messages: each completes with dropped_by_
   CHECK(rig.publish("/drop/y", "2").code == errc::dropped_by_extension);
 }
 
-TEST_CASE("an incoming message an extension drops reaches no handler", "[integration][extensions]") {
+TEST_CASE("an incoming message an extension drops reaches no handler",
+          "[integration][extensions]") {
   std::vector<std::string> calls;
   client_rig rig(pick_faye());
   auto& visible = open_dropping(rig, calls);
@@ -190,7 +196,8 @@ struct delaying_extension : uvcometd::extension {
     timer->data = this;
   }
   ~delaying_extension() override {
-    uv_close(reinterpret_cast<uv_handle_t*>(timer), [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
+    uv_close(reinterpret_cast<uv_handle_t*>(timer),
+             [](uv_handle_t* h) { delete reinterpret_cast<uv_timer_t*>(h); });
   }
   uv_timer_t* timer;
   std::deque<extension_done> waiting;
@@ -199,13 +206,16 @@ struct delaying_extension : uvcometd::extension {
   void hold(extension_done done) {
     ++batches;
     waiting.push_back(std::move(done));
-    uv_timer_start(timer, [](uv_timer_t* t) {
-      auto* self = static_cast<delaying_extension*>(t->data);
-      auto d = std::move(self->waiting.front());
-      self->waiting.pop_front();
-      if (!self->waiting.empty()) uv_timer_start(t, t->timer_cb, 1, 0);
-      d({});
-    }, 1, 0);
+    uv_timer_start(
+        timer,
+        [](uv_timer_t* t) {
+          auto* self = static_cast<delaying_extension*>(t->data);
+          auto d = std::move(self->waiting.front());
+          self->waiting.pop_front();
+          if (!self->waiting.empty()) uv_timer_start(t, t->timer_cb, 1, 0);
+          d({});
+        },
+        1, 0);
   }
   void outgoing(message_batch&, extension_done done) override {
     ++outgoing_batches;
@@ -228,10 +238,11 @@ TEST_CASE("extensions that finish later keep batches in order", "[integration][e
   int acked = 0;
   for (int i = 0; i < n; ++i) {
     const int before = slow->outgoing_batches;
-    REQUIRE_FALSE(c.publish("/slow", "{\"i\":" + std::to_string(i) + "}", [&](const uvcometd::error& e) {
-      CHECK_FALSE(e);
-      ++acked;
-    }));
+    REQUIRE_FALSE(
+        c.publish("/slow", "{\"i\":" + std::to_string(i) + "}", [&](const uvcometd::error& e) {
+          CHECK_FALSE(e);
+          ++acked;
+        }));
     // Its own batch: the next publish is made once this one reached the extension.
     REQUIRE(rig.loop.run_until([&] { return slow->outgoing_batches > before; }));
   }
@@ -250,7 +261,8 @@ struct failing_extension : uvcometd::extension {
   void outgoing(message_batch& b, extension_done done) override {
     if (has_channel(b, "/boom")) throw std::runtime_error("boom from outgoing");
     if (has_channel(b, "/fail")) {
-      done(uvcometd::error(make_error_code(errc::invalid_argument), "refused by the test extension"));
+      done(uvcometd::error(make_error_code(errc::invalid_argument),
+                           "refused by the test extension"));
       return;
     }
     if (has_channel(b, "/twice")) {
@@ -272,9 +284,10 @@ struct failing_extension : uvcometd::extension {
 
 }  // namespace
 
-TEST_CASE("an extension that throws or fails: the calls of its batch get extension_error, "
-          "nothing crashes, and the client keeps working",
-          "[integration][extensions]") {
+TEST_CASE(
+    "an extension that throws or fails: the calls of its batch get extension_error, "
+    "nothing crashes, and the client keeps working",
+    "[integration][extensions]") {
   client_rig rig(pick_faye());
   auto ext = std::make_shared<failing_extension>();
   auto o = rig.options();
@@ -380,9 +393,10 @@ TEST_CASE("auth: a wrong token ends open() with the server's error after one aut
   CHECK(c.current_state() == state::failed);
 }
 
-TEST_CASE("token_auth: the provider is called on start and again after an HTTP 401, and the "
-          "bearer header reaches the server",
-          "[integration][extensions][auth]") {
+TEST_CASE(
+    "token_auth: the provider is called on start and again after an HTTP 401, and the "
+    "bearer header reaches the server",
+    "[integration][extensions][auth]") {
   // Long-polling sends the header on every request: the first one after the rotation is refused.
   // Websocket sends it on the upgrade only: a reconnect's upgrade is refused, and the next one
   // carries the fresh token.
@@ -439,9 +453,10 @@ uvcometd::client& start_replaying(client_rig& rig, uvcometd::replay_extension::s
 
 }  // namespace
 
-TEST_CASE("replay: a subscription resumes after the last id, across a client restart with a "
-          "persisted id, and falls back when the id expired",
-          "[integration][extensions][replay]") {
+TEST_CASE(
+    "replay: a subscription resumes after the last id, across a client restart with a "
+    "persisted id, and falls back when the id expired",
+    "[integration][extensions][replay]") {
   auto store = std::make_shared<uvcometd::memory_replay_store>();
   client_rig rig(pick_faye());
   rig.srv->publish("/replay/a", R"({"v":1})", 5);  // replay ids 1..5, before anyone subscribed
@@ -522,9 +537,10 @@ TEST_CASE("replay: the re-subscribe after a re-handshake asks for what followed 
   CHECK(replay_ids(got) == std::vector<long>{1, 2, 3, 4, 5});
 }
 
-TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fails the frame like "
-          "a malformed one and the client recovers",
-          "[integration][extensions]") {
+TEST_CASE(
+    "frame_encoder and frame_decoder see every frame; a decoder error fails the frame like "
+    "a malformed one and the client recovers",
+    "[integration][extensions]") {
   int encoded = 0, decoded = 0;
   bool fail_next = false, garble_next = false;
   std::vector<std::string> calls;
@@ -533,7 +549,8 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
   o.frame_encoder = [&](std::string_view in, std::string& out) {
     ++encoded;
     if (in.find("/codec/unencodable") != std::string_view::npos) {
-      return uvcometd::error{make_error_code(errc::invalid_argument), "the test encoder refused it"};
+      return uvcometd::error{make_error_code(errc::invalid_argument),
+                             "the test encoder refused it"};
     }
     out.assign(in);
     return uvcometd::error{};
@@ -589,9 +606,10 @@ TEST_CASE("frame_encoder and frame_decoder see every frame; a decoder error fail
   CHECK(got.data.back() == "5");
 }
 
-TEST_CASE("an extension may close or destroy the client from inside a hook: every call completes "
-          "once and the loop closes cleanly",
-          "[integration][extensions]") {
+TEST_CASE(
+    "an extension may close or destroy the client from inside a hook: every call completes "
+    "once and the loop closes cleanly",
+    "[integration][extensions]") {
   struct closer : uvcometd::extension {
     std::function<void()> act;
     bool on_incoming = false;
@@ -624,8 +642,10 @@ TEST_CASE("an extension may close or destroy the client from inside a hook: ever
   auto ext = std::make_shared<closer>();
   ext->on_incoming = incoming;
   ext->act = [&] {
-    if (destroy) rig.destroy_client();
-    else rig.client().close([&](const uvcometd::error&) { ++closes; });
+    if (destroy)
+      rig.destroy_client();
+    else
+      rig.client().close([&](const uvcometd::error&) { ++closes; });
   };
   auto o = rig.options();
   o.extensions = {ext};
@@ -646,6 +666,8 @@ TEST_CASE("an extension may close or destroy the client from inside a hook: ever
   REQUIRE(rig.loop.drain());  // every handle of the client closed: nothing more can happen
   // After a close(): at most the /meta/disconnect out, or the frames in flight and the
   // disconnect reply in. After destruction: nothing at all.
-  if (destroy) CHECK(ext->calls_after == 0);
-  else CHECK(ext->calls_after <= 2);
+  if (destroy)
+    CHECK(ext->calls_after == 0);
+  else
+    CHECK(ext->calls_after <= 2);
 }

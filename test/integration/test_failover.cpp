@@ -41,8 +41,8 @@ TEST_CASE("urls: when the server in use dies the client moves to the next and go
     a.stop();
     // The session goes on on b: a new handshake there (b does not know it) and the
     // re-subscription, then messages published on b arrive.
-    REQUIRE(loop.run_until([&] { return c.current_url() == b.url() &&
-                                        c.current_state() == state::connected; }, 30s));
+    REQUIRE(loop.run_until(
+        [&] { return c.current_url() == b.url() && c.current_state() == state::connected; }, 30s));
     INFO(log.tail());
     CHECK(states.saw_then(state::reconnecting, state::connected, mark));
     REQUIRE(wait_server_subscribed(loop, b, "/f/x"));
@@ -54,7 +54,8 @@ TEST_CASE("urls: when the server in use dies the client moves to the next and go
   CHECK(loop.close() == 0);
 }
 
-TEST_CASE("urls and url together, or a bad one among urls, are refused", "[integration][failover]") {
+TEST_CASE("urls and url together, or a bad one among urls, are refused",
+          "[integration][failover]") {
   test_loop loop;
   {
     options o;

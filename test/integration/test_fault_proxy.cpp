@@ -27,9 +27,8 @@ server_process& faye() {
   return srv;
 }
 
-const std::string handshake_body =
-    R"([{"channel":"/meta/handshake","version":"1.0",)"
-    R"("supportedConnectionTypes":["long-polling"]}])";
+const std::string handshake_body = R"([{"channel":"/meta/handshake","version":"1.0",)"
+                                   R"("supportedConnectionTypes":["long-polling"]}])";
 
 std::string handshake_request(int port) {
   return "POST /bayeux HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
@@ -203,9 +202,8 @@ struct echo_server {
   void close_all() {
     if (!listener_closing) {
       listener_closing = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(&listener), [](uv_handle_t* h) {
-        static_cast<echo_server*>(h->data)->listener_closed = true;
-      });
+      uv_close(reinterpret_cast<uv_handle_t*>(&listener),
+               [](uv_handle_t* h) { static_cast<echo_server*>(h->data)->listener_closed = true; });
     }
     for (auto& c : conns) c.close_it();
   }

@@ -165,9 +165,10 @@ bool flush_flow(client_rig& rig, const seq_sink& sink, long marker_round) {
 
 }  // namespace
 
-TEST_CASE("cutting every connection while messages flow: the client reconnects, gets what was "
-          "published while away, and nothing twice",
-          "[integration][faults]") {
+TEST_CASE(
+    "cutting every connection while messages flow: the client reconnects, gets what was "
+    "published while away, and nothing twice",
+    "[integration][faults]") {
   seq_sink sink;
   client_rig rig(pick_peer(), server_args, route::fault_proxy);
   auto& c = rig.client();
@@ -240,21 +241,25 @@ TEST_CASE("cutting every connection while messages flow: the client reconnects, 
   for (int r = 0; r < rounds; ++r) {
     const int miss = per_round - sink.round_count(r);
     lost += miss;
-    if (miss > 0) lost_detail += "round " + std::to_string(r) + ": " + sink.missing(r, per_round) + "; ";
+    if (miss > 0)
+      lost_detail += "round " + std::to_string(r) + ": " + sink.missing(r, per_round) + "; ";
   }
-  figure("%s: scenario 1: %d cuts for %d rounds, %d of %d cut-round messages lost (%s), "
-         "away batch published at once %d/%d, after the held connect ended %d/%d, duplicates %d",
-         rig.p.name, cuts, rounds, lost, rounds * per_round, lost_detail.c_str(), away_a, per_round,
-         sink.round_count(101), per_round, sink.duplicates());
+  figure(
+      "%s: scenario 1: %d cuts for %d rounds, %d of %d cut-round messages lost (%s), "
+      "away batch published at once %d/%d, after the held connect ended %d/%d, duplicates %d",
+      rig.p.name, cuts, rounds, lost, rounds * per_round, lost_detail.c_str(), away_a, per_round,
+      sink.round_count(101), per_round, sink.duplicates());
 }
 
-TEST_CASE("the server is killed and restarted on the same port: re-handshake, re-subscribe, "
-          "same handler",
-          "[integration][faults]") {
+TEST_CASE(
+    "the server is killed and restarted on the same port: re-handshake, re-subscribe, "
+    "same handler",
+    "[integration][faults]") {
   int lost_subs = 0;
   client_rig rig(pick_peer(), server_args, route::fault_proxy);
   auto& c = rig.client();
-  c.on_subscription_lost([&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
+  c.on_subscription_lost(
+      [&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
   rig.open();
   auto& got = rig.subscribe("/restart");
   rig.srv->publish("/restart", R"({"before":true})");
@@ -294,9 +299,10 @@ TEST_CASE("the server is killed and restarted on the same port: re-handshake, re
   figure("%s: scenario 2: survived %d server restarts", rig.p.name, survived);
 }
 
-TEST_CASE("an outage longer than connection_timeout ends in failed with connection_timeout and "
-          "no further attempts",
-          "[integration][faults]") {
+TEST_CASE(
+    "an outage longer than connection_timeout ends in failed with connection_timeout and "
+    "no further attempts",
+    "[integration][faults]") {
   client_rig rig(pick_peer(), server_args, route::fault_proxy);
   const bool hard = GENERATE(false, true);  // refuse(true), or stop_listening()
   INFO((hard ? "listener closed" : "connections reset"));
@@ -381,7 +387,8 @@ TEST_CASE("with connection_timeout 0 the client keeps trying through an outage a
   CHECK(probe_until_delivered(rig, "/forever", got));
 }
 
-TEST_CASE("a black hole is detected and the client recovers once it ends", "[integration][faults]") {
+TEST_CASE("a black hole is detected and the client recovers once it ends",
+          "[integration][faults]") {
   client_rig rig(pick_peer(), server_args, route::fault_proxy);
   auto& c = rig.client();
   rig.open();
@@ -441,7 +448,8 @@ TEST_CASE("advice none from the server ends in failed with the server's error",
   const auto accepted = rig.proxy->accepted();
   rig.loop.run_for(quiet_period);
   CHECK(rig.proxy->accepted() == accepted);
-  CHECK(c.publish("/none", "1", [](const uvcometd::error&) { FAIL("ran"); }) == errc::invalid_state);
+  CHECK(c.publish("/none", "1", [](const uvcometd::error&) { FAIL("ran"); }) ==
+        errc::invalid_state);
 }
 
 TEST_CASE("a hundred cuts: every publish completes exactly once and the client ends connected",
@@ -558,11 +566,14 @@ TEST_CASE("a hundred cuts: every publish completes exactly once and the client e
   }
   figure("%s: scenario 6: reconnections took %ld ms on average, %ld ms at most, %ld over 1 s",
          rig.p.name, n_re ? total_ms / n_re : 0L, longest, slow);
-  figure("%s: scenario 6: %d cuts (%d of a connected client) in %ld ms, %zu reconnections "
-         "(reconnecting -> connected), "
-         "%d/%d publishes failed (%s), %zu/%d echoed back, duplicates %d",
-         rig.p.name, cuts, cuts_connected, static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()),
-         rig.states.count(state::connected, mark), failed, cuts, kinds.c_str(), echoed.size(), cuts, dup_echo);
+  figure(
+      "%s: scenario 6: %d cuts (%d of a connected client) in %ld ms, %zu reconnections "
+      "(reconnecting -> connected), "
+      "%d/%d publishes failed (%s), %zu/%d echoed back, duplicates %d",
+      rig.p.name, cuts, cuts_connected,
+      static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()),
+      rig.states.count(state::connected, mark), failed, cuts, kinds.c_str(), echoed.size(), cuts,
+      dup_echo);
   rig.close();
   CHECK(std::all_of(completions.begin(), completions.begin() + cuts, [](int n) { return n == 1; }));
 }
@@ -636,7 +647,8 @@ TEST_CASE("an expired session is re-handshaken and re-subscribed; the old handle
   int lost_subs = 0;
   client_rig rig(pick_peer(), server_args, route::fault_proxy);
   auto& c = rig.client();
-  c.on_subscription_lost([&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
+  c.on_subscription_lost(
+      [&](const uvcometd::subscription&, const uvcometd::error&) { ++lost_subs; });
   rig.open();
   auto& got = rig.subscribe("/exp");
   rig.srv->publish("/exp", R"({"before":1})");
@@ -658,7 +670,8 @@ TEST_CASE("an expired session is re-handshaken and re-subscribed; the old handle
   const auto re = rig.states.find(state::reconnecting, mark);
   if (re) {
     figure("%s: scenario 9: expiry noticed after %ld ms: %s", rig.p.name,
-           ms_between(start, rig.states.events[*re].at), rig.states.events[*re].why.to_string().c_str());
+           ms_between(start, rig.states.events[*re].at),
+           rig.states.events[*re].why.to_string().c_str());
   }
   REQUIRE(probe_until_delivered(rig, "/exp", got));
   const auto before = got.data.size();
@@ -681,9 +694,11 @@ TEST_CASE("a refused websocket upgrade falls back to long-polling and says why",
   CHECK(c.current_connection_type() == connection_type::long_polling);
   // Some transition carried the websocket failure; the connected one names long-polling.
   const auto& states = rig.states.events;
-  const auto why = std::find_if(states.begin(), states.end(), [](const auto& e) { return !!e.why; });
+  const auto why =
+      std::find_if(states.begin(), states.end(), [](const auto& e) { return !!e.why; });
   REQUIRE(why != states.end());
-  const auto conn = rig.states.find(state::connected, static_cast<std::size_t>(why - states.begin()));
+  const auto conn =
+      rig.states.find(state::connected, static_cast<std::size_t>(why - states.begin()));
   REQUIRE(conn.has_value());
   CHECK(states[*conn].t == connection_type::long_polling);
   figure("faye --upgrade 1: states %s", rig.states.describe().c_str());
@@ -691,9 +706,10 @@ TEST_CASE("a refused websocket upgrade falls back to long-polling and says why",
   CHECK(probe_until_delivered(rig, "/fb", got));
 }
 
-TEST_CASE("an unanswered websocket upgrade falls back to long-polling after "
-          "websocket_connect_timeout",
-          "[integration][faults]") {
+TEST_CASE(
+    "an unanswered websocket upgrade falls back to long-polling after "
+    "websocket_connect_timeout",
+    "[integration][faults]") {
   client_rig rig(uvcometd::test::default_preference("faye-server.js"),
                  {"--timeout", "2", "--upgrade", "2"});
   auto o = rig.options();
@@ -715,9 +731,10 @@ TEST_CASE("an unanswered websocket upgrade falls back to long-polling after "
   CHECK(probe_until_delivered(rig, "/fb2", got));
 }
 
-TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connections lost: "
-          "nothing lost, nothing twice",
-          "[integration][faults][ack]") {
+TEST_CASE(
+    "with the ack extension, cometd-nodejs-server re-sends what cut connections lost: "
+    "nothing lost, nothing twice",
+    "[integration][faults][ack]") {
   // The same cuts that lose messages on CometD without acknowledgements (the first scenario):
   // the server writes a batch into a held response whose connection the proxy has cut.
   constexpr int rounds = 8;
@@ -757,8 +774,9 @@ TEST_CASE("with the ack extension, cometd-nodejs-server re-sends what cut connec
   CHECK(ack->batch() > 0);
   int lost = 0;
   for (int r = 0; r < rounds; ++r) lost += per_round - sink.round_count(r);
-  figure("%s + ack: %d cuts for %d rounds, %d of %d cut-round messages lost, away batch %d/%d, "
-         "duplicates %d, last batch %lld",
-         rig.p.name, cuts, rounds, lost, rounds * per_round, sink.round_count(100), per_round,
-         sink.duplicates(), static_cast<long long>(ack->batch()));
+  figure(
+      "%s + ack: %d cuts for %d rounds, %d of %d cut-round messages lost, away batch %d/%d, "
+      "duplicates %d, last batch %lld",
+      rig.p.name, cuts, rounds, lost, rounds * per_round, sink.round_count(100), per_round,
+      sink.duplicates(), static_cast<long long>(ack->batch()));
 }

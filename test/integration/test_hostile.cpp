@@ -56,9 +56,9 @@ constexpr std::size_t max_size = 256 * 1024;
 // limit (issue 11: peak memory for one frame <= 2 x max_message_size plus a fixed amount) plus a
 // fixed allowance for libcurl/lws buffers, a reconnection and the test's own bookkeeping.
 constexpr std::int64_t heap_bound = 2 * static_cast<std::int64_t>(max_size) + 3 * 1024 * 1024;
-constexpr ms hold{1000};               // the server holds /meta/connect this long (advice timeout)
-constexpr ms network_delay{1500};      // the client's max_network_delay
-constexpr ms recovery_bound{12000};    // a case's outcome arrives within this (defaults: 10-30 s)
+constexpr ms hold{1000};             // the server holds /meta/connect this long (advice timeout)
+constexpr ms network_delay{1500};    // the client's max_network_delay
+constexpr ms recovery_bound{12000};  // a case's outcome arrives within this (defaults: 10-30 s)
 
 bool report_enabled() { return std::getenv("UVCOMETD_TEST_REPORT") != nullptr; }
 
@@ -82,8 +82,8 @@ struct rig {
   state_recorder states;
   std::vector<std::string> log_lines;  // info and above, every line (bounded)
   std::size_t log_dropped = 0;
-  std::vector<std::string> data;       // data of every message received on /h
-  std::size_t tiny_count = 0;          // messages of the many-tiny frame (counted, not kept)
+  std::vector<std::string> data;  // data of every message received on /h
+  std::size_t tiny_count = 0;     // messages of the many-tiny frame (counted, not kept)
   std::unique_ptr<uvcometd::client> client;
   uvcometd::test::heap::peak_meter meter;
   steady::time_point started = steady::now();
@@ -106,14 +106,14 @@ struct rig {
   // `tls`: https:// and wss:// (the server's self-signed test certificate, verification off).
   rig(const std::string& case_name, connection_type t,
       const std::function<void(uvcometd::options&)>& tweak = {}, bool over_tls = false)
-      : server("hostile-server.js", {"--hold", std::to_string(hold.count()), "--max-size",
-                                     std::to_string(max_size)}),
+      : server("hostile-server.js",
+               {"--hold", std::to_string(hold.count()), "--max-size", std::to_string(max_size)}),
         kase(case_name),
         type(t),
         tls(over_tls) {
     uvcometd::options o;
-    o.url = (tls ? "https://127.0.0.1:" + std::to_string(server.port()) : server.base_url()) + "/bayeux/" +
-            case_name;
+    o.url = (tls ? "https://127.0.0.1:" + std::to_string(server.port()) : server.base_url()) +
+            "/bayeux/" + case_name;
     o.tls_verify = false;
     o.connection_types = {t};
     o.max_message_size = max_size;
@@ -122,10 +122,14 @@ struct rig {
     o.websocket_connect_timeout = 3s;
     const bool live = std::getenv("UVCOMETD_TEST_LOG") != nullptr;
     o.log = [this, live](uvcometd::log_level lv, std::string_view text) {
-      if (live) std::fprintf(stderr, "[%d] %.*s\n", static_cast<int>(lv), static_cast<int>(text.size()), text.data());
+      if (live)
+        std::fprintf(stderr, "[%d] %.*s\n", static_cast<int>(lv), static_cast<int>(text.size()),
+                     text.data());
       if (lv == uvcometd::log_level::debug) return;
-      if (log_lines.size() < 5000) log_lines.emplace_back(text);
-      else ++log_dropped;
+      if (log_lines.size() < 5000)
+        log_lines.emplace_back(text);
+      else
+        ++log_dropped;
     };
     if (tweak) tweak(o);
     client = std::make_unique<uvcometd::client>(loop.get(), o);
@@ -150,8 +154,9 @@ struct rig {
   }
   bool named(const std::vector<std::string>& any_of) const {
     const std::string all = reasons();
-    return std::any_of(any_of.begin(), any_of.end(),
-                       [&](const std::string& s) { return all.find(lower(s)) != std::string::npos; });
+    return std::any_of(any_of.begin(), any_of.end(), [&](const std::string& s) {
+      return all.find(lower(s)) != std::string::npos;
+    });
   }
 
   nlohmann::json stats() {
@@ -209,9 +214,7 @@ struct rig {
                        [&](const std::string& d) { return d.find(needle) != std::string::npos; });
   }
 
-  double seconds() const {
-    return std::chrono::duration<double>(steady::now() - started).count();
-  }
+  double seconds() const { return std::chrono::duration<double>(steady::now() - started).count(); }
 
   // The heap bound, checked (or skipped visibly) at the end of every case.
   void check_heap() {
@@ -227,7 +230,8 @@ struct rig {
   void report(const std::string& extra = {}) {
     if (!report_enabled()) return;
     std::fprintf(stderr, "hostile %-18s %-6s %6.2f s  heap rise %8lld B  %s\n", kase.c_str(),
-                 name_of(type, tls), seconds(), static_cast<long long>(meter.rise()), extra.c_str());
+                 name_of(type, tls), seconds(), static_cast<long long>(meter.rise()),
+                 extra.c_str());
   }
 };
 
@@ -250,9 +254,9 @@ void run_delivery(rig& r, const delivery_case& c) {
   r.started = steady::now();
   r.subscribe_h();
   const bool recovered = r.loop.run_until([&] { return r.got("\"marker\""); }, recovery_bound);
-  INFO("case " << c.name << " over " << name_of(r.type, r.tls) << " after " << r.seconds() << " s; states: "
-               << r.states.describe() << "\nserver: " << r.stats().dump() << "\nlog: "
-               << r.reasons().substr(0, 4000));
+  INFO("case " << c.name << " over " << name_of(r.type, r.tls) << " after " << r.seconds()
+               << " s; states: " << r.states.describe() << "\nserver: " << r.stats().dump()
+               << "\nlog: " << r.reasons().substr(0, 4000));
   CHECK(r.stat("fired") != 0);
   CHECK(recovered);  // the client is alive and still receives after the bad payload
   if (!c.cause.empty()) CHECK(r.named(c.cause));
@@ -277,7 +281,12 @@ const std::vector<delivery_case>& delivery_cases() {
       // Response headers count against the client's own limit (libcurl's depends on its version).
       {"header-flood", true, false, {"headers larger than"}},
       // Issue 11, finding 8: refused at once on wss too, not after the ping timeout.
-      {"huge-header", false, true, {"larger than", "too large", "message_too_large"}, nullptr, true},
+      {"huge-header",
+       false,
+       true,
+       {"larger than", "too large", "message_too_large"},
+       nullptr,
+       true},
       // Finding 13: a masked server frame is refused on wss as on ws.
       {"masked", false, true, {"mask"}, "masked", true},
       {"ws-rsv", false, true, {"rsv", "reserved", "protocol"}, "rsv", true},
@@ -298,7 +307,9 @@ TEST_CASE("hostile: a bad payload after the subscription leaves the client worki
     for (const bool tls : {false, true}) {
       if (tls && !c.tls) continue;
       for (const auto t : {connection_type::long_polling, connection_type::websocket}) {
-        if ((t == connection_type::long_polling && !c.lp) || (t == connection_type::websocket && !c.ws)) continue;
+        if ((t == connection_type::long_polling && !c.lp) ||
+            (t == connection_type::websocket && !c.ws))
+          continue;
         DYNAMIC_SECTION(c.name << " over " << name_of(t, tls)) {
           rig r(c.name, t, {}, tls);
           run_delivery(r, c);
@@ -326,7 +337,8 @@ TEST_CASE("hostile: the valid messages beside bad ones in a frame are delivered"
   }
 }
 
-TEST_CASE("hostile: a frame of many tiny messages at the size limit costs bounded memory", "[hostile]") {
+TEST_CASE("hostile: a frame of many tiny messages at the size limit costs bounded memory",
+          "[hostile]") {
   for (const auto t : {connection_type::long_polling, connection_type::websocket}) {
     DYNAMIC_SECTION("many-tiny over " << name_of(t)) {
       rig r("many-tiny", t);
@@ -395,10 +407,11 @@ struct raw_publisher {
     curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(easy, CURLOPT_POSTFIELDS, body.c_str());
     curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE, static_cast<long>(body.size()));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, +[](char* d, size_t sz, size_t n, void* u) {
-      static_cast<std::string*>(u)->append(d, sz * n);
-      return sz * n;
-    });
+    curl_easy_setopt(
+        easy, CURLOPT_WRITEFUNCTION, +[](char* d, size_t sz, size_t n, void* u) {
+          static_cast<std::string*>(u)->append(d, sz * n);
+          return sz * n;
+        });
     curl_easy_setopt(easy, CURLOPT_WRITEDATA, &out);
     const CURLcode rc = curl_easy_perform(easy);
     curl_slist_free_all(headers);
@@ -407,9 +420,9 @@ struct raw_publisher {
     return nlohmann::json::parse(out);
   }
   void publish(const std::string& channel, const std::string& data, const std::string& extra) {
-    const std::string msg = R"([{"channel":")" + channel + R"(","clientId":")" + client_id + R"(","id":")" +
-                            std::to_string(next_id++) + R"(","data":)" + data + (extra.empty() ? "" : "," + extra) +
-                            "}]";
+    const std::string msg = R"([{"channel":")" + channel + R"(","clientId":")" + client_id +
+                            R"(","id":")" + std::to_string(next_id++) + R"(","data":)" + data +
+                            (extra.empty() ? "" : "," + extra) + "}]";
     const auto reply = post(msg);
     INFO("publish reply " << reply.dump());
     REQUIRE(reply.at(0).value("successful", false));
@@ -420,9 +433,10 @@ struct raw_publisher {
 
 TEST_CASE("hostile: a co-publisher's advice through Faye and CometD does not stall subscribers",
           "[hostile][faye][cometd]") {
-  const real_peer p = GENERATE(real_peer{"faye-server.js", "/bayeux", connection_type::long_polling},
-                               real_peer{"faye-server.js", "/bayeux", connection_type::websocket},
-                               real_peer{"cometd-server.js", "/cometd", connection_type::long_polling});
+  const real_peer p =
+      GENERATE(real_peer{"faye-server.js", "/bayeux", connection_type::long_polling},
+               real_peer{"faye-server.js", "/bayeux", connection_type::websocket},
+               real_peer{"cometd-server.js", "/cometd", connection_type::long_polling});
   const std::string extra = GENERATE(std::string(R"("advice":{"interval":86400000})"),
                                      std::string(R"("advice":{"reconnect":"none"})"));
   DYNAMIC_SECTION(p.script << " " << name_of(p.type) << " " << extra) {
@@ -463,14 +477,16 @@ TEST_CASE("hostile: a co-publisher's advice through Faye and CometD does not sta
 
 // ---- never-answered requests ----
 
-TEST_CASE("hostile: an unanswered subscribe, publish or connect ends within its deadline", "[hostile]") {
+TEST_CASE("hostile: an unanswered subscribe, publish or connect ends within its deadline",
+          "[hostile]") {
   for (const auto t : {connection_type::long_polling, connection_type::websocket}) {
     DYNAMIC_SECTION("silent-subscribe over " << name_of(t)) {
       rig r("silent-subscribe", t);
       r.open_ok();
       r.meter.reset();
       r.started = steady::now();
-      REQUIRE_FALSE(r.client->subscribe("/h", [](const uvcometd::message&) {}, r.on_done()));
+      REQUIRE_FALSE(r.client->subscribe(
+          "/h", [](const uvcometd::message&) {}, r.on_done()));
       // Deadline: max_network_delay (1.5 s); the bound leaves room for a retry of the request.
       const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
       INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
@@ -538,13 +554,15 @@ storm_result measure_storm(rig& r, const std::vector<std::string>& kinds, long s
   const long after = total(r.stats());
   storm_result out;
   out.count = after - before;
-  out.per_second = static_cast<double>(out.count) / (static_cast<double>(storm_window.count()) / 1000.0);
+  out.per_second =
+      static_cast<double>(out.count) / (static_cast<double>(storm_window.count()) / 1000.0);
   return out;
 }
 
 }  // namespace
 
-TEST_CASE("hostile: storms of immediate answers, 402/401 and 500 get a bounded request rate", "[hostile]") {
+TEST_CASE("hostile: storms of immediate answers, 402/401 and 500 get a bounded request rate",
+          "[hostile]") {
   struct storm {
     const char* name;
     std::vector<std::string> kinds;

@@ -27,8 +27,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using uvcometd::errc;
-using uvcometd::detail::transport;
 using uvcometd::detail::long_polling_config;
+using uvcometd::detail::transport;
 using uvcometd::detail::transport_env;
 using uvcometd::detail::transport_events;
 using uvcometd::test::quiet_period;
@@ -131,7 +131,8 @@ TEST_CASE("long-polling: handshake to faye yields a frame", "[long_polling][faye
   CHECK(has_content_type);
 }
 
-TEST_CASE("long-polling: cometd session cookie is kept in the client's jar", "[long_polling][cometd]") {
+TEST_CASE("long-polling: cometd session cookie is kept in the client's jar",
+          "[long_polling][cometd]") {
   server_process server("cometd-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -194,7 +195,8 @@ TEST_CASE("long-polling: a malformed frame gets an HTTP error", "[long_polling][
   CHECK(e.err.message.find("400") != std::string::npos);
 }
 
-TEST_CASE("long-polling: another request completes while a connect is held", "[long_polling][cometd]") {
+TEST_CASE("long-polling: another request completes while a connect is held",
+          "[long_polling][cometd]") {
   server_process server("cometd-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -242,7 +244,8 @@ TEST_CASE("long-polling: a request past its deadline times out", "[long_polling]
   CHECK(e.at - start < 1500ms);
 }
 
-TEST_CASE("long-polling: close with a request in flight reports nothing", "[long_polling][cometd]") {
+TEST_CASE("long-polling: close with a request in flight reports nothing",
+          "[long_polling][cometd]") {
   server_process server("cometd-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -265,7 +268,8 @@ TEST_CASE("long-polling: close with a request in flight reports nothing", "[long
   rig.t.reset();
 }
 
-TEST_CASE("long-polling: the receiver may close the transport from on_frame", "[long_polling][faye]") {
+TEST_CASE("long-polling: the receiver may close the transport from on_frame",
+          "[long_polling][faye]") {
   server_process server("faye-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -286,7 +290,8 @@ TEST_CASE("long-polling: the receiver may close the transport from on_frame", "[
   rig.t.reset();
 }
 
-TEST_CASE("long-polling: the receiver may send and abort from its callbacks", "[long_polling][faye]") {
+TEST_CASE("long-polling: the receiver may send and abort from its callbacks",
+          "[long_polling][faye]") {
   server_process server("faye-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -331,7 +336,8 @@ TEST_CASE("long-polling: the receiver may send and abort from its callbacks", "[
   CHECK(rec.frame_for(71) != nullptr);
 }
 
-TEST_CASE("long-polling: destroying an unclosed transport releases every handle", "[long_polling][cometd]") {
+TEST_CASE("long-polling: destroying an unclosed transport releases every handle",
+          "[long_polling][cometd]") {
   server_process server("cometd-server.js");
   lp_rig rig;
   auto& rec = rig.rec;
@@ -399,9 +405,8 @@ TEST_CASE("long-polling: transports of one loop get their own responses and cook
 
   // Interleaved handshakes: each response goes to the transport that sent the request.
   for (int i = 0; i < 3; ++i) e[i]->t->send(100 + i, handshake_frame(), 5s);
-  REQUIRE(rig.run_until([&] {
-    return e[0]->rec.reports(100) && e[1]->rec.reports(101) && e[2]->rec.reports(102);
-  }));
+  REQUIRE(rig.run_until(
+      [&] { return e[0]->rec.reports(100) && e[1]->rec.reports(101) && e[2]->rec.reports(102); }));
   std::string client_id[3], browser[3];
   for (int i = 0; i < 3; ++i) {
     INFO("transport " << i);

@@ -39,9 +39,9 @@ TEST_CASE("nlohmann-chat receives every message it published to its channel, the
   CHECK(r.err().empty());
   auto lines = lines_of(r.out());
   std::sort(lines.begin(), lines.end());  // the sample does not promise an order
-  CHECK(lines == std::vector<std::string>{
-                     R"({"seq":0,"text":"hello"})", R"({"seq":1,"text":"hello"})",
-                     R"({"seq":2,"text":"hello"})", R"({"seq":3,"text":"hello"})"});
+  CHECK(lines ==
+        std::vector<std::string>{R"({"seq":0,"text":"hello"})", R"({"seq":1,"text":"hello"})",
+                                 R"({"seq":2,"text":"hello"})", R"({"seq":3,"text":"hello"})"});
   // It left by /meta/disconnect: the server holds no client and no subscriber any more.
   const auto stats = uvcometd::test::server_stats(srv);
   INFO("stats: " << stats.dump());
@@ -52,11 +52,11 @@ TEST_CASE("nlohmann-chat receives every message it published to its channel, the
 TEST_CASE("nlohmann-chat exits 2 on a usage error", "[integration][samples]") {
   const std::string sample = nlohmann_sample();
   const std::vector<std::vector<std::string>> cases = {
-      {},                                                   // no URL, no channel
-      {"http://127.0.0.1:9/bayeux"},                        // no channel
-      {"http://127.0.0.1:9/bayeux", "/chat", "zero"},       // count not a number
-      {"http://127.0.0.1:9/bayeux", "/chat", "0"},          // count out of range
-      {"ftp://127.0.0.1:9/bayeux", "/chat"},                // not an http(s) URL
+      {},                                              // no URL, no channel
+      {"http://127.0.0.1:9/bayeux"},                   // no channel
+      {"http://127.0.0.1:9/bayeux", "/chat", "zero"},  // count not a number
+      {"http://127.0.0.1:9/bayeux", "/chat", "0"},     // count out of range
+      {"ftp://127.0.0.1:9/bayeux", "/chat"},           // not an http(s) URL
   };
   for (const auto& args : cases) {
     std::vector<std::string> argv{sample};

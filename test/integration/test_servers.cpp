@@ -153,8 +153,8 @@ TEST_CASE("server_process starts both servers and they handshake", "[servers]") 
       CHECK(srv.port() > 0);
       CHECK(srv.running());
       CHECK(srv.base_url() == "http://127.0.0.1:" + std::to_string(srv.port()));
-      CHECK(srv.url() == srv.base_url() + (std::string(script) == "faye-server.js" ? "/bayeux"
-                                                                                     : "/cometd"));
+      CHECK(srv.url() ==
+            srv.base_url() + (std::string(script) == "faye-server.js" ? "/bayeux" : "/cometd"));
       raw_peer peer(srv.url());
       json hs = peer.handshake();
       CHECK(hs["supportedConnectionTypes"].size() >= 1);
@@ -191,7 +191,8 @@ TEST_CASE("control publish reaches a subscriber, in order, with seq", "[servers]
       CHECK(a[0] == json{{"hello", "world"}});
       auto bc = raw_peer::data_of(r, "/test/b/c");
       REQUIRE(bc.size() == 5);
-      for (int i = 0; i < 5; ++i) CHECK(bc[static_cast<std::size_t>(i)] == json{{"n", 1}, {"seq", i}});
+      for (int i = 0; i < 5; ++i)
+        CHECK(bc[static_cast<std::size_t>(i)] == json{{"n", 1}, {"seq", i}});
       CHECK(raw_peer::data_of(r, "/other").empty());
 
       // Non-object data with count > 1 is published as is.

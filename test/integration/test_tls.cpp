@@ -33,8 +33,8 @@ using uvcometd::errc;
 using uvcometd::error;
 using uvcometd::detail::header_list;
 using uvcometd::detail::transport;
-using uvcometd::detail::websocket_config;
 using uvcometd::detail::transport_events;
+using uvcometd::detail::websocket_config;
 using uvcometd::test::child_process;
 using uvcometd::test::server_process;
 using uvcometd::test::test_loop;
@@ -48,7 +48,8 @@ std::string on_path(const std::string& name) {
   std::size_t at = 0;
   while (at <= dirs.size()) {
     const std::size_t colon = dirs.find(':', at);
-    const std::string dir = dirs.substr(at, colon == std::string::npos ? std::string::npos : colon - at);
+    const std::string dir =
+        dirs.substr(at, colon == std::string::npos ? std::string::npos : colon - at);
     const std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
     if (::access(candidate.c_str(), X_OK) == 0) return candidate;
     if (colon == std::string::npos) break;
@@ -103,8 +104,8 @@ class certificates {
   // A key and a request for CN=`cn` with the subjectAltName `san`.
   void request(const std::string& name, const std::string& cn, const std::string& san) const {
     run({"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-         "-keyout", key(name), "-out", dir_ + "/" + name + ".csr", "-subj", "/CN=" + cn,
-         "-addext", "subjectAltName=" + san});
+         "-keyout", key(name), "-out", dir_ + "/" + name + ".csr", "-subj", "/CN=" + cn, "-addext",
+         "subjectAltName=" + san});
   }
 
   // Signs NAME.csr with the CA, valid from `start` to `end` (YYYYMMDDHHMMSSZ).
@@ -143,10 +144,9 @@ class certificates {
     sign("wrong-host", stamp(-365), stamp(3650));
     std::vector<std::string> self_args = {"req", "-x509"};
     self_args.insert(self_args.end(), ec.begin(), ec.end());
-    self_args.insert(self_args.end(),
-                     {"-keyout", key("self-signed"), "-out", pem("self-signed"), "-days", "3650",
-                      "-subj", "/CN=127.0.0.1", "-addext",
-                      "subjectAltName=IP:127.0.0.1,DNS:localhost"});
+    self_args.insert(self_args.end(), {"-keyout", key("self-signed"), "-out", pem("self-signed"),
+                                       "-days", "3650", "-subj", "/CN=127.0.0.1", "-addext",
+                                       "subjectAltName=IP:127.0.0.1,DNS:localhost"});
     run(self_args);
   }
 
@@ -192,7 +192,9 @@ struct outcome_recorder : transport_events {
 
 enum class kind { websocket, long_polling };
 
-const char* name_of(kind k) { return k == kind::websocket ? "wss (websocket)" : "https (long-polling)"; }
+const char* name_of(kind k) {
+  return k == kind::websocket ? "wss (websocket)" : "https (long-polling)";
+}
 
 // Both transports from the websocket settings (long-polling takes the TLS ones).
 std::unique_ptr<transport> make(kind k, const uvcometd::detail::transport_env& env,
@@ -290,12 +292,11 @@ TEST_CASE("tls: ca_file makes the test CA trusted; tls_verify = false accepts an
     exchange x(k, config);
     CHECK(x.rec.failures.empty());
     REQUIRE(x.rec.frames.size() == 1);
-    CHECK(json::parse(x.rec.frames[0])["host"] ==
-          host + ":" + std::to_string(server.port()));
+    CHECK(json::parse(x.rec.frames[0])["host"] == host + ":" + std::to_string(server.port()));
   }
   SECTION("tls_verify = false") {
-    const std::string served = GENERATE(as<std::string>{}, "good", "expired", "wrong-host",
-                                        "self-signed");
+    const std::string served =
+        GENERATE(as<std::string>{}, "good", "expired", "wrong-host", "self-signed");
     INFO(served);
     auto server = tls_server(served);
     auto config = config_for("https://localhost:" + std::to_string(server.port()) + "/headers");
@@ -318,8 +319,10 @@ TEST_CASE("tls: a CA file that cannot be read is a certificate_error naming the 
   CHECK_THAT(x.rec.failures[0].message, Catch::Contains("/nonexistent/uvcometd-ca.pem"));
 }
 
-TEST_CASE("tls: a TLS failure other than the certificate is a transport_error with OpenSSL's "
-          "reason", "[tls]") {
+TEST_CASE(
+    "tls: a TLS failure other than the certificate is a transport_error with OpenSSL's "
+    "reason",
+    "[tls]") {
   // https:// to a server that speaks plain HTTP: its answer to the ClientHello is no TLS record.
   const kind k = GENERATE(kind::websocket, kind::long_polling);
   INFO(name_of(k));

@@ -180,9 +180,10 @@ TEST_CASE("websocket: frames sent before the connection is up all arrive", "[web
   CHECK(ids == std::vector<std::string>{"1", "2", "3", "4", "5"});
 }
 
-TEST_CASE("websocket: frames queued while the socket is not writable leave together, except "
-          "those sent alone",
-          "[websocket]") {
+TEST_CASE(
+    "websocket: frames queued while the socket is not writable leave together, except "
+    "those sent alone",
+    "[websocket]") {
   server_process server("faye-server.js");
   ws_rig rig;
   auto& rec = rig.rec;
@@ -310,8 +311,8 @@ TEST_CASE("websocket: an oversized message ends the connection", "[websocket]") 
     // The transport is usable again: a later send opens a new connection.
     auto& again = rig.add(config_for(server.url()));
     again.t->send(0, handshake_frame, 5s);
-    REQUIRE(rig.run_until(
-        [&] { return again.rec.frames.size() == 1 || !again.rec.downs.empty(); }));
+    REQUIRE(
+        rig.run_until([&] { return again.rec.frames.size() == 1 || !again.rec.downs.empty(); }));
     CHECK(again.rec.downs.empty());
   }
   SECTION("a frame header claiming 1 TiB is refused without allocating it") {
@@ -326,8 +327,10 @@ TEST_CASE("websocket: an oversized message ends the connection", "[websocket]") 
   }
 }
 
-TEST_CASE("websocket: wss:// reads frames like ws://: an oversized header is refused at once, a "
-          "masked server frame is a protocol error", "[websocket]") {
+TEST_CASE(
+    "websocket: wss:// reads frames like ws://: an oversized header is refused at once, a "
+    "masked server frame is a protocol error",
+    "[websocket]") {
   // Over lws 4.1's websocket role, wss waited for a 1 TiB frame to fill lws's buffer (until the
   // ping timeout, 30 s) and accepted masked server frames.
   server_process server("ws-fragment-server.js", {"--tls", "1"});
@@ -493,8 +496,8 @@ TEST_CASE("websocket: frames leave masked; a server ping gets its pong", "[webso
   auto& rec = rig.rec;
   auto& t = rig.start(config_for(server.base_url() + "/ping"));
   // 7-bit, 16-bit and 64-bit length forms, each a JSON array as the session sends.
-  const std::vector<std::string> bodies = {
-      "[1]", "[\"" + std::string(300, 'a') + "\"]", "[\"" + std::string(70000, 'b') + "\"]"};
+  const std::vector<std::string> bodies = {"[1]", "[\"" + std::string(300, 'a') + "\"]",
+                                           "[\"" + std::string(70000, 'b') + "\"]"};
   for (const auto& b : bodies) t.send(0, b, 5s, true);
   REQUIRE(rig.run_until([&] { return rec.frames.size() == 4 || !rec.downs.empty(); }));
   REQUIRE(rec.downs.empty());
@@ -515,7 +518,8 @@ TEST_CASE("websocket: frames leave masked; a server ping gets its pong", "[webso
   CHECK(texts == bodies);
 }
 
-TEST_CASE("websocket: a server that breaks the protocol is refused with the reason", "[websocket]") {
+TEST_CASE("websocket: a server that breaks the protocol is refused with the reason",
+          "[websocket]") {
   server_process server("ws-fragment-server.js");
   ws_rig rig;
   auto& rec = rig.rec;
@@ -652,8 +656,8 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   // ws-fragment-server's bursts put several messages in one write, so one read holds them all.
   // Each section runs over ws:// and wss:// (uvcometd's framing over TLS).
   const bool tls = GENERATE(false, true);
-  server_process server("ws-fragment-server.js", tls ? std::vector<std::string>{"--tls", "1"}
-                                                     : std::vector<std::string>{});
+  server_process server("ws-fragment-server.js",
+                        tls ? std::vector<std::string>{"--tls", "1"} : std::vector<std::string>{});
   const std::string base =
       std::string(tls ? "https" : "http") + "://127.0.0.1:" + std::to_string(server.port());
   auto config = [&](const std::string& path) {
@@ -667,7 +671,9 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   INFO((tls ? "wss" : "ws"));
   SECTION("resumed from outside the loop") {
     auto& t = rig.start(config("/burst"));
-    rec.frame_hook = [&](const auto&) { if (rec.frames.size() == 1) t.pause_receive(true); };
+    rec.frame_hook = [&](const auto&) {
+      if (rec.frames.size() == 1) t.pause_receive(true);
+    };
     t.send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }, 40s));
     rig.loop.run_for(quiet_period);
@@ -679,7 +685,9 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   }
   SECTION("resumed from an idle callback after the server ended the connection") {
     auto& t = rig.start(config("/burst-end"));
-    rec.frame_hook = [&](const auto&) { if (rec.frames.size() == 1) t.pause_receive(true); };
+    rec.frame_hook = [&](const auto&) {
+      if (rec.frames.size() == 1) t.pause_receive(true);
+    };
     t.send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }, 40s));
     // The server ended the connection; its FIN reaches the paused transport meanwhile.
@@ -732,14 +740,18 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
   }
 }
 
-TEST_CASE("websocket: held bytes (ws://): a ping is answered and a violation ends the connection "
-          "once resumed", "[websocket]") {
+TEST_CASE(
+    "websocket: held bytes (ws://): a ping is answered and a violation ends the connection "
+    "once resumed",
+    "[websocket]") {
   server_process server("ws-fragment-server.js");
   ws_rig rig;
   auto& rec = rig.rec;
   SECTION("a ping between held messages") {
     auto& t = rig.start(config_for(server.base_url() + "/burst-ping"));
-    rec.frame_hook = [&](const auto&) { if (rec.frames.size() == 1) t.pause_receive(true); };
+    rec.frame_hook = [&](const auto&) {
+      if (rec.frames.size() == 1) t.pause_receive(true);
+    };
     t.send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }));
     rig.loop.run_for(quiet_period);
@@ -752,7 +764,9 @@ TEST_CASE("websocket: held bytes (ws://): a ping is answered and a violation end
   }
   SECTION("a masked frame among held messages") {
     auto& t = rig.start(config_for(server.base_url() + "/burst-masked"));
-    rec.frame_hook = [&](const auto&) { if (rec.frames.size() == 1) t.pause_receive(true); };
+    rec.frame_hook = [&](const auto&) {
+      if (rec.frames.size() == 1) t.pause_receive(true);
+    };
     t.send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }));
     rig.loop.run_for(quiet_period);
@@ -791,8 +805,8 @@ TEST_CASE("websocket: ws:// and wss:// go through an http_proxy from the environ
   const bool tls = GENERATE(false, true);
   INFO((tls ? "wss" : "ws"));
   server_process proxy("connect-proxy.js");
-  server_process server("ws-fragment-server.js", tls ? std::vector<std::string>{"--tls", "1"}
-                                                     : std::vector<std::string>{});
+  server_process server("ws-fragment-server.js",
+                        tls ? std::vector<std::string>{"--tls", "1"} : std::vector<std::string>{});
   const std::string authority = "127.0.0.1:" + std::to_string(server.port());
   const std::string via = "http://127.0.0.1:" + std::to_string(proxy.port());
   ::setenv("http_proxy", via.c_str(), 1);  // read when the transport creates its lws context
@@ -939,9 +953,8 @@ std::vector<faye_client> handshake_all(ws_rig& rig, std::size_t n, const std::st
     e.t->send(0, handshake_with_id(static_cast<int>(100 + i)), 5s);
   }
   REQUIRE(rig.run_until([&] {
-    return std::all_of(clients.begin(), clients.end(), [](const auto& c) {
-      return !c.rec.frames.empty() || !c.rec.downs.empty();
-    });
+    return std::all_of(clients.begin(), clients.end(),
+                       [](const auto& c) { return !c.rec.frames.empty() || !c.rec.downs.empty(); });
   }));
   for (std::size_t i = 0; i < clients.size(); ++i) {
     auto& c = clients[i];
@@ -981,9 +994,8 @@ TEST_CASE("websocket: transports of one loop share one lws context; each gets on
     clients.push_back({e.rec, e.t, {}});
     e.t->send(0, handshake_with_id(static_cast<int>(100 + i)), 5s);
   }
-  REQUIRE(rig.run_until([&] {
-    return clients[1].rec.frames.size() + clients[2].rec.frames.size() == 2;
-  }));
+  REQUIRE(rig.run_until(
+      [&] { return clients[1].rec.frames.size() + clients[2].rec.frames.size() == 2; }));
   // Each more transport adds its own two timers (connect, ping) and its socket's watcher, and no
   // lws handles (a context of its own would add lws's idle, timer and event-pipe handles).
   CHECK(open_handles(rig.loop.get()) == with_one + 2 * 3);
@@ -1030,9 +1042,10 @@ TEST_CASE("websocket: transports of one loop share one lws context; each gets on
   }
 }
 
-TEST_CASE("websocket: closing, aborting or destroying one transport leaves the others of the "
-          "context working; the last close leaves the loop clean",
-          "[websocket]") {
+TEST_CASE(
+    "websocket: closing, aborting or destroying one transport leaves the others of the "
+    "context working; the last close leaves the loop clean",
+    "[websocket]") {
   server_process server("faye-server.js");
   ws_rig rig;
   auto clients = handshake_all(rig, 4, server.url());
@@ -1069,9 +1082,7 @@ TEST_CASE("websocket: closing, aborting or destroying one transport leaves the o
   }
   SECTION("a transport closing itself from its own on_frame") {
     bool closed = false;
-    clients[0].rec.frame_hook = [&](const auto&) {
-      clients[0].t->close([&] { closed = true; });
-    };
+    clients[0].rec.frame_hook = [&](const auto&) { clients[0].t->close([&] { closed = true; }); };
     clients[0].t->send(0, connect_frame(clients[0].client_id, "last"), 5s);
     REQUIRE(rig.run_until([&] { return closed; }));
     clients[0].t.reset();
@@ -1099,9 +1110,10 @@ TEST_CASE("websocket: closing, aborting or destroying one transport leaves the o
   for (auto* t : open) t->reset();
 }
 
-TEST_CASE("websocket: the context outlives a destroyed transport whose connection lws still "
-          "closes",
-          "[websocket]") {
+TEST_CASE(
+    "websocket: the context outlives a destroyed transport whose connection lws still "
+    "closes",
+    "[websocket]") {
   // Destroyed while its connection is being made and while it is up: lws calls back for those
   // wsis after the core is gone; the context must route them nowhere.
   server_process server("faye-server.js");
@@ -1204,7 +1216,8 @@ TEST_CASE("websocket: more transports than one context carries get another conte
 
 // A websocket-only client keeps CometD's BAYEUX_BROWSER across reconnects: the 101's Set-Cookie
 // goes into the client's jar, and the next upgrade carries it.
-TEST_CASE("websocket: the upgrade answer's cookies go with the next upgrade", "[websocket][cookies]") {
+TEST_CASE("websocket: the upgrade answer's cookies go with the next upgrade",
+          "[websocket][cookies]") {
   server_process server("ws-fragment-server.js");
   ws_rig rig;
   auto& rec = rig.rec;

@@ -255,15 +255,16 @@ struct harness {
 
 // --- what the servers answer (shapes from shared/reference/server-exchanges.md) ---
 
-inline std::string faye_handshake_reply(const std::string& id,
-                                        const std::string& client_id = "fo8b7vgpm78obnken0i3zjijvepuho0") {
+inline std::string faye_handshake_reply(
+    const std::string& id, const std::string& client_id = "fo8b7vgpm78obnken0i3zjijvepuho0") {
   return R"([{"id":")" + id +
          R"(","channel":"/meta/handshake","successful":true,"version":"1.0","supportedConnectionTypes":["long-polling","cross-origin-long-polling","callback-polling","websocket","eventsource","in-process"],"clientId":")" +
          client_id + R"(","advice":{"reconnect":"retry","interval":0,"timeout":3000}}])";
 }
 
 inline std::string cometd_handshake_reply(
-    const std::string& id, const std::string& client_id = "8d558cfbb86b2fc5037c4a19650eafca65d343a2") {
+    const std::string& id,
+    const std::string& client_id = "8d558cfbb86b2fc5037c4a19650eafca65d343a2") {
   return R"([{"id":")" + id + R"(","channel":"/meta/handshake","successful":true,"clientId":")" +
          client_id +
          R"(","version":"1.0","supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry","timeout":3000,"interval":0}}])";
@@ -271,10 +272,11 @@ inline std::string cometd_handshake_reply(
 
 // A successful reply object (no brackets) to message i of `req`, as the servers send it.
 inline std::string ok_reply_object(const sent_frame& req, std::size_t i) {
-  std::string o = R"({"id":")" + req.id(i) + R"(","channel":")" + req.channel(i) +
-                  R"(","successful":true)";
+  std::string o =
+      R"({"id":")" + req.id(i) + R"(","channel":")" + req.channel(i) + R"(","successful":true)";
   if (req.has(i, "subscription")) o += R"(,"subscription":")" + req.get(i, "subscription") + '"';
-  if (req.channel(i) == "/meta/connect") o += R"(,"advice":{"reconnect":"retry","interval":0,"timeout":3000})";
+  if (req.channel(i) == "/meta/connect")
+    o += R"(,"advice":{"reconnect":"retry","interval":0,"timeout":3000})";
   return o + "}";
 }
 
@@ -351,7 +353,7 @@ inline void open_faye(harness& h, outcome& open) {
 
 // subscribe() and the server's successful reply; requires an idle session.
 inline std::uint64_t subscribe_ok(harness& h, const std::string& channel, detail::handler_fn fn,
-                           outcome& done) {
+                                  outcome& done) {
   std::uint64_t id = 0;
   REQUIRE_FALSE(h.s->subscribe(channel, std::move(fn), done.cb(), &id));
   h.loop();
@@ -364,14 +366,16 @@ inline std::uint64_t subscribe_ok(harness& h, const std::string& channel, detail
 }
 
 // The held connect's reply, carrying `before` (data messages) ahead of the reply object.
-inline std::string connect_reply_after(const sent_frame& held, const std::vector<std::string>& before) {
+inline std::string connect_reply_after(const sent_frame& held,
+                                       const std::vector<std::string>& before) {
   std::string out = "[";
   for (const auto& m : before) out += m + ",";
   return out + ok_reply_object(held, 0) + "]";
 }
 
 // The held connect's reply followed by `after` (Faye's order: reply first, then deliveries).
-inline std::string connect_reply_before(const sent_frame& held, const std::vector<std::string>& after) {
+inline std::string connect_reply_before(const sent_frame& held,
+                                        const std::vector<std::string>& after) {
   std::string out = "[" + ok_reply_object(held, 0);
   for (const auto& m : after) out += "," + m;
   return out + "]";

@@ -32,8 +32,10 @@ void connect_ok(harness& h) {
 
 }  // namespace
 
-TEST_CASE("a handshake refused with 401 calls authenticate() once and retries it with fresh "
-          "credentials", "[session][auth]") {
+TEST_CASE(
+    "a handshake refused with 401 calls authenticate() once and retries it with fresh "
+    "credentials",
+    "[session][auth]") {
   harness h(auth_config());
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -80,7 +82,8 @@ TEST_CASE("authenticate() failing ends open() with authentication_failed", "[ses
   const sent_frame hs = h.last();
   h.reply(hs, refusal(hs, 0, "403::forbidden"));
   CHECK(h.host.authenticate_calls == 1);
-  h.s->on_authenticated(uvcometd::error{uvcometd::make_error_code(errc::invalid_argument), "no token service"});
+  h.s->on_authenticated(
+      uvcometd::error{uvcometd::make_error_code(errc::invalid_argument), "no token service"});
   h.loop();
   REQUIRE(open.failed_once(errc::authentication_failed));
   CHECK(contains_text(open.err.message, "no token service"));
@@ -99,8 +102,10 @@ TEST_CASE("without an auth extension a 401 handshake ends open() at once", "[ses
   CHECK(open.failed_once(errc::server_error));
 }
 
-TEST_CASE("concurrent HTTP 401s on the connect and on a publish share one authenticate() and "
-          "both are retried once", "[session][auth]") {
+TEST_CASE(
+    "concurrent HTTP 401s on the connect and on a publish share one authenticate() and "
+    "both are retried once",
+    "[session][auth]") {
   harness h(auth_config());
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -136,8 +141,10 @@ TEST_CASE("concurrent HTTP 401s on the connect and on a publish share one authen
   CHECK(h.host.authenticate_calls == 1);
 }
 
-TEST_CASE("a connect refused with 401 while connected re-authenticates once per success, never in "
-          "a tight loop", "[session][auth]") {
+TEST_CASE(
+    "a connect refused with 401 while connected re-authenticates once per success, never in "
+    "a tight loop",
+    "[session][auth]") {
   harness h(auth_config());
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -174,8 +181,10 @@ TEST_CASE("a connect refused with 401 while connected re-authenticates once per 
   CHECK(h.s->current_state() == state::connected);
 }
 
-TEST_CASE("close() while authenticate() runs cancels what waits for it, and its late answer is "
-          "ignored", "[session][auth]") {
+TEST_CASE(
+    "close() while authenticate() runs cancels what waits for it, and its late answer is "
+    "ignored",
+    "[session][auth]") {
   harness h(auth_config());
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -197,9 +206,10 @@ TEST_CASE("close() while authenticate() runs cancels what waits for it, and its 
   CHECK(h.sent_count() == sends);
 }
 
-TEST_CASE("a 401 on a publish that was in flight when close() began fails it and asks for no "
-          "credentials; the close still ends by its disconnect timeout",
-          "[session][auth][close]") {
+TEST_CASE(
+    "a 401 on a publish that was in flight when close() began fails it and asks for no "
+    "credentials; the close still ends by its disconnect timeout",
+    "[session][auth][close]") {
   // Found by fuzz_session: the publish was held for authenticate(), which armed the connection
   // deadline; that deadline, due first, disarmed the timer without ending the close.
   auto cfg = auth_config();
@@ -231,8 +241,10 @@ TEST_CASE("a 401 on a publish that was in flight when close() began fails it and
   CHECK(closed.ok_once());
 }
 
-TEST_CASE("resend(): an extension sends a refused message again once; on_dropped() completes a "
-          "dropped one", "[session][extensions]") {
+TEST_CASE(
+    "resend(): an extension sends a refused message again once; on_dropped() completes a "
+    "dropped one",
+    "[session][extensions]") {
   harness h(long_polling_only());
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));

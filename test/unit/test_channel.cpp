@@ -10,31 +10,31 @@ namespace ch = uvcometd::detail;
 using uvcometd::errc;
 
 TEST_CASE("well-formed channel names are valid", "[channel]") {
-  const std::string name = GENERATE(as<std::string>{}, "/a", "/foo/bar", "/a/b/c/d",
-                                    "/a/*", "/a/**", "/*", "/**", "/meta/connect",
-                                    "/service/x", "/chat/room-1_2.3", "/caf\xc3\xa9");
+  const std::string name =
+      GENERATE(as<std::string>{}, "/a", "/foo/bar", "/a/b/c/d", "/a/*", "/a/**", "/*", "/**",
+               "/meta/connect", "/service/x", "/chat/room-1_2.3", "/caf\xc3\xa9");
   INFO("channel: " << name);
   CHECK(ch::is_valid_channel(name));
 }
 
 TEST_CASE("malformed channel names are invalid", "[channel]") {
   const std::string name = GENERATE(as<std::string>{},
-      "",          // empty
-      "/",         // no segment
-      "a/b",       // no leading slash
-      "foo",       // no slash at all
-      "/a/",       // trailing slash
-      "/a//b",     // empty segment
-      "//a",       // empty first segment
-      "/a/*/b",    // '*' in the middle
-      "/*/b",      // '*' as the first of several segments
-      "/a/**/b",   // '**' in the middle
-      "/a/*x",     // '*' inside a segment
-      "/a/x*",     // '*' inside a segment
-      "/a/***",    // three stars
-      "/a b",      // space
-      "/a\tb",     // control character
-      "/a\x7f");   // DEL
+                                    "",         // empty
+                                    "/",        // no segment
+                                    "a/b",      // no leading slash
+                                    "foo",      // no slash at all
+                                    "/a/",      // trailing slash
+                                    "/a//b",    // empty segment
+                                    "//a",      // empty first segment
+                                    "/a/*/b",   // '*' in the middle
+                                    "/*/b",     // '*' as the first of several segments
+                                    "/a/**/b",  // '**' in the middle
+                                    "/a/*x",    // '*' inside a segment
+                                    "/a/x*",    // '*' inside a segment
+                                    "/a/***",   // three stars
+                                    "/a b",     // space
+                                    "/a\tb",    // control character
+                                    "/a\x7f");  // DEL
   INFO("channel: '" << name << "'");
   CHECK_FALSE(ch::is_valid_channel(name));
 }
@@ -51,8 +51,8 @@ TEST_CASE("meta, service and wildcard channels are recognised by their names", "
 }
 
 TEST_CASE("subscribing to a normal, service or wildcard channel is allowed", "[channel]") {
-  const std::string name = GENERATE(as<std::string>{}, "/foo/bar", "/foo/*", "/foo/**",
-                                    "/**", "/service/x", "/metadata");
+  const std::string name = GENERATE(as<std::string>{}, "/foo/bar", "/foo/*", "/foo/**", "/**",
+                                    "/service/x", "/metadata");
   INFO("channel: " << name);
   CHECK_FALSE(ch::check_subscribe_channel(name));
 }
@@ -70,11 +70,9 @@ TEST_CASE("publishing to a normal or service channel is allowed", "[channel]") {
   CHECK_FALSE(ch::check_publish_channel(name));
 }
 
-TEST_CASE("publishing to a wildcard, a meta channel or a malformed name is refused",
-          "[channel]") {
-  const std::string name = GENERATE(as<std::string>{}, "/foo/*", "/foo/**", "/*", "/**",
-                                    "/meta", "/meta/xxx", "/meta/connect", "", "/a/",
-                                    "no-slash");
+TEST_CASE("publishing to a wildcard, a meta channel or a malformed name is refused", "[channel]") {
+  const std::string name = GENERATE(as<std::string>{}, "/foo/*", "/foo/**", "/*", "/**", "/meta",
+                                    "/meta/xxx", "/meta/connect", "", "/a/", "no-slash");
   INFO("channel: " << name);
   CHECK(ch::check_publish_channel(name) == errc::invalid_channel);
 }

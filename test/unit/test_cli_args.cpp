@@ -8,8 +8,8 @@
 
 #include "channel.hpp"
 #include "cli_args.hpp"
-#include "uvcometd/checks.hpp"
 #include "json.hpp"
+#include "uvcometd/checks.hpp"
 
 using namespace std::chrono_literals;
 using uvcometd::connection_type;
@@ -62,8 +62,8 @@ TEST_CASE("a lone URL runs with the documented defaults", "[cli]") {
 
 TEST_CASE("every option has its short and long spelling", "[cli]") {
   SECTION("short") {
-    const parse_result r = parse({"-s", "/a", "-p", "/b={}", "-t", "long-polling", "-n", "5", "-H",
-                                  "X-A: 1", "-v", url});
+    const parse_result r = parse(
+        {"-s", "/a", "-p", "/b={}", "-t", "long-polling", "-n", "5", "-H", "X-A: 1", "-v", url});
     REQUIRE(r.action == parse_action::run);
     const auto& c = r.config;
     CHECK(c.subscribe == std::vector<std::string>{"/a"});
@@ -76,10 +76,10 @@ TEST_CASE("every option has its short and long spelling", "[cli]") {
     CHECK(c.verbose);
   }
   SECTION("long, with separate and attached arguments") {
-    const parse_result r = parse({"--subscribe", "/a", "--publish=/b=[1]", "--transport", "websocket",
-                                  "--count=7", "--connection-timeout", "2.5", "--max-pending=0",
-                                  "--header", "X-A: 1", "--ext", "{\"auth\":\"t\"}", "--verbose",
-                                  "--debug", "--insecure", "--cacert", "/etc/ca.pem", url});
+    const parse_result r = parse(
+        {"--subscribe", "/a", "--publish=/b=[1]", "--transport", "websocket", "--count=7",
+         "--connection-timeout", "2.5", "--max-pending=0", "--header", "X-A: 1", "--ext",
+         "{\"auth\":\"t\"}", "--verbose", "--debug", "--insecure", "--cacert", "/etc/ca.pem", url});
     REQUIRE(r.action == parse_action::run);
     const auto& c = r.config;
     CHECK(c.subscribe == std::vector<std::string>{"/a"});
@@ -126,8 +126,8 @@ TEST_CASE("the URL may come before, between or after the options", "[cli]") {
 }
 
 TEST_CASE("repeatable options keep every value in order", "[cli]") {
-  const parse_result r = parse({"-s", "/a", "--subscribe", "/b/*", "-s", "/c/**", "-p", "/x=1", "-p",
-                                "/y=\"two\"", "-H", "A: 1", "--header", "B: 2", url});
+  const parse_result r = parse({"-s", "/a", "--subscribe", "/b/*", "-s", "/c/**", "-p", "/x=1",
+                                "-p", "/y=\"two\"", "-H", "A: 1", "--header", "B: 2", url});
   REQUIRE(r.action == parse_action::run);
   CHECK(r.config.subscribe == std::vector<std::string>{"/a", "/b/*", "/c/**"});
   REQUIRE(r.config.publish.size() == 2);
@@ -196,8 +196,8 @@ TEST_CASE("-n takes a positive integer and needs -s", "[cli]") {
   CHECK(parse({"-s", "/a", "-n", "1", url}).config.count == std::size_t{1});
   CHECK(parse({"-s", "/a", "-n", "18446744073709551615", url}).config.count ==
         std::size_t{18446744073709551615u});
-  for (const char* bad : {"0", "-1", "+1", "1.5", "abc", "", " 1", "1 ", "1e3", "0x10",
-                          "18446744073709551616"}) {
+  for (const char* bad :
+       {"0", "-1", "+1", "1.5", "abc", "", " 1", "1 ", "1e3", "0x10", "18446744073709551616"}) {
     INFO("-n '" << bad << "'");
     require_usage_error({"-s", "/a", "-n", bad, url}, "--count");
   }
@@ -265,10 +265,11 @@ TEST_CASE("JSON the CLI takes is what the library takes: RFC 8259 values and not
     INFO(good);
     CHECK(is_json(good));
   }
-  for (const char* bad : {"", " ", "01", "1.", ".5", "+1", "1e", "tru", "nul", "'a'", "\"a",
-                          "\"\\x\"", "\"\\u12\"", "\"a\tb\"", "[1,]", "[,1]", "{\"a\"}",
-                          "{\"a\":}", "{a:1}", "{\"a\":1,}", "[1 2]", "[}", "{]", "[[]", "1 2",
-                          "NaN", "Infinity"}) {
+  for (const char* bad :
+       {"",     " ",    "01",      "1.",       ".5",      "+1",         "1e",
+        "tru",  "nul",  "'a'",     "\"a",      "\"\\x\"", "\"\\u12\"",  "\"a\tb\"",
+        "[1,]", "[,1]", "{\"a\"}", "{\"a\":}", "{a:1}",   "{\"a\":1,}", "[1 2]",
+        "[}",   "{]",   "[[]",     "1 2",      "NaN",     "Infinity"}) {
     INFO(bad);
     CHECK_FALSE(is_json(bad));
   }
@@ -339,12 +340,13 @@ std::string compact(const std::string& text) {
 
 }  // namespace
 
-TEST_CASE("the new options: --format, --timestamps, --ack, --replay-from, --header-file, "
-          "--forever, -vv",
-          "[cli]") {
-  const parse_result r = parse({"--format", "data", "--timestamps", "--ack", "--replay-from", "-2",
-                                "--header-file", "/run/secrets/h", "--header-file=/tmp/h2",
-                                "--forever", "-vv", "-s", "/a", url});
+TEST_CASE(
+    "the new options: --format, --timestamps, --ack, --replay-from, --header-file, "
+    "--forever, -vv",
+    "[cli]") {
+  const parse_result r =
+      parse({"--format", "data", "--timestamps", "--ack", "--replay-from", "-2", "--header-file",
+             "/run/secrets/h", "--header-file=/tmp/h2", "--forever", "-vv", "-s", "/a", url});
   REQUIRE(r.action == parse_action::run);
   const auto& c = r.config;
   CHECK(c.format == uvcometd_cli::output_format::data);
@@ -399,11 +401,12 @@ TEST_CASE("-p CHANNEL=- reads stdin, once", "[cli]") {
 }
 
 TEST_CASE("a URL the client cannot use is a usage error, before connecting", "[cli]") {
-  for (const char* good : {"http://h/", "https://h", "http://127.0.0.1:8080/bayeux",
-                           "http://[::1]:8080/cometd", "http://[fe80::1%25eth0]/x",
-                           "http://host:1/x?q=1#f", "http://h:/x",
-                           "https://example.com:65535", "http://my_host.example/", "http://h%41/",
-                           "http://b\xc3\xbc" "cher.example/"}) {
+  for (const char* good :
+       {"http://h/", "https://h", "http://127.0.0.1:8080/bayeux", "http://[::1]:8080/cometd",
+        "http://[fe80::1%25eth0]/x", "http://host:1/x?q=1#f", "http://h:/x",
+        "https://example.com:65535", "http://my_host.example/", "http://h%41/",
+        "http://b\xc3\xbc"
+        "cher.example/"}) {
     INFO(good);
     CHECK(uvcometd_cli::url_problem(good).empty());
     CHECK(parse({good}).action == parse_action::run);
@@ -442,11 +445,37 @@ TEST_CASE("a URL the client cannot use is a usage error, before connecting", "[c
 }
 
 TEST_CASE("channels follow the library's rules, checked before connecting", "[cli]") {
-  const std::vector<std::string> corpus = {
-      "/a", "/a/b", "/a/*", "/a/**", "/*", "/**", "/a/b/c/d", "/service/x", "/caf\xc3\xa9",
-      "/a/**/b", "/a/*/b", "/**/a", "/a/b*", "/a/*b", "/a/***", "/a*", "", "a", "/", "//",
-      "/a/", "/a//b", "/meta", "/meta/connect", "/meta/*", "/metadata", "/a b", "/a\tb",
-      std::string("/a\0b", 4), "/a\x7f", "/a\x1b[2J"};
+  const std::vector<std::string> corpus = {"/a",
+                                           "/a/b",
+                                           "/a/*",
+                                           "/a/**",
+                                           "/*",
+                                           "/**",
+                                           "/a/b/c/d",
+                                           "/service/x",
+                                           "/caf\xc3\xa9",
+                                           "/a/**/b",
+                                           "/a/*/b",
+                                           "/**/a",
+                                           "/a/b*",
+                                           "/a/*b",
+                                           "/a/***",
+                                           "/a*",
+                                           "",
+                                           "a",
+                                           "/",
+                                           "//",
+                                           "/a/",
+                                           "/a//b",
+                                           "/meta",
+                                           "/meta/connect",
+                                           "/meta/*",
+                                           "/metadata",
+                                           "/a b",
+                                           "/a\tb",
+                                           std::string("/a\0b", 4),
+                                           "/a\x7f",
+                                           "/a\x1b[2J"};
   for (const auto& ch : corpus) {
     INFO("channel '" << ch << "'");
     const bool lib_subscribe = !uvcometd::detail::check_subscribe_channel(ch);
@@ -500,8 +529,8 @@ TEST_CASE("JSON nested deeper than the library takes is refused, exactly where i
 TEST_CASE("header files and UVCOMETD_HEADERS: one 'Name: value' per line", "[cli]") {
   using uvcometd_cli::parse_header_text;
   std::vector<std::string> out{"Before: 1"};
-  CHECK(parse_header_text("Authorization: Bearer s3cr3t\r\n\n# a comment\n  \nX-A: b: c",
-                          "h.txt", out)
+  CHECK(parse_header_text("Authorization: Bearer s3cr3t\r\n\n# a comment\n  \nX-A: b: c", "h.txt",
+                          out)
             .empty());
   CHECK(out == std::vector<std::string>{"Before: 1", "Authorization: Bearer s3cr3t", "X-A: b: c"});
   CHECK(parse_header_text("", "empty", out).empty());
@@ -529,17 +558,22 @@ TEST_CASE("terminal_safe shows every control character and keeps the whole text"
   CHECK(terminal_safe("l1\nl2\r\tx\x7f\x01\x1f") == "l1\\nl2\\r\\tx\\x7f\\x01\\x1f");
   CHECK(terminal_safe("back\\slash") == "back\\\\slash");
   // C1 controls (as UTF-8), bidirectional overrides and line separators.
-  CHECK(terminal_safe("\xc2\x9b" "2J \xc2\x80\xc2\x9f") == "\\u009b2J \\u0080\\u009f");
-  CHECK(terminal_safe("\xe2\x80\xae" "evil \xe2\x81\xa6 \xe2\x80\xa8 \xd8\x9c \xe2\x80\x8f") ==
+  CHECK(terminal_safe("\xc2\x9b"
+                      "2J \xc2\x80\xc2\x9f") == "\\u009b2J \\u0080\\u009f");
+  CHECK(terminal_safe("\xe2\x80\xae"
+                      "evil \xe2\x81\xa6 \xe2\x80\xa8 \xd8\x9c \xe2\x80\x8f") ==
         "\\u202eevil \\u2066 \\u2028 \\u061c \\u200f");
   // Invalid UTF-8: one U+FFFD per maximal ill-formed subpart.
-  CHECK(terminal_safe("a\x9b" "b") == "a\xef\xbf\xbd" "b");
+  CHECK(terminal_safe("a\x9b"
+                      "b") ==
+        "a\xef\xbf\xbd"
+        "b");
   CHECK(terminal_safe("\xff\xfe") == "\xef\xbf\xbd\xef\xbf\xbd");
-  CHECK(terminal_safe("\xe2\x82" "x") == "\xef\xbf\xbdx");
+  CHECK(terminal_safe("\xe2\x82"
+                      "x") == "\xef\xbf\xbdx");
   CHECK(terminal_safe("\xc0\xaf") == "\xef\xbf\xbd\xef\xbf\xbd");
   CHECK(terminal_safe("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
-  CHECK(terminal_safe("\xf4\x90\x80\x80") ==
-        "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  CHECK(terminal_safe("\xf4\x90\x80\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
   CHECK(terminal_safe("end\xe2") == "end\xef\xbf\xbd");
 }
 
@@ -553,8 +587,8 @@ TEST_CASE("output data is compacted: whitespace outside strings removed, strings
   CHECK(compact("{\"k e y\" : \"v\"}") == "{\"k e y\":\"v\"}");
   SECTION("not JSON: refused, the output left alone") {
     std::string out = "kept";
-    const std::vector<std::string> bad_texts = {"",      "{",     "[1,]", "\"a\tb\"",
-                                                "{} {}", nest(258, "")};
+    const std::vector<std::string> bad_texts = {"",         "{",     "[1,]",
+                                                "\"a\tb\"", "{} {}", nest(258, "")};
     for (const std::string& bad : bad_texts) {
       INFO(bad.substr(0, 12));
       CHECK_FALSE(uvcometd_cli::append_compact_json(bad, out));

@@ -86,8 +86,9 @@ TEST_CASE("Faye's handshake reply decodes into its fields", "[codec]") {
   CHECK(m.adv.reconnect == reconnect_advice::retry);
   CHECK(m.adv.interval == 0);
   CHECK(m.adv.timeout == 3000);
-  CHECK(m.connection_types ==
-        R"(["long-polling","cross-origin-long-polling","callback-polling","websocket","eventsource","in-process"])");
+  CHECK(
+      m.connection_types ==
+      R"(["long-polling","cross-origin-long-polling","callback-polling","websocket","eventsource","in-process"])");
   CHECK(decode_string_array(m.connection_types) ==
         std::vector<std::string>{"long-polling", "cross-origin-long-polling", "callback-polling",
                                  "websocket", "eventsource", "in-process"});
@@ -222,8 +223,7 @@ TEST_CASE("escaped strings of many messages stay valid together", "[codec]") {
   }
 }
 
-TEST_CASE("channels and data of every length decode exactly, escapes anywhere in them",
-          "[codec]") {
+TEST_CASE("channels and data of every length decode exactly, escapes anywhere in them", "[codec]") {
   // Lengths cross the 8- and 16-byte blocks in which the scanner skips plain text.
   for (std::size_t len = 0; len <= 40; ++len) {
     for (std::size_t at = 0; at <= len; ++at) {
@@ -311,8 +311,7 @@ TEST_CASE("a frame that is not a JSON array is a bad response", "[codec]") {
   CHECK(contains(rejection("/**/cb([]);"), "not a JSON array"));
 }
 
-TEST_CASE("an element of the frame that is not an object is skipped, the rest is read",
-          "[codec]") {
+TEST_CASE("an element of the frame that is not an object is skipped, the rest is read", "[codec]") {
   CHECK(contains(skip_reason("[1]"), "message 0 is not an object"));
   CHECK(contains(skip_reason(R"([{"channel":"/a"},"x"])"), "message 1 is not an object"));
   const auto f = decoded(R"([[1,{"channel":"/x"}],{"channel":"/a"},null,{"channel":"/b"}])");
@@ -379,8 +378,8 @@ TEST_CASE("malformed values inside data or ext make their message skipped", "[co
 
 TEST_CASE("deep nesting in data makes its message skipped, moderate nesting is fine", "[codec]") {
   CHECK(contains(skip_reason(R"([{"channel":"/a","data":)" + nested_arrays(300) + "}]"), "data"));
-  CHECK(contains(skip_reason(R"([{"channel":"/a","data":)" + nested_arrays(100000) + "}]"),
-                 "data"));
+  CHECK(
+      contains(skip_reason(R"([{"channel":"/a","data":)" + nested_arrays(100000) + "}]"), "data"));
   const auto f = decoded(R"([{"channel":"/a","data":)" + nested_arrays(200) + "}]");
   CHECK(f->messages.at(0).data == nested_arrays(200));
 }
@@ -424,8 +423,7 @@ TEST_CASE("a string that is not valid Unicode makes its message skipped", "[code
   CHECK(contains(skip_reason(R"([{"channel":"/\ud800"}])"), "channel"));
 }
 
-TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other values",
-          "[codec]") {
+TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other values", "[codec]") {
   CHECK(decode_string_array(R"(["long-polling", 5, {"a":1}, "web\u0073ocket", null])") ==
         std::vector<std::string>{"long-polling", "websocket"});
   CHECK(decode_string_array("[]").empty());
@@ -434,9 +432,10 @@ TEST_CASE("decode_string_array keeps strings, decodes escapes and skips other va
 }
 
 TEST_CASE("a message with invalid UTF-8 is skipped, the rest of its frame is read", "[codec]") {
-  const auto f = decoded("[{\"channel\":\"/a\",\"data\":\"ok \xC3\xA9\"},"
-                         "{\"channel\":\"/b\",\"data\":\"\xC3\x28\xFF\"},"
-                         "{\"channel\":\"/c\xED\xA0\x80\"},{\"channel\":\"/d\",\"data\":1}]");
+  const auto f = decoded(
+      "[{\"channel\":\"/a\",\"data\":\"ok \xC3\xA9\"},"
+      "{\"channel\":\"/b\",\"data\":\"\xC3\x28\xFF\"},"
+      "{\"channel\":\"/c\xED\xA0\x80\"},{\"channel\":\"/d\",\"data\":1}]");
   REQUIRE(f->messages.size() == 2);
   CHECK(f->messages[0].channel == "/a");
   CHECK(f->messages[1].channel == "/d");

@@ -65,7 +65,7 @@ TEST_CASE("a cookie replaces the one of the same name and path; Max-Age 0 remove
 
 TEST_CASE("Path: the default is the request's directory; longer paths go first", "[cookie_jar]") {
   cookie_jar jar;
-  jar.store("http://h:1/cometd/handshake", "d=1", now);          // default path /cometd
+  jar.store("http://h:1/cometd/handshake", "d=1", now);  // default path /cometd
   jar.store("http://h:1/cometd/handshake", "root=1; Path=/", now);
   jar.store("http://h:1/cometd/handshake", "deep=1; Path=/cometd/handshake", now);
   CHECK(jar.header_for("http://h:1/cometd/handshake", now) == "deep=1; d=1; root=1");

@@ -53,11 +53,10 @@ TEST_CASE("an empty argument between commas is kept as an empty argument", "[err
   CHECK(e.args == std::vector<std::string>{"a", "", "b"});
 }
 
-TEST_CASE("a text outside the Bayeux error grammar is kept whole with server code 0",
-          "[error]") {
-  const std::string text = GENERATE(as<std::string>{}, "", "garbage", "Forbidden", "40:x:y",
-                                    "4031::x", "abc::x", "403:only one colon", "-40:x:y",
-                                    "099::low code", " 403::x");
+TEST_CASE("a text outside the Bayeux error grammar is kept whole with server code 0", "[error]") {
+  const std::string text =
+      GENERATE(as<std::string>{}, "", "garbage", "Forbidden", "40:x:y", "4031::x", "abc::x",
+               "403:only one colon", "-40:x:y", "099::low code", " 403::x");
   INFO("text: '" << text << "'");
   const auto e = parse_server_error(text);
   CHECK(e.code == errc::server_error);
@@ -105,8 +104,8 @@ TEST_CASE("to_string does not repeat the code's words when the message starts wi
 TEST_CASE("every errc has its own message in the \"uvcometd\" category", "[error]") {
   CHECK(std::string(uvcometd::category().name()) == "uvcometd");
   std::vector<std::string> seen;
-  for (int v = static_cast<int>(errc::invalid_state); v <= static_cast<int>(errc::certificate_error);
-       ++v) {
+  for (int v = static_cast<int>(errc::invalid_state);
+       v <= static_cast<int>(errc::certificate_error); ++v) {
     const std::error_code ec = static_cast<errc>(v);  // is_error_code_enum: implicit conversion
     CHECK(&ec.category() == &uvcometd::category());
     const auto msg = ec.message();

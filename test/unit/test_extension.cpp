@@ -34,8 +34,10 @@ struct step : uvcometd::extension {
   std::vector<extension_done> held;
   void run(const char* dir, message_batch& b, extension_done done) {
     log.push_back(name + dir + std::to_string(b.messages.size()));
-    if (hold) held.push_back(std::move(done));
-    else done({});
+    if (hold)
+      held.push_back(std::move(done));
+    else
+      done({});
   }
   void outgoing(message_batch& b, extension_done done) override { run(">", b, std::move(done)); }
   void incoming(message_batch& b, extension_done done) override { run("<", b, std::move(done)); }
@@ -44,7 +46,8 @@ struct step : uvcometd::extension {
 }  // namespace
 
 TEST_CASE("bayeux_message reads and edits fields and ext, keeping valid JSON", "[extension]") {
-  auto m = bayeux_message::parse(R"( {"channel":"/meta/subscribe","id":"7","successful":false,"ext":{"a":1,"b\u0022":[1,2]},"subscription":"/x"} )");
+  auto m = bayeux_message::parse(
+      R"( {"channel":"/meta/subscribe","id":"7","successful":false,"ext":{"a":1,"b\u0022":[1,2]},"subscription":"/x"} )");
   CHECK(m.channel() == "/meta/subscribe");
   CHECK(m.is_meta());
   CHECK(m.successful() == false);
@@ -62,7 +65,9 @@ TEST_CASE("bayeux_message reads and edits fields and ext, keeping valid JSON", "
   CHECK(m.string_field("clientId") == "q\"uote");
   CHECK(m.erase_field("successful"));
   CHECK_FALSE(m.successful().has_value());
-  CHECK(m.to_json() == R"({"channel":"/meta/subscribe","id":"7","ext":{"a":{"x":true},"c":"new"},"subscription":"/x","clientId":"q\"uote"})");
+  CHECK(
+      m.to_json() ==
+      R"({"channel":"/meta/subscribe","id":"7","ext":{"a":{"x":true},"c":"new"},"subscription":"/x","clientId":"q\"uote"})");
   CHECK_THROWS_AS(m.set_field("data", "{bad"), std::system_error);
   CHECK_THROWS_AS(m.set_ext("k", ""), std::system_error);
   CHECK_THROWS_AS(bayeux_message::parse("[1]"), std::system_error);
@@ -90,17 +95,19 @@ TEST_CASE("lazy batches are made when their turn comes, one after the other", "[
   p.push(direction::incoming, batch_of(R"([{"channel":"/one"}])"), 0,
          [&](message_batch&&, const uvcometd::error&) { finished.push_back("one"); });
   int made = 0;
-  p.push_lazy(direction::incoming,
-              [&](message_batch& b) {
-                ++made;
-                b = batch_of(made == 1 ? R"([{"channel":"/two"},{"channel":"/three"}])"
-                                       : R"([{"channel":"/four"}])");
-                return made == 1;  // a second batch follows the first
-              },
-              0, [&](message_batch&& b, const uvcometd::error& e) {
-                CHECK_FALSE(e);
-                finished.push_back(b.messages.at(0).channel().substr(1));
-              });
+  p.push_lazy(
+      direction::incoming,
+      [&](message_batch& b) {
+        ++made;
+        b = batch_of(made == 1 ? R"([{"channel":"/two"},{"channel":"/three"}])"
+                               : R"([{"channel":"/four"}])");
+        return made == 1;  // a second batch follows the first
+      },
+      0,
+      [&](message_batch&& b, const uvcometd::error& e) {
+        CHECK_FALSE(e);
+        finished.push_back(b.messages.at(0).channel().substr(1));
+      });
   p.push(direction::incoming, batch_of(R"([{"channel":"/five"}])"), 0,
          [&](message_batch&&, const uvcometd::error&) { finished.push_back("five"); });
   CHECK(made == 0);  // the first batch is still held by the extension
@@ -144,26 +151,35 @@ TEST_CASE("split_frame accepts only arrays of objects", "[extension]") {
   }
 }
 
-TEST_CASE("the pipeline runs outgoing batches in registration order, incoming in reverse, auth "
-          "last out and first in", "[extension]") {
+TEST_CASE(
+    "the pipeline runs outgoing batches in registration order, incoming in reverse, auth "
+    "last out and first in",
+    "[extension]") {
   std::vector<std::string> log;
   auto a = std::make_shared<step>("A", log);
   auto b = std::make_shared<step>("B", log);
   struct auth_step : uvcometd::auth_extension {
     std::vector<std::string>* log;
-    void outgoing(message_batch&, extension_done done) override { log->push_back("Z>"); done({}); }
-    void incoming(message_batch&, extension_done done) override { log->push_back("Z<"); done({}); }
+    void outgoing(message_batch&, extension_done done) override {
+      log->push_back("Z>");
+      done({});
+    }
+    void incoming(message_batch&, extension_done done) override {
+      log->push_back("Z<");
+      done({});
+    }
     void authenticate(extension_done done) override { done({}); }
   };
   auto z = std::make_shared<auth_step>();
   z->log = &log;
   extension_pipeline p({a, b}, z, nullptr);
   int finished = 0;
-  p.push(direction::outgoing, batch_of(R"([{"channel":"/x"}])"), 0, [&](message_batch&& out, const uvcometd::error& e) {
-    CHECK_FALSE(e);
-    CHECK(out.messages.size() == 1);
-    ++finished;
-  });
+  p.push(direction::outgoing, batch_of(R"([{"channel":"/x"}])"), 0,
+         [&](message_batch&& out, const uvcometd::error& e) {
+           CHECK_FALSE(e);
+           CHECK(out.messages.size() == 1);
+           ++finished;
+         });
   p.push(direction::incoming, batch_of(R"([{"channel":"/y"},{"channel":"/z"}])"), 0,
          [&](message_batch&&, const uvcometd::error&) { ++finished; });
   CHECK(finished == 2);
@@ -177,11 +193,15 @@ TEST_CASE("asynchronous extensions: later batches and pass-through events wait t
   a->hold = true;
   extension_pipeline p({a}, nullptr, nullptr);
   std::vector<int> order;
-  p.push(direction::incoming, batch_of(R"([{"n":1}])"), 0, [&](message_batch&&, const uvcometd::error&) { order.push_back(1); });
-  p.push(direction::incoming, std::nullopt, 0, [&](message_batch&&, const uvcometd::error&) { order.push_back(2); });
-  p.push(direction::incoming, batch_of(R"([{"n":3}])"), 0, [&](message_batch&&, const uvcometd::error&) { order.push_back(3); });
+  p.push(direction::incoming, batch_of(R"([{"n":1}])"), 0,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(1); });
+  p.push(direction::incoming, std::nullopt, 0,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(2); });
+  p.push(direction::incoming, batch_of(R"([{"n":3}])"), 0,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(3); });
   // The other direction is independent.
-  p.push(direction::outgoing, batch_of(R"([{"n":9}])"), 0, [&](message_batch&&, const uvcometd::error&) { order.push_back(9); });
+  p.push(direction::outgoing, batch_of(R"([{"n":9}])"), 0,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(9); });
   CHECK(order.empty());
   REQUIRE(a->held.size() == 2);  // first incoming and the outgoing one
   auto first = std::move(a->held[0]);
@@ -194,15 +214,17 @@ TEST_CASE("asynchronous extensions: later batches and pass-through events wait t
   CHECK(order == std::vector<int>{1, 2, 3, 9});
 }
 
-TEST_CASE("pipeline failures: a throw or an error becomes extension_error, a second done is "
-          "ignored, cancelled jobs never finish but hold the lane while an extension has them",
-          "[extension]") {
+TEST_CASE(
+    "pipeline failures: a throw or an error becomes extension_error, a second done is "
+    "ignored, cancelled jobs never finish but hold the lane while an extension has them",
+    "[extension]") {
   struct bad : uvcometd::extension {
     int mode = 0;
     extension_done kept;
     void outgoing(message_batch&, extension_done done) override {
       if (mode == 0) throw std::runtime_error("kaboom");
-      if (mode == 1) done(uvcometd::error{uvcometd::make_error_code(errc::invalid_argument), "nope"});
+      if (mode == 1)
+        done(uvcometd::error{uvcometd::make_error_code(errc::invalid_argument), "nope"});
       if (mode == 2) {
         done({});
         done({});
@@ -212,7 +234,8 @@ TEST_CASE("pipeline failures: a throw or an error becomes extension_error, a sec
   };
   auto x = std::make_shared<bad>();
   std::vector<std::string> logs;
-  extension_pipeline p({x}, nullptr, [&](uvcometd::log_level, std::string_view t) { logs.emplace_back(t); });
+  extension_pipeline p({x}, nullptr,
+                       [&](uvcometd::log_level, std::string_view t) { logs.emplace_back(t); });
   uvcometd::error got;
   int calls = 0;
   auto finish = [&](message_batch&&, const uvcometd::error& e) {
@@ -250,9 +273,12 @@ TEST_CASE("cancelling the events of a tag leaves its batches in the lane", "[ext
   a->hold = true;
   extension_pipeline p({a}, nullptr, nullptr);
   std::vector<int> order;
-  p.push(direction::incoming, batch_of(R"([{"n":1}])"), 1, [&](message_batch&&, const uvcometd::error&) { order.push_back(1); });
-  p.push(direction::incoming, std::nullopt, 1, [&](message_batch&&, const uvcometd::error&) { order.push_back(2); });
-  p.push(direction::incoming, std::nullopt, 2, [&](message_batch&&, const uvcometd::error&) { order.push_back(3); });
+  p.push(direction::incoming, batch_of(R"([{"n":1}])"), 1,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(1); });
+  p.push(direction::incoming, std::nullopt, 1,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(2); });
+  p.push(direction::incoming, std::nullopt, 2,
+         [&](message_batch&&, const uvcometd::error&) { order.push_back(3); });
   p.cancel(direction::incoming, 1, true);
   REQUIRE(a->held.size() == 1);
   a->held[0]({});
@@ -265,17 +291,20 @@ TEST_CASE("ack_extension: asks on handshake, then echoes the last batch on each 
   auto out = batch_of(R"([{"channel":"/meta/handshake","id":"1"}])");
   ack.outgoing(out, [](const uvcometd::error&) {});
   CHECK(out.messages[0].ext("ack") == "true");
-  auto in = batch_of(R"([{"channel":"/meta/handshake","id":"1","successful":true,"ext":{"ack":true}}])");
+  auto in =
+      batch_of(R"([{"channel":"/meta/handshake","id":"1","successful":true,"ext":{"ack":true}}])");
   ack.incoming(in, [](const uvcometd::error&) {});
   CHECK(ack.enabled());
   auto c1 = batch_of(R"([{"channel":"/meta/connect","id":"2"}])");
   ack.outgoing(c1, [](const uvcometd::error&) {});
   CHECK(c1.messages[0].ext("ack") == "0");
-  auto r1 = batch_of(R"([{"channel":"/x","data":1},{"channel":"/meta/connect","id":"2","successful":true,"ext":{"ack":5}}])");
+  auto r1 = batch_of(
+      R"([{"channel":"/x","data":1},{"channel":"/meta/connect","id":"2","successful":true,"ext":{"ack":5}}])");
   ack.incoming(r1, [](const uvcometd::error&) {});
   CHECK(ack.batch() == 5);
   // A failed connect does not acknowledge anything.
-  auto r2 = batch_of(R"([{"channel":"/meta/connect","id":"3","successful":false,"ext":{"ack":6}}])");
+  auto r2 =
+      batch_of(R"([{"channel":"/meta/connect","id":"3","successful":false,"ext":{"ack":6}}])");
   ack.incoming(r2, [](const uvcometd::error&) {});
   CHECK(ack.batch() == 5);
   auto c2 = batch_of(R"([{"channel":"/meta/connect","id":"4"}])");
@@ -290,15 +319,18 @@ TEST_CASE("ack_extension: asks on handshake, then echoes the last batch on each 
   CHECK(c3.messages[0].ext("ack").empty());
 }
 
-TEST_CASE("replay_extension: ids from data.event.replayId, the store, the fallback", "[extension]") {
+TEST_CASE("replay_extension: ids from data.event.replayId, the store, the fallback",
+          "[extension]") {
   auto store = std::make_shared<uvcometd::memory_replay_store>();
   store->save("/t/b", 40);
   uvcometd::replay_extension r({-2, -1, store});
-  auto sub = batch_of(R"([{"channel":"/meta/subscribe","id":"1","subscription":"/t/a"},{"channel":"/meta/subscribe","id":"2","subscription":"/t/b"}])");
+  auto sub = batch_of(
+      R"([{"channel":"/meta/subscribe","id":"1","subscription":"/t/a"},{"channel":"/meta/subscribe","id":"2","subscription":"/t/b"}])");
   r.outgoing(sub, [](const uvcometd::error&) {});
   CHECK(sub.messages[0].ext("replay") == R"({"/t/a":-2})");
   CHECK(sub.messages[1].ext("replay") == R"({"/t/b":40})");
-  auto data = batch_of(R"([{"channel":"/t/a","data":{"event":{"replayId":17},"payload":{}}},{"channel":"/t/a","data":{"payload":1}}])");
+  auto data = batch_of(
+      R"([{"channel":"/t/a","data":{"event":{"replayId":17},"payload":{}}},{"channel":"/t/a","data":{"payload":1}}])");
   r.incoming(data, [](const uvcometd::error&) {});
   CHECK(r.replay_id("/t/a") == 17);
   // The store follows deliveries, not arrivals.
@@ -309,7 +341,8 @@ TEST_CASE("replay_extension: ids from data.event.replayId, the store, the fallba
   r.delivered(m);
   CHECK(store->load("/t/a") == 17);
   // The server refuses 40: the subscribe goes again from -1.
-  auto refused = batch_of(R"([{"channel":"/meta/subscribe","id":"2","subscription":"/t/b","successful":false,"error":"400::The replayId 40 you provided was invalid."}])");
+  auto refused = batch_of(
+      R"([{"channel":"/meta/subscribe","id":"2","subscription":"/t/b","successful":false,"error":"400::The replayId 40 you provided was invalid."}])");
   r.incoming(refused, [](const uvcometd::error&) {});
   CHECK(uvcometd::detail::message_access::resends(refused) == std::vector<std::uint64_t>{2});
   CHECK(r.replay_id("/t/b") == -1);
@@ -317,7 +350,8 @@ TEST_CASE("replay_extension: ids from data.event.replayId, the store, the fallba
   r.outgoing(again, [](const uvcometd::error&) {});
   CHECK(again.messages[0].ext("replay") == R"({"/t/b":-1})");
   // Refused again with the fallback id itself: no second resend.
-  auto refused2 = batch_of(R"([{"channel":"/meta/subscribe","id":"3","subscription":"/t/b","successful":false,"error":"400::The replayId -1 you provided was invalid."}])");
+  auto refused2 = batch_of(
+      R"([{"channel":"/meta/subscribe","id":"3","subscription":"/t/b","successful":false,"error":"400::The replayId -1 you provided was invalid."}])");
   r.incoming(refused2, [](const uvcometd::error&) {});
   CHECK(uvcometd::detail::message_access::resends(refused2).empty());
 }
@@ -326,10 +360,12 @@ TEST_CASE("token_auth: the provider runs before the first request and on authent
           "[extension]") {
   int calls = 0;
   uvcometd::token_auth::token_callback pending;
-  uvcometd::token_auth t([&](uvcometd::token_auth::token_callback cb) {
-    ++calls;
-    pending = std::move(cb);
-  }, {"Authorization", "Bearer", "auth"});
+  uvcometd::token_auth t(
+      [&](uvcometd::token_auth::token_callback cb) {
+        ++calls;
+        pending = std::move(cb);
+      },
+      {"Authorization", "Bearer", "auth"});
   auto b = batch_of(R"([{"channel":"/meta/handshake","id":"1"}])");
   bool done = false;
   t.outgoing(b, [&](const uvcometd::error& e) {

@@ -41,8 +41,8 @@ TEST_CASE("advice.hosts are merged in and tried in order when a re-handshake is 
   endpoint_list e({"http://a:1/cometd"});
   CHECK_FALSE(e.rehandshake());  // no advice
   e.advise({"b:2", "https://c:3/x", "not a url", "http://a:1/cometd"});
-  CHECK(e.all() == std::vector<std::string>{"http://a:1/cometd", "http://b:2/cometd",
-                                            "https://c:3/x"});
+  CHECK(e.all() ==
+        std::vector<std::string>{"http://a:1/cometd", "http://b:2/cometd", "https://c:3/x"});
   // The current server is in the advice: it stays.
   CHECK_FALSE(e.rehandshake());
   e.advise({"b:2", "https://c:3/x"});
@@ -92,12 +92,14 @@ TEST_CASE("a broken server is retried once, then the session continues on the ne
   h.loop();
   CHECK(h.s->current_state() == state::connected);
   CHECK(h.count_on("/meta/handshake") == 1);
-  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
-                                         state::reconnecting, state::connected});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected, state::reconnecting,
+                                         state::connected});
 }
 
-TEST_CASE("a server that does not know the session gets a new handshake and the "
-          "re-subscriptions", "[failover]") {
+TEST_CASE(
+    "a server that does not know the session gets a new handshake and the "
+    "re-subscriptions",
+    "[failover]") {
   harness h(cluster({"http://a/cometd", "http://b/cometd"}));
   outcome open, sub;
   open_cometd(h, open);
@@ -131,8 +133,10 @@ TEST_CASE("a server that does not know the session gets a new handshake and the 
   CHECK(h.s->client_id() == "on-b");
 }
 
-TEST_CASE("open() on a server list whose first is down handshakes on the next, and its first "
-          "connect is not held", "[failover]") {
+TEST_CASE(
+    "open() on a server list whose first is down handshakes on the next, and its first "
+    "connect is not held",
+    "[failover]") {
   // Found by test_cluster: the hold meant for a session continuing on another server also held
   // the first connect of a new session there, so open() completed a second late.
   harness h(cluster({"http://a/cometd", "http://b/cometd"}));
@@ -183,10 +187,11 @@ TEST_CASE("advice.hosts that do not name the current server are tried on re-hand
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
   const sent_frame hs = h.last();
-  h.reply(hs, R"([{"id":")" + hs.id() +
-                  R"(","channel":"/meta/handshake","successful":true,"clientId":"c1","version":"1.0",)"
-                  R"("supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry",)"
-                  R"("interval":0,"timeout":3000,"hosts":["b:2","c:3"]}}])");
+  h.reply(hs,
+          R"([{"id":")" + hs.id() +
+              R"(","channel":"/meta/handshake","successful":true,"clientId":"c1","version":"1.0",)"
+              R"("supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry",)"
+              R"("interval":0,"timeout":3000,"hosts":["b:2","c:3"]}}])");
   h.reply(h.last(), ok_replies(h.last()));
   h.loop();
   REQUIRE(h.s->current_state() == state::connected);
@@ -198,8 +203,7 @@ TEST_CASE("advice.hosts that do not name the current server are tried on re-hand
   CHECK(h.last().channel() == "/meta/handshake");  // at once, on b
 }
 
-TEST_CASE("failback_after returns to the first server at a connect once it elapsed",
-          "[failover]") {
+TEST_CASE("failback_after returns to the first server at a connect once it elapsed", "[failover]") {
   auto cfg = cluster({"http://a/cometd", "http://b/cometd"});
   cfg.failback_after = 10s;
   harness h(cfg);

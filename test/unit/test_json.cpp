@@ -148,9 +148,9 @@ constexpr auto int64_min = std::numeric_limits<std::int64_t>::min();
 }  // namespace
 
 TEST_CASE("well-formed JSON values are valid", "[json]") {
-  const std::string text = GENERATE(as<std::string>{},
-      "0", "-0", "1e5", "1E+5", "-1.5e-3", "123456789012345678901234567890", "0.25",
-      "true", "false", "null", "\"\"", "\"plain\"", "[]", "{}", " [ 1 , 2 ] ",
+  const std::string text = GENERATE(
+      as<std::string>{}, "0", "-0", "1e5", "1E+5", "-1.5e-3", "123456789012345678901234567890",
+      "0.25", "true", "false", "null", "\"\"", "\"plain\"", "[]", "{}", " [ 1 , 2 ] ",
       "{\"a\":[1,{\"b\":null}],\"c\":\"d\"}", "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"",
       "\"\\u00e9\\u20AC\"", "\"\\ud83d\\ude00\"", "\"caf\xc3\xa9\"", "\n\t{}\r\n");
   INFO("text: " << text);
@@ -158,26 +158,26 @@ TEST_CASE("well-formed JSON values are valid", "[json]") {
 }
 
 TEST_CASE("malformed numbers are invalid", "[json]") {
-  const std::string text = GENERATE(as<std::string>{},
-      "01", "-01", "1.", "-", "+1", ".5", "1e", "1e+", "0x10", "1.e5", "--1", "NaN",
-      "Infinity", "[01]", "{\"a\":1.}");
+  const std::string text =
+      GENERATE(as<std::string>{}, "01", "-01", "1.", "-", "+1", ".5", "1e", "1e+", "0x10", "1.e5",
+               "--1", "NaN", "Infinity", "[01]", "{\"a\":1.}");
   INFO("text: " << text);
   CHECK_FALSE(json::is_valid(text));
 }
 
 TEST_CASE("malformed strings, literals and structures are invalid", "[json]") {
-  const std::string text = GENERATE(as<std::string>{},
-      "", "   ", "\"unterminated", "\"bad escape \\x\"", "\"short \\u12\"", "\"\\uZZZZ\"",
-      std::string("\"control \x01 char\""), "\"raw\nnewline\"", std::string("\"nul \0\"", 7),
-      "tru", "nul", "True", "[1,]", "[,1]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}",
-      "{\"a\":1,}", "{'a':1}", "[", "{", "]");
+  const std::string text = GENERATE(
+      as<std::string>{}, "", "   ", "\"unterminated", "\"bad escape \\x\"", "\"short \\u12\"",
+      "\"\\uZZZZ\"", std::string("\"control \x01 char\""), "\"raw\nnewline\"",
+      std::string("\"nul \0\"", 7), "tru", "nul", "True", "[1,]", "[,1]", "[1 2]", "{\"a\"}",
+      "{\"a\":}", "{a:1}", "{\"a\":1,}", "{'a':1}", "[", "{", "]");
   INFO("text: " << text);
   CHECK_FALSE(json::is_valid(text));
 }
 
 TEST_CASE("a value followed by anything but whitespace is invalid", "[json]") {
-  const std::string text = GENERATE(as<std::string>{}, "{} x", "[] []", "1 2", "\"a\"\"b\"",
-                                    "null,", "true}");
+  const std::string text =
+      GENERATE(as<std::string>{}, "{} x", "[] []", "1 2", "\"a\"\"b\"", "null,", "true}");
   INFO("text: " << text);
   CHECK_FALSE(json::is_valid(text));
 }
@@ -228,16 +228,38 @@ TEST_CASE("scan_string gives the raw content and says whether it has escapes", "
   }
 }
 
-TEST_CASE("scan_string agrees with a byte-by-byte scan for every length and every position of "
-          "a quote, escape, control or non-ASCII byte", "[json]") {
+TEST_CASE(
+    "scan_string agrees with a byte-by-byte scan for every length and every position of "
+    "a quote, escape, control or non-ASCII byte",
+    "[json]") {
   // Lengths and offsets cross the 8- and 16-byte blocks the scanner skips at once, with the
   // string ending the buffer or followed by more text; the inserted bytes include the ones a
   // block test could confuse with '"' (0x22), '\\' (0x5C) or a control byte (0xA2, 0xDC, 0xA0,
   // 0x80, 0xFF, 0x7F).
-  const std::string inserts[] = {
-      "\"", "\\\\", "\\n", "\\/", "\\u00e9", "\\uD83D\\uDE00", "\\u12", "\\u12G4", "\\x", "\\",
-      std::string(1, '\0'), "\x01", "\x1f", "\n", "\t", " ", "\x7f", "\x80", "\xa2", "\xdc",
-      "\xa0", "\xff", "\xc3\xa9", "\xf0\x9f\x98\x80"};
+  const std::string inserts[] = {"\"",
+                                 "\\\\",
+                                 "\\n",
+                                 "\\/",
+                                 "\\u00e9",
+                                 "\\uD83D\\uDE00",
+                                 "\\u12",
+                                 "\\u12G4",
+                                 "\\x",
+                                 "\\",
+                                 std::string(1, '\0'),
+                                 "\x01",
+                                 "\x1f",
+                                 "\n",
+                                 "\t",
+                                 " ",
+                                 "\x7f",
+                                 "\x80",
+                                 "\xa2",
+                                 "\xdc",
+                                 "\xa0",
+                                 "\xff",
+                                 "\xc3\xa9",
+                                 "\xf0\x9f\x98\x80"};
   std::size_t cases = 0;
   std::vector<std::string> mismatches;
   for (const std::size_t lead : {std::size_t(0), std::size_t(3)}) {
@@ -261,7 +283,8 @@ TEST_CASE("scan_string agrees with a byte-by-byte scan for every length and ever
               mismatches.push_back(printable(text));
             }
             // The same acceptance through the validator.
-            if (!tail && lead == 0 && json::is_valid(text) != (want.ok && want.end == text.size())) {
+            if (!tail && lead == 0 &&
+                json::is_valid(text) != (want.ok && want.end == text.size())) {
               mismatches.push_back("is_valid: " + printable(text));
             }
           }
@@ -331,16 +354,15 @@ TEST_CASE("unescape joins a surrogate pair into one 4-byte UTF-8 character", "[j
 }
 
 TEST_CASE("unescape rejects lone surrogates and invalid escapes", "[json]") {
-  const std::string raw = GENERATE(as<std::string>{},
-      R"(\ud800)", R"(\ud800x)", R"(\ud800\u0041)", R"(\udc00)", R"(\ude00\ud83d)",
-      R"(\ud83d\n)", R"(\x)", R"(\u12)", R"(\u12G4)", "trailing\\");
+  const std::string raw =
+      GENERATE(as<std::string>{}, R"(\ud800)", R"(\ud800x)", R"(\ud800\u0041)", R"(\udc00)",
+               R"(\ude00\ud83d)", R"(\ud83d\n)", R"(\x)", R"(\u12)", R"(\u12G4)", "trailing\\");
   INFO("raw: " << raw);
   std::string out;
   CHECK_FALSE(json::unescape(raw, out));
 }
 
-TEST_CASE("append_string escapes what JSON requires and round-trips through unescape",
-          "[json]") {
+TEST_CASE("append_string escapes what JSON requires and round-trips through unescape", "[json]") {
   std::string original;
   for (int c = 1; c < 0x20; ++c) original += static_cast<char>(c);
   original += "\"quote\" back\\slash /slash caf\xc3\xa9 \xf0\x9f\x98\x80 ";
@@ -447,8 +469,8 @@ TEST_CASE("to_int64 of zero with a huge exponent is zero", "[json]") {
 }
 
 TEST_CASE("to_int64 rejects text that is not a JSON number", "[json]") {
-  const std::string raw = GENERATE(as<std::string>{}, "", "-", "01", "1.", "abc", "\"5\"",
-                                   "5 ", " 5", "1e", "true", "null");
+  const std::string raw = GENERATE(as<std::string>{}, "", "-", "01", "1.", "abc", "\"5\"", "5 ",
+                                   " 5", "1e", "true", "null");
   INFO("raw: '" << raw << "'");
   std::int64_t v = 7;
   CHECK_FALSE(json::to_int64(raw, v));
@@ -456,30 +478,41 @@ TEST_CASE("to_int64 rejects text that is not a JSON number", "[json]") {
 
 TEST_CASE("strings must be valid UTF-8: every well-formed sequence passes", "[json]") {
   // One character of each length and of each special range's edges.
-  for (const char* ok : {"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xE1\x80\x80", "\xEC\xBF\xBF",
-                         "\xED\x80\x80", "\xED\x9F\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF",
-                         "\xF0\x90\x80\x80", "\xF1\x80\x80\x80", "\xF3\xBF\xBF\xBF",
-                         "\xF4\x80\x80\x80", "\xF4\x8F\xBF\xBF", "caf\xC3\xA9 \xE2\x82\xAC"}) {
+  for (const char* ok :
+       {"\xC2\x80", "\xDF\xBF", "\xE0\xA0\x80", "\xE1\x80\x80", "\xEC\xBF\xBF", "\xED\x80\x80",
+        "\xED\x9F\xBF", "\xEE\x80\x80", "\xEF\xBF\xBF", "\xF0\x90\x80\x80", "\xF1\x80\x80\x80",
+        "\xF3\xBF\xBF\xBF", "\xF4\x80\x80\x80", "\xF4\x8F\xBF\xBF", "caf\xC3\xA9 \xE2\x82\xAC"}) {
     INFO(ok);
     CHECK(json::is_valid("\"" + std::string(ok) + "\""));
   }
 }
 
 TEST_CASE("strings must be valid UTF-8: a broken sequence anywhere is invalid", "[json]") {
-  const std::vector<std::string> bad = {
-      "\x80", "\xBF",                    // a stray continuation byte
-      "\xC0\x80", "\xC1\xBF",            // overlong 2-byte forms
-      "\xE0\x80\x80", "\xE0\x9F\xBF",    // overlong 3-byte forms
-      "\xED\xA0\x80", "\xED\xBF\xBF",    // UTF-16 surrogates
-      "\xF0\x80\x80\x80", "\xF0\x8F\xBF\xBF",  // overlong 4-byte forms
-      "\xF4\x90\x80\x80", "\xF5\x80\x80\x80", "\xFF",  // past U+10FFFF
-      "\xC3", "\xE2\x82", "\xF0\x9F\x98",  // cut short (before the closing quote)
-      "\xC3\x28", "\xE2\x28\xA1", "\xC3\xA9\xFF"};
+  const std::vector<std::string> bad = {"\x80",
+                                        "\xBF",  // a stray continuation byte
+                                        "\xC0\x80",
+                                        "\xC1\xBF",  // overlong 2-byte forms
+                                        "\xE0\x80\x80",
+                                        "\xE0\x9F\xBF",  // overlong 3-byte forms
+                                        "\xED\xA0\x80",
+                                        "\xED\xBF\xBF",  // UTF-16 surrogates
+                                        "\xF0\x80\x80\x80",
+                                        "\xF0\x8F\xBF\xBF",  // overlong 4-byte forms
+                                        "\xF4\x90\x80\x80",
+                                        "\xF5\x80\x80\x80",
+                                        "\xFF",  // past U+10FFFF
+                                        "\xC3",
+                                        "\xE2\x82",
+                                        "\xF0\x9F\x98",  // cut short (before the closing quote)
+                                        "\xC3\x28",
+                                        "\xE2\x28\xA1",
+                                        "\xC3\xA9\xFF"};
   // In strings of every length, at every position: the 16- and 8-byte scans must find them.
   for (const auto& seq : bad) {
     for (std::size_t len = 0; len <= 40; len += 3) {
       for (std::size_t at = 0; at <= len; at += 5) {
-        const std::string text = "\"" + std::string(at, 'a') + seq + std::string(len - at, 'b') + "\"";
+        const std::string text =
+            "\"" + std::string(at, 'a') + seq + std::string(len - at, 'b') + "\"";
         INFO("sequence of " << seq.size() << " bytes at " << at << " in " << len);
         CHECK_FALSE(json::is_valid(text));
         CHECK_FALSE(json::is_valid("{\"k\":" + text + "}"));

@@ -79,7 +79,10 @@ TEST_CASE("server URLs: scheme, host, port, path and query", "[options]") {
   REQUIRE(u);
   CHECK(u->port == 80);
   CHECK(parse_server_url("http://[fe80::1%25eth0]:1/x", why).has_value());
-  CHECK(parse_server_url("http://b\xc3\xbc" "cher.example/", why).has_value());
+  CHECK(parse_server_url("http://b\xc3\xbc"
+                         "cher.example/",
+                         why)
+            .has_value());
   CHECK(parse_server_url("http://h%41/", why).has_value());
 }
 

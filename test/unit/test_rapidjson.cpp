@@ -62,8 +62,9 @@ TEST_CASE("parse_data parses an array of mixed values", "[rapidjson]") {
 }
 
 TEST_CASE("parse_data decodes escapes and unicode in strings", "[rapidjson]") {
-  const auto d =
-      parsed(R"("q\"b\\s\/ t\tn\n \u00e9\u20AC\ud83d\ude00 caf)" "\xc3\xa9" R"( nul\u0000end")");
+  const auto d = parsed(R"("q\"b\\s\/ t\tn\n \u00e9\u20AC\ud83d\ude00 caf)"
+                        "\xc3\xa9"
+                        R"( nul\u0000end")");
   REQUIRE(d.IsString());
   const std::string expected =
       std::string("q\"b\\s/ t\tn\n \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 caf\xc3\xa9 nul") + '\0' +
@@ -125,10 +126,14 @@ TEST_CASE("a parsed document outlives the message it came from", "[rapidjson]") 
 }
 
 TEST_CASE("to_json writes compact JSON that parses back to an equal value", "[rapidjson]") {
-  const std::string text = GENERATE(as<std::string>{},
-      "null", "true", "0", "-7", "9007199254740993", "18446744073709551615", "0.1", "-0.0025",
-      R"("")", R"("caf)" "\xc3\xa9" R"( \"q\" \\ \n \u0001")", "[]", "{}",
-      R"([1,[2,[3,{"a":[]}]]])", R"({"user":"ann","tags":["a","b"],"meta":{"ok":true,"x":null}})");
+  const std::string text =
+      GENERATE(as<std::string>{}, "null", "true", "0", "-7", "9007199254740993",
+               "18446744073709551615", "0.1", "-0.0025", R"("")",
+               R"("caf)"
+               "\xc3\xa9"
+               R"( \"q\" \\ \n \u0001")",
+               "[]", "{}", R"([1,[2,[3,{"a":[]}]]])",
+               R"({"user":"ann","tags":["a","b"],"meta":{"ok":true,"x":null}})");
   INFO("text: " << text);
   CHECK(round_trip(text) == text);
   const auto first = parsed(text);
@@ -168,9 +173,9 @@ TEST_CASE("to_json output is JSON the client accepts", "[rapidjson]") {
 }
 
 TEST_CASE("to_json gives an empty string for a value JSON cannot represent", "[rapidjson]") {
-  const double bad_number = GENERATE(std::numeric_limits<double>::quiet_NaN(),
-                                     std::numeric_limits<double>::infinity(),
-                                     -std::numeric_limits<double>::infinity());
+  const double bad_number =
+      GENERATE(std::numeric_limits<double>::quiet_NaN(), std::numeric_limits<double>::infinity(),
+               -std::numeric_limits<double>::infinity());
   INFO("number: " << bad_number);
   rapidjson::Document d;
   auto& a = d.GetAllocator();

@@ -11,7 +11,6 @@
 
 using namespace uvcometd_test;
 
-
 // ---------------------------------------------------------------------------------------------
 // open(): handshake, negotiation, first connect
 
@@ -52,8 +51,8 @@ TEST_CASE("open() twice, or calls before open(), are refused synchronously", "[s
   outcome a, b, c;
   CHECK(h.s->publish("/foo", "1", a.cb()) == errc::invalid_state);
   std::uint64_t id = 0;
-  CHECK(h.s->subscribe("/foo", [](const uvcometd::message&) {}, a.cb(), &id) ==
-        errc::invalid_state);
+  CHECK(h.s->subscribe(
+            "/foo", [](const uvcometd::message&) {}, a.cb(), &id) == errc::invalid_state);
   REQUIRE_FALSE(h.s->open(b.cb()));
   CHECK(h.s->open(c.cb()) == errc::invalid_state);
   h.loop();
@@ -62,9 +61,10 @@ TEST_CASE("open() twice, or calls before open(), are refused synchronously", "[s
   CHECK(h.sent_count() == 1);
 }
 
-TEST_CASE("Faye offers websocket, so the first connect goes alone over websocket with advice "
-          "timeout 0, then open() completes once",
-          "[session]") {
+TEST_CASE(
+    "Faye offers websocket, so the first connect goes alone over websocket with advice "
+    "timeout 0, then open() completes once",
+    "[session]") {
   harness h;
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -117,8 +117,10 @@ TEST_CASE("CometD offers only long-polling, so the session connects over long-po
   CHECK(first.get(0, "advice") == R"({"timeout":0})");
   CHECK(first.get(0, "clientId") == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
   // CometD's connect reply carries no clientId.
-  h.reply(first, R"([{"id":")" + first.id() +
-                     R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","timeout":3000,"interval":0}}])");
+  h.reply(
+      first,
+      R"([{"id":")" + first.id() +
+          R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","timeout":3000,"interval":0}}])");
   h.loop();
   CHECK(open.ok_once());
   CHECK(h.s->current_type() == connection_type::long_polling);
@@ -127,9 +129,10 @@ TEST_CASE("CometD offers only long-polling, so the session connects over long-po
   CHECK(h.last().type == connection_type::long_polling);
 }
 
-TEST_CASE("forced websocket, the handshake goes over websocket and a long-polling-only server "
-          "fails open() with no_common_transport",
-          "[session]") {
+TEST_CASE(
+    "forced websocket, the handshake goes over websocket and a long-polling-only server "
+    "fails open() with no_common_transport",
+    "[session]") {
   auto cfg = test_config();
   cfg.connection_types = {connection_type::websocket};
   harness h(cfg);
@@ -172,9 +175,10 @@ TEST_CASE("a refused handshake ends open() with the server's error and is not re
   CHECK(open.calls == 1);
 }
 
-TEST_CASE("a handshake lost to transport failures is retried with backoff until "
-          "connection_timeout",
-          "[session]") {
+TEST_CASE(
+    "a handshake lost to transport failures is retried with backoff until "
+    "connection_timeout",
+    "[session]") {
   harness h;  // connection_timeout 10 s, backoff from 250 ms, jitter 0.5
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
@@ -259,14 +263,15 @@ TEST_CASE("a connect refused with advice retry reconnects after interval plus ba
   h.reply(again, ok_replies(again));
   h.loop();
   CHECK(h.s->current_state() == state::connected);
-  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
-                                         state::reconnecting, state::connected});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected, state::reconnecting,
+                                         state::connected});
   CHECK(open.calls == 1);
 }
 
-TEST_CASE("Faye's unknown client (advice handshake) re-handshakes, re-subscribes every channel "
-          "in one frame, and connects only after the subscribe replies",
-          "[session]") {
+TEST_CASE(
+    "Faye's unknown client (advice handshake) re-handshakes, re-subscribes every channel "
+    "in one frame, and connects only after the subscribe replies",
+    "[session]") {
   harness h;
   outcome open, sub_a, sub_b;
   open_faye(h, open);
@@ -321,8 +326,8 @@ TEST_CASE("Faye's unknown client (advice handshake) re-handshakes, re-subscribes
   h.reply(connect, ok_replies(connect));
   h.loop();
   CHECK(h.s->current_state() == state::connected);
-  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
-                                         state::reconnecting, state::connected});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected, state::reconnecting,
+                                         state::connected});
   CHECK(sub_a.calls == 1);
   CHECK(sub_b.calls == 1);
   CHECK(open.calls == 1);
@@ -337,7 +342,8 @@ TEST_CASE("CometD's 402 session_unknown connect refusal leads to a new handshake
   outcome open;
   open_cometd(h, open);
   const sent_frame held = h.last();
-  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.reply(held,
+          refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
   h.loop();
   CHECK(h.s->current_state() == state::reconnecting);
   h.advance(250ms);
@@ -362,7 +368,8 @@ TEST_CASE("a connect refused with advice none fails the session and every pendin
   h.loop();
   REQUIRE(h.last().channel() == "/foo/bar");
   std::uint64_t sid = 0;
-  REQUIRE_FALSE(h.s->subscribe("/foo/*", [](const uvcometd::message&) {}, sub.cb(), &sid));
+  REQUIRE_FALSE(h.s->subscribe(
+      "/foo/*", [](const uvcometd::message&) {}, sub.cb(), &sid));
   h.loop();  // queued behind the publish on long-polling
   const auto sends = h.sent_count();
 
@@ -392,8 +399,10 @@ TEST_CASE("advice interval on a successful connect delays the next connect", "[s
   outcome open;
   open_cometd(h, open);
   const sent_frame held = h.last();
-  h.reply(held, R"([{"id":")" + held.id() +
-                    R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","interval":2000,"timeout":3000}}])");
+  h.reply(
+      held,
+      R"([{"id":")" + held.id() +
+          R"(","channel":"/meta/connect","successful":true,"advice":{"reconnect":"retry","interval":2000,"timeout":3000}}])");
   h.loop();
   const auto sends = h.sent_count();
   h.advance(1999ms);
@@ -424,7 +433,8 @@ TEST_CASE("a delivered message carrying a pending publish's id does not complete
   REQUIRE(p.channel() == "/foo/bar");
 
   // Faye delivers the published message with the publisher's id, here in the held connect's reply.
-  h.reply(held, connect_reply_before(held, {data_message("/foo/bar", R"({"hello":"world"})", p.id())}));
+  h.reply(held,
+          connect_reply_before(held, {data_message("/foo/bar", R"({"hello":"world"})", p.id())}));
   CHECK(pub.calls == 0);
   h.loop();
   CHECK(pub.calls == 0);
@@ -467,9 +477,10 @@ TEST_CASE("publishes issued in one loop iteration leave in one frame", "[session
   CHECK(c.ok_once());
 }
 
-TEST_CASE("over long-polling, publishes issued while a frame is in flight leave together in the "
-          "next one, and the held connect always travels alone",
-          "[session]") {
+TEST_CASE(
+    "over long-polling, publishes issued while a frame is in flight leave together in the "
+    "next one, and the held connect always travels alone",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, a, b, c;
   open_cometd(h, open);
@@ -509,9 +520,10 @@ TEST_CASE("over long-polling, publishes issued while a frame is in flight leave 
   CHECK(h.count_on("/meta/connect") == 3);
 }
 
-TEST_CASE("data messages placed before the replies in a publish response are delivered on the "
-          "next loop iteration",
-          "[session]") {
+TEST_CASE(
+    "data messages placed before the replies in a publish response are delivered on the "
+    "next loop iteration",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, sub, pub;
   open_cometd(h, open);
@@ -521,7 +533,8 @@ TEST_CASE("data messages placed before the replies in a publish response are del
   h.loop();
   const sent_frame p = h.last();
   // CometD: queued messages come back in any response, before the replies, without id/clientId.
-  h.reply(p, "[" + data_message("/foo/bar", R"({"hello":"world"})") + "," + ok_reply_object(p, 0) + "]");
+  h.reply(p, "[" + data_message("/foo/bar", R"({"hello":"world"})") + "," + ok_reply_object(p, 0) +
+                 "]");
   CHECK(pub.ok_once());
   CHECK(in.size() == 0);
   CHECK(h.s->pending_count() == 1);
@@ -568,9 +581,10 @@ TEST_CASE("two local subscriptions on one channel make one /meta/subscribe and b
   CHECK(h.count_on("/meta/subscribe") == 1);
 }
 
-TEST_CASE("unsubscribing one of two local subscriptions sends nothing; the last one sends "
-          "/meta/unsubscribe and completes on its reply",
-          "[session]") {
+TEST_CASE(
+    "unsubscribing one of two local subscriptions sends nothing; the last one sends "
+    "/meta/unsubscribe and completes on its reply",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, s1, s2, u1, u2;
   open_cometd(h, open);
@@ -639,9 +653,10 @@ TEST_CASE("wildcard subscriptions receive the channels they match, each handler 
   CHECK(root.channels == std::vector<std::string>{"/a/b", "/a/b/c", "/a", "/b/x"});
 }
 
-TEST_CASE("a subscribe refused by the server completes with its error and its handler never "
-          "runs",
-          "[session]") {
+TEST_CASE(
+    "a subscribe refused by the server completes with its error and its handler never "
+    "runs",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, sub;
   open_cometd(h, open);
@@ -683,7 +698,8 @@ TEST_CASE("invalid channels and data fail synchronously and their callbacks neve
   h.advance(1min);
   CHECK(cb.calls == 0);
   CHECK(h.count_on("/meta/subscribe", sends) == 0);
-  CHECK(h.count_on("/foo/*", sends) + h.count_on("/meta/xxx", sends) + h.count_on("/foo", sends) == 0);
+  CHECK(h.count_on("/foo/*", sends) + h.count_on("/meta/xxx", sends) + h.count_on("/foo", sends) ==
+        0);
 }
 
 TEST_CASE("a subscribe issued while the handshake is in flight is sent once", "[session]") {
@@ -708,9 +724,10 @@ TEST_CASE("a subscribe issued while the handshake is in flight is sent once", "[
 // ---------------------------------------------------------------------------------------------
 // exactly-once completions
 
-TEST_CASE("an explicit batch holds calls over several loop iterations and sends them in one "
-          "frame; batches nest",
-          "[session]") {
+TEST_CASE(
+    "an explicit batch holds calls over several loop iterations and sends them in one "
+    "frame; batches nest",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, a, sub, c;
   open_cometd(h, open);
@@ -777,7 +794,8 @@ TEST_CASE("an open batch never holds the re-subscription after a re-handshake", 
   h.s->start_batch();
   REQUIRE_FALSE(h.s->publish("/foo/x", "1", p.cb()));
   const sent_frame held = h.last_on("/meta/connect");
-  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.reply(held,
+          refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
   h.advance(250ms);
   const sent_frame hs = h.last();
   REQUIRE(hs.channel() == "/meta/handshake");
@@ -785,7 +803,7 @@ TEST_CASE("an open batch never holds the re-subscription after a re-handshake", 
   h.loop();
   const sent_frame resub = h.last();
   REQUIRE(resub.channel() == "/meta/subscribe");  // not held by the batch
-  CHECK(resub.find("/foo/x") == -1);  // publishes wait for a connected session anyway
+  CHECK(resub.find("/foo/x") == -1);              // publishes wait for a connected session anyway
   h.reply(resub, ok_replies(resub));
   h.loop();
   CHECK(p.calls == 0);
@@ -875,9 +893,10 @@ TEST_CASE("a held connect lost to the transport reconnects with a new connect, n
 // ---------------------------------------------------------------------------------------------
 // close()
 
-TEST_CASE("close() when connected sends /meta/disconnect alone, cancels pending calls, and "
-          "completes last after the transports closed",
-          "[session]") {
+TEST_CASE(
+    "close() when connected sends /meta/disconnect alone, cancels pending calls, and "
+    "completes last after the transports closed",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, inflight, queued, done;
   open_cometd(h, open);
@@ -902,9 +921,7 @@ TEST_CASE("close() when connected sends /meta/disconnect alone, cancels pending 
   CHECK(bye.get(0, "clientId") == "8d558cfbb86b2fc5037c4a19650eafca65d343a2");
   CHECK(h.host.close_transports_calls == 0);
 
-  SECTION("the server answers the disconnect") {
-    h.reply(bye, ok_replies(bye));
-  }
+  SECTION("the server answers the disconnect") { h.reply(bye, ok_replies(bye)); }
   SECTION("the server never answers: disconnect_timeout") {
     h.advance(1999ms);
     CHECK(h.host.close_transports_calls == 0);
@@ -919,8 +936,8 @@ TEST_CASE("close() when connected sends /meta/disconnect alone, cancels pending 
   CHECK(h.s->current_state() == state::closed);
   CHECK(done.ok_once());
   CHECK(order == std::vector<std::string>{"publish", "closed", "close"});
-  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
-                                         state::disconnecting, state::closed});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected, state::disconnecting,
+                                         state::closed});
   h.loop();
   h.advance(1h);
   CHECK(h.sent_count() == sends + 1);
@@ -981,7 +998,8 @@ TEST_CASE("close() from inside a message handler", "[session]") {
   REQUIRE_FALSE(h.s->publish("/foo/bar", "0", pub.cb()));
   h.loop();
   const sent_frame held = h.last_on("/meta/connect");
-  h.reply(held, connect_reply_after(held, {data_message("/foo/bar", "1"), data_message("/foo/bar", "2")}));
+  h.reply(held, connect_reply_after(
+                    held, {data_message("/foo/bar", "1"), data_message("/foo/bar", "2")}));
   h.loop();
   CHECK(in.size() == 1);  // delivery stops once the client is closing
   CHECK(h.s->current_state() == state::disconnecting);
@@ -1043,13 +1061,14 @@ TEST_CASE("close() from inside the state listener when connected", "[session]") 
   h.loop();
   CHECK(done.ok_once());
   CHECK(open.calls == 1);
-  CHECK(h.states() == std::vector<state>{state::connecting, state::connected,
-                                         state::disconnecting, state::closed});
+  CHECK(h.states() == std::vector<state>{state::connecting, state::connected, state::disconnecting,
+                                         state::closed});
 }
 
-TEST_CASE("close() from inside the state listener during open() stops everything, "
-          "arming no timer after the transports were told to close",
-          "[session]") {
+TEST_CASE(
+    "close() from inside the state listener during open() stops everything, "
+    "arming no timer after the transports were told to close",
+    "[session]") {
   harness h;
   outcome open, done;
   bool closing = false;
@@ -1093,7 +1112,8 @@ void check_backpressure(bool deliveries_first) {
   std::vector<std::string> five;
   for (int i = 1; i <= 5; ++i) five.push_back(data_message("/foo/bar", std::to_string(i)));
   const auto sends = h.sent_count();
-  h.reply(held, deliveries_first ? connect_reply_after(held, five) : connect_reply_before(held, five));
+  h.reply(held,
+          deliveries_first ? connect_reply_after(held, five) : connect_reply_before(held, five));
   CHECK(h.s->pending_count() == 5);  // nothing dropped above the cap
   h.loop();
   CHECK(in.size() == 0);  // paused
@@ -1113,15 +1133,17 @@ void check_backpressure(bool deliveries_first) {
 
 }  // namespace
 
-TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
-          "(CometD order, deliveries before the connect reply)",
-          "[session]") {
+TEST_CASE(
+    "a full pending buffer keeps every message and holds the next connect until drained "
+    "(CometD order, deliveries before the connect reply)",
+    "[session]") {
   check_backpressure(true);
 }
 
-TEST_CASE("a full pending buffer keeps every message and holds the next connect until drained "
-          "(Faye order, the connect reply before the deliveries)",
-          "[session]") {
+TEST_CASE(
+    "a full pending buffer keeps every message and holds the next connect until drained "
+    "(Faye order, the connect reply before the deliveries)",
+    "[session]") {
   check_backpressure(false);
 }
 
@@ -1134,7 +1156,8 @@ TEST_CASE("over websocket a full pending buffer pauses reading until it drains",
   inbox in;
   subscribe_ok(h, "/foo/bar", in.fn(), sub);
   std::string frame = "[";
-  for (int i = 1; i <= 4; ++i) frame += (i > 1 ? "," : "") + data_message("/foo/bar", std::to_string(i));
+  for (int i = 1; i <= 4; ++i)
+    frame += (i > 1 ? "," : "") + data_message("/foo/bar", std::to_string(i));
   h.push(connection_type::websocket, frame + "]");
   CHECK(h.s->pending_count() == 4);
   REQUIRE_FALSE(h.host.receive_pauses.empty());
@@ -1147,8 +1170,7 @@ TEST_CASE("over websocket a full pending buffer pauses reading until it drains",
 // ---------------------------------------------------------------------------------------------
 // malformed frames
 
-TEST_CASE("a malformed response fails the messages of its request with bad_response",
-          "[session]") {
+TEST_CASE("a malformed response fails the messages of its request with bad_response", "[session]") {
   harness h(long_polling_only());
   outcome open, pub;
   open_cometd(h, open);
@@ -1157,9 +1179,9 @@ TEST_CASE("a malformed response fails the messages of its request with bad_respo
   const sent_frame p = h.last();
   const std::string id = p.id();
   const std::string body = GENERATE_COPY(values<std::string>({
-      "Bad request",                                                       // Faye's HTTP 400 text
-      R"("hello")",                                                        // not an array
-      "42",                                                                // not an array
+      "Bad request",                                                     // Faye's HTTP 400 text
+      R"("hello")",                                                      // not an array
+      "42",                                                              // not an array
       R"([{"id":")" + id + R"(","channel":"/foo/bar","successful":tr)",  // truncated
       R"([{"id":")" + id + R"(","channel":"/foo/bar","successful":"yes"}])",  // wrong type
       R"([{"id":")" + id + R"(","channel":42,"successful":true}])",           // wrong type
@@ -1189,9 +1211,10 @@ TEST_CASE("a malformed connect response reconnects", "[session]") {
   CHECK(h.last().request != held.request);
 }
 
-TEST_CASE("a malformed websocket frame drops the connection, its calls fail once and the "
-          "session reconnects",
-          "[session]") {
+TEST_CASE(
+    "a malformed websocket frame drops the connection, its calls fail once and the "
+    "session reconnects",
+    "[session]") {
   harness h;
   outcome open, pub;
   open_faye(h, open);
@@ -1268,16 +1291,18 @@ TEST_CASE("a websocket that never opens falls back to long-polling", "[session]"
 // ---------------------------------------------------------------------------------------------
 // re-subscription after a transient failure
 
-TEST_CASE("a re-subscribe lost to a transport failure is sent again, the subscription survives "
-          "a network blip",
-          "[session]") {
+TEST_CASE(
+    "a re-subscribe lost to a transport failure is sent again, the subscription survives "
+    "a network blip",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, sub;
   open_cometd(h, open);
   inbox in;
   subscribe_ok(h, "/foo/bar", in.fn(), sub);
   const sent_frame held = h.last_on("/meta/connect");
-  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.reply(held,
+          refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
   h.advance(250ms);
   const sent_frame hs = h.last();
   REQUIRE(hs.channel() == "/meta/handshake");
@@ -1309,9 +1334,10 @@ TEST_CASE("a re-subscribe lost to a transport failure is sent again, the subscri
   CHECK(in.size() == 1);
 }
 
-TEST_CASE("a re-subscribe refused by the server reports the subscription lost once, and its "
-          "handler never runs again",
-          "[session]") {
+TEST_CASE(
+    "a re-subscribe refused by the server reports the subscription lost once, and its "
+    "handler never runs again",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, sub;
   open_cometd(h, open);
@@ -1319,12 +1345,14 @@ TEST_CASE("a re-subscribe refused by the server reports the subscription lost on
   const auto sid = subscribe_ok(h, "/foo/bar", in.fn(), sub);
   std::vector<std::pair<std::uint64_t, std::string>> lost;
   uvcometd::error lost_err;
-  h.s->on_subscription_lost([&](std::uint64_t id, const std::string& pattern, const uvcometd::error& e) {
-    lost.emplace_back(id, pattern);
-    lost_err = e;
-  });
+  h.s->on_subscription_lost(
+      [&](std::uint64_t id, const std::string& pattern, const uvcometd::error& e) {
+        lost.emplace_back(id, pattern);
+        lost_err = e;
+      });
   const sent_frame held = h.last_on("/meta/connect");
-  h.reply(held, refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
+  h.reply(held,
+          refusal(held, 0, "402::session_unknown", R"({"reconnect":"handshake","interval":0})"));
   h.advance(250ms);
   const sent_frame hs = h.last();
   REQUIRE(hs.channel() == "/meta/handshake");
@@ -1399,9 +1427,10 @@ TEST_CASE("max_queued_messages caps the publishes waiting for a connection", "[s
   CHECK(b.calls == 0);
 }
 
-TEST_CASE("with queue_while_reconnecting off, publishes fail with not_connected while "
-          "reconnecting",
-          "[session]") {
+TEST_CASE(
+    "with queue_while_reconnecting off, publishes fail with not_connected while "
+    "reconnecting",
+    "[session]") {
   auto cfg = long_polling_only();
   cfg.queue_while_reconnecting = false;
   harness h(cfg);
@@ -1491,9 +1520,10 @@ TEST_CASE("reconnect_now() drops the connection and reconnects at once", "[sessi
   CHECK(pub.calls == 1);
 }
 
-TEST_CASE("a websocket that keeps dropping after it worked falls back to long-polling on the "
-          "third drop",
-          "[session]") {
+TEST_CASE(
+    "a websocket that keeps dropping after it worked falls back to long-polling on the "
+    "third drop",
+    "[session]") {
   harness h;
   outcome open;
   open_faye(h, open);
@@ -1522,8 +1552,10 @@ TEST_CASE("a websocket that keeps dropping after it worked falls back to long-po
   CHECK(h.count_on("/meta/handshake") == 1);
 }
 
-TEST_CASE("a websocket drop sends again what was still queued in the transport and fails what "
-          "was written", "[session]") {
+TEST_CASE(
+    "a websocket drop sends again what was still queued in the transport and fails what "
+    "was written",
+    "[session]") {
   harness h;
   outcome open, written, queued;
   open_faye(h, open);
@@ -1558,8 +1590,10 @@ TEST_CASE("a websocket drop sends again what was still queued in the transport a
   CHECK(written.calls == 1);
 }
 
-TEST_CASE("messages held in the pending buffer keep their escaped strings valid after later "
-          "frames arrived", "[session]") {
+TEST_CASE(
+    "messages held in the pending buffer keep their escaped strings valid after later "
+    "frames arrived",
+    "[session]") {
   harness h(long_polling_only());
   outcome open, sub;
   open_cometd(h, open);
@@ -1568,7 +1602,8 @@ TEST_CASE("messages held in the pending buffer keep their escaped strings valid 
   h.s->pause();
   const sent_frame held = h.last_on("/meta/connect");
   // "\/a\/b" decodes to "/a/b" in the frame's arena; the id too.
-  h.reply(held, connect_reply_after(held, {R"({"channel":"\/a\/b","data":{"k":"v"},"id":"x\u0041"})"}));
+  h.reply(held,
+          connect_reply_after(held, {R"({"channel":"\/a\/b","data":{"k":"v"},"id":"x\u0041"})"}));
   h.loop();
   const sent_frame next = h.last();
   REQUIRE(next.channel() == "/meta/connect");
@@ -1593,8 +1628,9 @@ TEST_CASE("a huge advice interval from the server does not overflow the clock", 
   outcome open;
   open_cometd(h, open);
   const sent_frame held = h.last();
-  h.reply(held, R"([{"id":")" + held.id() +
-                    R"(","channel":"/meta/connect","successful":true,"advice":{"interval":1e30}}])");
+  h.reply(held,
+          R"([{"id":")" + held.id() +
+              R"(","channel":"/meta/connect","successful":true,"advice":{"interval":1e30}}])");
   h.loop();
   const auto sends = h.sent_count();
   REQUIRE_FALSE(h.host.arms.empty());
@@ -1610,8 +1646,10 @@ TEST_CASE("a huge advice timeout from the server gives the held connect a positi
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
   const sent_frame hs = h.last();
-  h.reply(hs, R"([{"id":")" + hs.id() +
-                  R"(","channel":"/meta/handshake","successful":true,"clientId":"c1","version":"1.0","supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry","timeout":9223372036854775807,"interval":0}}])");
+  h.reply(
+      hs,
+      R"([{"id":")" + hs.id() +
+          R"(","channel":"/meta/handshake","successful":true,"clientId":"c1","version":"1.0","supportedConnectionTypes":["long-polling"],"advice":{"reconnect":"retry","timeout":9223372036854775807,"interval":0}}])");
   const sent_frame first = h.last();
   h.reply(first, R"([{"id":")" + first.id() + R"(","channel":"/meta/connect","successful":true}])");
   h.loop();
@@ -1630,7 +1668,8 @@ TEST_CASE("a meta reply without \"successful\" fails its call with bad_response"
   h.loop();
   const sent_frame f = h.last();
   REQUIRE(f.channel() == "/meta/subscribe");
-  h.reply(f, R"([{"id":")" + f.id() + R"(","channel":"/meta/subscribe","subscription":"/foo/bar"}])");
+  h.reply(f,
+          R"([{"id":")" + f.id() + R"(","channel":"/meta/subscribe","subscription":"/foo/bar"}])");
   h.loop();
   CHECK(sub.calls == 1);
   CHECK(sub.err.code == errc::bad_response);
@@ -1639,8 +1678,10 @@ TEST_CASE("a meta reply without \"successful\" fails its call with bad_response"
 // ---------------------------------------------------------------------------------------------
 // Remote calls, meta listeners, unmatched messages (issue 15)
 
-TEST_CASE("a remote call completes once with its reply's data; a late reply after its timeout "
-          "changes nothing", "[session][calls]") {
+TEST_CASE(
+    "a remote call completes once with its reply's data; a late reply after its timeout "
+    "changes nothing",
+    "[session][calls]") {
   harness h(long_polling_only());
   outcome open;
   open_cometd(h, open);
@@ -1656,7 +1697,8 @@ TEST_CASE("a remote call completes once with its reply's data; a late reply afte
   h.loop();
   const sent_frame f = h.last();
   REQUIRE(f.channel() == "/service/echo");
-  h.reply(f, R"([{"id":")" + f.id() + R"(","channel":"/service/echo","successful":true,"data":{"a":2}}])");
+  h.reply(f, R"([{"id":")" + f.id() +
+                 R"(","channel":"/service/echo","successful":true,"data":{"a":2}}])");
   h.loop();
   CHECK(calls == 1);
   CHECK_FALSE(err);
@@ -1670,7 +1712,8 @@ TEST_CASE("a remote call completes once with its reply's data; a late reply afte
   h.advance(1ms);
   CHECK(calls == 2);
   CHECK(err.code == errc::timeout);
-  h.reply(g, R"([{"id":")" + g.id() + R"(","channel":"/service/echo","successful":true,"data":1}])");
+  h.reply(g,
+          R"([{"id":")" + g.id() + R"(","channel":"/service/echo","successful":true,"data":1}])");
   h.loop();
   CHECK(calls == 2);
 }
@@ -1682,11 +1725,11 @@ TEST_CASE("a remote call made before the session is up times out while still que
   REQUIRE_FALSE(h.s->open(open.cb()));
   int calls = 0;
   uvcometd::error err;
-  REQUIRE_FALSE(h.s->remote_call("echo", "1", 500ms,
-                                 [&](const uvcometd::error& e, const uvcometd::message&) {
-                                   ++calls;
-                                   err = e;
-                                 }));
+  REQUIRE_FALSE(
+      h.s->remote_call("echo", "1", 500ms, [&](const uvcometd::error& e, const uvcometd::message&) {
+        ++calls;
+        err = e;
+      }));
   h.advance(500ms);
   CHECK(calls == 1);
   CHECK(err.code == errc::timeout);
@@ -1702,7 +1745,8 @@ TEST_CASE("the meta hook hears replies and failures without a reply", "[session]
   harness h(long_polling_only());
   std::vector<std::string> seen;
   h.s->on_meta([&](const uvcometd::meta_message& m) {
-    seen.push_back(std::string(m.channel) + (m.successful ? " ok" : " failed: " + std::string(m.error)) +
+    seen.push_back(std::string(m.channel) +
+                   (m.successful ? " ok" : " failed: " + std::string(m.error)) +
                    (m.json.empty() ? " (no reply)" : ""));
   });
   outcome open;
@@ -1726,7 +1770,8 @@ TEST_CASE("a data message no subscription matches goes to the unmatched handler"
   h.s->on_unmatched(other.fn());
   const sent_frame held = h.last_on("/meta/connect");
   h.advance(3000ms);
-  h.reply(held, connect_reply_after(held, {data_message("/a", "1"), data_message("/service/x", "2")}));
+  h.reply(held,
+          connect_reply_after(held, {data_message("/a", "1"), data_message("/service/x", "2")}));
   h.loop();
   CHECK(mine.data == std::vector<std::string>{"1"});
   CHECK(other.channels == std::vector<std::string>{"/service/x"});

@@ -77,9 +77,9 @@ TEST_CASE("one bad message never costs the valid messages of its frame", "[sessi
   const sent_frame held = h.last_on("/meta/connect");
   std::string deep(1000, '[');
   deep += std::string(1000, ']');
-  h.reply(held, connect_reply_after(held, {data_message("/a/1", "1"), R"({"data":2})",
-                                           data_message("/a/2", deep), R"({"channel":7})",
-                                           data_message("/a/3", "3")}));
+  h.reply(held, connect_reply_after(
+                    held, {data_message("/a/1", "1"), R"({"data":2})", data_message("/a/2", deep),
+                           R"({"channel":7})", data_message("/a/3", "3")}));
   h.loop();
   CHECK(in.channels == std::vector<std::string>{"/a/1", "/a/3"});
   CHECK(h.s->current_state() == state::connected);
@@ -100,10 +100,9 @@ TEST_CASE("a message on a wildcard or invalid channel name reaches no subscriber
   subscribe_ok(h, "/a/**", deep.fn(), s2);
   subscribe_ok(h, "/a/b", exact.fn(), s3);
   const sent_frame held = h.last_on("/meta/connect");
-  h.reply(held, connect_reply_after(
-                    held, {data_message("/a/*", "1"), data_message("/a/**", "2"),
-                           data_message("/a/b/", "3"), data_message("/a//b", "4"),
-                           data_message("/", "5"), data_message("/a/b", "6")}));
+  h.reply(held, connect_reply_after(held, {data_message("/a/*", "1"), data_message("/a/**", "2"),
+                                           data_message("/a/b/", "3"), data_message("/a//b", "4"),
+                                           data_message("/", "5"), data_message("/a/b", "6")}));
   h.loop();
   CHECK(star.data == std::vector<std::string>{"6"});
   CHECK(deep.data == std::vector<std::string>{"6"});
@@ -133,7 +132,8 @@ TEST_CASE("a frame of many tiny messages costs about its text, and is given back
   outcome open, sub;
   open_cometd(h, open);
   std::size_t delivered = 0;
-  subscribe_ok(h, "/t", [&](const uvcometd::message&) { ++delivered; }, sub);
+  subscribe_ok(
+      h, "/t", [&](const uvcometd::message&) { ++delivered; }, sub);
   h.s->pause();
   const sent_frame held = h.last_on("/meta/connect");
   // 4 MiB of messages of 25 bytes: before the fix each held ~300 bytes of decoded views.
@@ -193,8 +193,10 @@ TEST_CASE("a completion that closes the client while the calls of an abandoned t
   CHECK(c.calls == 1);
 }
 
-TEST_CASE("a publish still queued in the transport when the connection breaks during close() "
-          "is cancelled once", "[session][hostile]") {
+TEST_CASE(
+    "a publish still queued in the transport when the connection breaks during close() "
+    "is cancelled once",
+    "[session][hostile]") {
   harness h;
   outcome open, pub, done;
   open_faye(h, open);
@@ -229,9 +231,9 @@ TEST_CASE("a websocket-only client never speaks long-polling, and connection_tim
   for (int i = 0; i < 100 && open.calls == 0; ++i) {
     if (h.sent_count() > refused) {
       refused = h.sent_count();
-      h.s->on_transport_down(h.last().type,
-                             {uvcometd::make_error_code(errc::transport_error), "connection refused"},
-                             false);
+      h.s->on_transport_down(
+          h.last().type, {uvcometd::make_error_code(errc::transport_error), "connection refused"},
+          false);
       h.loop();
     }
     h.advance(100ms);
@@ -242,14 +244,17 @@ TEST_CASE("a websocket-only client never speaks long-polling, and connection_tim
   CHECK(contains(open.err.message, "connection refused"));
 }
 
-TEST_CASE("a websocket-only client whose upgrade is refused with a client error fails open() "
-          "at once", "[session][hostile]") {
+TEST_CASE(
+    "a websocket-only client whose upgrade is refused with a client error fails open() "
+    "at once",
+    "[session][hostile]") {
   auto cfg = test_config();
   cfg.connection_types = {connection_type::websocket};
   harness h(cfg);
   outcome open;
   REQUIRE_FALSE(h.s->open(open.cb()));
-  uvcometd::error e{uvcometd::make_error_code(errc::http_error), "websocket upgrade refused: HTTP 404"};
+  uvcometd::error e{uvcometd::make_error_code(errc::http_error),
+                    "websocket upgrade refused: HTTP 404"};
   e.http_status = 404;
   h.s->on_transport_down(connection_type::websocket, e, false);
   h.loop();
@@ -278,9 +283,9 @@ TEST_CASE("a refused certificate fails open() at once, on either transport", "[s
     const sent_frame hs = h.last();
     h.reply(hs, faye_handshake_reply(hs.id()));
     REQUIRE(h.last().type == connection_type::websocket);
-    h.s->on_transport_down(connection_type::websocket,
-                           {uvcometd::make_error_code(errc::certificate_error), "host name mismatch"},
-                           false);
+    h.s->on_transport_down(
+        connection_type::websocket,
+        {uvcometd::make_error_code(errc::certificate_error), "host name mismatch"}, false);
     h.loop();
     REQUIRE(open.failed_once(errc::certificate_error));
     const auto sends = h.sent_count();
@@ -334,11 +339,14 @@ TEST_CASE("a server answering every connect at once with data is polled at full 
   std::size_t got = 0;
   const auto mark = h.sent_count() - 1;  // the held connect
   REQUIRE(h.last().channel() == "/meta/connect");
-  REQUIRE_FALSE(h.s->subscribe("/d", [&](const uvcometd::message&) { ++got; }, sub.cb(), nullptr));
+  REQUIRE_FALSE(h.s->subscribe(
+      "/d", [&](const uvcometd::message&) { ++got; }, sub.cb(), nullptr));
   h.loop();
   serve_for(h, 1s, mark, [&](const sent_frame& f) {
-    if (f.channel() == "/meta/connect") h.reply(f, connect_reply_after(f, {data_message("/d", "1")}));
-    else h.reply(f, ok_replies(f));
+    if (f.channel() == "/meta/connect")
+      h.reply(f, connect_reply_after(f, {data_message("/d", "1")}));
+    else
+      h.reply(f, ok_replies(f));
   });
   INFO(got << " messages");
   CHECK(got >= 90);  // one per 10 ms step: no floor
@@ -363,8 +371,10 @@ TEST_CASE("a server failing every held connect with HTTP 500 is retried with a g
   CHECK(connects <= 30);  // ~14 per second before the fix
 }
 
-TEST_CASE("a server refusing every held connect with 402 and advice handshake gets a growing "
-          "backoff between handshakes", "[session][hostile]") {
+TEST_CASE(
+    "a server refusing every held connect with 402 and advice handshake gets a growing "
+    "backoff between handshakes",
+    "[session][hostile]") {
   harness h(long_polling_only());
   outcome open;
   open_cometd(h, open);
@@ -383,7 +393,8 @@ TEST_CASE("a server refusing every held connect with 402 and advice handshake ge
   CHECK(handshakes <= 15);  // 5-6 per second before the fix
 }
 
-TEST_CASE("over websocket a lost reply fails its call after max_network_delay", "[session][hostile]") {
+TEST_CASE("over websocket a lost reply fails its call after max_network_delay",
+          "[session][hostile]") {
   harness h;
   outcome open, pub;
   open_faye(h, open);
@@ -419,8 +430,10 @@ TEST_CASE("over websocket a lost connect reply drops the connection and reconnec
   CHECK(h.last().request != held.request);
 }
 
-TEST_CASE("an authenticate() answer arriving after the session was re-established changes "
-          "nothing", "[session][hostile]") {
+TEST_CASE(
+    "an authenticate() answer arriving after the session was re-established changes "
+    "nothing",
+    "[session][hostile]") {
   auto cfg = long_polling_only();
   cfg.has_auth = true;
   harness h(cfg);
@@ -484,8 +497,10 @@ TEST_CASE("a long-polling response cut after the connect's reply goes on with th
                     [](const std::string& l) { return contains(l, "malformed response"); }));
 }
 
-TEST_CASE("a connection cut more often than the server holds its connects keeps a short backoff "
-          "while messages flow", "[session][hostile]") {
+TEST_CASE(
+    "a connection cut more often than the server holds its connects keeps a short backoff "
+    "while messages flow",
+    "[session][hostile]") {
   // Faye holds a connect 5 s; the network cuts every 1-3 s: no held connect ever completes.
   harness h;
   outcome open, sub;

@@ -350,8 +350,10 @@ TEST_CASE("a 101 with the right headers is accepted whole", "[ws_protocol]") {
 TEST_CASE("a 101 answering another key with its accept_for is accepted", "[ws_protocol]") {
   const std::string key = b64(pattern(16));
   ws::upgrade_reader r{key};
-  const std::string head = switching("Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                                     "Sec-WebSocket-Accept: " + ws::accept_for(key) + "\r\n");
+  const std::string head = switching(
+      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Accept: " +
+      ws::accept_for(key) + "\r\n");
   CHECK(r.feed(head.data(), head.size()) == head.size());
   CHECK(r.status_state() == ustate::accepted);
 }
@@ -410,8 +412,7 @@ TEST_CASE("the bytes after the upgrade answer are left for the frame reader", "[
   }
 }
 
-TEST_CASE("upgrade header names and the websocket token are case-insensitive",
-          "[ws_protocol]") {
+TEST_CASE("upgrade header names and the websocket token are case-insensitive", "[ws_protocol]") {
   ws::upgrade_reader r{std::string(rfc_key)};
   const std::string head =
       switching("UPGRADE: WebSocket\r\nconnection: upgrade\r\nsec-websocket-ACCEPT:" +
@@ -421,11 +422,11 @@ TEST_CASE("upgrade header names and the websocket token are case-insensitive",
 }
 
 TEST_CASE("Connection is read as a token list", "[ws_protocol]") {
-  const std::string connection = GENERATE(as<std::string>{},
-      "Connection: keep-alive, Upgrade\r\n", "Connection: Upgrade,keep-alive\r\n",
-      "Connection: keep-alive ,\tupgrade \r\n",
-      "Connection: Upgrade\r\nConnection: keep-alive\r\n",
-      "Connection: keep-alive\r\nConnection: Upgrade\r\n");
+  const std::string connection =
+      GENERATE(as<std::string>{}, "Connection: keep-alive, Upgrade\r\n",
+               "Connection: Upgrade,keep-alive\r\n", "Connection: keep-alive ,\tupgrade \r\n",
+               "Connection: Upgrade\r\nConnection: keep-alive\r\n",
+               "Connection: keep-alive\r\nConnection: Upgrade\r\n");
   CAPTURE(connection);
   ws::upgrade_reader r{std::string(rfc_key)};
   const std::string head = switching("Upgrade: websocket\r\n" + connection +
@@ -464,8 +465,7 @@ TEST_CASE("a 101 without the websocket handshake headers is invalid and says why
   CHECK_THAT(r.what(), Contains(c.why));
 }
 
-TEST_CASE("another HTTP status refuses the upgrade with its status and reason",
-          "[ws_protocol]") {
+TEST_CASE("another HTTP status refuses the upgrade with its status and reason", "[ws_protocol]") {
   struct refusal {
     std::string line;
     int status;
@@ -488,12 +488,11 @@ TEST_CASE("another HTTP status refuses the upgrade with its status and reason",
   CHECK(r.reason() == c.reason);
 }
 
-TEST_CASE("a head that does not start with an HTTP/1.x status line is invalid",
-          "[ws_protocol]") {
-  const std::string line = GENERATE(as<std::string>{}, "HTTP/1.1 abc", "FOO", "HTTP/2 101",
-      "HTTP/2.0 101 Switching Protocols", "HTTP/1.1 10 x", "HTTP/1.1 x01 x", "HTTP/1.1 1x1 x",
-      "HTTP/1.1 10x x", "HTTP/1.1 1010 x", "HTTP/1.1  101 x", "http/1.1 101 x", "",
-      " HTTP/1.1 101 x");
+TEST_CASE("a head that does not start with an HTTP/1.x status line is invalid", "[ws_protocol]") {
+  const std::string line = GENERATE(
+      as<std::string>{}, "HTTP/1.1 abc", "FOO", "HTTP/2 101", "HTTP/2.0 101 Switching Protocols",
+      "HTTP/1.1 10 x", "HTTP/1.1 x01 x", "HTTP/1.1 1x1 x", "HTTP/1.1 10x x", "HTTP/1.1 1010 x",
+      "HTTP/1.1  101 x", "http/1.1 101 x", "", " HTTP/1.1 101 x");
   CAPTURE(line);
   ws::upgrade_reader r{std::string(rfc_key)};
   const std::string head = line + "\r\n" + good_headers + "\r\n";
@@ -573,9 +572,9 @@ TEST_CASE("a head larger than max_head is invalid however it arrives", "[ws_prot
 }
 
 TEST_CASE("the upgrade reader reads nothing after a final state", "[ws_protocol]") {
-  const std::string head = GENERATE(as<std::string>{}, switching(good_headers),
-                                    std::string("HTTP/1.1 403 Forbidden\r\n\r\n"),
-                                    std::string("FOO\r\n\r\n"));
+  const std::string head =
+      GENERATE(as<std::string>{}, switching(good_headers),
+               std::string("HTTP/1.1 403 Forbidden\r\n\r\n"), std::string("FOO\r\n\r\n"));
   CAPTURE(head);
   ws::upgrade_reader r{std::string(rfc_key)};
   r.feed(head.data(), head.size());
@@ -623,8 +622,8 @@ TEST_CASE("a frame split anywhere gives the same message", "[ws_protocol]") {
   }
   SECTION("big frames at random split points") {
     std::mt19937 rng(20240607);
-    for (const std::size_t n : {std::size_t{126}, std::size_t{65535}, std::size_t{65536},
-                                std::size_t{70000}}) {
+    for (const std::size_t n :
+         {std::size_t{126}, std::size_t{65535}, std::size_t{65536}, std::size_t{70000}}) {
       for (int round = 0; round < 5; ++round) {
         CAPTURE(n, round);
         const std::string payload = pattern(n, static_cast<unsigned>(round));
@@ -641,8 +640,8 @@ TEST_CASE("a frame split anywhere gives the same message", "[ws_protocol]") {
 
 TEST_CASE("a length in a longer form than needed is read", "[ws_protocol]") {
   ws::frame_reader r(0);
-  const std::string bytes = frame_header(fin | 0x1, 3, true) + "abc" +
-                            frame_header(fin | 0x1, 0, true);
+  const std::string bytes =
+      frame_header(fin | 0x1, 3, true) + "abc" + frame_header(fin | 0x1, 0, true);
   CHECK(read(r, bytes).messages == std::vector<std::string>{"abc", ""});
 }
 
@@ -866,8 +865,8 @@ TEST_CASE("max_message refuses a fragmented message at the fragment that crosses
 
 TEST_CASE("control frames do not count towards max_message", "[ws_protocol]") {
   ws::frame_reader r(3);
-  const transcript t = read(r, frame(0x1, "ab") + frame(fin | 0x9, std::string(125, 'p')) +
-                                   frame(fin, "c"));
+  const transcript t =
+      read(r, frame(0x1, "ab") + frame(fin | 0x9, std::string(125, 'p')) + frame(fin, "c"));
   CHECK(t.events == std::vector<std::string>{"ping:" + std::string(125, 'p'), "message"});
   CHECK(t.messages == std::vector<std::string>{"abc"});
 }
@@ -903,8 +902,7 @@ TEST_CASE("header_size covers the length form and the mask key", "[ws_protocol]"
 
 TEST_CASE("frame_in_place writes a final masked frame that decodes to the payload",
           "[ws_protocol]") {
-  const std::size_t n =
-      GENERATE(as<std::size_t>{}, 0, 1, 7, 8, 9, 125, 126, 65535, 65536, 100000);
+  const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 7, 8, 9, 125, 126, 65535, 65536, 100000);
   CAPTURE(n);
   for (const auto op : {ws::opcode::text, ws::opcode::binary, ws::opcode::ping}) {
     if (op == ws::opcode::ping && n > 125) continue;
@@ -955,8 +953,7 @@ TEST_CASE("mask XORs with the key from the first byte at any alignment", "[ws_pr
 
 // ---- round trip -----------------------------------------------------------------------------
 
-TEST_CASE("an outgoing frame with its mask removed is read back by frame_reader",
-          "[ws_protocol]") {
+TEST_CASE("an outgoing frame with its mask removed is read back by frame_reader", "[ws_protocol]") {
   const std::size_t n = GENERATE(as<std::size_t>{}, 0, 1, 125, 126, 65535, 65536, 100000);
   CAPTURE(n);
   const std::string payload = pattern(n, 3);
