@@ -19,8 +19,9 @@ log() { printf '[run-tests] %s\n' "$*" >&2; }
 
 # shellcheck source=SCRIPTDIR/../samples/install-deps.sh
 . "$ROOT/samples/install-deps.sh"
-# cmake for the CMake consumer, doxygen for the reference (test 'docs').
-if ! uvcometd_install_deps cmake doxygen; then
+# cmake for the CMake consumer, doxygen for the reference (test 'docs'), clang-format for
+# the style check (test 'format').
+if ! uvcometd_install_deps cmake doxygen clang-format; then
   log "installing the build dependencies failed"
   echo "0 passed, 1 failed"
   exit 1
