@@ -5,7 +5,8 @@
  *
  * TRANSPORT: websocket, long-polling or any. Every expectation that fails prints "FAIL file:line:
  * what" on stderr; the exit status is 0 when none failed (and the loop closed with
- * uv_loop_close() == 0), 1 otherwise, 2 on a usage error. Progress goes to stdout. */
+ * uv_loop_close() == 0), 1 otherwise, 2 on a usage error. Progress goes to stdout; with
+ * C_API_LOG set in the environment the library's log lines go to stderr too. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
