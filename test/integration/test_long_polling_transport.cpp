@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -676,6 +677,41 @@ TEST_CASE("long-polling: set_headers applies to the next request of a reused han
 }
 
 // transport::close() called again: `done` runs later (never inside the call), and always.
+// The process's user+system CPU time so far.
+std::chrono::microseconds cpu_used() {
+  rusage ru{};
+  ::getrusage(RUSAGE_SELF, &ru);
+  return std::chrono::seconds(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         std::chrono::microseconds(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
+TEST_CASE(
+    "long-polling: a kept-alive connection the server closes while idle costs no spin, "
+    "and the next request opens a new one",
+    "[long_polling][faye]") {
+  // A connection's watcher stays armed between requests (no epoll_ctl per request); when the
+  // server closes the idle connection, the watcher fires with nobody waiting: it must stop
+  // rather than report the level-triggered end of file on every loop iteration.
+  server_process server("faye-server.js");
+  lp_rig rig;
+  auto& rec = rig.rec;
+  auto& t = rig.start(config_for(server.url()));
+  handshake(rig, t, rec);
+  const std::string dropped = server.control("/control/drop", "{}");
+  INFO("drop: " << dropped);
+  REQUIRE(uvcometd::test::json_int(dropped, "dropped") >= 1);  // the client's idle connection
+  const auto cpu_before = cpu_used();
+  rig.loop.run_for(quiet_period);
+  const auto cpu = cpu_used() - cpu_before;
+  // A spinning watcher would burn the whole period.
+  CHECK(cpu.count() < std::chrono::microseconds(quiet_period).count() / 2);
+  CHECK(rec.frames.size() == 1);
+  CHECK(rec.failures.empty());
+  t.send(2, handshake_frame(), 5s);
+  REQUIRE(rig.run_until([&] { return rec.reports(2) > 0; }));
+  CHECK(frame_of(rec, 2).body.find(R"("successful":true)") != std::string::npos);
+}
+
 TEST_CASE("long-polling: close() after closing or closed runs done later, never inside the call",
           "[long_polling][faye]") {
   server_process server("faye-server.js");
