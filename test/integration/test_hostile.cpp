@@ -172,12 +172,7 @@ struct rig {
   }
   // Runs the loop, polling the server's counters every 50 ms, until `pred(stats)` or `limit`.
   bool wait_stats(const std::function<bool(const nlohmann::json&)>& pred, ms limit) {
-    const auto end = steady::now() + limit;
-    for (;;) {
-      if (pred(stats())) return true;
-      if (steady::now() >= end) return false;
-      loop.run_for(50ms);
-    }
+    return loop.run_until([&] { return pred(stats()); }, limit, 50ms);
   }
 
   uvcometd::error open() {
@@ -457,13 +452,11 @@ TEST_CASE("hostile: a co-publisher's advice through Faye and CometD does not sta
     pub.publish("/copub", R"({"n":"advised"})", extra);
     REQUIRE(loop.run_until([&] { return got.data.size() >= 1; }, 10s));
     // The client keeps polling at the server's pace (held connects of 1 s): two more connects.
-    const long connects = uvcometd::test::json_int(server.get("/control/stats"), "connects");
-    bool polled = false;
-    const auto end = steady::now() + 8s;
-    while (!polled && steady::now() < end) {
-      polled = uvcometd::test::json_int(server.get("/control/stats"), "connects") >= connects + 2;
-      if (!polled) loop.run_for(50ms);
-    }
+    const auto connects_now = [&] {
+      return uvcometd::test::json_int(server.get("/control/stats"), "connects");
+    };
+    const long connects = connects_now();
+    const bool polled = loop.run_until([&] { return connects_now() >= connects + 2; }, 8s, 50ms);
     INFO("states: " << states.describe());
     CHECK(polled);
     pub.publish("/copub", R"({"n":"after"})", {});
@@ -479,34 +472,31 @@ TEST_CASE("hostile: a co-publisher's advice through Faye and CometD does not sta
 
 TEST_CASE("hostile: an unanswered subscribe, publish or connect ends within its deadline",
           "[hostile]") {
+  // Makes a request on a connected client that the server never answers; it must end with
+  // errc::timeout within its deadline: max_network_delay (1.5 s), with room for one retry.
+  const auto times_out = [](rig& r, const std::function<std::error_code()>& request) {
+    r.open_ok();
+    r.meter.reset();
+    r.started = steady::now();
+    REQUIRE_FALSE(request());
+    const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
+    INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
+    CHECK(ended);
+    CHECK(r.op_result.code == uvcometd::make_error_code(errc::timeout));
+    r.check_heap();
+    r.report();
+  };
   for (const auto t : {connection_type::long_polling, connection_type::websocket}) {
     DYNAMIC_SECTION("silent-subscribe over " << name_of(t)) {
       rig r("silent-subscribe", t);
-      r.open_ok();
-      r.meter.reset();
-      r.started = steady::now();
-      REQUIRE_FALSE(r.client->subscribe(
-          "/h", [](const uvcometd::message&) {}, r.on_done()));
-      // Deadline: max_network_delay (1.5 s); the bound leaves room for a retry of the request.
-      const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
-      INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
-      CHECK(ended);
-      CHECK(r.op_result.code == uvcometd::make_error_code(errc::timeout));
-      r.check_heap();
-      r.report();
+      times_out(r, [&] {
+        return r.client->subscribe(
+            "/h", [](const uvcometd::message&) {}, r.on_done());
+      });
     }
     DYNAMIC_SECTION("silent-publish over " << name_of(t)) {
       rig r("silent-publish", t);
-      r.open_ok();
-      r.meter.reset();
-      r.started = steady::now();
-      REQUIRE_FALSE(r.client->publish("/p", R"({"x":1})", r.on_done()));
-      const bool ended = r.loop.run_until([&] { return r.op_done; }, network_delay * 2 + 3s);
-      INFO("after " << r.seconds() << " s: " << r.op_result.to_string());
-      CHECK(ended);
-      CHECK(r.op_result.code == uvcometd::make_error_code(errc::timeout));
-      r.check_heap();
-      r.report();
+      times_out(r, [&] { return r.client->publish("/p", R"({"x":1})", r.on_done()); });
     }
     DYNAMIC_SECTION("silent-connect over " << name_of(t)) {
       rig r("silent-connect", t);
