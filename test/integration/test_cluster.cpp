@@ -367,6 +367,20 @@ struct disruption {
   std::map<std::size_t, std::size_t> killed;
 };
 
+// Lets the stream warm up, then returns right after one more delivery: the node that made it
+// is then not in the middle of handing one over.
+void settle_after_delivery(watched_client& w) {
+  AWAIT(w, w.wait_more(warm_up));
+  AWAIT(w, w.wait_more(1));
+}
+
+// A disruption of `old_node` starting now: what arrives from another node from now on counts.
+disruption disruption_now(std::string old_node) {
+  disruption d{steady::now(), {}, std::move(old_node), {}};
+  d.since = d.at;
+  return d;
+}
+
 // SIGKILLs node i of `c` as part of `d`.
 void kill_node(cluster& c, std::size_t i, disruption& d) {
   c.kill(i);
@@ -581,12 +595,9 @@ TEST_CASE("cluster: SIGKILL of the node in use with a URL list: the session cont
   REQUIRE(w.get().current_url() == c.url(0));
   const std::string id = w.get().client_id();
   stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  AWAIT(w, w.wait_more(warm_up));
-  // Right after a delivery: A is not in the middle of handing one over.
-  AWAIT(w, w.wait_more(1));
+  settle_after_delivery(w);
   const json a = c.stats(0);
-  disruption d{steady::now(), {}, "A", {}};
-  d.since = d.at;
+  disruption d = disruption_now("A");
   kill_node(c, 0, d);
   const auto published = recover(w, pub, d);
   const json b = c.stats(1);
@@ -618,8 +629,7 @@ TEST_CASE("cluster: SIGKILL of the node in use behind HAProxy: the session conti
   w.open_and_subscribe();
   const std::string id = w.get().client_id();
   stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  AWAIT(w, w.wait_more(warm_up));
-  AWAIT(w, w.wait_more(1));
+  settle_after_delivery(w);
   // The node holding the client's poll or websocket now (round robin: either): the only one
   // that lists it as held, with a request in progress in HAProxy's view (a node that just
   // answered a poll may still list the client a moment, while its next poll is on the other).
@@ -638,8 +648,7 @@ TEST_CASE("cluster: SIGKILL of the node in use behind HAProxy: the session conti
     return victim < 2;
   }));
   const std::size_t other = 1 - victim;
-  disruption d{steady::now(), {}, c.name(victim), {}};
-  d.since = d.at;
+  disruption d = disruption_now(c.name(victim));
   kill_node(c, victim, d);
   // HAProxy's health checks take the node out meanwhile.
   long to_down = -1;
@@ -700,7 +709,7 @@ TEST_CASE("cluster: every node down then back within connection_timeout: the cli
   AWAIT(w, w.run_until([&] { return !w.metas_after(mark, "/meta/connect").empty(); }, 10s));
   const json a = c.stats(0);
   const json b = c.stats(1);
-  disruption d{steady::now(), {}, "", {}};
+  disruption d = disruption_now("");  // `since` moves once the nodes are back
   kill_node(c, 0, d);
   kill_node(c, 1, d);
   // Down until the client was refused by both nodes (it has tried every server).
@@ -749,10 +758,8 @@ TEST_CASE(
   w.open_and_subscribe();
   const std::string old_id = w.get().client_id();
   stream_publisher pub({c.base_url(0), c.base_url(1)}, stream_channel, stream_period);
-  AWAIT(w, w.wait_more(warm_up));
-  AWAIT(w, w.wait_more(1));
-  disruption d{steady::now(), {}, "A", {}};
-  d.since = d.at;
+  settle_after_delivery(w);
+  disruption d = disruption_now("A");
   kill_node(c, 0, d);
   const auto published = recover(w, pub, d);
   const json b = c.stats(1);
@@ -800,10 +807,8 @@ TEST_CASE(
   REQUIRE(w.get().current_url() == c.url(0));
   const std::string old_id = w.get().client_id();
   stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  AWAIT(w, w.wait_more(warm_up));
-  AWAIT(w, w.wait_more(1));
-  disruption d{steady::now(), {}, "A", {}};
-  d.since = d.at;
+  settle_after_delivery(w);
+  disruption d = disruption_now("A");
   c.forget(0, old_id);
   const auto published = recover(w, pub, d);
   const json a = c.stats(0);
@@ -848,11 +853,9 @@ TEST_CASE(
   w.open_and_subscribe();
   const std::string id = w.get().client_id();
   stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  AWAIT(w, w.wait_more(warm_up));
-  AWAIT(w, w.wait_more(1));
+  settle_after_delivery(w);
   const json a = c.stats(0);
-  disruption d{steady::now(), {}, "A", {}};
-  d.since = d.at;
+  disruption d = disruption_now("A");
   kill_node(c, 0, d);
   const auto published = recover(w, pub, d);
   const json b = c.stats(1);
