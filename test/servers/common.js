@@ -180,5 +180,28 @@ function under(prefix, channel) {
   return typeof channel === 'string' && channel.startsWith(prefix + '/');
 }
 
-module.exports = { DEBUG, debug, parseArgs, handleControl, sendJson, publications, trackSockets,
+// The test servers' TLS certificate (self-signed, CA:TRUE, IP 127.0.0.1 and DNS localhost, valid
+// until 2126) and its key: test material, never a secret. Clients of the tests turn verification
+// off or trust this certificate (test_websocket_transport.cpp carries a copy as its CA).
+const TEST_CERT =
+  '-----BEGIN CERTIFICATE-----\n' +
+  'MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw\n' +
+  'FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz\n' +
+  'MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n' +
+  'PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d\n' +
+  'UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J\n' +
+  'MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD\n' +
+  'VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n' +
+  'zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt\n' +
+  'ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==\n' +
+  '-----END CERTIFICATE-----\n';
+const TEST_KEY =
+  '-----BEGIN PRIVATE KEY-----\n' +
+  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEt7Vxx6HQps+RoH\n' +
+  'zSDQV9wR7sOUh+U8DKhi45T6E2GhRANCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0\n' +
+  'NDCJF0aEZantldKp1Cm2tg2dUYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhN\n' +
+  '-----END PRIVATE KEY-----\n';
+
+module.exports = { TEST_CERT, TEST_KEY, DEBUG, debug, parseArgs, handleControl, sendJson,
+                   publications, trackSockets,
                    listen, under, quietConsole };

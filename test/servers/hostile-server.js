@@ -628,26 +628,7 @@ function handleBatch(kase, conn, text) {
 
 // ---- HTTP and HTTPS on one port ----
 
-// The certificate of ws-fragment-server.js (self-signed, CA:TRUE, IP 127.0.0.1 and DNS localhost,
-// valid until 2126): a test key, never a secret. Clients of these tests turn verification off.
-const TEST_CERT =
-  '-----BEGIN CERTIFICATE-----\n' +
-  'MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw\n' +
-  'FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz\n' +
-  'MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n' +
-  'PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d\n' +
-  'UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J\n' +
-  'MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD\n' +
-  'VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n' +
-  'zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt\n' +
-  'ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==\n' +
-  '-----END CERTIFICATE-----\n';
-const TEST_KEY =
-  '-----BEGIN PRIVATE KEY-----\n' +
-  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEt7Vxx6HQps+RoH\n' +
-  'zSDQV9wR7sOUh+U8DKhi45T6E2GhRANCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0\n' +
-  'NDCJF0aEZantldKp1Cm2tg2dUYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhN\n' +
-  '-----END PRIVATE KEY-----\n';
+const { TEST_CERT, TEST_KEY } = common;
 
 const plainServer = http.createServer();
 const tlsServer = https.createServer({ cert: TEST_CERT, key: TEST_KEY });

@@ -5,7 +5,7 @@
 //   node ws-fragment-server.js [--port N] [--tls 1 [--cert FILE --key FILE]]
 //
 // Prints "PORT <n>" on stdout once listening. With --tls 1 it serves wss:// (and https://) with
-// TEST_CERT below (self-signed, CA:TRUE, for IP 127.0.0.1 and DNS localhost, valid until 2126;
+// common.TEST_CERT (self-signed, CA:TRUE, for IP 127.0.0.1 and DNS localhost, valid until 2126;
 // the websocket test embeds the same PEM as its ca_file; a test key, never a secret), or with the
 // PEM certificate (chain) and key in --cert and --key (the TLS tests make theirs at start).
 //
@@ -61,24 +61,7 @@ if (!files.cert !== !files.key || (files.cert && !opts.tls)) {
   process.exit(2);
 }
 
-const TEST_CERT =
-  '-----BEGIN CERTIFICATE-----\n' +
-  'MIIBmzCCAUGgAwIBAgIUV0uINHGhtS4JTozU8sJC7WlnhFEwCgYIKoZIzj0EAwIw\n' +
-  'FDESMBAGA1UEAwwJMTI3LjAuMC4xMCAXDTI2MTEyNzIxMjIxNFoYDzIxMjYxMTAz\n' +
-  'MjEyMjE0WjAUMRIwEAYDVQQDDAkxMjcuMC4wLjEwWTATBgcqhkjOPQIBBggqhkjO\n' +
-  'PQMBBwNCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0NDCJF0aEZantldKp1Cm2tg2d\n' +
-  'UYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhNo28wbTAdBgNVHQ4EFgQU0n+Qk9dRkA2J\n' +
-  'MBdxhvQ0cuOAUB4wHwYDVR0jBBgwFoAU0n+Qk9dRkA2JMBdxhvQ0cuOAUB4wGgYD\n' +
-  'VR0RBBMwEYcEfwAAAYIJbG9jYWxob3N0MA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZI\n' +
-  'zj0EAwIDSAAwRQIhAM0XXVcccYZ1vEYSim3Co0e+QaxJu2I6R0DTNKVDcNsaAiBt\n' +
-  'ViusKJ+z3DzA6115uo7OUrLdA/G5WzoClIdEPpv0vw==\n' +
-  '-----END CERTIFICATE-----\n';
-const TEST_KEY =
-  '-----BEGIN PRIVATE KEY-----\n' +
-  'MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgTEt7Vxx6HQps+RoH\n' +
-  'zSDQV9wR7sOUh+U8DKhi45T6E2GhRANCAARU0T/uSmSEp3Vl2dEw3fCG5p7cZIW0\n' +
-  'NDCJF0aEZantldKp1Cm2tg2dUYnA9FTnZjMYDr8Y4RnwTwKiAPs4oyhN\n' +
-  '-----END PRIVATE KEY-----\n';
+const { TEST_CERT, TEST_KEY } = common;
 
 function frame(opcode, fin, payload) {
   const body = Buffer.isBuffer(payload) ? payload : Buffer.from(payload, 'utf8');
