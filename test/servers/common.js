@@ -180,6 +180,37 @@ function under(prefix, channel) {
   return typeof channel === 'string' && channel.startsWith(prefix + '/');
 }
 
+// Live subscriptions per channel pattern of a Faye adapter (network clients only: the in-process
+// control client subscribes to nothing), kept up to date from its events.
+function fayeSubscriptions(adapter) {
+  const subscriptions = new Map();
+  adapter.on('subscribe', (clientId, channel) =>
+    subscriptions.set(channel, (subscriptions.get(channel) || 0) + 1));
+  adapter.on('unsubscribe', (clientId, channel) => {
+    const n = (subscriptions.get(channel) || 0) - 1;
+    if (n > 0) subscriptions.set(channel, n); else subscriptions.delete(channel);
+  });
+  return subscriptions;
+}
+
+// The POST /control/publish route of a Faye server: publishes `publications(body)` through the
+// adapter's in-process client and answers {"published":N}.
+function fayePublishRoute(adapter) {
+  return async body => {
+    const { channel, items } = publications(body);
+    const client = adapter.getClient();
+    const publish = data => new Promise((resolve, reject) => {
+      client.publish(channel, data).then(resolve, err =>
+        reject(new Error('publish failed: ' + (err && err.message || err))));
+    });
+    // The in-process client reorders the messages queued while it handshakes: publish the first
+    // alone, then the rest together (they then reach the engine in order).
+    if (items.length > 0) await publish(items[0]);
+    await Promise.all(items.slice(1).map(publish));
+    return { published: items.length };
+  };
+}
+
 // The test servers' TLS certificate (self-signed, CA:TRUE, IP 127.0.0.1 and DNS localhost, valid
 // until 2126) and its key: test material, never a secret. Clients of the tests turn verification
 // off or trust this certificate (test_websocket_transport.cpp carries a copy as its CA).
@@ -203,5 +234,5 @@ const TEST_KEY =
   '-----END PRIVATE KEY-----\n';
 
 module.exports = { TEST_CERT, TEST_KEY, DEBUG, debug, parseArgs, handleControl, sendJson,
-                   publications, trackSockets,
+                   publications, fayeSubscriptions, fayePublishRoute, trackSockets,
                    listen, under, quietConsole };

@@ -170,32 +170,14 @@ adapter.addExtension({
   },
 });
 
-// Live subscriptions per channel pattern, as handled by this node (network clients only: the
-// control client subscribes to nothing).
-const subscriptions = new Map();
-adapter.on('subscribe', (clientId, channel) =>
-  subscriptions.set(channel, (subscriptions.get(channel) || 0) + 1));
-adapter.on('unsubscribe', (clientId, channel) => {
-  const n = (subscriptions.get(channel) || 0) - 1;
-  if (n > 0) subscriptions.set(channel, n); else subscriptions.delete(channel);
-});
+// Live subscriptions per channel pattern (network clients only).
+const subscriptions = common.fayeSubscriptions(adapter);
 
 const server = http.createServer();
 const sockets = common.trackSockets(server);
 
 const routes = {
-  'POST /control/publish': async body => {
-    const { channel, items } = common.publications(body);
-    const client = adapter.getClient();
-    const publish = data => new Promise((resolve, reject) => {
-      client.publish(channel, data).then(resolve, err =>
-        reject(new Error('publish failed: ' + (err && err.message || err))));
-    });
-    // The in-process client reorders what it queues while it handshakes: the first alone.
-    if (items.length > 0) await publish(items[0]);
-    await Promise.all(items.slice(1).map(publish));
-    return { published: items.length };
-  },
+  'POST /control/publish': common.fayePublishRoute(adapter),
   'POST /control/advice-hosts': async body => {
     const hosts = body.hosts;
     if (!Array.isArray(hosts) || hosts.some(h => typeof h !== 'string')) {

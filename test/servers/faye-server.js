@@ -197,33 +197,14 @@ const replay = createReplay(adapter, opts.replayKeep);
 adapter.addExtension(replay.extension);
 
 adapter.on('disconnect', clientId => state.clients.delete(clientId));
-// Live subscriptions per channel pattern (network clients only: the control client subscribes
-// to nothing).
-const subscriptions = new Map();
-adapter.on('subscribe', (clientId, channel) =>
-  subscriptions.set(channel, (subscriptions.get(channel) || 0) + 1));
-adapter.on('unsubscribe', (clientId, channel) => {
-  const n = (subscriptions.get(channel) || 0) - 1;
-  if (n > 0) subscriptions.set(channel, n); else subscriptions.delete(channel);
-});
+// Live subscriptions per channel pattern (network clients only).
+const subscriptions = common.fayeSubscriptions(adapter);
 
 const server = http.createServer();
 const sockets = common.trackSockets(server);
 
 const routes = {
-  'POST /control/publish': async body => {
-    const { channel, items } = common.publications(body);
-    const client = adapter.getClient();
-    const publish = data => new Promise((resolve, reject) => {
-      client.publish(channel, data).then(resolve, err =>
-        reject(new Error('publish failed: ' + (err && err.message || err))));
-    });
-    // The in-process client reorders the messages queued while it handshakes: publish the first
-    // alone, then the rest together (they then reach the engine in order).
-    if (items.length > 0) await publish(items[0]);
-    await Promise.all(items.slice(1).map(publish));
-    return { published: items.length };
-  },
+  'POST /control/publish': common.fayePublishRoute(adapter),
   'POST /control/advice-none': async body => {
     state.adviceNone = !!body.enabled;
     return { enabled: state.adviceNone };
