@@ -49,18 +49,7 @@ using uvcometd::errc;
 using uvcometd::state;
 using ms = std::chrono::milliseconds;
 
-const char* state_name(state s) {
-  switch (s) {
-    case state::disconnected: return "disconnected";
-    case state::connecting: return "connecting";
-    case state::connected: return "connected";
-    case state::reconnecting: return "reconnecting";
-    case state::disconnecting: return "disconnecting";
-    case state::closed: return "closed";
-    case state::failed: return "failed";
-  }
-  return "?";
-}
+std::string state_name(state s) { return std::string(uvcometd::to_string(s)); }
 
 // UVCOMETD_FUZZ_TRACE=1: what happens, one line each on stderr (to read a reproducer).
 void trace(const std::string& line) {
@@ -68,9 +57,7 @@ void trace(const std::string& line) {
   if (on) std::fprintf(stderr, "  | %s\n", line.c_str());
 }
 
-const char* type_name(connection_type t) {
-  return t == connection_type::websocket ? "websocket" : "long-polling";
-}
+std::string type_name(connection_type t) { return std::string(uvcometd::to_string(t)); }
 
 bool legal(state from, state to) {
   switch (from) {
