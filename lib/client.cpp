@@ -327,10 +327,11 @@ class client_impl final : public session_host, public std::enable_shared_from_th
       sl.events.self = this;
       sl.events.type = t;
       const transport_env env{loop_, &reactor_, &cookies_};
-      sl.t =
-          t == connection_type::websocket
-              ? make_websocket_transport(env, make_websocket_config(opts_, url_), sl.events)
-              : make_long_polling_transport(env, make_long_polling_config(opts_, url_), sl.events);
+      sl.t = t == connection_type::websocket
+                 ? make_websocket_transport(env, make_websocket_config(opts_, url_, base_headers_),
+                                            sl.events)
+                 : make_long_polling_transport(
+                       env, make_long_polling_config(opts_, url_, base_headers_), sl.events);
     }
     return *sl.t;
   }

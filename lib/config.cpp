@@ -106,10 +106,14 @@ const options& validated(const options& o) {
   return o;
 }
 
-long_polling_config make_long_polling_config(const options& o, const std::string& url) {
-  long_polling_config c;
+namespace {
+
+// What both transports take from the options alike.
+template <class Config>
+Config common_config(const options& o, const std::string& url, const header_list& headers) {
+  Config c;
   c.url = url;
-  c.headers = parse_header_lines(o.headers);
+  c.headers = headers;
   c.tls_verify = o.tls_verify;
   c.ca_file = o.ca_file;
   c.max_message_size = o.max_message_size;
@@ -117,17 +121,27 @@ long_polling_config make_long_polling_config(const options& o, const std::string
   return c;
 }
 
-websocket_config make_websocket_config(const options& o, const std::string& url) {
-  websocket_config c;
-  c.url = url;
-  c.headers = parse_header_lines(o.headers);
-  c.tls_verify = o.tls_verify;
-  c.ca_file = o.ca_file;
+}  // namespace
+
+long_polling_config make_long_polling_config(const options& o, const std::string& url,
+                                             const header_list& headers) {
+  return common_config<long_polling_config>(o, url, headers);
+}
+
+websocket_config make_websocket_config(const options& o, const std::string& url,
+                                       const header_list& headers) {
+  auto c = common_config<websocket_config>(o, url, headers);
   c.connect_timeout = o.websocket_connect_timeout;
-  c.max_message_size = o.max_message_size;
   c.ping_interval = o.websocket_ping_interval;
-  c.log = o.log;
   return c;
+}
+
+long_polling_config make_long_polling_config(const options& o, const std::string& url) {
+  return make_long_polling_config(o, url, parse_header_lines(o.headers));
+}
+
+websocket_config make_websocket_config(const options& o, const std::string& url) {
+  return make_websocket_config(o, url, parse_header_lines(o.headers));
 }
 
 header_list parse_header_lines(const std::vector<std::string>& lines) {

@@ -19,6 +19,11 @@ const options& validated(const options& o);
 
 // The transports' settings for the server `url`, from the options (the only place they are
 // filled; the defaults are the options').
+// `headers` is options::headers parsed once (parse_header_lines); without it they are parsed here.
+long_polling_config make_long_polling_config(const options& o, const std::string& url,
+                                             const header_list& headers);
+websocket_config make_websocket_config(const options& o, const std::string& url,
+                                       const header_list& headers);
 long_polling_config make_long_polling_config(const options& o, const std::string& url);
 websocket_config make_websocket_config(const options& o, const std::string& url);
 
