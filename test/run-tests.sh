@@ -51,6 +51,8 @@ setup() {
 passed=0
 failed=0
 status=0
+DIGEST=$(mktemp)
+trap 'rm -f "$DIGEST"' EXIT
 
 # 1. The library and its tests, sanitized.
 built=0
@@ -101,6 +103,33 @@ with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
 print(ok, bad, skipped)
 EOF
     )
+    # What failed, kept for the end of the output (CI records its tail).
+    python3 - "$BUILD/meson-logs/testlog.json" >"$DIGEST" <<'EOF'
+import json, sys
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("result") in ("OK", "SKIP", "EXPECTEDFAIL"):
+            continue
+        print(f"FAILED {entry.get('name')} ({entry.get('result')}, {entry.get('duration', 0):.1f} s)")
+        out = (entry.get("stdout", "") or "").splitlines()
+        # Catch2 names each failing case between two rules of dashes; show those and the tail.
+        rule = lambda k: out[k].startswith("-----")
+        cases = [out[i + 1] for i in range(len(out) - 2)
+                 if rule(i) and not rule(i + 1)
+                 and any(rule(k) for k in range(i + 2, min(i + 6, len(out))))]
+        for case in dict.fromkeys(cases):
+            print(f"  case: {case}")
+        failures = [i for i, text in enumerate(out) if text.endswith(": FAILED:")][:3]
+        for i in failures:
+            for text in out[i:i + 8]:
+                print(f"  > {text}")
+        for tail in out[-25:]:
+            print(f"  | {tail}")
+EOF
   fi
   if [ -n "$counts" ]; then
     read -r ok bad skipped <<<"$counts"
@@ -130,5 +159,9 @@ if [ "${UVCOMETD_SKIP_CONSUMER:-0}" != 1 ]; then
 fi
 
 [ "$failed" -eq 0 ] || status=1
+if [ -s "$DIGEST" ]; then
+  log "what failed (the whole output of each is above):"
+  sed 's/^/[run-tests] /' "$DIGEST" >&2
+fi
 echo "$passed passed, $failed failed"
 exit "$status"
