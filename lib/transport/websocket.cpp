@@ -73,7 +73,9 @@ void websocket_core::init() {
     uv_timer_init(env_.loop, t);
     t->data = this;
   }
-  opened(2);
+  uv_prepare_init(env_.loop, &flow_prepare_);
+  flow_prepare_.data = this;
+  opened(3);
 }
 
 void websocket_core::log(log_level level, std::string_view msg) const {
@@ -127,7 +129,8 @@ void websocket_core::pause_receive(bool paused) {
   if (phase_ != phase::open || paused == paused_) return;
   paused_ = paused;
   conn_.last_rx_ms = uv_now(env_.loop);  // no pong can arrive while paused: restart the clock
-  if (!conn_.up || !conn_.wsi) return;   // applied when the next connection is established
+  // Applied when the next connection is established (or to the bytes held after its end).
+  if (!conn_.up || (!conn_.wsi && !conn_.ended)) return;
   // What was read while paused is parsed first, after this call returns (order is kept behind
   // any posted event); reading resumes once it is.
   if (!paused && !conn_.held_rx.empty()) post_held();
@@ -162,6 +165,8 @@ void websocket_core::close(std::function<void()> done) {
     uv_timer_stop(t);
     uv_close(reinterpret_cast<uv_handle_t*>(t), &websocket_core::on_handle_closed);
   }
+  uv_prepare_stop(&flow_prepare_);
+  uv_close(reinterpret_cast<uv_handle_t*>(&flow_prepare_), &websocket_core::on_handle_closed);
 }
 
 // ---- connection ---------------------------------------------------------------------------------
@@ -375,10 +380,35 @@ void websocket_core::post_held() {
   });
 }
 
-// Reading follows the state: off while paused, while held bytes wait, while a write is stalled.
+// Reading follows the state: off while paused, while held bytes wait unscheduled, while a write is
+// stalled. Held bytes whose parse is posted do not stop it: what lws reads meanwhile (one receive
+// at most: the parse runs before the next poll) is appended behind them.
+bool websocket_core::wants_reading() const noexcept {
+  return !paused_ && (conn_.held_rx.empty() || conn_.held_queued) && !conn_.write_stalled;
+}
+
+// A change is applied just before the loop next polls, not at once: at batches larger than
+// max_pending_count every frame pauses the receive and the dispatch of the next iteration resumes
+// it, which cost two epoll_ctl, an eventfd write and read and a wakeup each time. Nothing is read
+// in between (lws reads only when the loop polls), so a pause still stops the next read.
 void websocket_core::update_reading() {
   if (!conn_.up || !conn_.wsi) return;
-  const bool want = !paused_ && conn_.held_rx.empty() && !conn_.write_stalled;
+  if (wants_reading() == conn_.reading) {
+    uv_prepare_stop(&flow_prepare_);  // undone before it was applied
+  } else {
+    uv_prepare_start(&flow_prepare_, &websocket_core::on_flow_prepare);
+  }
+}
+
+void websocket_core::on_flow_prepare(uv_prepare_t* p) {
+  auto* self = static_cast<websocket_core*>(p->data);
+  uv_prepare_stop(p);
+  self->apply_reading();
+}
+
+void websocket_core::apply_reading() {
+  if (!conn_.up || !conn_.wsi) return;
+  const bool want = wants_reading();
   if (want == conn_.reading) return;
   conn_.reading = want;
   lws_rx_flow_control(conn_.wsi, want ? 1 : 0);

@@ -87,6 +87,9 @@ class websocket_core final : public loop_owned<websocket_core> {
     bool held_queued = false;    // a task to parse held_rx is posted
     bool reading = true;         // lws reads the connection (rx flow control)
     bool write_stalled = false;  // lws holds part of a frame the socket has not taken yet
+    // The server ended the connection while read bytes were held: the end is reported once
+    // they are parsed (wsi is gone meanwhile).
+    bool ended = false;
     std::uint64_t last_rx_ms = 0;
     std::string peer_close;                    // the server's close frame, for the on_down message
     std::string request;                       // the CONNECT or upgrade request until written
@@ -126,7 +129,11 @@ class websocket_core final : public loop_owned<websocket_core> {
 
   void log(log_level level, std::string_view msg) const;
   bool acquire_context();
+  // Asks for the reading the state wants (see websocket.cpp); apply_reading() tells lws.
   void update_reading();
+  bool wants_reading() const noexcept;
+  bool end_after_held();
+  void apply_reading();
   void open_connection();
   void connect_to(const char* address);
   void cancel_dns();
@@ -164,6 +171,7 @@ class websocket_core final : public loop_owned<websocket_core> {
 
   static void on_connect_timer(uv_timer_t* t);
   static void on_ping_timer(uv_timer_t* t);
+  static void on_flow_prepare(uv_prepare_t* p);
   static void on_handle_closed(uv_handle_t* h);
   static void on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* res);
 
@@ -197,6 +205,9 @@ class websocket_core final : public loop_owned<websocket_core> {
   std::vector<std::function<void()>> done_;
   uv_timer_t connect_timer_{};
   uv_timer_t ping_timer_{};
+  // Applies a change of reading to lws just before the loop waits for I/O: a pause that the
+  // dispatch undoes within the iteration (the usual case) never reaches lws.
+  uv_prepare_t flow_prepare_{};
 };
 
 }  // namespace uvcometd::detail

@@ -48,6 +48,7 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
                            std::size_t len) {
   const bool current = id != 0 && id == conn_.id && phase_ == phase::open;
   if (!current) return stray_answer(reason);
+  if (conn_.ended) return 0;        // lws is done with the wsi; held bytes are still being parsed
   if (!conn_.wsi) conn_.wsi = wsi;  // callbacks from inside lws_client_connect_via_info
 
   switch (reason) {
@@ -72,6 +73,7 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
 
     case LWS_CALLBACK_RAW_CLOSE: {
       conn_.wsi = nullptr;
+      if (end_after_held()) return 0;
       std::string msg;
       if (conn_.up) {
         msg = "websocket: connection closed by " + describe() + conn_.peer_close;
@@ -367,7 +369,12 @@ int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, s
     const auto st = conn_.tls->read(buf.data(), buf.size(), n);
     if (st == tls::stream::status::again) break;
     if (st == tls::stream::status::closed) {
-      // close_notify: the server ended the session; what it sent before was delivered.
+      // close_notify: the server ended the session; what it sent before was delivered, or is
+      // held and delivered first.
+      if (end_after_held()) {
+        conn_.wsi = nullptr;  // lws closes it on the -1
+        return -1;
+      }
       connection_lost(make_error(
           errc::transport_error,
           conn_.up ? "websocket: connection closed by " + describe() + conn_.peer_close
@@ -481,7 +488,7 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
       }
       case ws::frame_reader::event::ping:
         conn_.pong = conn_.reader->control_payload();
-        lws_callback_on_writable(wsi);
+        if (wsi) lws_callback_on_writable(wsi);  // none once the connection ended
         break;
       case ws::frame_reader::event::pong: break;
       case ws::frame_reader::event::close: {
@@ -495,13 +502,13 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
           echo.push_back(static_cast<char>(code & 0xFF));
         }
         conn_.close = std::move(echo);
-        lws_callback_on_writable(wsi);
+        if (wsi) lws_callback_on_writable(wsi);
         return 0;
       }
       case ws::frame_reader::event::error: {
         // Tell the server why (1002 protocol error, 1009 too big), unless lws still holds part
         // of a frame: a close frame must not land inside it.
-        if (!lws_partial_buffered(wsi)) {
+        if (wsi && !lws_partial_buffered(wsi)) {
           const unsigned status = conn_.reader->close_status();
           const char code[2] = {static_cast<char>(status >> 8), static_cast<char>(status & 0xFF)};
           std::string f = control_frame(std::string_view(code, 2));
@@ -516,17 +523,34 @@ int websocket_core::read_frames(lws* wsi, std::uint64_t id, const char* in, std:
   }
 }
 
+// The server ended the connection (lws is done with its wsi) while read bytes are held: they are
+// delivered first, and the end is reported once they are parsed (after a resume, when paused).
+// False when nothing is held: the end is reported at once.
+bool websocket_core::end_after_held() {
+  if (!conn_.up || conn_.held_rx.empty() || conn_.close) return false;
+  conn_.ended = true;
+  if (!paused_) post_held();
+  return true;
+}
+
 // The receive resumed: parse what was read while it was paused (posted by post_held).
 void websocket_core::parse_held() {
   conn_.held_queued = false;
-  if (!conn_.up || !conn_.wsi || !conn_.reader || conn_.held_rx.empty()) return;
+  if (!conn_.up || (!conn_.wsi && !conn_.ended) || !conn_.reader || conn_.held_rx.empty()) return;
   if (paused_) return;  // paused again before this ran: stays held until the next resume
   std::string held;
   held.swap(conn_.held_rx);
   const std::uint64_t id = conn_.id;
   // May hold the rest again; a failure there kills the connection.
   read_frames(conn_.wsi, id, held.data(), held.size());
-  if (conn_.id == id) update_reading();
+  if (conn_.id != id) return;
+  if (conn_.ended && (conn_.held_rx.empty() || conn_.close)) {
+    // Everything read before the server ended the connection is delivered: now the end.
+    connection_lost(make_error(errc::transport_error,
+                               "websocket: connection closed by " + describe() + conn_.peer_close));
+    return;
+  }
+  update_reading();
 }
 
 }  // namespace uvcometd::detail

@@ -999,9 +999,10 @@ TEST_CASE("websocket: transports of one loop share one lws context; each gets on
   }
   REQUIRE(rig.run_until(
       [&] { return clients[1].rec.frames.size() + clients[2].rec.frames.size() == 2; }));
-  // Each more transport adds its own two timers (connect, ping) and its socket's watcher, and no
-  // lws handles (a context of its own would add lws's idle, timer and event-pipe handles).
-  CHECK(open_handles(rig.loop.get()) == with_one + 2 * 3);
+  // Each more transport adds its own two timers (connect, ping), its prepare handle (receive
+  // flow control) and its socket's watcher, and no lws handles (a context of its own would add
+  // lws's idle, timer and event-pipe handles).
+  CHECK(open_handles(rig.loop.get()) == with_one + 2 * 4);
 
   for (std::size_t i = 1; i < 3; ++i) {
     auto& c = clients[i];
