@@ -380,11 +380,15 @@ void websocket_core::post_held() {
   });
 }
 
-// Reading follows the state: off while paused, while held bytes wait unscheduled, while a write is
-// stalled. Held bytes whose parse is posted do not stop it: what lws reads meanwhile (one receive
-// at most: the parse runs before the next poll) is appended behind them.
+// Reading follows the state: off while paused, while a write is stalled, and while bytes are held
+// (read, not parsed yet) unless their parse is posted and they are less than one read: then what
+// lws reads meanwhile is appended behind them, so that the resume after a pause costs nothing.
+// Held bytes stay under two reads; a receiver that falls behind stops the reading instead of
+// making the held bytes grow (each parse of them would copy what is left: quadratic).
 bool websocket_core::wants_reading() const noexcept {
-  return !paused_ && (conn_.held_rx.empty() || conn_.held_queued) && !conn_.write_stalled;
+  if (paused_ || conn_.write_stalled) return false;
+  return conn_.held_rx.empty() ||
+         (conn_.held_queued && conn_.held_rx.size() < config_.rx_chunk_size);
 }
 
 // A change is applied just before the loop next polls, not at once: at batches larger than

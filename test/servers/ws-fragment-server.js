@@ -30,6 +30,7 @@
 //   /bad-accept  a 101 whose Sec-WebSocket-Accept does not match the key
 //   /burst     five text messages [{"channel":"/b","n":1..5}] in one write
 //   /burst-end the same, then ends the connection 100 ms later
+//   /stream    20,000 messages [{"channel":"/s","n":1..20000}], one per frame, in one write
 //   /burst-ping  message n=1, a ping "p1", message n=2, in one write
 //   /burst-masked  messages n=1 and n=2, then a masked frame, in one write
 //   /flood-noread  never reads what the client sends; a 1 KB message every 2 ms
@@ -132,6 +133,11 @@ const behaviours = {
     });
   },
   '/burst': socket => socket.write(burst()),
+  '/stream': socket => {
+    const fs = [];
+    for (let i = 1; i <= 20000; i++) fs.push(frame(0x1, true, JSON.stringify([{ channel: '/s', n: i }])));
+    socket.write(Buffer.concat(fs));
+  },
   '/burst-end': socket => {
     socket.write(burst());
     setTimeout(() => endSocket(socket), 100);
