@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two uvcometd-bench builds (e.g. a base and a changed library): ROUNDS
 # rounds, each running every ARGS set on A then B (the order alternates per round); prints
-# cpu_us_per_msg and msgs_per_s per run and the medians, and B ÷ A of the medians.
+# cpu_us_per_msg and msgs_per_s per run and the medians, and B ÷ A of the medians (in publish
+# mode cpu_us_per_publish and acked_publishes_per_s, under the same labels).
 #
 #   test/bench/ab.sh A_BUILD B_BUILD ROUNDS 'ARGS' ['ARGS'...]
 #   e.g. test/bench/ab.sh base build-bench 5 '--transport long-polling --batch 1 --count 10000'
@@ -26,8 +27,8 @@ for r in $(seq "$ROUNDS"); do
       # shellcheck disable=SC2086
       "$dir/test/bench/uvcometd-bench" $args >"$WORK/out" 2>"$WORK/err" ||
         { echo "ab: $w $args failed" >&2; tail -3 "$WORK/err" >&2; exit 1; }
-      sed -n 's/^cpu_us_per_msg: //p' "$WORK/out" >>"$WORK/$k.$w.cpu"
-      sed -n 's/^msgs_per_s: //p' "$WORK/out" >>"$WORK/$k.$w.rate"
+      sed -n 's/^cpu_us_per_\(msg\|publish\): //p' "$WORK/out" >>"$WORK/$k.$w.cpu"
+      sed -n 's/^\(msgs\|acked_publishes\)_per_s: //p' "$WORK/out" >>"$WORK/$k.$w.rate"
     done
   done
 done
