@@ -582,6 +582,27 @@ void check_session_continued(const watched_client& w, const disruption& d,
   CHECK(w.states().count(state::failed) == 0);
 }
 
+// The disruption of scenarios 1 and 5b: with the stream published through node C, a SIGKILL of
+// node A, the one in use, once a delivery settled; the client recovers (on B). A's counters are
+// from before the kill, B's from after the recovery.
+struct node_a_killed {
+  json a, b;
+  disruption d;
+  outcome o;
+};
+node_a_killed kill_node_a(cluster& c, watched_client& w) {
+  stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
+  settle_after_delivery(w);
+  node_a_killed r;
+  r.a = c.stats(0);
+  r.d = disruption_now("A");
+  kill_node(c, 0, r.d);
+  const auto published = recover(w, pub, r.d);
+  r.b = c.stats(1);
+  r.o = measure(c, w, published, r.d, {r.a, r.b});
+  return r;
+}
+
 }  // namespace
 
 TEST_CASE("cluster: SIGKILL of the node in use with a URL list: the session continues on the next",
@@ -594,14 +615,7 @@ TEST_CASE("cluster: SIGKILL of the node in use with a URL list: the session cont
   w.open_and_subscribe();
   REQUIRE(w.get().current_url() == c.url(0));
   const std::string id = w.get().client_id();
-  stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  settle_after_delivery(w);
-  const json a = c.stats(0);
-  disruption d = disruption_now("A");
-  kill_node(c, 0, d);
-  const auto published = recover(w, pub, d);
-  const json b = c.stats(1);
-  const outcome o = measure(c, w, published, d, {a, b});
+  const auto [a, b, d, o] = kill_node_a(c, w);
   report("1 SIGKILL, urls", transport, mode_name(requeue), o);
 
   INFO(w.log_tail());
@@ -852,14 +866,7 @@ TEST_CASE(
   watched_client w(client_options(transport, {c.url(0)}));
   w.open_and_subscribe();
   const std::string id = w.get().client_id();
-  stream_publisher pub({c.base_url(2)}, stream_channel, stream_period);
-  settle_after_delivery(w);
-  const json a = c.stats(0);
-  disruption d = disruption_now("A");
-  kill_node(c, 0, d);
-  const auto published = recover(w, pub, d);
-  const json b = c.stats(1);
-  const outcome o = measure(c, w, published, d, {a, b});
+  const auto [a, b, d, o] = kill_node_a(c, w);
   report("5b advice.hosts, SIGKILL", transport, mode_name(true), o);
 
   INFO(w.log_tail());
