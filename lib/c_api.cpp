@@ -73,6 +73,12 @@ const char* const empty_text = "";
 // A view as a pointer that is never NULL, for "%.*s".
 const char* text_of(std::string_view v) noexcept { return v.empty() ? empty_text : v.data(); }
 
+// `v` as a C field pair: a pointer (never null) and a length.
+void put(std::string_view v, const char*& text, std::size_t& len) noexcept {
+  text = text_of(v);
+  len = v.size();
+}
+
 // Calls `f` with a uvcometd_error_t describing `err`; valid during the call only.
 template <class F>
 void with_c_error(const uvcometd::error& err, F&& f) noexcept {
@@ -105,16 +111,23 @@ uvcometd::completion c_completion(uvcometd_client_t* c, uvcometd_done_cb done, v
 // A received message as C sees it; valid while `m` is.
 uvcometd_message_t to_c(const uvcometd::message& m) noexcept {
   uvcometd_message_t msg{};
-  msg.channel = text_of(m.channel);
-  msg.channel_len = m.channel.size();
-  msg.data = text_of(m.data);
-  msg.data_len = m.data.size();
-  msg.id = text_of(m.id);
-  msg.id_len = m.id.size();
-  msg.ext = text_of(m.ext);
-  msg.ext_len = m.ext.size();
-  msg.json = text_of(m.json);
-  msg.json_len = m.json.size();
+  put(m.channel, msg.channel, msg.channel_len);
+  put(m.data, msg.data, msg.data_len);
+  put(m.id, msg.id, msg.id_len);
+  put(m.ext, msg.ext, msg.ext_len);
+  put(m.json, msg.json, msg.json_len);
+  return msg;
+}
+
+// A meta reply as C sees it; valid while `m` is.
+uvcometd_meta_message_t to_c(const uvcometd::meta_message& m) noexcept {
+  uvcometd_meta_message_t msg{};
+  put(m.channel, msg.channel, msg.channel_len);
+  msg.successful = m.successful ? 1 : 0;
+  put(m.error, msg.error, msg.error_len);
+  put(m.advice, msg.advice, msg.advice_len);
+  put(m.ext, msg.ext, msg.ext_len);
+  put(m.json, msg.json, msg.json_len);
   return msg;
 }
 
@@ -592,18 +605,7 @@ int uvcometd_client_on_meta(uvcometd_client_t* client, const char* channel, uvco
   try {
     uvcometd_client_t* c = client;
     auto listener = [c, cb, user](const uvcometd::meta_message& m) {
-      uvcometd_meta_message_t msg{};
-      msg.channel = text_of(m.channel);
-      msg.channel_len = m.channel.size();
-      msg.successful = m.successful ? 1 : 0;
-      msg.error = text_of(m.error);
-      msg.error_len = m.error.size();
-      msg.advice = text_of(m.advice);
-      msg.advice_len = m.advice.size();
-      msg.ext = text_of(m.ext);
-      msg.ext_len = m.ext.size();
-      msg.json = text_of(m.json);
-      msg.json_len = m.json.size();
+      const uvcometd_meta_message_t msg = to_c(m);
       cb(c, &msg, user);
     };
     std::uint64_t got = 0;
