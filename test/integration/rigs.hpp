@@ -343,6 +343,20 @@ class transport_rig {
     CHECK(loop.run_until([&] { return *done; }));
     tr.reset();
   }
+  // Every transport's close contract, on `t`: close() while closing and once closed runs its
+  // done later (never inside the call), and always. Destroys `t`.
+  void check_close_again() {
+    bool first = false, while_closing = false, after = false;
+    t->close([&] { first = true; });
+    t->close([&] { while_closing = true; });
+    CHECK_FALSE(first);
+    CHECK_FALSE(while_closing);
+    REQUIRE(run_until([&] { return first && while_closing; }));
+    t->close([&] { after = true; });
+    CHECK_FALSE(after);
+    REQUIRE(run_until([&] { return after; }));
+    t.reset();
+  }
   bool run_until(const std::function<bool()>& pred,
                  std::chrono::milliseconds limit = std::chrono::seconds(10)) {
     return loop.run_until(pred, limit);
