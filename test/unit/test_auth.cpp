@@ -30,6 +30,13 @@ void connect_ok(harness& h) {
   h.loop();
 }
 
+// open(), the handshake accepted, the first connect answered: the session is connected.
+void open_connected(harness& h, outcome& open) {
+  REQUIRE_FALSE(h.s->open(open.cb()));
+  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
+  connect_ok(h);
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -147,9 +154,7 @@ TEST_CASE(
     "[session][auth]") {
   harness h(auth_config());
   outcome open;
-  REQUIRE_FALSE(h.s->open(open.cb()));
-  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
-  connect_ok(h);
+  open_connected(h, open);
   REQUIRE(open.ok_once());
   // The token expired: the server refuses the connect and asks for a new handshake.
   const sent_frame held = h.last();
@@ -187,9 +192,7 @@ TEST_CASE(
     "[session][auth]") {
   harness h(auth_config());
   outcome open;
-  REQUIRE_FALSE(h.s->open(open.cb()));
-  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
-  connect_ok(h);
+  open_connected(h, open);
   outcome pub;
   REQUIRE_FALSE(h.s->publish("/a", "1", pub.cb()));
   h.loop();
@@ -217,9 +220,7 @@ TEST_CASE(
   cfg.disconnect_timeout = 2000ms;
   harness h(cfg);
   outcome open;
-  REQUIRE_FALSE(h.s->open(open.cb()));
-  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
-  connect_ok(h);
+  open_connected(h, open);
   outcome pub;
   REQUIRE_FALSE(h.s->publish("/a", "1", pub.cb()));
   h.loop();
@@ -247,9 +248,7 @@ TEST_CASE(
     "[session][extensions]") {
   harness h(long_polling_only());
   outcome open;
-  REQUIRE_FALSE(h.s->open(open.cb()));
-  h.reply(h.last(), cometd_handshake_reply(h.last().id()));
-  connect_ok(h);
+  open_connected(h, open);
   outcome pub, dropped;
   REQUIRE_FALSE(h.s->publish("/a", "1", pub.cb()));
   REQUIRE_FALSE(h.s->publish("/b", "2", dropped.cb()));
