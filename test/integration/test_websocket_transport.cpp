@@ -705,6 +705,27 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     ic.close();
     CHECK(rec.frames.size() == 5);  // every message before the end, none lost
   }
+  SECTION("held messages and the server's close frame, then the end: all in order") {
+    // The close frame is held behind the messages when the connection ends: it is parsed after
+    // them, without a wsi to echo it on, and the end reported names its code.
+    auto& t = rig.start(config("/burst-close-end"));
+    rec.frame_hook = [&](const auto&) {
+      if (rec.frames.size() == 1) t.pause_receive(true);
+    };
+    t.send(0, "[]", 5s);
+    REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }, 40s));
+    REQUIRE(rig.loop.run_until([&] { return fragment_stats(server)["ended"] == 1; }, 10s, 20ms));
+    rig.loop.run_for(quiet_period);
+    CHECK(rec.downs.empty());
+    rec.frame_hook = nullptr;
+    idle_call ic(rig.loop.get(), [&] { t.pause_receive(false); });
+    REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }, 3s));
+    ic.close();
+    REQUIRE(rec.frames.size() == 5);
+    for (int i = 0; i < 5; ++i) CHECK(n_of(rec.frames[i]) == i + 1);
+    CHECK(rec.downs[0].was_up);
+    CHECK_THAT(rec.downs[0].err.message, Catch::Contains("4000") && Catch::Contains("bye"));
+  }
   SECTION("resume, pause, resume before the held bytes are parsed: each pause still holds") {
     auto& t = rig.start(config("/burst"));
     rec.frame_hook = [&](const auto&) { t.pause_receive(true); };

@@ -30,6 +30,8 @@
 //   /bad-accept  a 101 whose Sec-WebSocket-Accept does not match the key
 //   /burst     five text messages [{"channel":"/b","n":1..5}] in one write
 //   /burst-end the same, then ends the connection 100 ms later
+//   /burst-close-end  the five messages and a close frame (4000 "bye") in one write, then ends
+//              the connection 100 ms later
 //   /stream    20,000 messages [{"channel":"/s","n":1..20000}], one per frame, in one write
 //   /burst-ping  message n=1, a ping "p1", message n=2, in one write
 //   /burst-masked  messages n=1 and n=2, then a masked frame, in one write
@@ -137,6 +139,11 @@ const behaviours = {
     const fs = [];
     for (let i = 1; i <= 20000; i++) fs.push(frame(0x1, true, JSON.stringify([{ channel: '/s', n: i }])));
     socket.write(Buffer.concat(fs));
+  },
+  '/burst-close-end': socket => {
+    const close = Buffer.concat([Buffer.from([4000 >> 8, 4000 & 0xff]), Buffer.from('bye')]);
+    socket.write(Buffer.concat([burst(), frame(0x8, true, close)]));
+    setTimeout(() => endSocket(socket), 100);
   },
   '/burst-end': socket => {
     socket.write(burst());
