@@ -7,22 +7,22 @@ namespace uvcometd::detail {
 
 bool is_valid_channel(std::string_view ch) noexcept {
   if (ch.size() < 2 || ch[0] != '/' || ch.back() == '/') return false;
-  std::size_t start = 1;
-  while (start <= ch.size()) {
-    auto end = ch.find('/', start);
-    if (end == std::string_view::npos) end = ch.size();
-    const auto seg = ch.substr(start, end - start);
-    if (seg.empty()) return false;
-    const bool last = end == ch.size();
-    if (seg.find('*') != std::string_view::npos && !(last && (seg == "*" || seg == "**"))) {
-      return false;
-    }
-    for (const char c : seg) {
+  // One pass (every data message's channel goes through here): segments are not empty, and a
+  // '*' appears only as the whole last segment "*" or "**".
+  std::size_t segment = 1;  // where the current segment starts
+  for (std::size_t i = 1; i < ch.size(); ++i) {
+    const auto c = static_cast<unsigned char>(ch[i]);
+    if (c == '/') {
+      if (i == segment) return false;
+      segment = i + 1;
+    } else if (c == '*') {
+      const std::string_view last = ch.substr(segment);
+      return last == "*" || last == "**";
+    } else if (c <= 0x20 || c == 0x7f) {
       // Control characters and spaces have no place in a channel; everything else is the
       // server's business.
-      if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) return false;
+      return false;
     }
-    start = end + 1;
   }
   return true;
 }
