@@ -3,6 +3,7 @@
 #include "session/session.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <utility>
 
 #include "channel.hpp"
@@ -17,6 +18,18 @@ std::string join_types(const std::vector<std::string>& names) {
   return out + "]";
 }
 
+// True when what a queued_message keeps of `m` is all views into `text`, none into the reader's
+// arena (which the next message reuses): channel and id are the decoded ones among them (data,
+// ext and json are always raw text).
+bool views_into(const wire_message& m, std::string_view text) noexcept {
+  const std::less_equal<const char*> le;
+  const auto in = [&](std::string_view v) {
+    return v.empty() ||
+           (le(text.data(), v.data()) && le(v.data() + v.size(), text.data() + text.size()));
+  };
+  return in(m.channel) && in(m.id);
+}
+
 }  // namespace
 
 void session::on_frame(connection_type t, std::uint64_t request, std::string&& body) {
@@ -25,11 +38,17 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   // and what it carried that got no reply fails after them.
   const bool exchange = request != 0 && ledger_.is_open(request);
   if (exchange) ledger_.answered(request);
-  // Replies are handled as they are read; data messages are counted, and read again one at a
-  // time when dispatched.
+  // Replies are handled as they are read; data messages are kept as read (up to
+  // pending_queue::max_decoded of them, each with its views into the text), and the ones after
+  // those are counted and read again one at a time when dispatched.
   auto text = std::make_shared<std::string>(std::move(body));
   frame_reader reader(*text);
-  frame_reader::cursor first_data;
+  std::vector<queued_message> decoded;
+  // One allocation for the frame's messages, not a series of growing ones (every message of a
+  // Bayeux frame is at least 20 bytes of text).
+  decoded.reserve(std::min(pending_queue::max_decoded, text->size() / 20 + 1));
+  frame_reader::cursor rest_at;
+  std::size_t rest = 0;
   std::size_t data = 0;
   std::size_t skipped = 0;
   error first_skip;
@@ -59,7 +78,12 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
       handle_reply(m, ledger_.take(id));
       continue;
     }
-    if (data++ == 0) first_data = before;
+    ++data;
+    if (rest == 0 && decoded.size() < pending_queue::max_decoded && views_into(m, *text)) {
+      decoded.push_back(queued_message::of(m));
+    } else if (rest++ == 0) {
+      rest_at = before;
+    }
   }
   if (skipped > 3) {
     host_.log(log_level::warning, "skipped " + std::to_string(skipped) + " messages of one frame");
@@ -68,7 +92,9 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   data_since_connect_ += data;
   if (phase_ == phase::connected) data_while_connected_ += data;
   if (data != 0 && active()) {
-    pending_.push(std::move(text), first_data, data);
+    // A frame of few long messages does not keep the room it was given for many short ones.
+    if (decoded.capacity() > 2 * decoded.size() + 16) decoded.shrink_to_fit();
+    pending_.push(std::move(text), std::move(decoded), rest_at, rest);
     if (buffer_full() && host_.traits(type_).pausable) {
       host_.pause_receive(type_, true);
       receive_paused_ = true;
@@ -503,7 +529,7 @@ bool session::buffer_full() const noexcept {
 
 void session::dispatch() {
   std::size_t n = 0;
-  wire_message m;
+  queued_message m;
   std::shared_ptr<const std::string> hold;  // a handler may close() the client: keep the text
   while (!paused_ && n < cfg_.dispatch_batch && active() && pending_.take(m, hold)) {
     ++n;

@@ -160,6 +160,49 @@ TEST_CASE("a frame of many tiny messages costs about its text, and is given back
 }
 #endif
 
+TEST_CASE("messages kept as read and messages read again are delivered in the frame's order",
+          "[session][hostile]") {
+  // A frame's data messages are kept as its arrival walk read them (up to
+  // pending_queue::max_decoded), except from a message whose decoded strings are not views into
+  // the text (an escaped channel name): from there on they are read again when dispatched.
+  constexpr std::size_t none = std::size_t(-1);
+  const auto run = [](std::size_t escaped_at, std::size_t count) {
+    const auto escaped_id = [&](std::size_t i) {
+      return escaped_at != none && i == escaped_at + 1;
+    };
+    harness h(long_polling_only());
+    outcome open, sub;
+    open_cometd(h, open);
+    inbox got;
+    subscribe_ok(h, "/t", got.fn(), sub);
+    const sent_frame held = h.last_on("/meta/connect");
+    std::string frame = "[";
+    for (std::size_t i = 0; i < count; ++i) {
+      if (i == count / 2) frame += ok_reply_object(held, 0) + ",";  // the reply among them
+      // The next message's escaped id is decoded where the escaped name was: a message kept
+      // with a view there would show it.
+      frame += data_message(i == escaped_at ? R"(\/t)" : "/t", std::to_string(i),
+                            escaped_id(i) ? R"(x\u0041)" : "") +
+               ",";
+    }
+    frame.back() = ']';
+    h.reply(held, std::move(frame));
+    for (int i = 0; i < 1000 && got.size() < count; ++i) h.loop();
+    REQUIRE(got.size() == count);
+    for (std::size_t i = 0; i < count; ++i) {
+      CHECK(got.channels[i] == "/t");
+      CHECK(got.data[i] == std::to_string(i));
+      CHECK(got.ids[i] == (escaped_id(i) ? "xA" : ""));
+    }
+    CHECK(h.s->pending_count() == 0);
+    CHECK(h.last().channel() == "/meta/connect");  // the reply among them was handled
+  };
+  SECTION("all kept") { run(none, 300); }
+  SECTION("read again from an escaped channel name on") { run(120, 300); }
+  SECTION("read again past the kept ones") { run(none, 3000); }
+  SECTION("the escaped name past the kept ones") { run(2500, 3000); }
+}
+
 TEST_CASE("a completion that closes the client while the calls of an abandoned transport fail",
           "[session][hostile]") {
   // reconnect_now() fails what was in flight on the connection; the first completion closes the
