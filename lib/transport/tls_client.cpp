@@ -1,6 +1,6 @@
-// OpenSSL over memory BIOs (see tls_client.hpp). Every call clears this thread's OpenSSL error
-// queue first and leaves it empty: libcurl shares the queue on the loop thread, and a stale entry
-// would be read as the cause of someone else's failure.
+// OpenSSL over in-memory buffers (see tls_client.hpp). Every call clears this thread's OpenSSL
+// error queue first and leaves it empty: libcurl shares the queue on the loop thread, and a stale
+// entry would be read as the cause of someone else's failure.
 #include "transport/tls_client.hpp"
 
 #include <openssl/bio.h>
@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -37,6 +38,70 @@ std::string queued_reasons() {
     why += r;
   }
   return why;
+}
+
+// The BIO between OpenSSL and a stream's bio_buffers. Empty input is "retry later", never the
+// end of the input: the end of the connection is the transport's to see.
+int bio_read(BIO* b, char* buf, std::size_t len, std::size_t* done) {
+  auto* io = static_cast<bio_buffers*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  *done = 0;
+  const std::size_t avail = io->in.size() - io->in_at;
+  if (avail == 0) {
+    BIO_set_retry_read(b);
+    return 0;
+  }
+  const std::size_t n = std::min(len, avail);
+  std::memcpy(buf, io->in.data() + io->in_at, n);
+  io->in_at += n;
+  if (io->in_at == io->in.size()) {
+    io->in.clear();
+    io->in_at = 0;
+  }
+  *done = n;
+  return 1;
+}
+
+int bio_write(BIO* b, const char* data, std::size_t len, std::size_t* done) {
+  auto* io = static_cast<bio_buffers*>(BIO_get_data(b));
+  BIO_clear_retry_flags(b);
+  *done = 0;
+  try {
+    io->out.append(data, len);
+  } catch (...) {
+    return 0;  // no retry flag: OpenSSL sees a failed write
+  }
+  *done = len;
+  return 1;
+}
+
+long bio_ctrl(BIO* b, int cmd, long, void*) {
+  const auto* io = static_cast<const bio_buffers*>(BIO_get_data(b));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH: return 1;
+    case BIO_CTRL_PENDING: return io ? static_cast<long>(io->in.size() - io->in_at) : 0;
+    case BIO_CTRL_WPENDING: return io ? static_cast<long>(io->out.size()) : 0;
+    default: return 0;
+  }
+}
+
+int bio_create(BIO* b) {
+  BIO_set_init(b, 1);
+  return 1;
+}
+
+// Made once; lives as long as the process (OpenSSL keeps no reference of its own).
+const BIO_METHOD* buffers_method() {
+  static const BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "uvcometd buffers");
+    if (m && (BIO_meth_set_read_ex(m, bio_read) != 1 || BIO_meth_set_write_ex(m, bio_write) != 1 ||
+              BIO_meth_set_ctrl(m, bio_ctrl) != 1 || BIO_meth_set_create(m, bio_create) != 1)) {
+      BIO_meth_free(m);
+      m = nullptr;
+    }
+    return m;
+  }();
+  return method;
 }
 
 }  // namespace
@@ -90,22 +155,16 @@ stream::stream(const context& ctx, const std::string& host, bool numeric, bool v
     : ctx_(ctx), verify_(verify) {
   ERR_clear_error();
   ssl_ = SSL_new(ctx.ctx_);
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  if (!ssl_ || !in || !out) {
-    BIO_free(in);
-    BIO_free(out);
+  const BIO_METHOD* method = buffers_method();
+  BIO* io = method ? BIO_new(method) : nullptr;
+  if (!ssl_ || !io) {
+    BIO_free(io);
     SSL_free(ssl_);
     ERR_clear_error();
     throw std::bad_alloc();
   }
-  // Empty means "more later" (a retry), never end of file: the end of the connection is the
-  // transport's to see.
-  BIO_set_mem_eof_return(in, -1);
-  BIO_set_mem_eof_return(out, -1);
-  SSL_set_bio(ssl_, in, out);  // ssl_ owns both from here
-  in_ = in;
-  out_ = out;
+  BIO_set_data(io, &io_);
+  SSL_set_bio(ssl_, io, io);  // ssl_ owns it from here (one reference for both directions)
   SSL_set_connect_state(ssl_);
   bool ok = true;
   // SNI carries names only (RFC 6066), never an address.
@@ -137,17 +196,15 @@ stream::stream(const context& ctx, const std::string& host, bool numeric, bool v
 stream::~stream() { SSL_free(ssl_); }
 
 bool stream::feed(const char* data, std::size_t len) {
-  ERR_clear_error();
-  while (len > 0) {
-    const int chunk = static_cast<int>(std::min<std::size_t>(len, INT_MAX));
-    const int n = BIO_write(in_, data, chunk);
-    if (n <= 0) {
-      ERR_clear_error();
-      what_ = "out of memory for received TLS records";
-      return false;
+  try {
+    if (io_.in_at != 0) {  // what OpenSSL did not read yet goes first
+      io_.in.erase(0, io_.in_at);
+      io_.in_at = 0;
     }
-    data += n;
-    len -= static_cast<std::size_t>(n);
+    io_.in.append(data, len);
+  } catch (...) {
+    what_ = "out of memory for received TLS records";
+    return false;
   }
   return true;
 }
@@ -178,20 +235,10 @@ stream::status stream::read(char* buf, std::size_t cap, std::size_t& n) {
 bool stream::write(const char* data, std::size_t len) {
   ERR_clear_error();
   std::size_t written = 0;
-  // A memory BIO takes everything: the whole buffer becomes records at once.
+  // The BIO takes everything: the whole buffer becomes records at once.
   if (SSL_write_ex(ssl_, data, len, &written) == 1 && written == len) return true;
   if (fail_from(0) != status::failed) what_ = "the TLS session cannot send now";
   return false;
-}
-
-void stream::take_output(std::string& out) {
-  const std::size_t pending = BIO_ctrl_pending(out_);
-  if (pending == 0) return;
-  const std::size_t at = out.size();
-  out.resize(at + pending);
-  const int n = BIO_read(out_, &out[at], static_cast<int>(std::min<std::size_t>(pending, INT_MAX)));
-  out.resize(at + static_cast<std::size_t>(std::max(n, 0)));
-  ERR_clear_error();
 }
 
 stream::status stream::fail_from(int ret) {

@@ -1,15 +1,15 @@
-// TLS, client side, without I/O: OpenSSL over memory BIOs. The transport keeps the socket and the
-// event loop (the websocket transport's RAW libwebsockets connection): ciphertext from the peer
+// TLS, client side, without I/O: OpenSSL over in-memory buffers. The transport keeps the socket and
+// the event loop (the websocket transport's RAW libwebsockets connection): ciphertext from the peer
 // goes in through feed(), ciphertext for the peer comes out of take_output(), plaintext goes
 // through read() and write(). OpenSSL's headers stay out of this one (its types are declared).
 #pragma once
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 struct ssl_st;      // SSL
 struct ssl_ctx_st;  // SSL_CTX
-struct bio_st;      // BIO
 
 namespace uvcometd::detail::tls {
 
@@ -43,6 +43,14 @@ class context {
   std::string load_error_;
 };
 
+// What a stream's BIO reads from and writes to. The BIO is one of ours, not a memory BIO: that
+// zeroes and copies every byte into a buffer of its own first.
+struct bio_buffers {
+  std::string in;         // ciphertext from the peer
+  std::size_t in_at = 0;  // where OpenSSL reads next in `in`
+  std::string out;        // ciphertext for the peer
+};
+
 // One client connection's TLS session; `ctx` must outlive it.
 class stream {
  public:
@@ -70,8 +78,10 @@ class stream {
   status read(char* buf, std::size_t cap, std::size_t& n);
   // Encrypts `len` bytes; the records wait in take_output(). False on failure (what()).
   bool write(const char* data, std::size_t len);
-  // Appends the ciphertext waiting for the peer to `out` (nothing when none).
-  void take_output(std::string& out);
+  // The ciphertext waiting for the peer (empty when none); valid until the next call.
+  std::string_view output() const noexcept { return io_.out; }
+  // The peer was given output().
+  void output_sent() noexcept { io_.out.clear(); }
 
   // After `failed`: true when the peer's certificate was refused (untrusted, expired, not for
   // this host, or the trust store is unusable), false for any other TLS failure.
@@ -83,9 +93,8 @@ class stream {
   status fail_from(int ret);
 
   const context& ctx_;
-  ssl_st* ssl_ = nullptr;  // owns both memory BIOs
-  bio_st* in_ = nullptr;   // ciphertext from the peer
-  bio_st* out_ = nullptr;  // ciphertext for the peer
+  ssl_st* ssl_ = nullptr;  // owns the BIO, whose data is io_
+  bio_buffers io_;
   bool verify_;
   bool certificate_refused_ = false;
   std::string what_;

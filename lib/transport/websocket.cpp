@@ -2,7 +2,7 @@
 //
 // - lws carries every connection (socket, loop integration) as a "RAW" client connection; the
 //   rest is uvcometd's: the websocket protocol on top of it (the upgrade, framing, masking,
-//   ping/pong, close) is ws_protocol.*, TLS for wss:// is OpenSSL over memory BIOs
+//   ping/pong, close) is ws_protocol.*, TLS for wss:// is OpenSSL over in-memory buffers
 //   (tls_client.*), and a proxy tunnel is a CONNECT request of ours. So ws://, wss:// and both
 //   through a proxy read frames the same way: a frame's payload with one append (lws 4.1's own
 //   websocket role parses every byte through a per-byte state machine, 87% of a firehose

@@ -195,13 +195,13 @@ int websocket_core::write_bytes(lws* wsi, const char* data, std::size_t len) {
 
 // Hands what TLS has for the server (records, handshake messages, alerts) to lws.
 int websocket_core::flush_tls(lws* wsi) {
-  std::string out;
-  conn_.tls->take_output(out);
+  const std::string_view out = conn_.tls->output();
   if (out.empty()) return 0;
-  return lws_write(wsi, reinterpret_cast<unsigned char*>(&out[0]), out.size(), LWS_WRITE_RAW) <
-                 static_cast<int>(out.size())
-             ? -1
-             : 0;
+  // lws copies what the socket does not take at once (and sends it before anything else).
+  auto* p = reinterpret_cast<unsigned char*>(const_cast<char*>(out.data()));
+  const bool sent = lws_write(wsi, p, out.size(), LWS_WRITE_RAW) >= static_cast<int>(out.size());
+  conn_.tls->output_sent();
+  return sent ? 0 : -1;
 }
 
 // TLS failed (conn_.tls->what() says why): report the connection lost and close it. A refused
