@@ -46,17 +46,23 @@ int bio_read(BIO* b, char* buf, std::size_t len, std::size_t* done) {
   auto* io = static_cast<bio_buffers*>(BIO_get_data(b));
   BIO_clear_retry_flags(b);
   *done = 0;
-  const std::size_t avail = io->in.size() - io->in_at;
-  if (avail == 0) {
+  std::size_t n = 0;
+  if (io->in_at < io->in.size()) {
+    n = std::min(len, io->in.size() - io->in_at);
+    std::memcpy(buf, io->in.data() + io->in_at, n);
+    io->in_at += n;
+    if (io->in_at == io->in.size()) {
+      io->in.clear();
+      io->in_at = 0;
+    }
+  } else if (!io->lent.empty()) {
+    n = std::min(len, io->lent.size());
+    std::memcpy(buf, io->lent.data(), n);
+    io->lent.remove_prefix(n);
+  }
+  if (n == 0) {
     BIO_set_retry_read(b);
     return 0;
-  }
-  const std::size_t n = std::min(len, avail);
-  std::memcpy(buf, io->in.data() + io->in_at, n);
-  io->in_at += n;
-  if (io->in_at == io->in.size()) {
-    io->in.clear();
-    io->in_at = 0;
   }
   *done = n;
   return 1;
@@ -79,7 +85,8 @@ long bio_ctrl(BIO* b, int cmd, long, void*) {
   const auto* io = static_cast<const bio_buffers*>(BIO_get_data(b));
   switch (cmd) {
     case BIO_CTRL_FLUSH: return 1;
-    case BIO_CTRL_PENDING: return io ? static_cast<long>(io->in.size() - io->in_at) : 0;
+    case BIO_CTRL_PENDING:
+      return io ? static_cast<long>(io->in.size() - io->in_at + io->lent.size()) : 0;
     case BIO_CTRL_WPENDING: return io ? static_cast<long>(io->out.size()) : 0;
     default: return 0;
   }
@@ -195,21 +202,27 @@ stream::stream(const context& ctx, const std::string& host, bool numeric, bool v
 
 stream::~stream() { SSL_free(ssl_); }
 
-bool stream::feed(const char* data, std::size_t len) {
+void stream::lend(const char* data, std::size_t len) noexcept {
+  keep_unread();  // an earlier loan not taken back (never, from the transport): kept first
+  io_.lent = {data, len};
+}
+
+void stream::keep_unread() noexcept {
+  if (io_.lent.empty()) return;
   try {
-    if (io_.in_at != 0) {  // what OpenSSL did not read yet goes first
+    if (io_.in_at != 0) {
       io_.in.erase(0, io_.in_at);
       io_.in_at = 0;
     }
-    io_.in.append(data, len);
+    io_.in.append(io_.lent);
   } catch (...) {
-    what_ = "out of memory for received TLS records";
-    return false;
+    lost_input_ = true;
   }
-  return true;
+  io_.lent = {};
 }
 
 stream::status stream::handshake() {
+  if (lost_input_) return lost_input();
   if (verify_ && !ctx_.load_error().empty()) {
     certificate_refused_ = true;
     what_ = ctx_.load_error();
@@ -223,6 +236,7 @@ stream::status stream::handshake() {
 
 stream::status stream::read(char* buf, std::size_t cap, std::size_t& n) {
   n = 0;
+  if (lost_input_) return lost_input();
   ERR_clear_error();
   const int r = SSL_read(ssl_, buf, static_cast<int>(std::min<std::size_t>(cap, INT_MAX)));
   if (r > 0) {
@@ -239,6 +253,11 @@ bool stream::write(const char* data, std::size_t len) {
   if (SSL_write_ex(ssl_, data, len, &written) == 1 && written == len) return true;
   if (fail_from(0) != status::failed) what_ = "the TLS session cannot send now";
   return false;
+}
+
+stream::status stream::lost_input() {
+  what_ = "out of memory for received TLS records";
+  return status::failed;
 }
 
 stream::status stream::fail_from(int ret) {

@@ -1,7 +1,8 @@
 // TLS, client side, without I/O: OpenSSL over in-memory buffers. The transport keeps the socket and
 // the event loop (the websocket transport's RAW libwebsockets connection): ciphertext from the peer
-// goes in through feed(), ciphertext for the peer comes out of take_output(), plaintext goes
-// through read() and write(). OpenSSL's headers stay out of this one (its types are declared).
+// is lent through lend() and read in place, ciphertext for the peer comes out of output(),
+// plaintext goes through read() and write(). OpenSSL's headers stay out of this one (its types
+// are declared).
 #pragma once
 
 #include <cstddef>
@@ -46,8 +47,9 @@ class context {
 // What a stream's BIO reads from and writes to. The BIO is one of ours, not a memory BIO: that
 // zeroes and copies every byte into a buffer of its own first.
 struct bio_buffers {
-  std::string in;         // ciphertext from the peer
+  std::string in;         // ciphertext from the peer that an earlier lend() left unread
   std::size_t in_at = 0;  // where OpenSSL reads next in `in`
+  std::string_view lent;  // ciphertext lent by the caller, read after `in`
   std::string out;        // ciphertext for the peer
 };
 
@@ -55,7 +57,7 @@ struct bio_buffers {
 class stream {
  public:
   enum class status {
-    again,   // more ciphertext from the peer is needed (take_output() may have some to send)
+    again,   // more ciphertext from the peer is needed (output() may have some to send)
     ready,   // handshake(): done; read(): bytes were returned
     closed,  // the peer ended the TLS session (close_notify)
     failed   // certificate_refused() and what() say why; the stream is dead
@@ -69,14 +71,18 @@ class stream {
   stream(const stream&) = delete;
   stream& operator=(const stream&) = delete;
 
-  // Ciphertext received from the peer, kept until read() or handshake() use it. False when out
-  // of memory (the stream is then dead).
-  bool feed(const char* data, std::size_t len);
-  // Advances the handshake with what was fed; `ready` once it is complete.
+  // Ciphertext received from the peer, read where it is by handshake() and read() (after what
+  // earlier calls left unread): `data` must stay valid until keep_unread().
+  void lend(const char* data, std::size_t len) noexcept;
+  // The lent ciphertext is about to be taken back: what was not read yet is copied. (Reading
+  // until `again` reads everything, so that is usually nothing.) Out of memory, the stream fails
+  // its next handshake() or read().
+  void keep_unread() noexcept;
+  // Advances the handshake with what was lent; `ready` once it is complete.
   status handshake();
   // Up to `cap` decrypted bytes into `buf`; `n` says how many (only with `ready`).
   status read(char* buf, std::size_t cap, std::size_t& n);
-  // Encrypts `len` bytes; the records wait in take_output(). False on failure (what()).
+  // Encrypts `len` bytes; the records wait in output(). False on failure (what()).
   bool write(const char* data, std::size_t len);
   // The ciphertext waiting for the peer (empty when none); valid until the next call.
   std::string_view output() const noexcept { return io_.out; }
@@ -91,11 +97,13 @@ class stream {
 
  private:
   status fail_from(int ret);
+  status lost_input();
 
   const context& ctx_;
   ssl_st* ssl_ = nullptr;  // owns the BIO, whose data is io_
   bio_buffers io_;
   bool verify_;
+  bool lost_input_ = false;  // keep_unread() ran out of memory
   bool certificate_refused_ = false;
   std::string what_;
 };

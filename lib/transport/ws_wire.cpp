@@ -332,10 +332,17 @@ int websocket_core::on_tunnel_answer(lws* wsi, const char*& in, std::size_t& len
 // wss: ciphertext from the server. Decrypts everything it completes (while paused too: the
 // plaintext is then held like ws:// bytes), sending what TLS answers.
 int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, std::size_t len) {
-  if (!conn_.tls->feed(in, len)) {
-    connection_lost(make_error(errc::transport_error, "websocket: " + conn_.tls->what()));
-    return -1;
-  }
+  // TLS reads the ciphertext where lws put it; lws reuses that buffer, so what TLS has not read
+  // when this returns is copied. A connection that went (closed or replaced from a callback
+  // below) took its stream with it.
+  conn_.tls->lend(in, len);
+  struct keep_unread {
+    websocket_core& self;
+    std::uint64_t id;
+    ~keep_unread() {
+      if (self.conn_.id == id && self.conn_.tls) self.conn_.tls->keep_unread();
+    }
+  } keep{*this, id};
   if (conn_.at == connection::stage::tls) {
     const auto st = conn_.tls->handshake();
     if (st == tls::stream::status::failed) return tls_failed(wsi);
