@@ -687,14 +687,16 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 5 || !rec.downs.empty(); }, 3s));
     for (int i = 0; i < 5; ++i) CHECK(n_of(rec.frames[i]) == i + 1);
   }
-  SECTION("resumed from an idle callback after the server ended the connection") {
-    auto& t = rig.start(config("/burst-end"));
+  // Pauses at the first message of `route`'s burst, lets the server end the connection (its FIN
+  // reaches the paused transport), checks that nothing more arrived, then resumes from an idle
+  // callback and returns once the end is reported.
+  const auto pause_through_end = [&](const std::string& route) {
+    auto& t = rig.start(config(route));
     rec.frame_hook = [&](const auto&) {
       if (rec.frames.size() == 1) t.pause_receive(true);
     };
     t.send(0, "[]", 5s);
     REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }, 40s));
-    // The server ended the connection; its FIN reaches the paused transport meanwhile.
     REQUIRE(rig.loop.run_until([&] { return fragment_stats(server)["ended"] == 1; }, 10s, 20ms));
     rig.loop.run_for(quiet_period);
     CHECK(rec.frames.size() == 1);
@@ -703,24 +705,15 @@ TEST_CASE("websocket: a pause from on_frame holds the rest of a read, in order, 
     idle_call ic(rig.loop.get(), [&] { t.pause_receive(false); });
     REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }, 3s));
     ic.close();
+  };
+  SECTION("resumed from an idle callback after the server ended the connection") {
+    pause_through_end("/burst-end");
     CHECK(rec.frames.size() == 5);  // every message before the end, none lost
   }
   SECTION("held messages and the server's close frame, then the end: all in order") {
     // The close frame is held behind the messages when the connection ends: it is parsed after
     // them, without a wsi to echo it on, and the end reported names its code.
-    auto& t = rig.start(config("/burst-close-end"));
-    rec.frame_hook = [&](const auto&) {
-      if (rec.frames.size() == 1) t.pause_receive(true);
-    };
-    t.send(0, "[]", 5s);
-    REQUIRE(rig.run_until([&] { return rec.frames.size() == 1; }, 40s));
-    REQUIRE(rig.loop.run_until([&] { return fragment_stats(server)["ended"] == 1; }, 10s, 20ms));
-    rig.loop.run_for(quiet_period);
-    CHECK(rec.downs.empty());
-    rec.frame_hook = nullptr;
-    idle_call ic(rig.loop.get(), [&] { t.pause_receive(false); });
-    REQUIRE(rig.run_until([&] { return !rec.downs.empty(); }, 3s));
-    ic.close();
+    pause_through_end("/burst-close-end");
     REQUIRE(rec.frames.size() == 5);
     for (int i = 0; i < 5; ++i) CHECK(n_of(rec.frames[i]) == i + 1);
     CHECK(rec.downs[0].was_up);
