@@ -133,6 +133,7 @@ class websocket_core final : public loop_owned<websocket_core> {
   void update_reading();
   bool wants_reading() const noexcept;
   bool end_after_held();
+  std::string closed_by_server() const;
   void apply_reading();
   void open_connection();
   void connect_to(const char* address);

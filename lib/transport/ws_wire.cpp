@@ -76,7 +76,7 @@ int websocket_core::on_lws(lws* wsi, std::uint64_t id, lws_callback_reasons reas
       if (end_after_held()) return 0;
       std::string msg;
       if (conn_.up) {
-        msg = "websocket: connection closed by " + describe() + conn_.peer_close;
+        msg = closed_by_server();
       } else {
         msg = "websocket: connection to " + describe() + " closed ";
         switch (conn_.at) {
@@ -257,8 +257,7 @@ int websocket_core::on_writeable(lws* wsi) {
     // The server closed: echo its close frame, then end the connection.
     std::string f = control_frame(*conn_.close);
     write_frame(wsi, f, ws::opcode::close);
-    connection_lost(make_error(errc::transport_error,
-                               "websocket: connection closed by " + describe() + conn_.peer_close));
+    connection_lost(make_error(errc::transport_error, closed_by_server()));
     return -1;
   }
   if (conn_.pong) {
@@ -384,7 +383,7 @@ int websocket_core::on_tls_receive(lws* wsi, std::uint64_t id, const char* in, s
       }
       connection_lost(make_error(
           errc::transport_error,
-          conn_.up ? "websocket: connection closed by " + describe() + conn_.peer_close
+          conn_.up ? closed_by_server()
                    : "websocket: " + describe() + " ended the TLS session before the upgrade"));
       return -1;
     }
@@ -540,6 +539,12 @@ bool websocket_core::end_after_held() {
   return true;
 }
 
+// What an established connection's end says when the server ended it (with its close frame's
+// code and reason, when it sent one).
+std::string websocket_core::closed_by_server() const {
+  return "websocket: connection closed by " + describe() + conn_.peer_close;
+}
+
 // The receive resumed: parse what was read while it was paused (posted by post_held).
 void websocket_core::parse_held() {
   conn_.held_queued = false;
@@ -553,8 +558,7 @@ void websocket_core::parse_held() {
   if (conn_.id != id) return;
   if (conn_.ended && (conn_.held_rx.empty() || conn_.close)) {
     // Everything read before the server ended the connection is delivered: now the end.
-    connection_lost(make_error(errc::transport_error,
-                               "websocket: connection closed by " + describe() + conn_.peer_close));
+    connection_lost(make_error(errc::transport_error, closed_by_server()));
     return;
   }
   update_reading();
