@@ -44,9 +44,6 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   auto text = std::make_shared<std::string>(std::move(body));
   frame_reader reader(*text);
   std::vector<queued_message> decoded;
-  // One allocation for the frame's messages, not a series of growing ones (every message of a
-  // Bayeux frame is at least 20 bytes of text).
-  decoded.reserve(std::min(pending_queue::max_decoded, text->size() / 20 + 1));
   frame_reader::cursor rest_at;
   std::size_t rest = 0;
   std::size_t data = 0;
@@ -80,6 +77,11 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     }
     ++data;
     if (rest == 0 && decoded.size() < pending_queue::max_decoded && views_into(m, *text)) {
+      // One allocation for the frame's messages, not a series of growing ones (every message of
+      // a Bayeux frame is at least 20 bytes of text), and none for a frame of replies only.
+      if (decoded.empty()) {
+        decoded.reserve(std::min(pending_queue::max_decoded, (text->size() - before.pos) / 20 + 1));
+      }
       decoded.push_back(queued_message::of(m));
     } else if (rest++ == 0) {
       rest_at = before;
