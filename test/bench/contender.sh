@@ -6,7 +6,10 @@
 # its own process CPU from the subscribe reply to the last message; the server is a fresh
 # firehose for each client run, with the same arguments. RUNS rounds, the two clients
 # interleaved (their order alternates per round); prints each round and the medians, and the
-# ratio CometD-JS ÷ uvcometd of CPU per message (per round and of the medians).
+# ratio CometD-JS ÷ uvcometd of CPU per message (per round and of the medians). Each client's
+# CPU is also split into user and kernel time: uvcometd's kernel time alone (the wakeups and
+# reads the kernel charges it) bounds the ratio it could reach with a user-space cost of zero,
+# printed as ratio_if_uvcometd_user_space_were_free.
 #
 #   test/bench/contender.sh BUILD [RUNS] [COUNT] [BATCH] [websocket|long-polling] [tls]
 #
@@ -42,6 +45,7 @@ run_uvcometd() {
   "$BENCH" --transport "$TRANSPORT" --count "$COUNT" --batch "$BATCH" "${tls_arg[@]}" \
     >"$WORK/u.out"
   sed -n 's/^cpu_us_per_msg: //p' "$WORK/u.out" >"$WORK/u.cpu"
+  kernel_us u >"$WORK/u.sys"
 }
 
 run_js() {
@@ -63,6 +67,12 @@ run_js() {
   wait "$server_pid" 2>/dev/null || true
   server_pid=
   sed -n 's/^cpu_us_per_msg: //p' "$WORK/j.out" >"$WORK/j.cpu"
+  kernel_us j >"$WORK/j.sys"
+}
+
+# Kernel (system) CPU µs per message of a client's run, from its cpu_sys_s and the count.
+kernel_us() {
+  awk -v n="$COUNT" '/^cpu_sys_s: / {printf "%.3f\n", $2 * 1e6 / n}' "$WORK/$1.out"
 }
 
 median() { sort -g | awk '{v[NR]=$1} END{print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -72,14 +82,21 @@ echo "contender: $TRANSPORT${TLS:+ ($TLS)}, $COUNT messages, batch $BATCH, $RUNS
 : >"$WORK/u.all"
 : >"$WORK/j.all"
 : >"$WORK/r.all"
+: >"$WORK/us.all"
+: >"$WORK/js.all"
 for i in $(seq "$RUNS"); do
   if [ $((i % 2)) = 1 ]; then run_uvcometd; run_js; else run_js; run_uvcometd; fi
   u=$(cat "$WORK/u.cpu")
   j=$(cat "$WORK/j.cpu")
   r=$(awk -v a="$j" -v b="$u" 'BEGIN{printf "%.2f", a/b}')
-  printf 'round %d: uvcometd %s us/msg (%s msg/s), cometd-js %s us/msg (%s msg/s), ratio %s\n' \
+  us=$(cat "$WORK/u.sys")
+  js=$(cat "$WORK/j.sys")
+  printf 'round %d: uvcometd %s us/msg (%s msg/s), cometd-js %s us/msg (%s msg/s), ratio %s;' \
     "$i" "$u" "$(sed -n 's/^msgs_per_s: //p' "$WORK/u.out")" \
     "$j" "$(sed -n 's/^msgs_per_s: //p' "$WORK/j.out")" "$r"
+  printf ' kernel us/msg: uvcometd %s, cometd-js %s\n' "$us" "$js"
+  echo "$us" >>"$WORK/us.all"
+  echo "$js" >>"$WORK/js.all"
   echo "$u" >>"$WORK/u.all"
   echo "$j" >>"$WORK/j.all"
   echo "$r" >>"$WORK/r.all"
@@ -90,5 +107,9 @@ mr=$(median <"$WORK/r.all")
 echo "median_uvcometd_cpu_us_per_msg: $mu"
 echo "median_cometd_js_cpu_us_per_msg: $mj"
 echo "median_ratio_per_round: $mr"
+mus=$(median <"$WORK/us.all")
+echo "median_uvcometd_kernel_us_per_msg: $mus"
+echo "median_cometd_js_kernel_us_per_msg: $(median <"$WORK/js.all")"
+awk -v a="$mj" -v k="$mus" 'BEGIN{printf "ratio_if_uvcometd_user_space_were_free: %.2f\n", a/k}'
 awk -v a="$mj" -v b="$mu" -v t="$TRANSPORT" -v n="$COUNT" -v m="$BATCH" -v l="$(cut -d' ' -f1 /proc/loadavg)" \
   'BEGIN{printf "summary: %s %d x batch %d: uvcometd %.3f us/msg, cometd-js %.3f us/msg, cometd-js / uvcometd %.2f (medians); load %s\n", t, n, m, b, a, a/b, l}'
