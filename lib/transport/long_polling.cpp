@@ -65,6 +65,30 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// The Accept-Encoding line libcurl would send for CURLOPT_ACCEPT_ENCODING "" (every encoding it
+// can decode, in its order), made once.
+const std::string& accept_encoding_line() {
+  static const std::string line = [] {
+    const curl_version_info_data* v = curl_version_info(CURLVERSION_NOW);
+    std::string encodings;
+    const auto add = [&encodings](const char* name) {
+      if (!encodings.empty()) encodings += ", ";
+      encodings += name;
+    };
+    if (v && (v->features & CURL_VERSION_LIBZ)) {
+      add("deflate");
+      add("gzip");
+    }
+    if (v && (v->features & CURL_VERSION_BROTLI)) add("br");
+#ifdef CURL_VERSION_ZSTD
+    if (v && (v->features & CURL_VERSION_ZSTD)) add("zstd");
+#endif
+    return encodings.empty() ? std::string("Accept-Encoding: identity")
+                             : "Accept-Encoding: " + encodings;
+  }();
+  return line;
+}
+
 class lp_core;
 
 // One HTTP exchange; recycled (with its easy handle) through lp_core's free list.
@@ -253,6 +277,15 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
     curl_slist* list = curl_slist_append(nullptr, "Content-Type: application/json;charset=UTF-8");
     // No "Expect: 100-continue" round trip on large bodies.
     if (list) list = append_or_fail(list, "Expect:");
+    // Named here rather than by CURLOPT_USERAGENT and CURLOPT_ACCEPT_ENCODING's own header, which
+    // libcurl formats again for every request; the configured headers may replace either.
+    const auto configured = [this](std::string_view name) {
+      return std::any_of(config_.headers.begin(), config_.headers.end(),
+                         [name](const auto& h) { return iequals(h.first, name); });
+    };
+    if (list && !configured("user-agent")) list = append_or_fail(list, "User-Agent: uvcometd");
+    if (list && !configured("accept-encoding"))
+      list = append_or_fail(list, accept_encoding_line().c_str());
     std::string line;
     for (const auto& [name, value] : config_.headers) {
       line.assign(name).append(": ").append(value);
@@ -347,9 +380,9 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
     curl_easy_setopt(e, CURLOPT_PRIVATE, static_cast<void*>(static_cast<curl_transfer*>(&r)));
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "uvcometd");
-    // Compressed bodies are accepted and inflated by libcurl; on_write counts the inflated bytes
-    // against max_message_size, so a "gzip bomb" ends at the limit.
+    // Compressed bodies are accepted and inflated by libcurl (the header that says so is in
+    // current_headers()); on_write counts the inflated bytes against max_message_size, so a
+    // "gzip bomb" ends at the limit.
     curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);

@@ -676,6 +676,42 @@ TEST_CASE("long-polling: set_headers applies to the next request of a reused han
   CHECK(seen_header() == "three");
 }
 
+// User-Agent and Accept-Encoding are uvcometd's own header lines (not libcurl's, which it formats
+// again for every request); configured ones replace them, never join them. (Node keeps the
+// first of two User-Agent lines and joins two Accept-Encoding lines with ", ".)
+TEST_CASE("long-polling: requests carry User-Agent and Accept-Encoding unless configured",
+          "[long_polling][faye]") {
+  server_process server("faye-server.js");
+  lp_rig rig;
+  auto& rec = rig.rec;
+  auto& t = rig.start(config_for(server.url()));
+  auto seen = [&](const char* name) {
+    return uvcometd::test::server_seen(server)["headers"].value(name, std::string("(none)"));
+  };
+  std::uint64_t id = 1;
+  auto round_trip = [&] {
+    const std::uint64_t mine = id++;
+    t.send(mine, handshake_frame(), 5s);
+    REQUIRE(rig.run_until([&] { return rec.reports(mine) > 0; }));
+    REQUIRE(rec.frame_for(mine) != nullptr);
+  };
+  round_trip();
+  CHECK(seen("user-agent") == "uvcometd");
+  const std::string encodings = seen("accept-encoding");
+  INFO("accept-encoding: " << encodings);
+  const auto gzip = encodings.find("gzip");  // Debian's libcurl decodes gzip
+  CHECK(gzip != std::string::npos);
+  CHECK(encodings.find("gzip", gzip + 1) == std::string::npos);  // one line, not two
+  t.set_headers({{"user-agent", "app/2"}, {"Accept-Encoding", "identity"}});
+  round_trip();
+  CHECK(seen("user-agent") == "app/2");
+  CHECK(seen("accept-encoding") == "identity");
+  t.set_headers({});
+  round_trip();
+  CHECK(seen("user-agent") == "uvcometd");
+  CHECK(seen("accept-encoding") == encodings);
+}
+
 // The process's user+system CPU time so far.
 std::chrono::microseconds cpu_used() {
   rusage ru{};
