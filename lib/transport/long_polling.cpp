@@ -437,6 +437,7 @@ class lp_core final : public loop_owned<lp_core>, public curl_multi_user {
       std::string_view line(data, len);
       if (line.rfind("HTTP/", 0) == 0) {
         r->headers.clear();  // a new response (after 100 Continue, say) starts a new block
+        r->headers.reserve(16);
       } else if (!line.empty() && (line[0] == ' ' || line[0] == '\t')) {
         if (!r->headers.empty()) {  // obsolete line folding
           auto& v = r->headers.back().second;
