@@ -79,6 +79,14 @@ std::string handshake(lp_rig& rig, transport& t, transport_recorder& rec) {
   return id;
 }
 
+// Sends a handshake frame as request `id` and waits for its reply: one HTTP round trip, for tests
+// of what each request carries.
+void round_trip(lp_rig& rig, transport& t, std::uint64_t id) {
+  t.send(id, handshake_frame(), 5s);
+  REQUIRE(rig.run_until([&] { return rig.rec.reports(id) > 0; }));
+  REQUIRE(rig.rec.frame_for(id) != nullptr);
+}
+
 // Runs the loop until the server holds `n` connects (cometd-server.js and faye-server.js count
 // them in /control/stats).
 bool wait_held(lp_rig& rig, server_process& server, int n) {
@@ -651,28 +659,21 @@ TEST_CASE("long-polling: set_headers applies to the next request of a reused han
           "[long_polling][faye]") {
   server_process server("faye-server.js");
   lp_rig rig;
-  auto& rec = rig.rec;
   auto& t = rig.start(config_for(server.url()));
   auto seen_header = [&] {
     const auto headers = uvcometd::test::server_seen(server)["headers"];
     return headers.value("x-round", std::string());
   };
   std::uint64_t id = 1;
-  auto round_trip = [&] {
-    const std::uint64_t mine = id++;
-    t.send(mine, handshake_frame(), 5s);
-    REQUIRE(rig.run_until([&] { return rec.reports(mine) > 0; }));
-    REQUIRE(rec.frame_for(mine) != nullptr);
-  };
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen_header().empty());
   t.set_headers({{"X-Round", "two"}});
-  round_trip();  // the handle of the first request, recycled
+  round_trip(rig, t, id++);  // the handle of the first request, recycled
   CHECK(seen_header() == "two");
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen_header() == "two");
   t.set_headers({{"X-Round", "three"}});
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen_header() == "three");
 }
 
@@ -683,19 +684,12 @@ TEST_CASE("long-polling: requests carry User-Agent and Accept-Encoding unless co
           "[long_polling][faye]") {
   server_process server("faye-server.js");
   lp_rig rig;
-  auto& rec = rig.rec;
   auto& t = rig.start(config_for(server.url()));
   auto seen = [&](const char* name) {
     return uvcometd::test::server_seen(server)["headers"].value(name, std::string("(none)"));
   };
   std::uint64_t id = 1;
-  auto round_trip = [&] {
-    const std::uint64_t mine = id++;
-    t.send(mine, handshake_frame(), 5s);
-    REQUIRE(rig.run_until([&] { return rec.reports(mine) > 0; }));
-    REQUIRE(rec.frame_for(mine) != nullptr);
-  };
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen("user-agent") == "uvcometd");
   const std::string encodings = seen("accept-encoding");
   INFO("accept-encoding: " << encodings);
@@ -703,11 +697,11 @@ TEST_CASE("long-polling: requests carry User-Agent and Accept-Encoding unless co
   CHECK(gzip != std::string::npos);
   CHECK(encodings.find("gzip", gzip + 1) == std::string::npos);  // one line, not two
   t.set_headers({{"user-agent", "app/2"}, {"Accept-Encoding", "identity"}});
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen("user-agent") == "app/2");
   CHECK(seen("accept-encoding") == "identity");
   t.set_headers({});
-  round_trip();
+  round_trip(rig, t, id++);
   CHECK(seen("user-agent") == "uvcometd");
   CHECK(seen("accept-encoding") == encodings);
 }
