@@ -2,7 +2,7 @@
 // the same process, over memory BIOs, with a certificate made at start. What the transports
 // cannot reach in a working connection is driven here: ciphertext left unread when a loan is
 // taken back (it must be copied, the lender reuses its buffer), records that cross a loan's end,
-// and bytes after the server's close_notify.
+// bytes after the server's close_notify, and a copy that fails.
 #include <catch2/catch.hpp>
 
 #include <openssl/bio.h>
@@ -230,4 +230,22 @@ TEST_CASE("a record altered on the way fails the stream with OpenSSL's reason", 
   CHECK_FALSE(c.stream.what().empty());
   CHECK(ERR_peek_error() == 0);
   c.take_back();
+}
+
+TEST_CASE("ciphertext that cannot be kept fails the stream's next read, naming why", "[tls]") {
+  client c;
+  server s;
+  handshake(c, s);
+  // A loan no string can copy: keep_unread() meets the same exception path as an allocation
+  // failure (std::string throws before reading any of it, so the bytes are never touched).
+  const std::string r = s.record("lost");
+  c.stream.lend(r.data(), std::string().max_size());
+  c.stream.keep_unread();
+  char buf[64];
+  std::size_t n = 0;
+  CHECK(c.stream.read(buf, sizeof buf, n) == status::failed);
+  CHECK(n == 0);
+  CHECK(c.stream.what() == "out of memory for received TLS records");
+  CHECK_FALSE(c.stream.certificate_refused());
+  CHECK(c.stream.handshake() == status::failed);  // and stays failed
 }
