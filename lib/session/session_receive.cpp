@@ -45,8 +45,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
   frame_reader reader(*text);
   std::vector<queued_message> decoded;
   frame_reader::cursor rest_at;
-  std::size_t rest = 0;
-  std::size_t data = 0;
+  std::size_t rest = 0;  // data messages after `decoded`, from rest_at
   std::size_t skipped = 0;
   error first_skip;
   error malformed;
@@ -75,7 +74,6 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
       handle_reply(m, ledger_.take(id));
       continue;
     }
-    ++data;
     if (rest == 0 && decoded.size() < pending_queue::max_decoded && views_into(m, *text)) {
       // One allocation for the frame's messages, not a series of growing ones (every message of
       // a Bayeux frame is at least 20 bytes of text), and none for a frame of replies only.
@@ -91,6 +89,7 @@ void session::on_frame(connection_type t, std::uint64_t request, std::string&& b
     host_.log(log_level::warning, "skipped " + std::to_string(skipped) + " messages of one frame");
   }
   arena_.reset();
+  const std::size_t data = decoded.size() + rest;
   data_since_connect_ += data;
   if (phase_ == phase::connected) data_while_connected_ += data;
   if (data != 0 && active()) {
